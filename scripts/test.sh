@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install what the tests need (system tools and Python packages), then run the whole suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System tools the tests drive for real: systemd-analyze (unit checks), promtool (metrics lint).
+need_apt=()
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+if ((${#need_apt[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "missing system packages (install as root): ${need_apt[*]}" >&2
+  fi
+fi
+
+python3 -m pip install -q -e '.[test]'
+python3 -m ruff check seeder tracker tests benchmarks
+python3 -m pytest "$@"
