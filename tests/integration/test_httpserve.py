@@ -1,0 +1,146 @@
+"""The shared HTTP shell over real loopback sockets, spoken to with raw bytes and http.client."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+from tracker.httpserve import Request, Response, serve_http
+
+
+async def handler(request: Request) -> Response:
+    if request.target == b"/boom":
+        raise RuntimeError("handler bug: must become a 500, never a traceback")
+    if request.target == b"/stream":
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(3):
+                yield b"chunk%d;" % i
+
+        return Response(200, [(b"content-length", b"21")], chunks())
+    if request.target == b"/short-stream":
+
+        async def short() -> AsyncIterator[bytes]:
+            yield b"abc"
+
+        return Response(200, [(b"content-length", b"10")], short())
+    body = b"%s %s from %s" % (request.method, request.target, request.client[0].encode())
+    echo = request.header(b"x-echo") or b""
+    return Response(200, [(b"content-type", b"text/plain"), (b"x-echo", echo)], body)
+
+
+async def start(nursery: trio.Nursery, **kwargs: object) -> tuple[str, int]:
+    bound = await nursery.start(
+        lambda task_status: serve_http(handler, "127.0.0.1", 0, task_status=task_status, **kwargs)
+    )
+    return bound[0]
+
+
+async def read_all(stream: trio.SocketStream) -> bytes:
+    out = bytearray()
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            out += chunk
+    return bytes(out)
+
+
+async def test_keep_alive_and_pipelining(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(
+        b"GET /a HTTP/1.1\r\nHost: x\r\nX-Echo: 1\r\n\r\n"
+        b"HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    data = await read_all(stream)
+    assert data.count(b"HTTP/1.1 200 ") == 3
+    assert b"GET /a from 127.0.0.1" in data
+    assert b"x-echo: 1" in data
+    assert b"HEAD /b" not in data  # HEAD: headers only
+    assert b"GET /c from 127.0.0.1" in data
+    assert data.lower().count(b"date: ") == 3
+
+
+async def test_handler_exception_is_a_500_without_traceback(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /boom HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = await read_all(stream)
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert b"Traceback" not in data and b"handler bug" not in data
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nNo-Colon-Header\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100000 + b"\r\n\r\n",
+    ],
+)
+async def test_malformed_requests_get_400_and_close(nursery: trio.Nursery, raw: bytes) -> None:
+    host, port = await start(nursery)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(raw)
+    data = await read_all(stream)
+    assert data.split(b" ")[1] in (b"400", b"431")
+
+
+async def test_oversized_body_is_refused(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    stream = await trio.open_tcp_stream(host, port)
+    size = (1 << 20) + 10
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+    with trio.move_on_after(5):
+        try:
+            await stream.send_all(b"x" * size)
+        except trio.BrokenResourceError:
+            pass
+    data = await read_all(stream)
+    assert data.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_streamed_body(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+
+    def fetch() -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", "/stream")
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    status, body = await trio.to_thread.run_sync(fetch)
+    assert (status, body) == (200, b"chunk0;chunk1;chunk2;")
+
+
+async def test_short_stream_closes_instead_of_lying(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /short-stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await read_all(stream)  # ends: the server closed rather than hang
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"abc")
+
+
+async def test_idle_connection_is_closed(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery, idle_timeout=0.2)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = await read_all(stream)  # returns only because the server closes the idle connection
+    assert data.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_connection_cap_answers_503(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery, max_connections=1)
+    held = await trio.open_tcp_stream(host, port)
+    await held.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    with trio.fail_after(5):
+        assert (await held.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+    second = await trio.open_tcp_stream(host, port)
+    data = await read_all(second)
+    assert data.startswith(b"HTTP/1.1 503 ")
+    await held.aclose()
