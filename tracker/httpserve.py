@@ -122,9 +122,11 @@ def _sockname(addr: tuple) -> tuple[str, int]:
 async def _refuse(stream: trio.SocketStream, server_header: bytes) -> None:
     body = b"too many connections\n"
     head = (
-        b"HTTP/1.1 503 Service Unavailable\r\nServer: " + server_header
+        b"HTTP/1.1 503 Service Unavailable\r\nServer: "
+        + server_header
         + b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: "
-        + str(len(body)).encode() + b"\r\n\r\n"
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
     )
     with trio.move_on_after(1):
         try:
@@ -290,4 +292,20 @@ class _Connection:
                 + self.conn.send(h11.EndOfMessage())
             )
         except h11.LocalProtocolError:
-            pass
+            return
+        if close:
+            await self._linger()
+
+    async def _linger(self) -> None:
+        """Half-close and drain what the peer still sends, briefly, so that our error
+        response is read before the kernel answers unread data with a reset."""
+        with trio.move_on_after(1.0):
+            try:
+                await self.stream.send_eof()
+                drained = 0
+                while drained < _MAX_BODY_BYTES and (
+                    chunk := await self.stream.receive_some(_RECEIVE_SIZE)
+                ):
+                    drained += len(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass

@@ -82,6 +82,7 @@ async def test_handler_exception_is_a_500_without_traceback(nursery: trio.Nurser
         b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100000 + b"\r\n\r\n",
     ],
+    ids=["garbage", "no-colon", "bad-length", "huge-header"],
 )
 async def test_malformed_requests_get_400_and_close(nursery: trio.Nursery, raw: bytes) -> None:
     host, port = await start(nursery)
