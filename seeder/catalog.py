@@ -1,0 +1,332 @@
+"""The torrent catalog: one SQLite file under ``state.dir`` mapping an object to its torrent.
+
+A row is keyed by ``(bucket, key, slot)``. ``slot`` is ``""`` for "the current object at this
+key" (what a plain ``?torrent`` request and the scanner deal with) or a version id for a torrent
+pinned to one object version (``?torrent&versionId=``). ``Entry.version_id`` is that pin
+(``None`` for the current-object slot), so one (bucket, key) can hold one current torrent plus
+any number of pinned ones. Versions are immutable, so a pinned row never goes stale; the
+current row is stale when the object's ETag differs from the one recorded.
+
+The catalog is a cache: everything in it can be regenerated from the store. That is why an
+unreadable or foreign database file is moved aside and a fresh one started instead of stopping
+the daemon, and why the schema "migration" for an older version is to drop and recreate.
+
+Synchronous on purpose: every statement is a primary-key or index lookup on a small table and
+takes microseconds, less than a thread hop would. The connection is opened with
+``check_same_thread=False`` (so it may be opened before ``trio.run`` and used inside it) and
+every call holds a lock, so a stray call from a worker thread cannot interleave statements.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["SCHEMA_VERSION", "Catalog", "CatalogError", "Entry"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# The tracker sees v1 info-hashes and BEP 52 v2 hashes truncated to 20 bytes (a hybrid torrent
+# announces under both), so v2 gets a second, truncated column with its own index.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS torrents (
+    bucket          TEXT    NOT NULL,
+    key             TEXT    NOT NULL,
+    slot            TEXT    NOT NULL,
+    etag            TEXT    NOT NULL,
+    size            INTEGER NOT NULL,
+    last_modified   REAL    NOT NULL,
+    torrent         BLOB    NOT NULL,
+    info_hash_v1    BLOB,
+    info_hash_v2    BLOB,
+    info_hash_v2_20 BLOB,
+    piece_length    INTEGER NOT NULL,
+    format          TEXT    NOT NULL,
+    created_at      REAL    NOT NULL,
+    PRIMARY KEY (bucket, key, slot)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS torrents_v1 ON torrents (info_hash_v1);
+CREATE INDEX IF NOT EXISTS torrents_v2_20 ON torrents (info_hash_v2_20);
+CREATE INDEX IF NOT EXISTS torrents_v2 ON torrents (info_hash_v2);
+"""
+
+_COLUMNS = (
+    "bucket, key, slot, etag, size, last_modified, torrent, info_hash_v1, info_hash_v2,"
+    " piece_length, format, created_at"
+)
+
+TorrentFormat = Literal["v1", "hybrid"]
+
+
+class CatalogError(Exception):
+    """The catalog file cannot be opened or used (permissions, disk full, closed catalog)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One generated torrent and the object state it was generated from."""
+
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None  # the pinned version; None = the current object at `key`
+    size: int
+    last_modified: float
+    torrent: bytes
+    info_hash_v1: bytes | None  # 20 bytes
+    info_hash_v2: bytes | None  # 32 bytes (hybrid)
+    piece_length: int
+    format: TorrentFormat
+    created_at: float
+
+    @property
+    def tracker_hashes(self) -> tuple[bytes, ...]:
+        """The 20-byte hashes this torrent announces under: v1 and/or v2 truncated."""
+        out = []
+        if self.info_hash_v1 is not None:
+            out.append(self.info_hash_v1)
+        if self.info_hash_v2 is not None:
+            out.append(self.info_hash_v2[:20])
+        return tuple(out)
+
+
+class Catalog:
+    """The SQLite-backed catalog. Create with :meth:`open`; :meth:`close` when done."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.path = path
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Catalog:
+        """Open (creating it and its directory if needed) the catalog at ``path``.
+
+        A file that is not a usable catalog (corrupt, not SQLite, newer schema) is renamed to
+        ``<path>.broken-<unix time>`` with a warning and a fresh catalog is created: the contents
+        are a cache. Raises CatalogError when the file cannot be created at all.
+        """
+        path = os.fspath(path)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(f"cannot create the directory for {path}: {exc}") from None
+        try:
+            return cls(_connect(path), path)
+        except _Unusable as exc:
+            aside = f"{path}.broken-{int(time.time())}"
+            log.warning("catalog %s is unusable (%s); moving it to %s and starting empty",
+                        path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                try:
+                    os.replace(path + suffix, aside + suffix)
+                except FileNotFoundError:
+                    pass
+                except OSError as move_exc:
+                    raise CatalogError(f"cannot move aside {path}{suffix}: {move_exc}") from None
+            try:
+                return cls(_connect(path), path)
+            except _Unusable as exc2:
+                raise CatalogError(f"cannot create catalog {path}: {exc2}") from None
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def get(self, bucket: str, key: str, version_id: str | None = None) -> Entry | None:
+        """The entry for the current object at (bucket, key), or for the pinned ``version_id``."""
+        row = self._one(
+            f"SELECT {_COLUMNS} FROM torrents WHERE bucket=? AND key=? AND slot=?",
+            (bucket, key, version_id or ""),
+        )
+        return None if row is None else _entry(row)
+
+    def put(self, entry: Entry) -> Entry | None:
+        """Insert or replace the row for (entry.bucket, entry.key, entry.version_id).
+
+        Returns the entry it replaced, if any (so the caller can retire its info-hashes).
+        """
+        slot = entry.version_id or ""
+        v2 = entry.info_hash_v2
+        with self._guard(), self._conn:
+            old = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM torrents WHERE bucket=? AND key=? AND slot=?",
+                (entry.bucket, entry.key, slot),
+            ).fetchone()
+            self._conn.execute(
+                "INSERT OR REPLACE INTO torrents (bucket, key, slot, etag, size, last_modified,"
+                " torrent, info_hash_v1, info_hash_v2, info_hash_v2_20, piece_length, format,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (entry.bucket, entry.key, slot, entry.etag, entry.size, entry.last_modified,
+                 entry.torrent, entry.info_hash_v1, v2, None if v2 is None else v2[:20],
+                 entry.piece_length, entry.format, entry.created_at),
+            )
+        return None if old is None else _entry(old)
+
+    def delete(self, bucket: str, key: str, version_id: str | None = None) -> Entry | None:
+        """Remove the current-object row (or the pinned ``version_id`` row); return what it held."""
+        slot = version_id or ""
+        with self._guard(), self._conn:
+            old = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM torrents WHERE bucket=? AND key=? AND slot=?",
+                (bucket, key, slot),
+            ).fetchone()
+            if old is not None:
+                self._conn.execute(
+                    "DELETE FROM torrents WHERE bucket=? AND key=? AND slot=?", (bucket, key, slot)
+                )
+        return None if old is None else _entry(old)
+
+    def keys(self, bucket: str) -> set[str]:
+        """Keys in ``bucket`` that have a current-object torrent (pinned versions excluded)."""
+        rows = self._all("SELECT key FROM torrents WHERE bucket=? AND slot=''", (bucket,))
+        return {r[0] for r in rows}
+
+    def etags(self, bucket: str) -> dict[str, str]:
+        """key -> recorded ETag for the current-object torrents in ``bucket`` (scanner input)."""
+        rows = self._all("SELECT key, etag FROM torrents WHERE bucket=? AND slot=''", (bucket,))
+        return {k: e for k, e in rows}
+
+    def entries(self, bucket: str | None = None) -> Iterator[Entry]:
+        """Every entry (of one bucket, if given), current and pinned, in (bucket, key) order.
+
+        The rows are read up front, so the catalog may be modified while iterating.
+        """
+        if bucket is None:
+            rows = self._all(f"SELECT {_COLUMNS} FROM torrents ORDER BY bucket, key, slot", ())
+        else:
+            rows = self._all(
+                f"SELECT {_COLUMNS} FROM torrents WHERE bucket=? ORDER BY key, slot", (bucket,)
+            )
+        return iter([_entry(r) for r in rows])
+
+    def by_info_hash(self, info_hash: bytes) -> Entry | None:
+        """The entry announcing under ``info_hash``.
+
+        20 bytes: a v1 info-hash or a v2 one truncated (as trackers and BEP 52 peers use it);
+        32 bytes: a full v2 info-hash. Anything else finds nothing.
+        """
+        if len(info_hash) == 20:
+            row = self._one(
+                f"SELECT {_COLUMNS} FROM torrents WHERE info_hash_v1=? LIMIT 1", (info_hash,)
+            ) or self._one(
+                f"SELECT {_COLUMNS} FROM torrents WHERE info_hash_v2_20=? LIMIT 1", (info_hash,)
+            )
+        elif len(info_hash) == 32:
+            row = self._one(
+                f"SELECT {_COLUMNS} FROM torrents WHERE info_hash_v2=? LIMIT 1", (info_hash,)
+            )
+        else:
+            return None
+        return None if row is None else _entry(row)
+
+    def count(self) -> int:
+        """Number of rows (current and pinned)."""
+        row = self._one("SELECT count(*) FROM torrents", ())
+        assert row is not None
+        return int(row[0])
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        # One statement sequence at a time; sqlite3's errors (closed, disk full, I/O) leave as
+        # CatalogError so callers handle one type.
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as exc:
+                raise CatalogError(f"catalog {self.path}: {exc}") from None
+
+    def _one(self, sql: str, args: tuple[object, ...]) -> tuple | None:
+        with self._guard():
+            return self._conn.execute(sql, args).fetchone()
+
+    def _all(self, sql: str, args: tuple[object, ...]) -> list[tuple]:
+        with self._guard():
+            return self._conn.execute(sql, args).fetchall()
+
+
+class _Unusable(Exception):
+    pass
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level="DEFERRED")
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot open catalog {path}: {exc}") from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a power cut may lose the last commits, never corrupt the file; the lost
+        # rows are regenerated on demand.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        version = _schema_version(conn)
+        if version is not None and version != SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
+                raise _Unusable(f"schema version {version} is newer than {SCHEMA_VERSION}")
+            log.info("catalog %s: schema %d -> %d, dropping cached torrents (regenerated on "
+                     "demand)", path, version, SCHEMA_VERSION)
+            with conn:
+                conn.execute("DROP TABLE IF EXISTS torrents")
+                conn.execute("DELETE FROM schema_version")
+        with conn:
+            conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+        with conn:
+            if _schema_version(conn) is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise _Unusable(str(exc)) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
+    ).fetchone()
+    if not has_table:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='torrents'"
+                        ).fetchone():
+            raise _Unusable("a torrents table without a schema version")
+        return None
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _entry(row: tuple) -> Entry:
+    (bucket, key, slot, etag, size, last_modified, torrent, v1, v2, piece_length, fmt,
+     created_at) = row
+    return Entry(
+        bucket=bucket, key=key, etag=etag, version_id=slot or None, size=size,
+        last_modified=last_modified, torrent=bytes(torrent),
+        info_hash_v1=None if v1 is None else bytes(v1),
+        info_hash_v2=None if v2 is None else bytes(v2),
+        piece_length=piece_length, format=fmt, created_at=created_at,
+    )
