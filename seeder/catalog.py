@@ -209,6 +209,10 @@ class Catalog:
         rows = self._all("SELECT key, etag FROM torrents WHERE bucket=? AND slot=''", (bucket,))
         return {k: e for k, e in rows}
 
+    def buckets(self) -> set[str]:
+        """Buckets that have at least one entry."""
+        return {r[0] for r in self._all("SELECT DISTINCT bucket FROM torrents", ())}
+
     def entries(self, bucket: str | None = None) -> Iterator[Entry]:
         """Every entry (of one bucket, if given), current and pinned, in (bucket, key) order.
 

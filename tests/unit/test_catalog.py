@@ -90,6 +90,7 @@ def test_keys_entries_by_bucket(path):
         assert cat.keys("x") == {"1", "2", "ü €/ä"}
         assert cat.keys("y") == {"1"}
         assert cat.keys("z") == set()
+        assert cat.buckets() == {"x", "y"}
         assert [(e.bucket, e.key) for e in cat.entries()] == [
             ("x", "1"), ("x", "2"), ("x", "ü €/ä"), ("y", "1")]
         assert [e.key for e in cat.entries("y")] == ["1"]
