@@ -1,0 +1,246 @@
+"""An HTTP request to the S3 API -> the operation it asks for, or an S3Error: pure.
+
+Two operations exist: ``GetTorrent`` (``GET|HEAD /{bucket}/{key}?torrent[&versionId=]``,
+Amazon's GetObjectTorrent) and ``GetObject`` (the same without ``?torrent``: the BEP 19 web
+seed and plain downloads). Each carries the ``SignedRequest`` that ``sigv4.verify`` needs, so
+the handler does ``op = parse(...)``, ``sigv4.verify(op.signed, ...)``, then serves ``op``.
+
+Addressing:
+- path style ``/{bucket}/{key}``;
+- virtual-hosted style, ``Host: {bucket}.{base_domain}`` where ``base_domain`` is the host of
+  ``server.public_url``. Ports are ignored on both sides (libtorrent sends Host without the
+  port), as is a trailing dot. A Host that is neither (an IP address, another name) means
+  path style. CNAME-style hosts (the whole Host is the bucket) are not supported.
+
+Decisions (S3's behaviour where it has one):
+- Methods other than GET and HEAD: 405 MethodNotAllowed with ``Allow: GET, HEAD``.
+- ``/`` (ListBuckets), ``/{bucket}`` and ``/{bucket}/`` (ListObjects, HeadBucket): 501
+  NotImplemented; this server serves objects and torrents only.
+- Known S3 subresources and operations this server does not implement (``?acl``,
+  ``?tagging``, ``?uploads``, ``?list-type``, ``?partNumber``, ...): 501 NotImplemented, so a
+  client gets an honest "not here" instead of an object body. Unknown parameters are ignored,
+  as S3 ignores them (cache busters, ``x-id=GetObject`` that newer botocore adds,
+  ``response-*`` overrides); they are still covered by a SigV4 signature.
+- Bucket names: path style accepts the legacy S3 rules (3-255 of ``A-Za-z0-9._-``, starting
+  with a letter or digit), so an old real bucket name configured as is keeps working;
+  virtual-hosted names must be DNS-compliant (3-63 of ``a-z0-9.-``). Anything else is 400
+  InvalidBucketName; a well-formed but unconfigured name is the handler's 404 NoSuchBucket.
+- Keys: percent-decoded once (``+`` is a literal plus) to UTF-8 ``str``. A broken ``%``
+  escape is 400 InvalidURI; invalid UTF-8 or a NUL is 400 InvalidArgument; more than 1024
+  UTF-8 bytes is 400 KeyTooLongError. ``//`` and dot segments are kept literally (S3 keys may
+  contain them; the store refuses what it cannot hold).
+- ``versionId`` given empty or twice: 400 InvalidArgument.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from seeder import s3errors
+from seeder.sigv4 import SignedRequest
+
+__all__ = ["MAX_KEY_BYTES", "GetObject", "GetTorrent", "S3Operation", "parse"]
+
+MAX_KEY_BYTES = 1024
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_LEGACY_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,254}\Z")
+_DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+\Z")
+
+# S3 subresources/operations selected by a query parameter that are not implemented here.
+_UNSUPPORTED = frozenset({
+    "accelerate", "acl", "analytics", "attributes", "cors", "delete", "encryption",
+    "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "list-type", "location",
+    "logging", "metadataTable", "metrics", "notification", "object-lock", "ownershipControls",
+    "partNumber", "policy", "policyStatus", "publicAccessBlock", "renameObject", "replication",
+    "requestPayment", "restore", "retention", "select", "select-type", "session", "tagging",
+    "uploadId", "uploads", "versioning", "versions", "website",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    bucket: str
+    key: str
+    version_id: str | None = None
+    head: bool = False
+    request_payer: bool = field(default=False, kw_only=True)  # x-amz-request-payer: requester
+    expected_bucket_owner: str | None = field(default=None, kw_only=True)
+    virtual_host: bool = field(default=False, kw_only=True)
+    # Always set by parse(); a default only so tests can build operations by hand.
+    signed: SignedRequest | None = field(default=None, kw_only=True, compare=False)
+
+    @property
+    def resource(self) -> str:
+        """``/bucket/key``, for ``S3Error.with_resource``."""
+        return f"/{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class GetTorrent(_Common):
+    """GetObjectTorrent: the .torrent for the object (or one version of it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetObject(_Common):
+    """GetObject: the object's bytes (the web seed). Header values are raw, unparsed."""
+
+    range_header: str | None = None
+    if_match: str | None = field(default=None, kw_only=True)
+    if_none_match: str | None = field(default=None, kw_only=True)
+    if_modified_since: str | None = field(default=None, kw_only=True)
+    if_unmodified_since: str | None = field(default=None, kw_only=True)
+    if_range: str | None = field(default=None, kw_only=True)
+
+
+S3Operation = GetTorrent | GetObject
+
+
+def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...],
+          base_domain: str | None) -> S3Operation:
+    """Parse one request (header names lower-case, as the HTTP shell gives them).
+
+    ``base_domain``: the host of ``server.public_url`` for virtual-hosted addressing (with or
+    without a port), or None for path style only. Returns GetTorrent or GetObject; raises
+    S3Error (see the module docstring for which); never anything else.
+    """
+    if method not in (b"GET", b"HEAD"):
+        raise s3errors.method_not_allowed(method.decode("latin-1"))
+    first: dict[bytes, bytes] = {}
+    for name, value in headers:
+        first.setdefault(name, value)
+
+    host = first.get(b"host", b"")
+    if target.startswith(b"/"):
+        origin = target
+    elif target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+        # absolute-form (RFC 9112 §3.2.2): its authority replaces Host
+        rest = target.split(b"://", 1)[1]
+        cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+        host, origin = rest[:cut], rest[cut:]
+        if not origin.startswith(b"/"):
+            origin = b"/" + origin
+    else:
+        raise s3errors.invalid_uri(target.decode("latin-1"))
+    raw_path, _, raw_query = origin.partition(b"?")
+    resource = raw_path.decode("latin-1")
+
+    bucket_raw: bytes | None = _virtual_bucket(host, base_domain)
+    virtual = bucket_raw is not None
+    if bucket_raw is not None:
+        key_raw = raw_path[1:]
+        if not _DNS_BUCKET.match(bucket_raw.decode("latin-1")) or b".." in bucket_raw:
+            raise s3errors.invalid_bucket_name(bucket_raw.decode("latin-1")).with_resource(
+                resource)
+        bucket = bucket_raw.decode("ascii")
+    else:
+        if raw_path == b"/":
+            raise s3errors.not_implemented("ListBuckets is not implemented by this server")
+        bucket_raw, _, key_raw = raw_path[1:].partition(b"/")
+        bucket = _decode(bucket_raw, resource)
+        if not _LEGACY_BUCKET.match(bucket):
+            raise s3errors.invalid_bucket_name(bucket).with_resource(resource)
+    if not key_raw:
+        raise s3errors.not_implemented(
+            "Bucket operations (ListObjects, HeadBucket) are not implemented by this server"
+        ).with_resource(resource)
+    key = _decode(key_raw, resource)
+    if "\x00" in key:
+        raise s3errors.invalid_argument("Object key must not contain NUL", "key").with_resource(
+            resource)
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise s3errors.key_too_long(size, MAX_KEY_BYTES).with_resource(resource)
+
+    torrent = False
+    version_ids: list[str] = []
+    payer_query: str | None = None
+    for piece in raw_query.split(b"&"):
+        if not piece:
+            continue
+        name_raw, _, value_raw = piece.partition(b"=")
+        name = _decode(name_raw, resource)
+        if name == "torrent":
+            torrent = True
+        elif name == "versionId":
+            version_ids.append(_decode(value_raw, resource))
+        elif name in _UNSUPPORTED:
+            raise s3errors.not_implemented(
+                f"The ?{name} subresource is not implemented by this server").with_resource(
+                resource)
+        elif name.lower() == "x-amz-request-payer":  # presigned URLs carry it in the query
+            payer_query = _decode(value_raw, resource)
+    if len(version_ids) > 1:
+        raise s3errors.invalid_argument("versionId may be given only once", "versionId"
+                                        ).with_resource(resource)
+    version_id = version_ids[0] if version_ids else None
+    if version_id == "":
+        raise s3errors.invalid_argument("Version id cannot be the empty string", "versionId",
+                                        "").with_resource(resource)
+
+    payer = _text(first.get(b"x-amz-request-payer")) or payer_query or ""
+    common = {
+        "bucket": bucket, "key": key, "version_id": version_id, "head": method == b"HEAD",
+        "request_payer": payer.strip().lower() == "requester",
+        "expected_bucket_owner": _text(first.get(b"x-amz-expected-bucket-owner")),
+        "virtual_host": virtual,
+        "signed": SignedRequest.from_http(method, origin, headers),
+    }
+    if torrent:
+        return GetTorrent(**common)
+    return GetObject(
+        **common, range_header=_text(first.get(b"range")),
+        if_match=_text(first.get(b"if-match")),
+        if_none_match=_text(first.get(b"if-none-match")),
+        if_modified_since=_text(first.get(b"if-modified-since")),
+        if_unmodified_since=_text(first.get(b"if-unmodified-since")),
+        if_range=_text(first.get(b"if-range")))
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _strip_port(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _virtual_bucket(host: bytes, base_domain: str | None) -> bytes | None:
+    """The bucket named by a virtual-hosted Host, or None for path style."""
+    if not base_domain or not host:
+        return None
+    h = _strip_port(host.decode("latin-1")).rstrip(".")
+    base = _strip_port(base_domain).rstrip(".")
+    if not base or base.startswith("[") or _IPV4.match(base) or h == base:
+        return None
+    if h.endswith("." + base):
+        return h[: -len(base) - 1].encode("latin-1")
+    return None
+
+
+def _decode(raw: bytes, resource: str) -> str:
+    """Strict single percent-decoding to UTF-8 text (``+`` stays a plus)."""
+    if b"%" in raw:
+        out = bytearray()
+        i, n = 0, len(raw)
+        while i < n:
+            b = raw[i]
+            if b == 0x25:
+                hx = raw[i + 1:i + 3]
+                if len(hx) != 2 or hx[0] not in _HEX or hx[1] not in _HEX:
+                    raise s3errors.invalid_uri(resource).with_resource(resource)
+                out.append(int(hx, 16))
+                i += 3
+            else:
+                out.append(b)
+                i += 1
+        raw = bytes(out)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise s3errors.invalid_argument("The request is not valid UTF-8", "key"
+                                        ).with_resource(resource) from None
