@@ -1,0 +1,325 @@
+"""A libtorrent peer in its own process, for tests: download (or seed) one torrent and report.
+
+Usage::
+
+    python tests/peers/lt_peer.py --torrent PATH --save-dir DIR --bind 127.0.0.2 \
+        [--seed] [--peer HOST:PORT ...] [--timeout 90] [--no-ssrf] [--stay]
+
+Stdout carries one JSON object per line, flushed as written (nothing else goes to stdout;
+libtorrent's and Python's complaints go to stderr):
+
+- ``{"event": "listening", "port": N}`` once the listen socket on ``--bind`` is up.
+- ``{"event": "progress", "progress": 0.42, "peers": 3, "seeds": 1, "download_rate": B/s,
+  "upload_rate": B/s, "state": "downloading"}`` at most twice a second, only while not complete.
+- ``{"event": "finished", "sha1": HEX, "bytes": N, "web_seed_bytes": N, "peer_bytes": N,
+  "uploaded": N}`` once every piece is there. ``sha1`` is over the files' bytes read back from
+  disk, concatenated in torrent order (a single-file torrent: the file). ``web_seed_bytes`` is
+  the payload received over BEP 19/17 web seed connections, sampled from peer lists every
+  ~0.25 s, so a lower bound; ``peer_bytes`` is the rest of the payload received.
+- ``{"event": "stopped", "uploaded": N}`` when a ``--seed``/``--stay`` peer is told to stop.
+- ``{"event": "error", "message": "..."}`` then exit status 1: timeout, bad torrent, file
+  error, or (``--seed``) data on disk that does not match the torrent.
+
+Without ``--seed``/``--stay`` the process exits 0 right after ``finished``. With either, it
+keeps seeding until SIGTERM/SIGINT, or EOF on stdin when stdin is a pipe (so a test that
+dies takes its peers with it; stdin from /dev/null is ignored), or its parent process dies.
+Then it prints ``stopped`` and exits 0.
+
+``--timeout`` bounds the time to reach ``finished`` (seeders too: checking the data on disk).
+``--peer`` connects directly to the given peers (re-dialled every 2 s while none is connected),
+in addition to whatever the torrent's trackers and web seeds give.
+
+Settings: DHT, LSD, UPnP, NAT-PMP off; TCP only (no uTP) so that loopback tests see plain
+connections; listen on ``<bind>:0`` and dial out from ``<bind>``; several connections per IP
+allowed; ``--no-ssrf`` turns off libtorrent's SSRF mitigation (needed for a web seed URL with
+a query string on loopback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import select
+import signal
+import stat
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import libtorrent as lt
+
+PROGRESS_EVERY = 0.5  # seconds between progress lines (at most 2/s)
+SAMPLE_EVERY = 0.25  # seconds between peer-list samples (web seed byte accounting)
+REDIAL_EVERY = 2.0  # seconds between re-dials of --peer addresses while unconnected
+LISTEN_DEADLINE = 10.0  # seconds to get a listen socket
+ALERT_WAIT_MS = 100  # one wait_for_alert slice; every loop turn is bounded by the deadlines
+READ_CHUNK = 1 << 20
+FATAL_ALERTS = (
+    lt.file_error_alert,
+    lt.torrent_error_alert,
+    lt.metadata_failed_alert,
+    lt.fastresume_rejected_alert,
+)
+
+_STATE_NAMES = {
+    0: "queued_for_checking",
+    1: "checking_files",
+    2: "downloading_metadata",
+    3: "downloading",
+    4: "finished",
+    5: "seeding",
+    6: "allocating",
+    7: "checking_resume_data",
+}
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Write one JSON line to stdout and flush it."""
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--torrent", required=True, type=Path)
+    p.add_argument("--save-dir", required=True, type=Path)
+    p.add_argument("--bind", required=True, help="local IP to listen on and dial from")
+    p.add_argument("--seed", action="store_true", help="data is in --save-dir; seed it")
+    p.add_argument("--peer", action="append", default=[], metavar="HOST:PORT")
+    p.add_argument("--timeout", type=float, default=90.0)
+    p.add_argument("--no-ssrf", action="store_true", help="turn off SSRF mitigation")
+    p.add_argument("--stay", action="store_true", help="keep seeding after finishing")
+    return p.parse_args(argv)
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:6881"`` or ``"[::1]:6881"`` -> (host, port); ValueError otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"not HOST:PORT: {text!r}")
+    host = host.removeprefix("[").removesuffix("]")
+    n = int(port)
+    if not 0 < n < 65536:
+        raise ValueError(f"port out of range: {text!r}")
+    return host, n
+
+
+def session_settings(bind: str, *, ssrf: bool) -> dict[str, Any]:
+    """The lt.session settings dict for a test peer bound to ``bind``."""
+    listen = f"[{bind}]:0" if ":" in bind else f"{bind}:0"
+    return {
+        "listen_interfaces": listen,
+        "outgoing_interfaces": bind,
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_ip_notifier": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "allow_multiple_connections_per_ip": True,
+        "ssrf_mitigation": ssrf,
+        "user_agent": "s3torrent-test-peer/libtorrent-" + lt.__version__,
+        "alert_mask": lt.alert_category.error
+        | lt.alert_category.status
+        | lt.alert_category.storage,
+    }
+
+
+def files_sha1(ti: lt.torrent_info, save_dir: Path) -> tuple[str, int]:
+    """SHA-1 (hex) and length of the torrent's files read back from ``save_dir``, in order.
+
+    Pad files (BEP 47) are skipped: they are not content.
+    """
+    with warnings.catch_warnings():
+        # files() is deprecated in 2.x Python bindings but has no replacement there yet.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fs = ti.files()
+    h = hashlib.sha1()
+    total = 0
+    for i in range(fs.num_files()):
+        if fs.file_flags(i) & lt.file_storage.flag_pad_file:
+            continue
+        with open(save_dir / fs.file_path(i), "rb") as f:
+            while chunk := f.read(READ_CHUNK):
+                h.update(chunk)
+                total += len(chunk)
+    return h.hexdigest(), total
+
+
+class WebSeedMeter:
+    """Payload bytes received over web seed connections, from periodic peer-list samples.
+
+    A connection is keyed by its (local, remote) endpoints, so reconnects count anew; the
+    last sample of a connection stands for it, hence a lower bound.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[Any, Any], int] = {}
+
+    def sample(self, handle: lt.torrent_handle) -> None:
+        web = lt.peer_info.web_seed | lt.peer_info.http_seed
+        for p in handle.get_peer_info():
+            if p.connection_type & web or p.connection_type in (
+                lt.peer_info.web_seed,
+                lt.peer_info.http_seed,
+            ):
+                key = (tuple(p.local_endpoint), tuple(p.remote_endpoint))
+                self._seen[key] = max(self._seen.get(key, 0), p.total_download)
+
+    @property
+    def total(self) -> int:
+        return sum(self._seen.values())
+
+
+class StopSignal:
+    """Set by SIGTERM/SIGINT, stdin EOF (when stdin is a pipe or socket) or parent death."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._parent = os.getppid()
+        mode = os.fstat(0).st_mode if _has_stdin() else 0
+        self._watch_stdin = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.reason = signal.Signals(signum).name
+
+    def poll(self) -> str | None:
+        if self.reason is None and os.getppid() != self._parent:
+            self.reason = "parent exited"
+        if self.reason is None and self._watch_stdin:
+            ready, _, _ = select.select([0], [], [], 0)
+            if ready and not os.read(0, 4096):
+                self.reason = "stdin EOF"
+        return self.reason
+
+
+def _has_stdin() -> bool:
+    try:
+        os.fstat(0)
+    except OSError:
+        return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    stop = StopSignal()
+    try:
+        peers = [parse_hostport(p) for p in args.peer]
+        ti = lt.torrent_info(str(args.torrent))
+    except (ValueError, RuntimeError, OSError) as e:
+        emit("error", message=f"bad arguments: {e}")
+        return 1
+    args.save_dir.mkdir(parents=True, exist_ok=True)
+
+    ses = lt.session(session_settings(args.bind, ssrf=not args.no_ssrf))
+    deadline = time.monotonic() + LISTEN_DEADLINE
+    while not ses.is_listening() or ses.listen_port() == 0:
+        if time.monotonic() > deadline:
+            emit("error", message=f"could not listen on {args.bind}")
+            return 1
+        ses.wait_for_alert(ALERT_WAIT_MS)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.listen_failed_alert):
+                emit("error", message=f"listen failed: {a.message()}")
+                return 1
+    emit("listening", port=ses.listen_port())
+
+    params = lt.add_torrent_params()
+    params.ti = ti
+    params.save_path = str(args.save_dir)
+    handle = ses.add_torrent(params)
+    for host, port in peers:
+        handle.connect_peer((host, port))
+
+    meter = WebSeedMeter()
+    deadline = time.monotonic() + args.timeout
+    next_progress = next_sample = 0.0
+    next_redial = time.monotonic() + REDIAL_EVERY
+    finished = False
+    while True:
+        ses.wait_for_alert(ALERT_WAIT_MS)
+        for a in ses.pop_alerts():
+            if isinstance(a, FATAL_ALERTS):
+                emit("error", message=a.message())
+                return 1
+            if a.category() & lt.alert_category.error:
+                print(f"lt_peer: {a.what()}: {a.message()}", file=sys.stderr, flush=True)
+
+        now = time.monotonic()
+        reason = stop.poll()
+        if reason is not None and (finished or not (args.seed or args.stay)):
+            st = handle.status()
+            emit("stopped", reason=reason, uploaded=st.total_payload_upload)
+            return 0
+        if reason is not None:
+            emit("error", message=f"stopped ({reason}) before finishing")
+            return 1
+        if finished:
+            continue
+
+        st = handle.status()
+        if now >= next_sample:
+            meter.sample(handle)
+            next_sample = now + SAMPLE_EVERY
+        checking = st.state in (
+            lt.torrent_status.checking_files,
+            lt.torrent_status.checking_resume_data,
+            lt.torrent_status.queued_for_checking,
+        )
+        if st.is_seeding or (st.is_finished and not checking and st.progress >= 1.0):
+            meter.sample(handle)
+            try:
+                digest, nbytes = files_sha1(ti, args.save_dir)
+            except OSError as e:
+                emit("error", message=f"cannot read back the data: {e}")
+                return 1
+            web = meter.total
+            emit(
+                "finished",
+                sha1=digest,
+                bytes=nbytes,
+                web_seed_bytes=web,
+                peer_bytes=max(0, st.total_payload_download - web),
+                uploaded=st.total_payload_upload,
+            )
+            if not (args.seed or args.stay):
+                return 0
+            finished = True
+            continue
+        if args.seed and not checking and st.state == lt.torrent_status.downloading:
+            emit("error", message=f"--seed but data on disk is incomplete ({st.progress:.3f})")
+            return 1
+        if now >= deadline:
+            emit("error", message=f"timeout after {args.timeout} s at progress {st.progress:.3f}")
+            return 1
+        if peers and now >= next_redial:
+            if st.num_peers == 0:
+                for host, port in peers:
+                    handle.connect_peer((host, port))
+            next_redial = now + REDIAL_EVERY
+        if now >= next_progress:
+            emit(
+                "progress",
+                progress=round(st.progress, 4),
+                peers=st.num_peers,
+                seeds=st.num_seeds,
+                download_rate=st.download_payload_rate,
+                upload_rate=st.upload_payload_rate,
+                state=_STATE_NAMES.get(int(st.state), str(st.state)),
+            )
+            next_progress = now + PROGRESS_EVERY
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
