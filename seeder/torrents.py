@@ -1,0 +1,468 @@
+"""TorrentService: get-or-generate a torrent for an object, catalog-backed, single flight.
+
+The flow for one request: HEAD the object, check that S3 would make a torrent for it
+(:func:`check_qualifies`), answer from the catalog when the recorded ETag (and format) still
+match, else generate. Concurrent requests for one (bucket, key, version, etag) share one
+generation job. Jobs run in the service's own nursery (:meth:`TorrentService.run`), so a caller
+that gives up (client hung up, cancelled) does not cancel a job others are waiting on; a job
+that fails hands the same exception to every waiter and caches nothing.
+
+Generation is bounded globally by ``generation.concurrency``; each job hashes with
+``generation.threads`` worker threads and may stream the bytes it reads into the seed cache
+(``chunk_sink_factory``). Listeners hear ``torrent_added(entry)`` / ``torrent_removed(entry)``
+after the catalog changed, which is how the tracker and the libtorrent session follow along.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import trio
+
+from seeder import __version__, hashing, metainfo
+from seeder.catalog import Catalog, CatalogError, Entry
+from seeder.config import BucketConfig, Config
+from seeder.store import NoSuchBucket, NoSuchKey, ObjectInfo, Store, StoreUnavailable
+
+__all__ = [
+    "MAX_TORRENT_SIZE",
+    "ChunkSink",
+    "Listener",
+    "NotQualified",
+    "ProgressLog",
+    "TorrentService",
+    "check_qualifies",
+    "webseed_url",
+]
+
+log = logging.getLogger(__name__)
+
+# Amazon S3 refused torrents for objects of 5 GiB and more (field notes): same limit, same words.
+MAX_TORRENT_SIZE = 5368709120
+TOO_LARGE_MESSAGE = f"Torrent creation is not supported for objects larger than {MAX_TORRENT_SIZE}"
+SSE_C_MESSAGE = (
+    "Torrent creation is not supported for objects encrypted with customer-provided keys (SSE-C)"
+)
+EMPTY_MESSAGE = "Torrent creation is not supported for empty objects"
+
+PROGRESS_EVERY_SECONDS = 10.0
+PROGRESS_EVERY_FRACTION = 0.10
+# Below this size a generation takes well under a second: no progress lines, they'd be noise.
+PROGRESS_MIN_SIZE = 256 * 1024 * 1024
+
+
+class NotQualified(Exception):
+    """S3 would not make a torrent for this object; ``message`` is the S3 error message.
+
+    The HTTP layer answers 400 InvalidRequest with it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ChunkSink(Protocol):
+    """A seed-cache writer for one object (seeder/seedcache.py ``cache.begin(name, size)``)."""
+
+    def write(self, offset: int, data: bytes) -> None: ...
+    def commit(self, info_hash_hex: str) -> None: ...
+    def abort(self) -> None: ...
+
+
+class Listener(Protocol):
+    """Told about catalog changes, after they happened. Called from the trio thread; sync."""
+
+    def torrent_added(self, entry: Entry) -> None: ...
+    def torrent_removed(self, entry: Entry) -> None: ...
+
+
+ChunkSinkFactory = Callable[[ObjectInfo], ChunkSink | None]
+
+
+# -- pure policy -----------------------------------------------------------------------------
+
+
+def check_qualifies(size: int, sse_c: bool = False) -> None:
+    """Raise NotQualified unless a torrent can be made for an object of ``size`` bytes.
+
+    As Amazon S3: sizes up to 5368709119 bytes, not SSE-C encrypted (the daemon holds no
+    customer keys). Empty objects are refused too: a torrent needs at least one piece.
+    """
+    if sse_c:
+        raise NotQualified(SSE_C_MESSAGE)
+    if size >= MAX_TORRENT_SIZE:
+        raise NotQualified(TOO_LARGE_MESSAGE)
+    if size <= 0:
+        raise NotQualified(EMPTY_MESSAGE)
+
+
+def webseed_url(bucket: BucketConfig, key: str, public_url: str, origin_url: str | None,
+                version_id: str | None = None) -> str:
+    """The BEP 19 web seed URL for one object.
+
+    ``webseed = "origin"`` and a backend with a public object URL (S3): that URL. Otherwise
+    (a local directory, or ``webseed = "proxy"``): this daemon's own ``/{bucket}/{key}``, the key
+    percent-encoded with ``/`` kept. A torrent pinned to a version asks for that version. The URL
+    never ends in ``/`` (BEP 19 would append the torrent name) unless the key itself does.
+    """
+    if bucket.webseed == "origin" and origin_url:
+        url = origin_url
+    else:
+        url = f"{public_url.rstrip('/')}/{quote(bucket.name, safe='')}/{quote(key, safe='/')}"
+    if version_id:
+        url += ("&" if "?" in url else "?") + "versionId=" + quote(version_id, safe="")
+    return url
+
+
+def wanted_piece_length(bucket: BucketConfig, size: int) -> int:
+    """The bucket's fixed piece length, or the automatic one for ``size``."""
+    return bucket.piece_length or metainfo.piece_length_for(size)
+
+
+def is_current(entry: Entry, info: ObjectInfo, bucket: BucketConfig) -> bool:
+    """Whether a cached entry still describes ``info`` as ``bucket`` wants torrents made.
+
+    A changed ETag, or a changed ``torrent_format`` / fixed ``piece_length`` in the config,
+    makes it stale.
+    """
+    if entry.etag != info.etag or entry.size != info.size:
+        return False
+    if entry.format != bucket.torrent_format:
+        return False
+    return not (bucket.piece_length and entry.piece_length != bucket.piece_length)
+
+
+@dataclass(slots=True)
+class ProgressLog:
+    """Decides when a long hashing job deserves a progress line: every 10 s or every 10 %.
+
+    ``update(done, now)`` returns the line to log, or None. Pure: the caller passes the clock.
+    """
+
+    name: str
+    size: int
+    started: float
+    _last_time: float = field(init=False)
+    _last_step: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self._last_time = self.started
+
+    def update(self, done: int, now: float) -> str | None:
+        if self.size < PROGRESS_MIN_SIZE or done >= self.size:
+            return None
+        step = int(done / self.size / PROGRESS_EVERY_FRACTION)
+        if step <= self._last_step and now - self._last_time < PROGRESS_EVERY_SECONDS:
+            return None
+        self._last_step = max(step, self._last_step)
+        self._last_time = now
+        elapsed = max(now - self.started, 1e-9)
+        return (f"hashing {self.name}: {100 * done // self.size}% "
+                f"({done / 1e6:.0f} of {self.size / 1e6:.0f} MB, {done / elapsed / 1e6:.0f} MB/s)")
+
+
+# -- the service -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Job:
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Entry | None = None
+    error: BaseException | None = None
+    waiters: int = 0
+
+
+class TorrentService:
+    """Get-or-generate torrents. Start :meth:`run` in a nursery before calling :meth:`get_torrent`.
+
+    ``stores`` maps bucket name -> Store; ``config.buckets`` gives each bucket's torrent format,
+    web seed mode and piece length. ``metrics`` is a SeederMetrics or None.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        stores: Mapping[str, Store],
+        config: Config,
+        *,
+        metrics: Any = None,
+        chunk_sink_factory: ChunkSinkFactory | None = None,
+        listeners: Iterable[Listener] = (),
+    ) -> None:
+        self.catalog = catalog
+        self.stores = stores
+        self.config = config
+        self.metrics = metrics
+        self.listeners: list[Listener] = list(listeners)
+        self._chunk_sink_factory = chunk_sink_factory
+        self._limiter = trio.CapacityLimiter(max(1, config.generation.concurrency))
+        self._jobs: dict[tuple[str, str, str, str], _Job] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the generation jobs. Returns never, unless cancelled; then running jobs are
+        cancelled and their waiters get StoreUnavailable."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self._update_catalog_gauge()
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    # -- queries -----------------------------------------------------------------------------
+
+    @property
+    def generating(self) -> int:
+        """Number of generation jobs running or queued."""
+        return len(self._jobs)
+
+    def lookup_cached(self, bucket: str, key: str, version_id: str | None = None) -> Entry | None:
+        """The cached entry, without touching the store (it may be stale)."""
+        return self.catalog.get(bucket, key, version_id)
+
+    async def get_torrent(self, bucket: str, key: str, version_id: str | None = None) -> Entry:
+        """The torrent for the object now at (bucket, key[, version_id]), generating it if needed.
+
+        Raises NotQualified (too large, SSE-C, empty), the store's errors (NoSuchBucket,
+        NoSuchKey, ObjectChanged, StoreUnavailable, BackendAccessDenied, InvalidKey), and
+        CatalogError. A NoSuchKey drops a cached entry for the key. Cancelling the caller
+        leaves a shared job running for the others.
+        """
+        store, bconf = self._bucket(bucket)
+        try:
+            info = await store.head(key, version_id)
+        except NoSuchKey:
+            self.forget(bucket, key, version_id)
+            raise
+        check_qualifies(info.size, info.sse_c)
+        cached = self.catalog.get(bucket, key, version_id)
+        if cached is not None and is_current(cached, info, bconf):
+            return cached
+        return await self._shared_job(store, bconf, info, version_id)
+
+    def forget(self, bucket: str, key: str, version_id: str | None = None, *,
+               etag: str | None = None) -> Entry | None:
+        """Drop the entry (only if it still has ``etag``, when given) and tell the listeners."""
+        if etag is not None:
+            cur = self.catalog.get(bucket, key, version_id)
+            if cur is None or cur.etag != etag:
+                return None
+        old = self.catalog.delete(bucket, key, version_id)
+        if old is not None:
+            log.info("dropped the torrent for %s/%s (object gone)", bucket, key)
+            self._notify_removed(old)
+            self._update_catalog_gauge()
+        return old
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _bucket(self, bucket: str) -> tuple[Store, BucketConfig]:
+        store = self.stores.get(bucket)
+        bconf = self.config.bucket(bucket)
+        if store is None or bconf is None:
+            raise NoSuchBucket(bucket)
+        return store, bconf
+
+    async def _shared_job(self, store: Store, bconf: BucketConfig, info: ObjectInfo,
+                          version_id: str | None) -> Entry:
+        if self._nursery is None:
+            raise RuntimeError("TorrentService.run() is not running")
+        job_key = (info.bucket, info.key, version_id or "", info.etag)
+        job = self._jobs.get(job_key)
+        if job is None:
+            job = self._jobs[job_key] = _Job()
+            self._nursery.start_soon(self._run_job, job_key, job, store, bconf, info, version_id)
+        job.waiters += 1
+        try:
+            await job.done.wait()
+        finally:
+            job.waiters -= 1
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    async def _run_job(self, job_key: tuple[str, str, str, str], job: _Job, store: Store,
+                       bconf: BucketConfig, info: ObjectInfo, version_id: str | None) -> None:
+        name = f"{info.bucket}/{info.key}" + (f"?versionId={version_id}" if version_id else "")
+        started = time.monotonic()
+        result = "error"
+        try:
+            queued = bool(self.metrics)
+            if queued:
+                self.metrics.generation_queue_depth.inc()
+            try:
+                async with self._limiter:
+                    if queued:
+                        queued = False
+                        self.metrics.generation_queue_depth.dec()
+                    started = time.monotonic()
+                    entry = await self._generate(store, bconf, info, version_id, name)
+            finally:
+                if queued:
+                    self.metrics.generation_queue_depth.dec()
+            job.result = entry
+            result = "ok"
+            self._store_entry(entry)
+            log.info("generated the torrent for %s (%d bytes, %s, piece %d KiB) in %.1f s",
+                     name, info.size, entry.format, entry.piece_length // 1024,
+                     time.monotonic() - started)
+        except trio.Cancelled:
+            result = "cancelled"
+            job.error = StoreUnavailable("torrent generation cancelled: the service is stopping")
+            raise
+        except Exception as exc:
+            # Never into the service nursery: one object's failure is its waiters' business.
+            job.error = exc
+            log.warning("torrent generation for %s failed: %s: %s", name,
+                        type(exc).__name__, exc)
+        finally:
+            del self._jobs[job_key]
+            job.done.set()
+            if self.metrics:
+                self.metrics.generations_total.labels(result=result).inc()
+                if result == "ok":
+                    self.metrics.generation_duration_seconds.observe(time.monotonic() - started)
+
+    async def _generate(self, store: Store, bconf: BucketConfig, info: ObjectInfo,
+                        version_id: str | None, name: str) -> Entry:
+        piece_length = wanted_piece_length(bconf, info.size)
+        hybrid = bconf.torrent_format == "hybrid"
+        sink = _SafeSink.open(self._chunk_sink_factory, info, name)
+        progress = ProgressLog(name, info.size, time.monotonic())
+        hashed = 0
+
+        def on_chunk(offset: int, data: bytes) -> None:
+            nonlocal hashed
+            hashed += len(data)
+            if self.metrics:
+                self.metrics.hashed_bytes_total.inc(len(data))
+            if sink is not None:
+                sink.write(offset, data)
+            line = progress.update(hashed, time.monotonic())
+            if line:
+                log.info("%s", line)
+
+        log.info("generating the torrent for %s (%d bytes)", name, info.size)
+        try:
+            hashes = await hashing.hash_object(
+                store, info, piece_length, hybrid=hybrid,
+                threads=self.config.generation.threads, on_chunk=on_chunk,
+            )
+            tracker = self.config.tracker
+            announce = tracker.public_url if tracker.enabled and tracker.public_url else None
+            torrent = metainfo.build_torrent(
+                bucket=info.bucket, key=info.key, size=info.size, piece_length=piece_length,
+                hashes=hashes, announce=announce,
+                announce_list=[[announce]] if announce else None,
+                url_list=[webseed_url(bconf, info.key, self.config.server.public_url,
+                                      store.origin_url(info.key), version_id)],
+                created_by=f"s3torrent/{__version__}",
+            )
+            ih = metainfo.info_hashes(torrent)
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
+        if sink is not None:
+            sink.commit((ih.v1 if ih.v1 is not None else ih.v2[:20]).hex())
+        return Entry(
+            bucket=info.bucket, key=info.key, etag=info.etag, version_id=version_id,
+            size=info.size, last_modified=info.last_modified, torrent=torrent,
+            info_hash_v1=ih.v1, info_hash_v2=ih.v2, piece_length=piece_length,
+            format="hybrid" if hybrid else "v1", created_at=time.time(),
+        )
+
+    def _store_entry(self, entry: Entry) -> None:
+        try:
+            old = self.catalog.put(entry)
+        except CatalogError as exc:
+            # The torrent is still good for the waiters; it just won't survive a restart.
+            log.error("cannot record the torrent for %s/%s: %s", entry.bucket, entry.key, exc)
+            return
+        if old is not None and old.tracker_hashes != entry.tracker_hashes:
+            self._notify_removed(old)
+        if old is None or old.tracker_hashes != entry.tracker_hashes:
+            self._notify_added(entry)
+        self._update_catalog_gauge()
+
+    # -- listeners and gauges ----------------------------------------------------------------
+
+    def _notify_added(self, entry: Entry) -> None:
+        for listener in self.listeners:
+            try:
+                listener.torrent_added(entry)
+            except Exception:
+                log.exception("listener %r failed on torrent_added", listener)
+
+    def _notify_removed(self, entry: Entry) -> None:
+        for listener in self.listeners:
+            try:
+                listener.torrent_removed(entry)
+            except Exception:
+                log.exception("listener %r failed on torrent_removed", listener)
+
+    def _update_catalog_gauge(self) -> None:
+        if self.metrics:
+            try:
+                self.metrics.catalog_torrents.set(self.catalog.count())
+            except CatalogError:
+                pass
+
+
+class _SafeSink:
+    """Wraps a seed-cache writer so that a failing cache (disk full) never fails a generation:
+    the first error aborts the writer and later calls do nothing."""
+
+    def __init__(self, sink: ChunkSink, name: str) -> None:
+        self._sink: ChunkSink | None = sink
+        self._name = name
+
+    @classmethod
+    def open(cls, factory: ChunkSinkFactory | None, info: ObjectInfo,
+             name: str) -> _SafeSink | None:
+        if factory is None:
+            return None
+        try:
+            sink = factory(info)
+        except Exception as exc:
+            log.warning("seed cache unavailable for %s: %s", name, exc)
+            return None
+        return None if sink is None else cls(sink, name)
+
+    def write(self, offset: int, data: bytes) -> None:
+        if self._sink is None:
+            return
+        try:
+            self._sink.write(offset, data)
+        except Exception as exc:
+            log.warning("seed cache write failed for %s, not caching it: %s", self._name, exc)
+            self.abort()
+
+    def commit(self, info_hash_hex: str) -> None:
+        if self._sink is None:
+            return
+        sink, self._sink = self._sink, None
+        try:
+            sink.commit(info_hash_hex)
+        except Exception as exc:
+            log.warning("seed cache commit failed for %s: %s", self._name, exc)
+
+    def abort(self) -> None:
+        if self._sink is None:
+            return
+        sink, self._sink = self._sink, None
+        try:
+            sink.abort()
+        except Exception as exc:
+            log.warning("seed cache abort failed for %s: %s", self._name, exc)

@@ -1,0 +1,203 @@
+"""The scanner over real local-directory stores, a real catalog and a running TorrentService."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from seeder.catalog import Catalog, Entry
+from seeder.config import BucketConfig, Config, GenerationConfig
+from seeder.scanner import run_scanner, scan_once
+from seeder.store import ObjectInfo, StoreUnavailable, make_store
+from seeder.torrents import MAX_TORRENT_SIZE, TorrentService
+
+
+class CountingStore:
+    """A real store that counts bytes read; one key's reads or the whole listing can fail."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.bucket = inner.bucket
+        self.bytes_read = 0
+        self.fail_key: str | None = None
+        self.fail_list = False
+
+    async def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
+        return await self.inner.head(key, version_id)
+
+    async def list(self) -> AsyncIterator[ObjectInfo]:
+        async for info in self.inner.list():
+            if self.fail_list:  # a listing that breaks after its first page
+                raise StoreUnavailable("listing: connection reset")
+            yield info
+
+    async def read(self, info: ObjectInfo, start: int, length: int) -> bytes:
+        if info.key == self.fail_key:
+            raise StoreUnavailable("read: 503 SlowDown")
+        data = await self.inner.read(info, start, length)
+        self.bytes_read += len(data)
+        return data
+
+    def stream(self, info: ObjectInfo, start: int, length: int, chunk: int = 262144):
+        return self.inner.stream(info, start, length, chunk)
+
+    def origin_url(self, key: str) -> str | None:
+        return self.inner.origin_url(key)
+
+    def presigned_url(self, key: str, expires: int) -> str | None:
+        return self.inner.presigned_url(key, expires)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.added: list[Entry] = []
+        self.removed: list[Entry] = []
+        self.changed = trio.Event()
+
+    def torrent_added(self, entry: Entry) -> None:
+        self.added.append(entry)
+        self.changed.set()
+
+    def torrent_removed(self, entry: Entry) -> None:
+        self.removed.append(entry)
+        self.changed.set()
+
+    async def wait_until(self, predicate) -> None:
+        with trio.fail_after(30):
+            while not predicate():
+                self.changed = trio.Event()
+                await self.changed.wait()
+
+
+def put_file(path: Path, size: int, fill: bytes = b"x") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((fill * size)[:size])
+
+
+def fake_entry(bucket: str, key: str, etag: str = "old") -> Entry:
+    return Entry(bucket=bucket, key=key, etag=etag, version_id=None, size=10, last_modified=0.0,
+                 torrent=b"d4:infodee", info_hash_v1=os.urandom(20), info_hash_v2=None,
+                 piece_length=16384, format="v1", created_at=0.0)
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, roots: dict[str, Path], concurrency: int = 2):
+    config = Config(
+        generation=GenerationConfig(threads=1, concurrency=concurrency),
+        buckets=tuple(BucketConfig(name=b, backend="local", path=str(p)) for b, p in roots.items()),
+    )
+    catalog = Catalog.open(tmp_path / "state" / "catalog.sqlite3")
+    stores = {b.name: CountingStore(make_store(b)) for b in config.buckets}
+    rec = Recorder()
+    service = TorrentService(catalog, stores, config, listeners=[rec])
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            yield service, stores, rec
+            nursery.cancel_scope.cancel()
+    finally:
+        for s in stores.values():
+            await s.aclose()
+        catalog.close()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    d = tmp_path / "bk"
+    d.mkdir()
+    return d
+
+
+async def test_pass_generates_new_skips_unqualified_and_drops_deleted(tmp_path, root):
+    put_file(root / "a", 300_000)
+    put_file(root / "sub" / "b", 100_000)
+    put_file(root / "empty", 0)
+    with open(root / "huge", "wb") as f:
+        f.truncate(MAX_TORRENT_SIZE)
+    async with running(tmp_path, {"bk": root}) as (service, stores, rec):
+        first = await scan_once(service, stores)
+        assert (first.buckets, first.listed, first.generated, first.skipped, first.dropped,
+                first.failed, first.bucket_errors) == (1, 4, 2, 2, 0, 0, 0)
+        assert service.catalog.keys("bk") == {"a", "sub/b"}
+        assert stores["bk"].bytes_read == 400_000
+
+        second = await scan_once(service, stores)
+        assert (second.generated, second.dropped) == (0, 0)
+        assert stores["bk"].bytes_read == 400_000  # nothing re-read
+
+        old = {e.key: e for e in rec.added}
+        put_file(root / "a", 300_001, b"y")
+        os.utime(root / "a", (1_800_000_000, 1_800_000_000))
+        (root / "sub" / "b").unlink()
+        third = await scan_once(service, stores)
+        assert (third.generated, third.dropped) == (1, 1)
+        assert service.catalog.keys("bk") == {"a"}
+        assert service.lookup_cached("bk", "a").size == 300_001
+        assert sorted(e.key for e in rec.removed) == ["a", "sub/b"]
+        assert old["sub/b"] in rec.removed and old["a"] in rec.removed
+
+
+async def test_one_broken_bucket_does_not_stop_the_pass(tmp_path, root):
+    other = tmp_path / "other"
+    put_file(other / "o1", 5000)
+    put_file(root / "k", 5000)
+    missing = tmp_path / "missing"  # the local root does not exist
+    async with running(tmp_path, {"bk": root, "gone": missing, "other": other}) as (
+        service, stores, rec,
+    ):
+        keep = fake_entry("gone", "kept")
+        service.catalog.put(keep)
+        stores["bk"].fail_list = True
+        service.catalog.put(fake_entry("bk", "k-old"))
+        summary = await scan_once(service, stores)
+        assert (summary.buckets, summary.bucket_errors, summary.generated) == (3, 2, 1)
+        assert service.catalog.keys("other") == {"o1"}
+        # a bucket whose listing failed keeps its entries
+        assert service.catalog.get("gone", "kept") == keep
+        assert service.catalog.keys("bk") == {"k-old"}
+        assert rec.removed == []
+
+
+async def test_one_failing_object_does_not_stop_the_bucket(tmp_path, root):
+    for k in ("a", "b", "c"):
+        put_file(root / k, 20_000)
+    async with running(tmp_path, {"bk": root}, concurrency=1) as (service, stores, _rec):
+        stores["bk"].fail_key = "b"
+        summary = await scan_once(service, stores)
+        assert (summary.generated, summary.failed) == (2, 1)
+        assert service.catalog.keys("bk") == {"a", "c"}
+        stores["bk"].fail_key = None
+        assert (await scan_once(service, stores)).generated == 1  # retried on the next pass
+
+
+async def test_entries_of_unconfigured_buckets_are_dropped(tmp_path, root):
+    async with running(tmp_path, {"bk": root}) as (service, stores, rec):
+        stale = fake_entry("removed-from-config", "k")
+        service.catalog.put(stale)
+        summary = await scan_once(service, stores)
+        assert summary.dropped == 1
+        assert service.catalog.count() == 0
+        assert rec.removed == [stale]
+
+
+async def test_run_scanner_passes_at_start_and_periodically(tmp_path, root):
+    put_file(root / "first", 10_000)
+    async with running(tmp_path, {"bk": root}) as (service, stores, rec):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_scanner, service, stores, 0.05)
+            await rec.wait_until(lambda: len(rec.added) == 1)
+            put_file(root / "second", 20_000)
+            await rec.wait_until(lambda: len(rec.added) == 2)
+            (root / "first").unlink()
+            await rec.wait_until(lambda: len(rec.removed) == 1)
+            nursery.cancel_scope.cancel()
+        assert [e.key for e in rec.added] == ["first", "second"]
+        assert service.catalog.keys("bk") == {"second"}

@@ -1,0 +1,133 @@
+"""seeder.scanner.plan and the qualification / progress / web seed policy of seeder.torrents:
+pure functions, no trio, no store."""
+
+from __future__ import annotations
+
+import pytest
+
+from seeder.config import BucketConfig
+from seeder.scanner import plan
+from seeder.store import ObjectInfo
+from seeder.torrents import (
+    MAX_TORRENT_SIZE,
+    NotQualified,
+    ProgressLog,
+    check_qualifies,
+    webseed_url,
+)
+
+MiB = 1024 * 1024
+
+
+def obj(key: str, etag: str = "e1", size: int = 100, sse_c: bool = False) -> ObjectInfo:
+    return ObjectInfo(bucket="bk", key=key, size=size, etag=etag, last_modified=1.0, sse_c=sse_c)
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listing", "cached", "gen", "drop", "skipped"),
+    [
+        pytest.param([], {}, [], [], 0, id="empty"),
+        pytest.param([obj("a")], {}, ["a"], [], 0, id="new"),
+        pytest.param([obj("a")], {"a": "e1"}, [], [], 0, id="unchanged"),
+        pytest.param([obj("a", "e2")], {"a": "e1"}, ["a"], [], 0, id="changed etag"),
+        pytest.param([], {"a": "e1", "b": "e1"}, [], ["a", "b"], 0, id="deleted"),
+        pytest.param([obj("big", size=MAX_TORRENT_SIZE)], {}, [], [], 1, id="too big, new"),
+        pytest.param([obj("big", size=MAX_TORRENT_SIZE - 1)], {}, ["big"], [], 0,
+                     id="just under the limit"),
+        pytest.param([obj("z", size=0)], {}, [], [], 1, id="empty object"),
+        pytest.param([obj("c", sse_c=True)], {}, [], [], 1, id="sse-c"),
+        pytest.param([obj("a", "e2", size=MAX_TORRENT_SIZE)], {"a": "e1"}, [], ["a"], 1,
+                     id="grew too big: old torrent dropped"),
+        pytest.param([obj("a", "e1", size=MAX_TORRENT_SIZE)], {"a": "e1"}, [], [], 1,
+                     id="unqualified but same etag: left alone"),
+        pytest.param([obj("a"), obj("a", "e2")], {}, ["a"], [], 0, id="repeated key: first wins"),
+        pytest.param(
+            [obj("n"), obj("same"), obj("chg", "e9")],
+            {"same": "e1", "chg": "e1", "gone": "e1"},
+            ["n", "chg"], ["gone"], 0, id="mixed, listing order kept",
+        ),
+    ],
+)
+def test_plan(listing, cached, gen, drop, skipped):
+    p = plan(listing, cached)
+    assert [i.key for i in p.to_generate] == gen
+    assert list(p.to_drop) == drop
+    assert p.skipped == skipped
+
+
+def test_plan_returns_the_listed_infos():
+    a = obj("a", "e7", size=12345)
+    assert plan([a], {}).to_generate == (a,)
+
+
+# -- qualification ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 262144, MAX_TORRENT_SIZE - 1])
+def test_qualifies(size):
+    check_qualifies(size)  # no exception
+
+
+@pytest.mark.parametrize(
+    ("size", "sse_c", "message"),
+    [
+        (MAX_TORRENT_SIZE, False,
+         "Torrent creation is not supported for objects larger than 5368709120"),
+        (MAX_TORRENT_SIZE + 1, False,
+         "Torrent creation is not supported for objects larger than 5368709120"),
+        (100, True, "SSE-C"),
+        (MAX_TORRENT_SIZE, True, "SSE-C"),
+        (0, False, "empty"),
+    ],
+)
+def test_not_qualified(size, sse_c, message):
+    with pytest.raises(NotQualified) as info:
+        check_qualifies(size, sse_c)
+    assert message in info.value.message
+    assert str(info.value) == info.value.message
+
+
+# -- web seed URL -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("webseed", "public_url", "origin", "key", "version", "want"),
+    [
+        ("origin", "http://d:8000", "https://s3.example/bk/a%20b", "a b", None,
+         "https://s3.example/bk/a%20b"),
+        ("proxy", "http://d:8000", "https://s3.example/bk/a", "a", None, "http://d:8000/bk/a"),
+        ("origin", "http://d:8000/", None, "dir/ü x+y#?.bin", None,
+         "http://d:8000/bk/dir/%C3%BC%20x%2By%23%3F.bin"),
+        ("proxy", "https://t.example/base/", None, "k", None, "https://t.example/base/bk/k"),
+        ("proxy", "http://d", None, "k", "v 1", "http://d/bk/k?versionId=v%201"),
+        ("origin", "http://d", "https://s3/bk/k?x=1", "k", "v1", "https://s3/bk/k?x=1&versionId=v1"),
+    ],
+)
+def test_webseed_url(webseed, public_url, origin, key, version, want):
+    b = BucketConfig(name="bk", webseed=webseed)
+    assert webseed_url(b, key, public_url, origin, version) == want
+
+
+# -- progress lines ---------------------------------------------------------------------------
+
+
+def test_progress_every_ten_percent_or_ten_seconds():
+    size = 1000 * MiB
+    p = ProgressLog("bk/k", size, started=100.0)
+    assert p.update(50 * MiB, 101.0) is None  # 5 %, 1 s
+    line = p.update(100 * MiB, 102.0)  # 10 %
+    assert line is not None and "10%" in line and "bk/k" in line
+    assert p.update(150 * MiB, 103.0) is None  # 15 %, 1 s after the last line
+    assert p.update(160 * MiB, 112.5) is not None  # 10 s since the last line
+    assert p.update(199 * MiB, 113.0) is None
+    assert p.update(450 * MiB, 114.0) is not None  # jumped several steps: one line
+    assert p.update(460 * MiB, 115.0) is None
+    assert p.update(size, 200.0) is None  # done: the "generated" line says it
+
+
+def test_progress_silent_for_small_objects():
+    p = ProgressLog("bk/k", 10 * MiB, started=0.0)
+    assert all(p.update(n * MiB, float(n * 20)) is None for n in range(11))
