@@ -219,6 +219,10 @@ class TorrentService:
         finally:
             self._nursery = None
 
+    def add_listener(self, listener: Listener) -> None:
+        """Also tell ``listener`` about catalog changes from now on."""
+        self.listeners.append(listener)
+
     # -- queries -----------------------------------------------------------------------------
 
     @property
@@ -242,10 +246,18 @@ class TorrentService:
         try:
             info = await store.head(key, version_id)
         except NoSuchKey:
-            self.forget(bucket, key, version_id)
+            try:
+                self.forget(bucket, key, version_id)
+            except CatalogError as exc:
+                log.error("%s", exc)
             raise
         check_qualifies(info.size, info.sse_c)
-        cached = self.catalog.get(bucket, key, version_id)
+        try:
+            cached = self.catalog.get(bucket, key, version_id)
+        except CatalogError as exc:
+            # A broken catalog costs a generation, not an answer.
+            log.error("%s", exc)
+            cached = None
         if cached is not None and is_current(cached, info, bconf):
             return cached
         return await self._shared_job(store, bconf, info, version_id)

@@ -405,3 +405,30 @@ async def test_not_running_is_an_error(tmp_path, root):
     finally:
         await store.aclose()
         catalog.close()
+
+
+async def test_metrics(tmp_path, root):
+    from prometheus_client import CollectorRegistry
+
+    from seeder.metrics import SeederMetrics
+
+    registry = CollectorRegistry()
+    write(root / "k", blob(100_000))
+    write(root / "bad", blob(100_000))
+    async with running(tmp_path, make_config(root), metrics=SeederMetrics(registry)) as (
+        service, store, _rec,
+    ):
+        await service.get_torrent("bk", "k")
+        store.fail = ObjectChanged("moved")
+        with pytest.raises(ObjectChanged):
+            await service.get_torrent("bk", "bad")
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("seeder_generations_total", result="ok") == 1
+    assert value("seeder_generations_total", result="error") == 1
+    assert value("seeder_hashed_bytes_total") == 100_000
+    assert value("seeder_generation_duration_seconds_count") == 1
+    assert value("seeder_generation_queue_depth") == 0
+    assert value("seeder_catalog_torrents") == 1
