@@ -432,3 +432,37 @@ async def test_metrics(tmp_path, root):
     assert value("seeder_generation_duration_seconds_count") == 1
     assert value("seeder_generation_queue_depth") == 0
     assert value("seeder_catalog_torrents") == 1
+
+
+async def test_s3_origin_webseed_and_pinned_versions(tmp_path, moto_server, s3_versioned_bucket):
+    bucket = s3_versioned_bucket
+    client = moto_server.client()
+    v1 = client.put_object(Bucket=bucket, Key="dir/o b.bin", Body=blob(70_000, 1))["VersionId"]
+    client.put_object(Bucket=bucket, Key="dir/o b.bin", Body=blob(80_000, 2))
+    bconf = BucketConfig(name=bucket, backend="s3", endpoint_url=moto_server.endpoint_url,
+                         region="us-east-1", access_key="testing", secret_key="testing")
+    config = Config(server=ServerConfig(public_url=PUBLIC),
+                    tracker=TrackerConfig(public_url=ANNOUNCE), buckets=(bconf,))
+    catalog = Catalog.open(tmp_path / "catalog.sqlite3")
+    store = make_store(bconf)
+    service = TorrentService(catalog, {bucket: store}, config)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            with trio.fail_after(60):
+                current = await service.get_torrent(bucket, "dir/o b.bin")
+                pinned = await service.get_torrent(bucket, "dir/o b.bin", v1)
+            nursery.cancel_scope.cancel()
+    finally:
+        await store.aclose()
+    origin = store.origin_url("dir/o b.bin")
+    assert origin is not None and origin.startswith(moto_server.endpoint_url)
+    assert current.version_id is None and current.size == 80_000
+    assert bencode.decode(current.torrent)[b"url-list"] == [origin.encode()]
+    assert pinned.version_id == v1 and pinned.size == 70_000
+    assert bencode.decode(pinned.torrent)[b"url-list"] == [
+        f"{origin}?versionId={v1}".encode()]
+    assert load(pinned).info_hashes().v1.to_bytes() == pinned.info_hash_v1
+    assert catalog.get(bucket, "dir/o b.bin") == current
+    assert catalog.get(bucket, "dir/o b.bin", v1) == pinned
+    catalog.close()
