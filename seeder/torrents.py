@@ -175,7 +175,6 @@ class _Job:
     done: trio.Event = field(default_factory=trio.Event)
     result: Entry | None = None
     error: BaseException | None = None
-    waiters: int = 0
 
 
 class TorrentService:
@@ -294,11 +293,7 @@ class TorrentService:
         if job is None:
             job = self._jobs[job_key] = _Job()
             self._nursery.start_soon(self._run_job, job_key, job, store, bconf, info, version_id)
-        job.waiters += 1
-        try:
-            await job.done.wait()
-        finally:
-            job.waiters -= 1
+        await job.done.wait()
         if job.error is not None:
             raise job.error
         assert job.result is not None
@@ -397,6 +392,11 @@ class TorrentService:
 
     def _store_entry(self, entry: Entry) -> None:
         try:
+            cur = self.catalog.get(entry.bucket, entry.key, entry.version_id)
+            if (cur is not None and cur.etag != entry.etag
+                    and cur.last_modified > entry.last_modified):
+                # Jobs for two ETags of one key finished out of order: keep the newer object.
+                return
             old = self.catalog.put(entry)
         except CatalogError as exc:
             # The torrent is still good for the waiters; it just won't survive a restart.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -466,3 +467,33 @@ async def test_s3_origin_webseed_and_pinned_versions(tmp_path, moto_server, s3_v
     assert catalog.get(bucket, "dir/o b.bin") == current
     assert catalog.get(bucket, "dir/o b.bin", v1) == pinned
     catalog.close()
+
+
+async def test_an_older_job_finishing_late_does_not_replace_a_newer_entry(tmp_path, root):
+    write(root / "k", blob(50_000))
+    async with running(tmp_path, make_config(root)) as (service, store, rec):
+        store.gate = trio.Event()
+        got: list[Entry] = []
+
+        async def ask() -> None:
+            got.append(await service.get_torrent("bk", "k"))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask)
+                while service.generating == 0:
+                    await trio.sleep(0.01)
+                # meanwhile a job for a newer version of the object recorded its torrent
+                newer = dataclasses.replace(
+                    load_entry_template(), etag="newer", last_modified=4_000_000_000.0)
+                service.catalog.put(newer)
+                store.gate.set()
+        assert got[0].size == 50_000 and got[0].etag != "newer"
+        assert service.catalog.get("bk", "k") == newer
+        assert rec.added == []
+
+
+def load_entry_template() -> Entry:
+    return Entry(bucket="bk", key="k", etag="x", version_id=None, size=1, last_modified=0.0,
+                 torrent=b"d4:infodee", info_hash_v1=b"\x01" * 20, info_hash_v2=None,
+                 piece_length=16384, format="v1", created_at=0.0)
