@@ -6,7 +6,8 @@ come from bounded sets only (configured bucket names, S3 operation names, HTTP s
 codes, short error kinds), never from keys or clients.
 
 Each attribute of :class:`SeederMetrics` is named like its metric without the
-``seeder_`` prefix (``m.api_requests_total`` is ``seeder_api_requests_total``).
+``seeder_`` prefix (``m.api_requests_total`` is ``seeder_api_requests_total``). The
+standard ``process_*`` metrics are registered too (don't add another ProcessCollector).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import gzip
 from typing import NoReturn
 
 import trio
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
 from seeder import __version__
@@ -154,6 +155,10 @@ class SeederMetrics:
             "Objects evicted from the seed cache to stay within its budget.",
             registry=registry,
         )
+
+        # process_* (RSS, CPU, open fds against max fds: a seeder with hundreds of peer
+        # connections can run out of descriptors). Reads /proc/self and /proc/stat.
+        self.process = ProcessCollector(registry=registry)
 
         self._session_last = (0, 0)
 

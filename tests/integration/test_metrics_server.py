@@ -39,6 +39,8 @@ EXPECTED = {
     "seeder_torrents_seeding",
     "seeder_seed_cache_bytes",
     "seeder_seed_cache_evictions",
+    "process_resident_memory_bytes",
+    "process_open_fds",
 }
 
 
