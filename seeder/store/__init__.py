@@ -120,7 +120,8 @@ class Store(Protocol):
         """The same bytes as ``read(info, start, length)`` as chunks of at most ``chunk``
         bytes, holding at most about one chunk in memory. Errors as ``read``; an error
         after the first chunk ends the iteration with that error (the caller must cut
-        the response short, never pad it)."""
+        the response short, never pad it). A consumer that may stop early should wrap it
+        in ``contextlib.aclosing`` so the backend releases its connection at once."""
         ...
 
     def origin_url(self, key: str) -> str | None:

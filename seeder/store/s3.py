@@ -1,0 +1,475 @@
+"""An S3 bucket at any endpoint (AWS, MinIO, Ceph RGW, moto) through boto3 in trio threads.
+
+One botocore client per store (clients are thread-safe), made lazily in a worker thread on
+first use (credential discovery may touch the network: instance metadata). Every blocking
+call goes through ``trio.to_thread.run_sync`` behind one CapacityLimiter; the urllib3 pool
+is sized to it. Retries use botocore's ``standard`` mode with few attempts, and connect and
+read timeouts are set, so an unreachable endpoint fails in seconds as StoreUnavailable.
+
+Consistency: every ranged read of an object carries ``If-Match: "<etag>"`` (and the version
+id when known). An object overwritten between head and read, or mid-hash, answers 412 and
+the read raises ObjectChanged: it is never hashed into a wrong torrent.
+
+Credentials: ``access_key``/``secret_key`` from the bucket config if set, else the standard
+AWS chain (env, config files, instance role). If the chain finds nothing, requests go
+unsigned, which works for public buckets only.
+
+SSE-C: a HEAD of an object encrypted with a customer key answers 400 without the key; that
+gives ``ObjectInfo(sse_c=True, size=0, etag="")``. A listing cannot tell SSE-C objects
+apart, so ``list()`` says ``sse_c=False`` and ``head`` decides. (moto 5.2 stores SSE-C
+objects but serves them without the key, so against moto they look like plain objects.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import trio
+
+from seeder.config import BucketConfig
+from seeder.store import (
+    DEFAULT_STREAM_CHUNK,
+    BackendAccessDenied,
+    NoSuchBucket,
+    NoSuchKey,
+    ObjectChanged,
+    ObjectInfo,
+    StoreError,
+    StoreUnavailable,
+)
+
+CONNECT_TIMEOUT = 5.0  # seconds per connection attempt
+READ_TIMEOUT = 30.0  # seconds of silence on a socket before botocore gives up
+MAX_ATTEMPTS = 3  # botocore "standard" retry mode: 1 try + 2 retries, jittered backoff
+LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 page
+
+# S3 error codes that mean "try again later" whatever their status (400 RequestTimeout...).
+UNAVAILABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+    }
+)
+NO_SUCH_KEY_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
+ACCESS_DENIED_CODES = frozenset(
+    {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+)
+
+T = TypeVar("T")
+
+
+# -- pure helpers ----------------------------------------------------------------------
+
+
+def default_endpoint(region: str | None) -> str:
+    """AWS's regional S3 endpoint (``us-east-1`` when no region is given)."""
+    region = region or "us-east-1"
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"https://s3.{region}.{suffix}"
+
+
+def quote_key(key: str) -> str:
+    """``key`` percent-encoded as S3 expects in a path: UTF-8, every byte but the RFC 3986
+    unreserved set and '/' escaped ('+' as %2B, space as %20)."""
+    return quote(key, safe="/~")
+
+
+def object_url(
+    endpoint_url: str | None,
+    region: str | None,
+    bucket: str,
+    key: str,
+    addressing_style: str = "path",
+) -> str:
+    """The plain (unsigned) URL of ``bucket``/``key``.
+
+    ``path``: ``{endpoint}/{bucket}/{key}``; ``virtual``: ``{scheme}://{bucket}.{host}/{key}``.
+    A path prefix on the endpoint is kept. Keys with '.' or '..' segments give URLs that
+    HTTP clients may normalise away; S3 keys like that are rare and not served well by any
+    web seed.
+    """
+    parts = urlsplit(endpoint_url or default_endpoint(region))
+    base_path = parts.path.rstrip("/")
+    netloc = parts.netloc
+    if addressing_style == "virtual":
+        netloc = f"{bucket}.{netloc}"
+        path = f"{base_path}/{quote_key(key)}"
+    else:
+        path = f"{base_path}/{quote(bucket, safe='')}/{quote_key(key)}"
+    return f"{parts.scheme}://{netloc}{path}"
+
+
+def _error_fields(exc: Exception) -> tuple[str, int]:
+    response: Mapping[str, Any] = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def translate_error(exc: Exception, what: str) -> StoreError:
+    """The StoreError for a botocore/urllib3/OS exception met while doing ``what``.
+
+    Only the error code and status go into the message: never credentials or signatures.
+    """
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectionError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, ClientError):
+        code, status = _error_fields(exc)
+        label = f"{what}: {code or status}"
+        if code == "NoSuchBucket":
+            return NoSuchBucket(label)
+        if code in NO_SUCH_KEY_CODES or status == 404:
+            return NoSuchKey(label)
+        if code == "PreconditionFailed" or status == 412:
+            return ObjectChanged(label)
+        if code in ACCESS_DENIED_CODES or status == 403:
+            return BackendAccessDenied(label)
+        if code in UNAVAILABLE_CODES or status >= 500 or status == 429:
+            return StoreUnavailable(label)
+        return StoreError(label)
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return BackendAccessDenied(f"{what}: {type(exc).__name__}")
+    if isinstance(exc, ConnectionError | HTTPClientError):
+        return StoreUnavailable(f"{what}: {type(exc).__name__}")
+    if isinstance(exc, BotoCoreError):
+        # ResponseStreamingError, IncompleteReadError, ... : the transfer broke.
+        return StoreUnavailable(f"{what}: {type(exc).__name__}")
+    if isinstance(exc, OSError):
+        return StoreUnavailable(f"{what}: {exc.strerror or type(exc).__name__}")
+    return StoreError(f"{what}: {type(exc).__name__}")
+
+
+def _unquote_etag(etag: str | None) -> str:
+    etag = etag or ""
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
+
+
+def _timestamp(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else 0.0
+
+
+def info_from_head(bucket: str, key: str, response: Mapping[str, Any]) -> ObjectInfo:
+    """ObjectInfo from a HeadObject/GetObject response dict (pure)."""
+    return ObjectInfo(
+        bucket=bucket,
+        key=key,
+        size=int(response.get("ContentLength", 0)),
+        etag=_unquote_etag(response.get("ETag")),
+        last_modified=_timestamp(response.get("LastModified")),
+        version_id=response.get("VersionId") or None,
+        sse_c=bool(response.get("SSECustomerAlgorithm")),
+    )
+
+
+def is_sse_c_head_error(exc: Exception) -> bool:
+    """A HEAD answered 400 with no body: what S3 says for an SSE-C object asked without its
+    key (HEAD has no body to carry a better code, so botocore reports code "400")."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    code, status = _error_fields(exc)
+    return status == 400 and code in ("400", "BadRequest", "InvalidRequest", "InvalidArgument")
+
+
+# -- the store -------------------------------------------------------------------------
+
+
+class S3Store:
+    """Bucket ``bucket`` at an S3 endpoint. Make it with :meth:`from_config`."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        addressing_style: str = "path",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        requester_pays: bool = False,
+        expected_owner: str | None = None,
+        threads: int = 4,
+        page_size: int = LIST_PAGE_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.region = region or "us-east-1"
+        self.addressing_style = addressing_style if addressing_style == "virtual" else "path"
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self._threads = max(1, threads)
+        self._limiter = trio.CapacityLimiter(self._threads)
+        self._page_size = max(1, min(page_size, LIST_PAGE_SIZE))
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_attempts = max(1, max_attempts)
+        self._extra: dict[str, str] = {}  # sent with every object request
+        if requester_pays:
+            self._extra["RequestPayer"] = "requester"
+        if expected_owner:
+            self._extra["ExpectedBucketOwner"] = expected_owner
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, cfg: BucketConfig, *, threads: int = 4) -> S3Store:
+        """The store for one ``[[buckets]]`` entry with ``backend = "s3"``. No I/O."""
+        return cls(
+            cfg.name,
+            endpoint_url=cfg.endpoint_url,
+            region=cfg.region,
+            addressing_style=cfg.addressing_style,
+            access_key=cfg.access_key,
+            secret_key=cfg.secret_key,
+            requester_pays=cfg.requester_pays,
+            expected_owner=cfg.expected_owner,
+            threads=threads,
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.bucket!r}, endpoint={self.endpoint_url or 'aws'!r})"
+
+    # -- client (sync, worker threads) ---------------------------------------------------
+
+    def _get_client(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                if self._closed:
+                    raise StoreError(f"bucket {self.bucket!r}: store is closed")
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self) -> Any:
+        import boto3.session
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        session = boto3.session.Session()
+        signature: Any = "s3v4"
+        if self._access_key and self._secret_key:
+            creds = {
+                "aws_access_key_id": self._access_key,
+                "aws_secret_access_key": self._secret_key,
+            }
+        else:
+            creds = {}
+            if session.get_credentials() is None:
+                signature = UNSIGNED  # public buckets only
+        config = Config(
+            region_name=self.region,
+            signature_version=signature,
+            s3={"addressing_style": self.addressing_style},
+            retries={"mode": "standard", "total_max_attempts": self._max_attempts},
+            connect_timeout=self._connect_timeout,
+            read_timeout=self._read_timeout,
+            # One connection per worker thread, plus room for open streams (stream() keeps
+            # its response open between chunks; urllib3 makes extra connections if needed).
+            max_pool_connections=self._threads * 2,
+            tcp_keepalive=True,
+        )
+        return session.client(
+            "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config, **creds
+        )
+
+    async def _run(self, fn: Callable[[], T], what: str) -> T:
+        def call() -> T:
+            try:
+                return fn()
+            except Exception as e:
+                raise translate_error(e, what) from None
+
+        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+
+    def _what(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # -- Store interface -------------------------------------------------------------------
+
+    async def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
+        """HeadObject. NoSuchKey / NoSuchBucket (a 404 HEAD has no body, so a HeadBucket
+        tells the two apart), BackendAccessDenied, StoreUnavailable; a 400 gives sse_c=True."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, **self._extra}
+        if version_id is not None:
+            params["VersionId"] = version_id
+
+        def call() -> ObjectInfo:
+            client = self._get_client()
+            try:
+                response = client.head_object(**params)
+            except Exception as e:
+                if is_sse_c_head_error(e):
+                    return ObjectInfo(self.bucket, key, 0, "", 0.0, version_id, sse_c=True)
+                err = translate_error(e, self._what(key))
+                if isinstance(err, NoSuchKey) and not self._bucket_exists(client):
+                    raise NoSuchBucket(f"{self._what(key)}: NoSuchBucket") from None
+                raise err from None
+            return info_from_head(self.bucket, key, response)
+
+        return await self._run(call, self._what(key))
+
+    def _bucket_exists(self, client: Any) -> bool:
+        """False only if HeadBucket says 404; any other answer leaves the key to blame."""
+        owner = self._extra.get("ExpectedBucketOwner")
+        try:
+            if owner:
+                client.head_bucket(Bucket=self.bucket, ExpectedBucketOwner=owner)
+            else:
+                client.head_bucket(Bucket=self.bucket)
+        except Exception as e:
+            code, status = _error_fields(e)
+            return not (status == 404 or code == "NoSuchBucket")
+        return True
+
+    async def list(self) -> AsyncIterator[ObjectInfo]:
+        """ListObjectsV2, a page per worker-thread hop, in S3's key order. ``version_id`` is
+        None and ``sse_c`` False in listings (S3 does not say); ``head`` for more."""
+        what = f"s3://{self.bucket}/ (list)"
+        params: dict[str, Any] = {"Bucket": self.bucket}
+        if "RequestPayer" in self._extra:
+            params["RequestPayer"] = self._extra["RequestPayer"]
+        if "ExpectedBucketOwner" in self._extra:
+            params["ExpectedBucketOwner"] = self._extra["ExpectedBucketOwner"]
+
+        def start() -> Iterator[Mapping[str, Any]]:
+            paginator = self._get_client().get_paginator("list_objects_v2")
+            return iter(
+                paginator.paginate(**params, PaginationConfig={"PageSize": self._page_size})
+            )
+
+        pages = await self._run(start, what)
+        while True:  # bounded by the listing: the paginator stops at the last page
+            page = await self._run(lambda: next(pages, None), what)
+            if page is None:
+                return
+            for obj in page.get("Contents", ()):
+                yield ObjectInfo(
+                    bucket=self.bucket,
+                    key=obj["Key"],
+                    size=int(obj.get("Size", 0)),
+                    etag=_unquote_etag(obj.get("ETag")),
+                    last_modified=_timestamp(obj.get("LastModified")),
+                )
+
+    def _get_params(self, info: ObjectInfo, first: int, last: int) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Key": info.key,
+            "Range": f"bytes={first}-{last}",
+            "IfMatch": f'"{info.etag}"',
+            **self._extra,
+        }
+        if info.version_id is not None:
+            params["VersionId"] = info.version_id
+        return params
+
+    def _check_readable(self, info: ObjectInfo, start: int, length: int) -> None:
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range start={start} length={length}")
+        if info.sse_c:
+            raise StoreError(f"{self._what(info.key)}: encrypted with a customer key (SSE-C)")
+
+    async def read(self, info: ObjectInfo, start: int, length: int) -> bytes:
+        """GetObject ``Range: bytes=a-b`` with ``If-Match`` (and ``VersionId``): exactly the
+        bytes, short only past ``info.size``. ObjectChanged on 412; a response shorter than
+        asked (a broken transfer) is StoreUnavailable. ValueError on a negative range."""
+        self._check_readable(info, start, length)
+        end = min(start + length, info.size)
+        if end <= start:
+            return b""
+        params = self._get_params(info, start, end - 1)
+        what = self._what(info.key)
+
+        def call() -> bytes:
+            try:
+                response = self._get_client().get_object(**params)
+            except Exception as e:
+                if _error_fields(e)[0] == "InvalidRange":
+                    return b""  # the object is shorter than info says: If-Match held, so EOF
+                raise
+            body = response["Body"]
+            try:
+                data = body.read()
+            finally:
+                body.close()
+            if len(data) != end - start:
+                raise StoreUnavailable(f"{what}: short read ({len(data)} of {end - start})")
+            return data
+
+        return await self._run(call, what)
+
+    async def stream(
+        self, info: ObjectInfo, start: int, length: int, chunk: int = DEFAULT_STREAM_CHUNK
+    ) -> AsyncIterator[bytes]:
+        """One ranged, If-Match GetObject, its body read ``chunk`` bytes per thread hop: one
+        request per stream, about one chunk in memory. Errors as :meth:`read`; a transfer
+        that breaks after the first chunk raises StoreUnavailable from the iteration."""
+        self._check_readable(info, start, length)
+        if chunk <= 0:
+            raise ValueError("chunk must be positive")
+        end = min(start + length, info.size)
+        if end <= start:
+            return
+        params = self._get_params(info, start, end - 1)
+        what = self._what(info.key)
+        response = await self._run(lambda: self._get_client().get_object(**params), what)
+        body = response["Body"]
+        try:
+            remaining = end - start
+            while remaining > 0:  # bounded: every pass yields >= 1 byte or raises
+                data = await self._run(lambda: body.read(min(chunk, remaining)), what)  # noqa: B023
+                if not data:
+                    raise StoreUnavailable(f"{what}: stream ended {remaining} bytes short")
+                remaining -= len(data)
+                yield data
+        finally:
+            body.close()  # unread rest: urllib3 drops the connection instead of reusing it
+
+    def origin_url(self, key: str) -> str | None:
+        """The object's plain URL at the endpoint (the BEP 19 web seed in ``origin`` mode)."""
+        return object_url(self.endpoint_url, self.region, self.bucket, key, self.addressing_style)
+
+    def presigned_url(self, key: str, expires: int) -> str | None:
+        """A SigV4 presigned GetObject URL valid ``expires`` seconds. Pure computation once
+        the client exists; the first call may block briefly discovering credentials."""
+        try:
+            return self._get_client().generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": key},
+                ExpiresIn=int(expires),
+            )
+        except Exception as e:
+            raise translate_error(e, self._what(key)) from None
+
+    async def aclose(self) -> None:
+        """Close the client's connection pool. Idempotent; later calls raise StoreError."""
+        with self._client_lock:
+            client, self._client, self._closed = self._client, None, True
+        if client is not None:
+            await trio.to_thread.run_sync(client.close)
