@@ -1,0 +1,424 @@
+"""Torrent metainfo for one S3 object: piece size policy, torrent bytes, info-hashes, validation.
+
+Shape (v1, the default) follows Amazon S3's own torrents (field notes)::
+
+    {announce, announce-list, url-list, created by,
+     info: {length, name, piece length, pieces, x-amz-bucket, x-amz-key}}
+
+- ``name`` is the last segment of the key. ``x-amz-bucket`` and ``x-amz-key`` are inside
+  ``info``, as at AWS, so the same bytes under two keys make two torrents (two info-hashes).
+- ``url-list`` (BEP 19 web seed) and the trackers are outside ``info``: they can change
+  without changing the info-hash.
+- No ``creation date`` and nothing machine-specific: the same object, piece length and format
+  give the same bytes and info-hashes on any machine, after any restart.
+- Bencoding is canonical (keys sorted by raw bytes), so the info-hash is the hash of the
+  ``info`` value as it appears in the file.
+
+``hybrid`` (BEP 52 v1+v2) adds ``meta version = 2`` and ``file tree = {name: {"": {length,
+pieces root}}}`` to the same ``info`` and ``piece layers = {pieces root: layer}`` at the top
+level (only when the object is larger than one piece, as BEP 52 says). A single-file hybrid
+torrent needs no pad file: BEP 47 padding aligns the *next* file to a piece boundary and
+there is none (libtorrent's ``create_torrent`` makes the same layout, checked in the tests).
+
+Piece length policy (:func:`piece_length_for`): the smallest power of two from 256 KiB (what
+AWS used) to 16 MiB that keeps the object at no more than 2000 pieces, so objects from 500 MiB
+to 32 GiB get 1000-2000 pieces, smaller ones 256 KiB pieces, larger ones 16 MiB pieces.
+A bucket may fix the piece length instead (``piece_length``); that one must be a power of two
+and at least 16 KiB (BEP 52's block size, and libtorrent's minimum): :func:`check_piece_length`.
+
+Empty objects: no torrent. A torrent of zero bytes has no pieces, libtorrent refuses to load
+one, and BEP 52 gives an empty file no pieces root. :func:`build_torrent` raises
+:class:`EmptyObjectError` (``message`` = "Torrent creation is not supported for empty objects"),
+which the S3 API answers with 400 InvalidRequest (``seeder.torrents.check_qualifies`` refuses
+such objects before hashing, with the same words).
+
+:func:`validate` checks torrent bytes apart from building them; each failure names the key
+path, e.g. ``['info']['piece length']: 1000 is not a power of two``.
+
+Pure: bytes and dataclasses in and out, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from seeder import merkle
+from tracker import bencode
+
+__all__ = [
+    "EMPTY_MESSAGE",
+    "MAX_AUTO_PIECE_LENGTH",
+    "MIN_AUTO_PIECE_LENGTH",
+    "MIN_PIECE_LENGTH",
+    "TARGET_MAX_PIECES",
+    "EmptyObjectError",
+    "InfoHashes",
+    "InvalidTorrent",
+    "MetainfoError",
+    "PieceHashes",
+    "build_torrent",
+    "check_piece_length",
+    "info_hashes",
+    "num_pieces",
+    "piece_length_for",
+    "torrent_name",
+    "validate",
+]
+
+MIN_PIECE_LENGTH = merkle.BLOCK_SIZE  # 16 KiB: BEP 52 block, libtorrent's smallest piece
+MIN_AUTO_PIECE_LENGTH = 256 * 1024  # Amazon S3's piece length
+MAX_AUTO_PIECE_LENGTH = 16 * 1024 * 1024
+TARGET_MAX_PIECES = 2000
+
+SHA1_SIZE = 20
+SHA256_SIZE = 32
+EMPTY_MESSAGE = "Torrent creation is not supported for empty objects"
+
+
+class MetainfoError(ValueError):
+    """Base of this module's errors. ``str(err)`` is one line."""
+
+
+class EmptyObjectError(MetainfoError):
+    """A torrent was asked for an object of zero bytes. ``message`` is the S3 error message."""
+
+    def __init__(self, message: str = EMPTY_MESSAGE) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidTorrent(MetainfoError):
+    """Torrent bytes that fail :func:`validate`. ``path`` names the key (``['info']['name']``),
+    ``problem`` says what is wrong with it."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path or 'torrent'}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class PieceHashes:
+    """What hashing an object gives: v1 piece hashes, and for hybrid the BEP 52 tree.
+
+    ``pieces`` is the concatenated 20-byte SHA-1 of each piece. ``pieces_root`` (32 bytes) and
+    ``piece_layer`` (32 bytes per piece) are None for v1-only; ``piece_layer`` is also None
+    when the object fits in one piece (BEP 52 stores no layer then).
+    """
+
+    piece_length: int
+    pieces: bytes
+    pieces_root: bytes | None = None
+    piece_layer: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InfoHashes:
+    """The info-hashes of a torrent: v1 (SHA-1, 20 bytes) and v2 (SHA-256, 32 bytes)."""
+
+    v1: bytes | None
+    v2: bytes | None
+
+    @property
+    def tracker_hashes(self) -> tuple[bytes, ...]:
+        """The 20-byte hashes peers announce this torrent under: v1, and v2 truncated to 20
+        bytes (a hybrid torrent announces both, field notes)."""
+        return tuple(h[:SHA1_SIZE] for h in (self.v1, self.v2) if h is not None)
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def piece_length_for(size: int) -> int:
+    """The automatic piece length for an object of ``size`` bytes (see the module docstring).
+
+    A power of two in [256 KiB, 16 MiB]: the smallest one giving at most 2000 pieces.
+    """
+    length = MIN_AUTO_PIECE_LENGTH
+    while length < MAX_AUTO_PIECE_LENGTH and -(-size // length) > TARGET_MAX_PIECES:
+        length *= 2
+    return length
+
+
+def check_piece_length(piece_length: int) -> int:
+    """Return ``piece_length`` if usable (an int, a power of two, >= 16 KiB); else raise
+    MetainfoError saying why. For a bucket's fixed ``piece_length``."""
+    if isinstance(piece_length, bool) or not isinstance(piece_length, int):
+        raise MetainfoError(f"piece length must be an integer, not {type(piece_length).__name__}")
+    if piece_length < MIN_PIECE_LENGTH or not _is_pow2(piece_length):
+        raise MetainfoError(
+            f"piece length {piece_length} must be a power of two of at least {MIN_PIECE_LENGTH}"
+        )
+    return piece_length
+
+
+def num_pieces(size: int, piece_length: int) -> int:
+    """How many pieces ``size`` bytes make (0 for 0 bytes)."""
+    return -(-size // piece_length)
+
+
+def torrent_name(bucket: str, key: str) -> str:
+    """The torrent ``name`` for an object: the last segment of its key.
+
+    A key ending in ``/`` uses its last non-empty segment; a key with none (``/``) or a
+    segment a client would refuse as a file name (``.``, ``..``) falls back to the bucket.
+    """
+    for part in reversed(key.split("/")):
+        if part:
+            return part if part not in (".", "..") else bucket
+    return bucket
+
+
+def _text(value: str) -> bytes:
+    # Local keys come from file names, which may hold undecodable bytes (surrogateescape):
+    # give clients those exact bytes back rather than fail.
+    return value.encode("utf-8", "surrogateescape")
+
+
+def build_torrent(
+    *,
+    bucket: str,
+    key: str,
+    size: int,
+    hashes: PieceHashes,
+    announce: str | None,
+    announce_list: list[list[str]] | None,
+    url_list: list[str] | None,
+    created_by: str,
+    piece_length: int | None = None,
+) -> bytes:
+    """The .torrent bytes for ``bucket``/``key`` of ``size`` bytes hashed as ``hashes``.
+
+    v1 unless ``hashes`` carries a ``pieces_root`` (then hybrid v1+v2). ``announce`` None and
+    empty ``announce_list`` / ``url_list`` leave those keys out. ``piece_length``, if given,
+    must equal ``hashes.piece_length`` (a guard for callers that track it separately).
+
+    Raises EmptyObjectError for ``size == 0``; MetainfoError if ``hashes`` does not fit
+    ``size`` (wrong number of piece hashes, bad piece length, layer without root, ...).
+    Deterministic: equal arguments give equal bytes.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise MetainfoError(f"size must be a non-negative integer, not {size!r}")
+    if size == 0:
+        raise EmptyObjectError()
+    plen = check_piece_length(hashes.piece_length)
+    if piece_length is not None and piece_length != plen:
+        raise MetainfoError(f"piece length {piece_length} != hashes' {plen}")
+    count = num_pieces(size, plen)
+    if len(hashes.pieces) != SHA1_SIZE * count:
+        raise MetainfoError(
+            f"{len(hashes.pieces)} bytes of piece hashes for {count} pieces of {plen} bytes"
+        )
+    name = _text(torrent_name(bucket, key))
+    info: dict[bytes, Any] = {
+        b"length": size,
+        b"name": name,
+        b"piece length": plen,
+        b"pieces": bytes(hashes.pieces),
+        b"x-amz-bucket": _text(bucket),
+        b"x-amz-key": _text(key),
+    }
+    top: dict[bytes, Any] = {}
+    if hashes.pieces_root is not None:
+        root = bytes(hashes.pieces_root)
+        if len(root) != SHA256_SIZE:
+            raise MetainfoError(f"pieces root must be {SHA256_SIZE} bytes, not {len(root)}")
+        info[b"meta version"] = 2
+        info[b"file tree"] = {name: {b"": {b"length": size, b"pieces root": root}}}
+        if count > 1:
+            layer = hashes.piece_layer
+            if layer is None or len(layer) != SHA256_SIZE * count:
+                got = "none" if layer is None else f"{len(layer)} bytes"
+                raise MetainfoError(f"piece layer for {count} pieces is {got}")
+            top[b"piece layers"] = {root: bytes(layer)}
+    elif hashes.piece_layer is not None:
+        raise MetainfoError("a piece layer without a pieces root")
+    if announce:
+        top[b"announce"] = announce
+    tiers = [[url for url in tier if url] for tier in announce_list or []]
+    tiers = [tier for tier in tiers if tier]
+    if tiers:
+        top[b"announce-list"] = tiers
+    urls = [url for url in url_list or [] if url]
+    if urls:
+        top[b"url-list"] = urls
+    top[b"created by"] = created_by
+    top[b"info"] = info
+    return bencode.encode(top)
+
+
+def info_hashes(torrent: bytes) -> InfoHashes:
+    """The v1 and v2 info-hashes of torrent bytes (v1 if ``info`` has ``pieces``, v2 if it has
+    ``meta version`` 2). Raises InvalidTorrent if there is no ``info`` dict to hash.
+
+    The hash is over the canonical encoding of ``info``: for canonical input (all torrents
+    built here, and what :func:`validate` accepts) that is the exact bytes in the file.
+    """
+    top = _decode(torrent)
+    info = top.get(b"info")
+    if not isinstance(info, dict):
+        raise InvalidTorrent("['info']", "missing or not a dictionary")
+    raw = bencode.encode(info)
+    v1 = hashlib.sha1(raw).digest() if b"pieces" in info else None
+    v2 = hashlib.sha256(raw).digest() if info.get(b"meta version") == 2 else None
+    if v1 is None and v2 is None:
+        raise InvalidTorrent("['info']", "neither v1 'pieces' nor v2 'meta version' 2")
+    return InfoHashes(v1, v2)
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def _decode(torrent: bytes) -> dict[bytes, Any]:
+    try:
+        top = bencode.decode(torrent)
+    except bencode.BencodeError as exc:
+        raise InvalidTorrent("", str(exc)) from None
+    if not isinstance(top, dict):
+        raise InvalidTorrent("", "not a dictionary")
+    return top
+
+
+def _path(*keys: bytes | int) -> str:
+    return "".join(
+        f"[{k}]" if isinstance(k, int) else f"[{k.decode('utf-8', 'backslashreplace')!r}]"
+        for k in keys
+    )
+
+
+def _need(obj: dict[bytes, Any], key: bytes, kind: type | tuple[type, ...], *parent: bytes) -> Any:
+    if key not in obj:
+        raise InvalidTorrent(_path(*parent, key), "missing")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise InvalidTorrent(_path(*parent, key), f"must be {_kind_name(kind)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {bytes: "a string", int: "an integer", dict: "a dictionary", list: "a list"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _check_url(value: Any, path: str) -> None:
+    if not isinstance(value, bytes):
+        raise InvalidTorrent(path, "must be a string")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidTorrent(path, "is not UTF-8") from None
+    scheme, sep, rest = text.partition("://")
+    if not sep or not rest or scheme.lower() not in ("http", "https", "udp"):
+        raise InvalidTorrent(path, f"{text!r} is not an http(s) or udp URL")
+
+
+def validate(torrent: bytes) -> None:
+    """Check that ``torrent`` is a well-formed single-file torrent as this module builds them
+    (v1 or hybrid). Returns None; raises InvalidTorrent naming the first bad key path.
+
+    Checked: canonical bencoding; ``announce`` / ``announce-list`` / ``url-list`` URLs;
+    ``info``: ``name`` (a file name, not a path), ``length`` >= 1, ``piece length`` (power of
+    two >= 16 KiB), ``pieces`` (20 bytes per piece); optional ``x-amz-bucket`` / ``x-amz-key``
+    strings; for ``meta version`` 2: the one-file ``file tree`` (same name and length, 32-byte
+    root) and ``piece layers`` (present exactly when needed, right size, hashing to the root).
+    Multi-file torrents (``files``) are not made here and are refused.
+    """
+    top = _decode(torrent)
+    if bencode.encode(top) != bytes(torrent):
+        raise InvalidTorrent("", "not canonical bencoding (keys unsorted or duplicated)")
+    if b"announce" in top:
+        _check_url(top[b"announce"], _path(b"announce"))
+    if b"announce-list" in top:
+        tiers = _need(top, b"announce-list", list)
+        for i, tier in enumerate(tiers):
+            if not isinstance(tier, list) or not tier:
+                raise InvalidTorrent(_path(b"announce-list", i), "must be a non-empty list")
+            for j, url in enumerate(tier):
+                _check_url(url, _path(b"announce-list", i, j))
+    if b"url-list" in top:
+        urls = top[b"url-list"]
+        if isinstance(urls, bytes):
+            _check_url(urls, _path(b"url-list"))
+        elif isinstance(urls, list):
+            for i, url in enumerate(urls):
+                _check_url(url, _path(b"url-list", i))
+        else:
+            raise InvalidTorrent(_path(b"url-list"), "must be a string or a list")
+    if b"created by" in top:
+        _need(top, b"created by", bytes)
+
+    info = _need(top, b"info", dict)
+    if b"files" in info:
+        raise InvalidTorrent(_path(b"info", b"files"), "multi-file torrents are not supported")
+    name = _need(info, b"name", bytes, b"info")
+    if name in (b"", b".", b"..") or b"/" in name or b"\0" in name:
+        raise InvalidTorrent(_path(b"info", b"name"), f"{name!r} is not a file name")
+    length = _need(info, b"length", int, b"info")
+    if length < 1:
+        raise InvalidTorrent(_path(b"info", b"length"), f"{length} is not a positive size")
+    plen = _need(info, b"piece length", int, b"info")
+    if plen < MIN_PIECE_LENGTH or not _is_pow2(plen):
+        raise InvalidTorrent(
+            _path(b"info", b"piece length"),
+            f"{plen} is not a power of two of at least {MIN_PIECE_LENGTH}",
+        )
+    count = num_pieces(length, plen)
+    pieces = _need(info, b"pieces", bytes, b"info")
+    if len(pieces) != SHA1_SIZE * count:
+        raise InvalidTorrent(
+            _path(b"info", b"pieces"),
+            f"{len(pieces)} bytes, expected {SHA1_SIZE * count} ({count} pieces)",
+        )
+    for amz in (b"x-amz-bucket", b"x-amz-key"):
+        if amz in info:
+            _need(info, amz, bytes, b"info")
+    if b"meta version" in info:
+        _validate_v2(top, info, name, length, plen, count)
+    elif b"piece layers" in top:
+        raise InvalidTorrent(_path(b"piece layers"), "present in a v1-only torrent")
+
+
+def _validate_v2(top: dict[bytes, Any], info: dict[bytes, Any], name: bytes, length: int,
+                 plen: int, count: int) -> None:
+    version = _need(info, b"meta version", int, b"info")
+    if version != 2:
+        raise InvalidTorrent(_path(b"info", b"meta version"), f"{version} is not 2")
+    tree = _need(info, b"file tree", dict, b"info")
+    if list(tree) != [name]:
+        raise InvalidTorrent(_path(b"info", b"file tree"), "must hold exactly the file 'name'")
+    node = _need(tree, name, dict, b"info", b"file tree")
+    at = (b"info", b"file tree", name)
+    if list(node) != [b""]:
+        raise InvalidTorrent(_path(*at), "must be a file entry (only the '' key)")
+    entry = _need(node, b"", dict, *at)
+    at = (*at, b"")
+    flen = _need(entry, b"length", int, *at)
+    if flen != length:
+        raise InvalidTorrent(_path(*at, b"length"), f"{flen} != info length {length}")
+    root = _need(entry, b"pieces root", bytes, *at)
+    if len(root) != SHA256_SIZE:
+        raise InvalidTorrent(_path(*at, b"pieces root"), f"must be {SHA256_SIZE} bytes")
+    layers = top.get(b"piece layers", {})
+    if not isinstance(layers, dict):
+        raise InvalidTorrent(_path(b"piece layers"), "must be a dictionary")
+    if count == 1:
+        if layers:
+            raise InvalidTorrent(_path(b"piece layers"), "a one-piece file has no piece layer")
+        return
+    at_layer = _path(b"piece layers", root.hex().encode())  # the key is binary: show hex
+    layer = layers.get(root)
+    if not isinstance(layer, bytes):
+        raise InvalidTorrent(at_layer, "missing" if layer is None else "must be a string")
+    if len(layer) != SHA256_SIZE * count:
+        raise InvalidTorrent(
+            at_layer, f"{len(layer)} bytes, expected {SHA256_SIZE * count} ({count} pieces)"
+        )
+    if len(layers) != 1:
+        raise InvalidTorrent(_path(b"piece layers"), "holds layers of no file in the torrent")
+    hashes = [layer[i : i + SHA256_SIZE] for i in range(0, len(layer), SHA256_SIZE)]
+    if merkle.root_from_layer(hashes, plen) != root:
+        raise InvalidTorrent(at_layer, "does not hash to the pieces root")
