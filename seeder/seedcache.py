@@ -10,7 +10,9 @@ LRU order and the sizes live in memory (`LruIndex`, pure) and are rebuilt from t
 at startup: size = the files' sizes, order = the entry directory's mtime, which `touch` bumps.
 Leftover ``.tmp`` directories are deleted at startup.
 
-Pinned entries (a torrent libtorrent has open for download into the cache) are never evicted.
+A download by libtorrent into the cache (`reserve`) makes a *partial* entry, pinned, marked
+by an empty file ``<root>/<hex>.partial`` until `complete` (so that after a crash its bytes
+are never trusted for seed_mode). Pinned entries are never evicted.
 Entries libtorrent is only seeding may be: evict listeners (`add_evict_listener`) are called
 with the info-hash before its files go, so the session can drop the torrent first.
 
@@ -286,6 +288,7 @@ class SeedCache:
         self._lock = threading.RLock()
         self._index = LruIndex(max_bytes)
         self._listeners: list[Callable[[str], None]] = []
+        self._partial: set[str] = set()
         self.evictions = 0
         shutil.rmtree(self.root / TMP_DIR, ignore_errors=True)
         self._rebuild()
@@ -318,6 +321,12 @@ class SeedCache:
         with self._lock:
             return self.root / key if key in self._index else None
 
+    def is_complete(self, info_hash_hex: str) -> bool:
+        """True when the entry is cached and not a partial download (safe for seed_mode)."""
+        key = normalize_key(info_hash_hex)
+        with self._lock:
+            return key in self._index and key not in self._partial
+
     def is_pinned(self, info_hash_hex: str) -> bool:
         with self._lock:
             return self._index.is_pinned(normalize_key(info_hash_hex))
@@ -348,8 +357,8 @@ class SeedCache:
         """Make room for a download by libtorrent into entry `info_hash_hex`, pinned.
 
         Returns the save_path (created), or None when `size` cannot fit. An existing entry
-        is pinned and its path returned. Unpin when the download finishes (it becomes a
-        regular entry) or `remove` it when abandoned.
+        (partial or complete) is pinned and its path returned. Call `complete` when the
+        download finishes (it becomes a regular entry), or `remove` it when abandoned.
         """
         key = normalize_key(info_hash_hex)
         with self._lock:
@@ -361,9 +370,23 @@ class SeedCache:
             if victims is None:
                 return None
             self._evicted(victims)
+            self._marker(key).touch()
+            self._partial.add(key)
             path = self.root / key
             path.mkdir(exist_ok=True)
             return path
+
+    def complete(self, info_hash_hex: str) -> None:
+        """A reserved download finished: drop the partial mark and one pin. No-op if absent."""
+        key = normalize_key(info_hash_hex)
+        with self._lock:
+            if key not in self._index:
+                return
+            if key in self._partial:
+                self._marker(key).unlink(missing_ok=True)
+                self._partial.discard(key)
+            self._index.unpin(key)
+            self._evicted(self._index.shrink())
 
     def touch(self, info_hash_hex: str) -> None:
         """Mark the entry used now (LRU); no-op if absent."""
@@ -398,7 +421,7 @@ class SeedCache:
         with self._lock:
             if self._index.discard(key) is None:
                 return False
-            shutil.rmtree(self.root / key, ignore_errors=True)
+            self._delete(key)
             return True
 
     def set_entry_size(self, info_hash_hex: str, size: int) -> bool:
@@ -415,6 +438,14 @@ class SeedCache:
 
     # -- internals ---------------------------------------------------------------------
 
+    def _marker(self, key: str) -> Path:
+        return self.root / f"{key}.partial"
+
+    def _delete(self, key: str) -> None:
+        shutil.rmtree(self.root / key, ignore_errors=True)
+        self._marker(key).unlink(missing_ok=True)
+        self._partial.discard(key)
+
     def _install(self, writer: CacheWriter, key: str) -> Path | None:
         with self._lock:
             dest = self.root / key
@@ -427,7 +458,7 @@ class SeedCache:
                 writer._remove_tmp()
                 return None
             self._evicted(victims)
-            shutil.rmtree(dest, ignore_errors=True)  # a stray dir not in the index
+            self._delete(key)  # a stray dir not in the index
             assert writer._tmp_dir is not None
             os.rename(writer._tmp_dir, dest)
             writer._tmp_dir = None
@@ -442,15 +473,23 @@ class SeedCache:
                     fn(key)
                 except Exception:
                     log.exception("seed cache evict listener failed for %s", key)
-            shutil.rmtree(self.root / key, ignore_errors=True)
+            self._delete(key)
             log.info("seed cache: evicted %s", key)
 
     def _rebuild(self) -> None:
         found: list[tuple[float, str, int]] = []
+        markers: set[str] = set()
         for entry in os.scandir(self.root):
-            if not entry.is_dir(follow_symlinks=False) or not _HEX_KEY.fullmatch(entry.name):
+            name = entry.name
+            if name.endswith(".partial") and _HEX_KEY.fullmatch(name.removesuffix(".partial")):
+                markers.add(name.removesuffix(".partial"))
+            if not entry.is_dir(follow_symlinks=False) or not _HEX_KEY.fullmatch(name):
                 continue
-            found.append((entry.stat().st_mtime, entry.name, _tree_size(Path(entry.path))))
+            found.append((entry.stat().st_mtime, name, _tree_size(Path(entry.path))))
+        present = {key for _, key, _ in found}
+        self._partial = markers & present
+        for stray in markers - present:
+            self._marker(stray).unlink(missing_ok=True)
         # Load everything past the budget, oldest first, then shrink: the newest survive.
         budget = self._index.max_bytes
         self._index.max_bytes = sum(size for _, _, size in found) + budget

@@ -306,3 +306,42 @@ def test_restart_with_smaller_budget_keeps_newest(tmp_path) -> None:
     assert smaller.hashes() == [H3]
     assert smaller.evictions == 2
     assert not (tmp_path / H1).exists() and not (tmp_path / H2).exists()
+
+
+def test_reserved_download_is_partial_until_complete_even_across_restart(tmp_path) -> None:
+    cache = SeedCache(tmp_path, 1000)
+    path = cache.reserve(H1, 100)
+    assert path is not None
+    (path / "o").write_bytes(b"half")
+    assert cache.lookup(H1) == path and not cache.is_complete(H1)
+
+    again = SeedCache(tmp_path, 1000)  # crash mid-download, restart
+    assert again.lookup(H1) == path and not again.is_complete(H1)
+    assert not again.is_pinned(H1)  # pins are not persisted
+    assert again.reserve(H1, 100) == path and again.is_pinned(H1)
+    again.complete(H1)
+    assert again.is_complete(H1) and not again.is_pinned(H1)
+    assert SeedCache(tmp_path, 1000).is_complete(H1)
+
+
+def test_complete_of_a_committed_entry_only_unpins(tmp_path) -> None:
+    cache = SeedCache(tmp_path, 1000)
+    put(cache, H1, b"abc")
+    assert cache.reserve(H1, 3) == tmp_path / H1  # existing complete entry: just pinned
+    assert cache.is_complete(H1) and cache.is_pinned(H1)
+    cache.complete(H1)
+    assert not cache.is_pinned(H1)
+    cache.complete(H2)  # absent: no-op
+
+
+def test_eviction_and_remove_drop_the_partial_marker(tmp_path) -> None:
+    cache = SeedCache(tmp_path, 100)
+    cache.reserve(H1, 100)
+    cache.remove(H1)
+    assert not (tmp_path / f"{H1}.partial").exists()
+    cache.reserve(H2, 100)
+    cache.complete(H2)
+    cache.reserve(H3, 100)  # evicts H2
+    cache.complete(H3)
+    put(cache, H4, b"x" * 100)  # evicts H3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".tmp") == [H4]
