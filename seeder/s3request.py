@@ -38,12 +38,11 @@ import re
 from dataclasses import dataclass, field
 
 from seeder import s3errors
-from seeder.sigv4 import SignedRequest
+from seeder.sigv4 import SignedRequest, percent_decode
 
 __all__ = ["MAX_KEY_BYTES", "GetObject", "GetTorrent", "S3Operation", "parse"]
 
 MAX_KEY_BYTES = 1024
-_HEX = frozenset(b"0123456789abcdefABCDEF")
 _LEGACY_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,254}\Z")
 _DNS_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+\Z")
@@ -224,21 +223,10 @@ def _virtual_bucket(host: bytes, base_domain: str | None) -> bytes | None:
 
 def _decode(raw: bytes, resource: str) -> str:
     """Strict single percent-decoding to UTF-8 text (``+`` stays a plus)."""
-    if b"%" in raw:
-        out = bytearray()
-        i, n = 0, len(raw)
-        while i < n:
-            b = raw[i]
-            if b == 0x25:
-                hx = raw[i + 1:i + 3]
-                if len(hx) != 2 or hx[0] not in _HEX or hx[1] not in _HEX:
-                    raise s3errors.invalid_uri(resource).with_resource(resource)
-                out.append(int(hx, 16))
-                i += 3
-            else:
-                out.append(b)
-                i += 1
-        raw = bytes(out)
+    try:
+        raw = percent_decode(raw)
+    except ValueError:
+        raise s3errors.invalid_uri(resource).with_resource(resource) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -27,11 +27,12 @@ Canonical request, as S3 computes it (and botocore's ``S3SigV4Auth`` produces it
   repeated headers joined by ``,``.
 
 Checks, in S3's order: form and syntax (AuthorizationHeaderMalformed /
-AuthorizationQueryParametersError / InvalidRequest), unsigned ``host``/``x-amz-*`` headers
-(AccessDenied), unknown access key (InvalidAccessKeyId), time (RequestTimeTooSkewed beyond 15
-minutes for the header form; AccessDenied "Request has expired" / "Request is not yet valid"
-for presigned), signature (SignatureDoesNotMatch, constant-time comparison). SigV2
-(``Authorization: AWS AK:sig`` or ``?AWSAccessKeyId=&Signature=``) and SigV4a get InvalidRequest
+AuthorizationQueryParametersError / InvalidRequest; ``host`` must be signed), ``x-amz-*``
+headers present but not signed (AccessDenied; ``x-amz-cf-id`` excepted), unknown access key
+(InvalidAccessKeyId), time (RequestTimeTooSkewed beyond 15 minutes for the header form;
+AccessDenied "Request has expired" / "Request is not yet valid" for presigned), signature
+(SignatureDoesNotMatch, constant-time comparison). SigV2 (``Authorization: AWS AK:sig`` or
+``?AWSAccessKeyId=&Signature=``) and SigV4a get InvalidRequest
 telling the client to use AWS4-HMAC-SHA256.
 """
 
@@ -45,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from urllib.parse import unquote_to_bytes
 
 from seeder import s3errors
 from seeder.s3errors import S3Error
@@ -57,6 +59,7 @@ __all__ = [
     "SignedRequest",
     "canonical_query",
     "canonical_uri",
+    "percent_decode",
     "signing_key",
     "verify",
 ]
@@ -69,10 +72,15 @@ MAX_EXPIRES = 604800  # a week: S3's ceiling for X-Amz-Expires
 MAX_SKEW = timedelta(seconds=s3errors.MAX_SKEW_SECONDS)
 
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_PCT = tuple(f"%{b:02X}" for b in range(256))
+# CloudFront adds this to requests it forwards to an origin, after the client signed them.
+_MAY_BE_UNSIGNED = frozenset({"x-amz-cf-id"})
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_PCT_B = tuple(b"%%%02X" % b for b in range(256))
+# An escape (to normalise: hex case, needless escapes) or a byte that must be escaped.
+_NOT_CANONICAL_PATH = re.compile(rb"%([0-9A-Fa-f]{2})|[^A-Za-z0-9._~/-]")
+_NOT_CANONICAL_QUERY = re.compile(rb"%([0-9A-Fa-f]{2})|[^A-Za-z0-9._~-]")
 _AMZ_DATE = re.compile(r"(\d{8})T\d{6}Z\Z")
-_SIG_HEX = re.compile(r"[0-9a-f]{64}\Z")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 _HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+\Z")
 _STREAMING = frozenset({
     "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
@@ -112,25 +120,20 @@ class SignedRequest:
                          for k, v in headers))
 
 
-def _canonical_octets(raw: bytes, safe: bytes) -> str:
-    out: list[str] = []
-    i, n = 0, len(raw)
-    while i < n:
-        b = raw[i]
-        if b == 0x25 and i + 2 < n and raw[i + 1] in _HEX and raw[i + 2] in _HEX:
-            b = int(raw[i + 1:i + 3], 16)
-            i += 3
-            # A decoded escape is literal only if unreserved; "%2F" stays an escaped slash.
-            out.append(chr(b) if b in _UNRESERVED else _PCT[b])
-            continue
-        out.append(chr(b) if b in _UNRESERVED or b in safe else _PCT[b])
-        i += 1
-    return "".join(out)
+def _fix_octet(m: re.Match[bytes]) -> bytes:
+    hx = m.group(1)
+    b = int(hx, 16) if hx else m.group()[0]
+    # A decoded escape is literal only if unreserved; "%2F" stays an escaped slash.
+    return _PCT_B[b] if b not in _UNRESERVED else bytes((b,))
+
+
+def _canonical_octets(raw: bytes, pattern: re.Pattern[bytes]) -> str:
+    return pattern.sub(_fix_octet, raw).decode("ascii")
 
 
 def canonical_uri(raw_path: bytes) -> str:
     """The S3 canonical URI of a raw request path (see the module docstring)."""
-    return _canonical_octets(raw_path, b"/") or "/"
+    return _canonical_octets(raw_path, _NOT_CANONICAL_PATH) or "/"
 
 
 def _query_pairs(raw_query: bytes) -> list[tuple[bytes, bytes]]:
@@ -145,7 +148,8 @@ def _query_pairs(raw_query: bytes) -> list[tuple[bytes, bytes]]:
 def canonical_query(raw_query: bytes, *, exclude: bytes | None = None) -> str:
     """The canonical query string of a raw query; ``exclude`` names a raw parameter name to
     leave out (the presigned ``X-Amz-Signature``)."""
-    items = sorted((_canonical_octets(k, b""), _canonical_octets(v, b""))
+    items = sorted((_canonical_octets(k, _NOT_CANONICAL_QUERY),
+                    _canonical_octets(v, _NOT_CANONICAL_QUERY))
                    for k, v in _query_pairs(raw_query) if k != exclude)
     return "&".join(f"{k}={v}" for k, v in items)
 
@@ -202,7 +206,7 @@ def verify(request: SignedRequest, secrets: Secrets, now: datetime | float,
         raise s3errors.invalid_argument(
             "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, "
             "Signature query string parameter or the Authorization header should be specified",
-            "Authorization", authz[0])
+            "Authorization")
     if authz is not None:
         auth = _parse_header_auth(authz, headers, region)
     elif query_auth:
@@ -230,11 +234,11 @@ def verify(request: SignedRequest, secrets: Secrets, now: datetime | float,
     raw_uri = request.raw_path.decode("utf-8", "surrogateescape") or "/"
     if raw_uri != uris[0]:
         uris.append(raw_uri)
-    provided = auth.signature.encode("utf-8", "surrogateescape")
+    provided = _utf8(auth.signature)
     first: tuple[str, str] | None = None
     for uri in uris:
         canonical = f"{request.method}\n{uri}\n{tail}"
-        digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
+        digest = hashlib.sha256(_utf8(canonical)).hexdigest()
         string_to_sign = f"{ALGORITHM}\n{auth.amz_date}\n{scope}\n{digest}"
         expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected.encode(), provided):
@@ -246,8 +250,16 @@ def verify(request: SignedRequest, secrets: Secrets, now: datetime | float,
         auth.access_key, first[0], _printable(auth.signature), _printable(first[1]))
 
 
+def _utf8(s: str) -> bytes:
+    """The bytes a ``from_http`` string came from; any other lone surrogate becomes "?"."""
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "replace")
+
+
 def _printable(s: str) -> str:
-    return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _utf8(s).decode("utf-8", "replace")
 
 
 def _as_datetime(now: datetime | float) -> datetime:
@@ -352,7 +364,7 @@ def _parse_header_auth(values: list[str], headers: dict[str, list[str]],
             "Missing required header for this request: x-amz-content-sha256")
     payload = sha[0].strip()
     if not (payload == UNSIGNED_PAYLOAD or payload in _STREAMING
-            or re.fullmatch(r"[0-9a-f]{64}", payload)):
+            or _SHA256_HEX.match(payload)):
         raise s3errors.invalid_argument(
             "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, or a valid sha256 value.",
             "x-amz-content-sha256", _printable(payload))
@@ -427,27 +439,21 @@ def _parse_query_auth(by_name: dict[str, list[tuple[bytes, bytes]]],
                  presigned=True, expires=expires, raw_query_signature_name=signature_name)
 
 
+def percent_decode(raw: bytes) -> bytes:
+    """Strict single percent-decoding (``+`` stays a plus); ValueError on a broken escape."""
+    if _BAD_ESCAPE.search(raw):
+        raise ValueError("bad percent escape")
+    return unquote_to_bytes(raw) if b"%" in raw else raw
+
+
 def _unquote(raw: bytes) -> str:
-    """Strict percent-decoding (``+`` is literal); ValueError on a bad escape or bad UTF-8."""
-    out = bytearray()
-    i, n = 0, len(raw)
-    while i < n:
-        b = raw[i]
-        if b == 0x25:
-            hx = raw[i + 1:i + 3]
-            if len(hx) != 2 or not all(c in _HEX for c in hx):
-                raise ValueError("bad percent escape")
-            out.append(int(hx, 16))
-            i += 3
-        else:
-            out.append(b)
-            i += 1
-    return out.decode("utf-8")
+    """``percent_decode`` to UTF-8 text; ValueError on a bad escape or bad UTF-8."""
+    return percent_decode(raw).decode("utf-8")
 
 
 def _check_unsigned_headers(headers: dict[str, list[str]], signed: tuple[str, ...]) -> None:
-    missing = sorted(n for n in headers
-                     if (n == "host" or n.startswith("x-amz-")) and n not in signed)
+    missing = sorted(n for n in headers if n.startswith("x-amz-") and n not in signed
+                     and n not in _MAY_BE_UNSIGNED)
     if missing:
         raise s3errors.access_denied(
             "There were headers present in the request which were not signed",

@@ -524,7 +524,8 @@ def test_garbage_only_raises_s3error():
                b"AWSAccessKeyId&Signature", b"x-amz-algorithm=%ff"]
     for q in samples:
         for auth in (None, "AWS4-HMAC-SHA256 \udcff", "AWS4-HMAC-SHA256 Credential=\x00",
-                     "\x00"):
+                     "\x00", AWS_AUTH[:-1] + "\ud800", AWS_AUTH.replace("host;", "host;\ud800;"),
+                     AWS_AUTH.replace("us-east-1", "\ud800")):
             headers = (("host", "h"),) + ((("authorization", auth),) if auth else ())
             try:
                 verify(SignedRequest("GET", b"/\xff%", q, headers), SECRETS, T0)
@@ -547,7 +548,8 @@ def test_client_signing_its_raw_non_canonical_path(path):
     assert info.value.code == "SignatureDoesNotMatch"
 
 
-@given(query=st.binary(max_size=200), auth=st.text(max_size=200), path=st.binary(max_size=30),
+@given(query=st.binary(max_size=200), auth=st.text(st.characters(), max_size=200),
+       path=st.binary(max_size=30),
        extra=st.lists(st.tuples(st.sampled_from(["x-amz-date", "date", "x-amz-content-sha256",
                                                  "host", "x-amz-foo"]), st.text(max_size=30)),
                       max_size=4))
@@ -566,3 +568,7 @@ def test_fuzz_presigned_query_only_s3error(tail):
                              (("host", HOST),)), SECRETS, T0)
     except S3Error:
         pass
+
+
+def test_cloudfront_id_may_be_unsigned():
+    assert verify(with_header(AWS_GET, "x-amz-cf-id", "abc=="), SECRETS, T0) == AK
