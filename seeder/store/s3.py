@@ -54,7 +54,6 @@ UNAVAILABLE_CODES = frozenset(
         "Throttling",
         "ThrottlingException",
         "RequestTimeout",
-        "RequestTimeTooSkewed",
         "ServiceUnavailable",
         "InternalError",
         "RequestLimitExceeded",
