@@ -137,7 +137,7 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
         if raw_path == b"/":
             raise s3errors.not_implemented("ListBuckets is not implemented by this server")
         bucket_raw, _, key_raw = raw_path[1:].partition(b"/")
-        bucket = _decode(bucket_raw, resource)
+        bucket = _decode(bucket_raw, resource, "bucket")
         if not _LEGACY_BUCKET.match(bucket):
             raise s3errors.invalid_bucket_name(bucket).with_resource(resource)
     if not key_raw:
@@ -159,17 +159,17 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
         if not piece:
             continue
         name_raw, _, value_raw = piece.partition(b"=")
-        name = _decode(name_raw, resource)
+        name = _decode(name_raw, resource, "query")
         if name == "torrent":
             torrent = True
         elif name == "versionId":
-            version_ids.append(_decode(value_raw, resource))
+            version_ids.append(_decode(value_raw, resource, "versionId"))
         elif name in _UNSUPPORTED:
             raise s3errors.not_implemented(
                 f"The ?{name} subresource is not implemented by this server").with_resource(
                 resource)
         elif name.lower() == "x-amz-request-payer":  # presigned URLs carry it in the query
-            payer_query = _decode(value_raw, resource)
+            payer_query = _decode(value_raw, resource, "x-amz-request-payer")
     if len(version_ids) > 1:
         raise s3errors.invalid_argument("versionId may be given only once", "versionId"
                                         ).with_resource(resource)
@@ -221,7 +221,7 @@ def _virtual_bucket(host: bytes, base_domain: str | None) -> bytes | None:
     return None
 
 
-def _decode(raw: bytes, resource: str) -> str:
+def _decode(raw: bytes, resource: str, what: str = "key") -> str:
     """Strict single percent-decoding to UTF-8 text (``+`` stays a plus)."""
     try:
         raw = percent_decode(raw)
@@ -230,5 +230,5 @@ def _decode(raw: bytes, resource: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise s3errors.invalid_argument("The request is not valid UTF-8", "key"
+        raise s3errors.invalid_argument(f"The {what} is not valid UTF-8", what
                                         ).with_resource(resource) from None
