@@ -6,7 +6,9 @@ and config (dummy keys, no config files, no instance metadata), so no test can t
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -88,6 +90,13 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when pytest dies, even by SIGKILL or SIGPIPE, so
+    a moto server never outlives the session that started it (Linux prctl PDEATHSIG)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _start_moto(log) -> tuple[subprocess.Popen[bytes], int]:
     last: Exception | None = None
     for _ in range(MOTO_START_ATTEMPTS):
@@ -98,6 +107,7 @@ def _start_moto(log) -> tuple[subprocess.Popen[bytes], int]:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **AWS_TEST_ENV},
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         url = f"http://127.0.0.1:{port}/moto-api/data.json"
         try:
