@@ -186,10 +186,7 @@ PATH_KEYS = frozenset({("state", "dir"), ("buckets", "path")})
 # Never echoed back in a problem line.
 SECRET_KEYS = frozenset({("buckets", "secret_key"), ("credentials", "secret_key")})
 # Keys of a local bucket that only mean something for s3.
-S3_ONLY_KEYS = (
-    "endpoint_url", "region", "addressing_style", "access_key", "secret_key",
-    "requester_pays", "expected_owner",
-)
+S3_ONLY_KEYS = ("endpoint_url", "region", "addressing_style", "access_key", "secret_key")
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -354,9 +351,9 @@ def _convert(kind: str, v: object, from_env: bool, secret: bool) -> object:
                 return int(v.strip())
             except ValueError:
                 raise _Bad(f"expected an integer, got {got}") from None
-        if isinstance(v, int) and not isinstance(v, bool):
+        if kind == "int" and isinstance(v, int) and not isinstance(v, bool):
             return v
-        if kind == "size" and isinstance(v, str):
+        if kind == "size" and isinstance(v, int | str) and not isinstance(v, bool):
             try:
                 return parse_size(v)
             except ValueError as e:
