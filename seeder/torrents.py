@@ -48,7 +48,7 @@ TOO_LARGE_MESSAGE = f"Torrent creation is not supported for objects larger than 
 SSE_C_MESSAGE = (
     "Torrent creation is not supported for objects encrypted with customer-provided keys (SSE-C)"
 )
-EMPTY_MESSAGE = "Torrent creation is not supported for empty objects"
+EMPTY_MESSAGE = metainfo.EMPTY_MESSAGE
 
 PROGRESS_EVERY_SECONDS = 10.0
 PROGRESS_EVERY_FRACTION = 0.10
@@ -349,14 +349,12 @@ class TorrentService:
         progress = ProgressLog(name, info.size, time.monotonic())
         hashed = 0
 
-        def on_chunk(offset: int, data: bytes) -> None:
+        def on_progress(done: int) -> None:
             nonlocal hashed
-            hashed += len(data)
             if self.metrics:
-                self.metrics.hashed_bytes_total.inc(len(data))
-            if sink is not None:
-                sink.write(offset, data)
-            line = progress.update(hashed, time.monotonic())
+                self.metrics.hashed_bytes_total.inc(done - hashed)
+            hashed = done
+            line = progress.update(done, time.monotonic())
             if line:
                 log.info("%s", line)
 
@@ -364,7 +362,9 @@ class TorrentService:
         try:
             hashes = await hashing.hash_object(
                 store, info, piece_length, hybrid=hybrid,
-                threads=self.config.generation.threads, on_chunk=on_chunk,
+                threads=self.config.generation.threads,
+                read_ahead=self.config.generation.read_ahead,
+                on_chunk=None if sink is None else sink.write, on_progress=on_progress,
             )
             tracker = self.config.tracker
             announce = tracker.public_url if tracker.enabled and tracker.public_url else None
