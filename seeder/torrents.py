@@ -52,8 +52,8 @@ EMPTY_MESSAGE = metainfo.EMPTY_MESSAGE
 
 PROGRESS_EVERY_SECONDS = 10.0
 PROGRESS_EVERY_FRACTION = 0.10
-# Below this size a generation takes well under a second: no progress lines, they'd be noise.
-PROGRESS_MIN_SIZE = 256 * 1024 * 1024
+# A job done within this long logs no progress lines, only "generated ... in N s".
+PROGRESS_AFTER_SECONDS = 5.0
 
 
 class NotQualified(Exception):
@@ -140,7 +140,8 @@ def is_current(entry: Entry, info: ObjectInfo, bucket: BucketConfig) -> bool:
 
 @dataclass(slots=True)
 class ProgressLog:
-    """Decides when a long hashing job deserves a progress line: every 10 s or every 10 %.
+    """Decides when a long hashing job deserves a progress line: once it has run 5 s, at
+    every 10 % step and at least every 10 s.
 
     ``update(done, now)`` returns the line to log, or None. Pure: the caller passes the clock.
     """
@@ -155,7 +156,7 @@ class ProgressLog:
         self._last_time = self.started
 
     def update(self, done: int, now: float) -> str | None:
-        if self.size < PROGRESS_MIN_SIZE or done >= self.size:
+        if done >= self.size or now - self.started < PROGRESS_AFTER_SECONDS:
             return None
         step = int(done / self.size / PROGRESS_EVERY_FRACTION)
         if step <= self._last_step and now - self._last_time < PROGRESS_EVERY_SECONDS:

@@ -118,16 +118,18 @@ def test_progress_every_ten_percent_or_ten_seconds():
     size = 1000 * MiB
     p = ProgressLog("bk/k", size, started=100.0)
     assert p.update(50 * MiB, 101.0) is None  # 5 %, 1 s
-    line = p.update(100 * MiB, 102.0)  # 10 %
-    assert line is not None and "10%" in line and "bk/k" in line
-    assert p.update(150 * MiB, 103.0) is None  # 15 %, 1 s after the last line
-    assert p.update(160 * MiB, 112.5) is not None  # 10 s since the last line
-    assert p.update(199 * MiB, 113.0) is None
-    assert p.update(450 * MiB, 114.0) is not None  # jumped several steps: one line
-    assert p.update(460 * MiB, 115.0) is None
+    assert p.update(100 * MiB, 104.0) is None  # 10 %, but a quick job stays quiet
+    line = p.update(110 * MiB, 105.0)  # 5 s in: the 10 % step is due
+    assert line is not None and "11%" in line and "bk/k" in line and "MB/s" in line
+    assert p.update(150 * MiB, 106.0) is None  # 15 %, 1 s after the last line
+    assert p.update(160 * MiB, 115.5) is not None  # 10 s since the last line
+    assert p.update(199 * MiB, 116.0) is None
+    assert p.update(450 * MiB, 117.0) is not None  # jumped several steps: one line
+    assert p.update(460 * MiB, 118.0) is None
+    assert p.update(500 * MiB, 118.5) is not None  # 50 %
     assert p.update(size, 200.0) is None  # done: the "generated" line says it
 
 
-def test_progress_silent_for_small_objects():
+def test_progress_silent_for_quick_jobs():
     p = ProgressLog("bk/k", 10 * MiB, started=0.0)
-    assert all(p.update(n * MiB, float(n * 20)) is None for n in range(11))
+    assert all(p.update(n * MiB, n * 0.4) is None for n in range(11))
