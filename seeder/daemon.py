@@ -1,0 +1,281 @@
+"""The daemon: one trio nursery tree holding every service.
+
+```
+run(config)                       trio.run, signals, exit code
+└── serve(config)                 one nursery; a crash of any child cancels all
+    ├── TorrentService.run        generation jobs (single flight, bounded)
+    ├── serve_http (S3 API)       GetObjectTorrent + web seed        [server.listen]
+    ├── serve_tracker             HTTP + UDP announce/scrape          [tracker.listen]
+    ├── serve_metrics             /metrics                            [metrics.listen]
+    ├── SeedSession.run           libtorrent, alerts via set_alert_fd [seeding]
+    ├── run_scanner               periodic bucket listing             [scanner]
+    ├── status loop               STATUS= lines, gauges
+    └── run_watchdog              WATCHDOG=1 from the trio loop
+```
+READY=1 is sent once every listener is bound and the catalog is open.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+from prometheus_client import CollectorRegistry
+
+from seeder import __version__
+from seeder import config as config_mod
+from seeder.catalog import Catalog
+from seeder.config import Config
+from seeder.handlers import Runtime, S3Api
+from seeder.metrics import SeederMetrics, serve_metrics
+from seeder.scanner import run_scanner
+from seeder.sdnotify import Notifier, run_watchdog
+from seeder.store import Store, make_store
+from seeder.torrents import TorrentService
+from tracker.httpserve import serve_http
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 10.0
+SHUTDOWN_GRACE = 10.0
+
+
+@dataclass
+class Bound:
+    """Where the daemon listens (ports resolved when the config said 0)."""
+
+    s3: tuple[str, int]
+    tracker_http: tuple[str, int] | None = None
+    tracker_udp: tuple[str, int] | None = None
+    metrics: tuple[str, int] | None = None
+    bittorrent_port: int | None = None
+
+
+@dataclass
+class Daemon:
+    """The live objects of one running daemon (what tests and reload reach into)."""
+
+    config: Config
+    config_path: str | None
+    catalog: Catalog
+    stores: dict[str, Store]
+    metrics: SeederMetrics
+    registry: CollectorRegistry
+    torrents: TorrentService
+    api: S3Api
+    notifier: Notifier
+    bound: Bound | None = None
+    extras: dict[str, object] = field(default_factory=dict)
+
+    async def reload(self, environ: dict[str, str] | None = None) -> bool:
+        """Re-read the config file; swap buckets and credentials in place.
+
+        A bad new config is refused with a log line and the old one stays. Listeners,
+        swarms and the libtorrent session are kept (changing listen addresses needs a
+        restart, which is logged). Returns True when the new config was applied.
+        """
+        self.notifier.reloading()
+        try:
+            new = config_mod.load(self.config_path, os.environ if environ is None else environ)
+        except config_mod.ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused: %s", problem)
+            self.notifier.ready()
+            return False
+        old = self.config
+        for section in ("server", "tracker", "metrics", "state", "seeding"):
+            if getattr(old, section) != getattr(new, section):
+                log.warning("reload: [%s] changed; it takes effect at the next restart", section)
+        new = _keep_sections(new, old)
+        new_by_name = {b.name: b for b in new.buckets}
+        for b in old.buckets:
+            if new_by_name.get(b.name) != b:
+                store = self.stores.pop(b.name, None)
+                if store is not None:
+                    await store.aclose()
+        for b in new.buckets:
+            if b.name not in self.stores:
+                self.stores[b.name] = make_store(b, threads=new.generation.threads * 2)
+        self.config = new
+        self.torrents.config = new
+        self.api.runtime = Runtime.build(new, self.stores)
+        log.info(
+            "reloaded config: %d buckets, %d credentials", len(new.buckets), len(new.credentials)
+        )
+        self.notifier.ready()
+        return True
+
+
+def _keep_sections(new: Config, old: Config) -> Config:
+    from dataclasses import replace
+
+    return replace(
+        new,
+        server=old.server,
+        tracker=old.tracker,
+        metrics=old.metrics,
+        state=old.state,
+        seeding=old.seeding,
+    )
+
+
+async def serve(
+    config: Config,
+    *,
+    config_path: str | None = None,
+    notifier: Notifier | None = None,
+    task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the daemon until cancelled. Reports the live :class:`Daemon` (with ``bound``
+    set) through ``task_status`` once every listener is bound and the catalog is open;
+    sends READY=1 then. On cancellation: stops listeners, saves libtorrent resume data,
+    closes the catalog and the stores."""
+    notifier = notifier or Notifier.from_env()
+    state_dir = Path(config.state.dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    registry = CollectorRegistry()
+    metrics = SeederMetrics(registry)
+    catalog = Catalog.open(state_dir / "catalog.sqlite3")
+    stores: dict[str, Store] = {}
+    try:
+        for b in config.buckets:
+            stores[b.name] = make_store(b, threads=config.generation.threads * 2)
+        torrents = TorrentService(catalog, stores, config, metrics=metrics)
+        api = S3Api(Runtime.build(config, stores), torrents, metrics=metrics)
+        daemon = Daemon(
+            config=config,
+            config_path=config_path,
+            catalog=catalog,
+            stores=stores,
+            metrics=metrics,
+            registry=registry,
+            torrents=torrents,
+            api=api,
+            notifier=notifier,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(torrents.run)
+            listen = config.server.listen
+            s3_bound = await nursery.start(
+                _serve_named, "S3 API", api.handle, listen.host, listen.port
+            )
+            bound = Bound(s3=s3_bound[0])
+            if config.metrics.listen is not None:
+                m = config.metrics.listen
+                bound.metrics = (await nursery.start(serve_metrics, registry, m.host, m.port))[0]
+            daemon.bound = bound
+            await _start_extras(daemon, nursery)
+            if config.scanner.enabled:
+                nursery.start_soon(_scanner, daemon)
+            nursery.start_soon(_status_loop, daemon)
+            await nursery.start(run_watchdog, notifier)
+            log.info(
+                "seeder %s ready: S3 API on %s, %d buckets, %d torrents in the catalog",
+                __version__,
+                _url(bound.s3),
+                len(config.buckets),
+                catalog.count(),
+            )
+            notifier.ready(status=_status_line(daemon))
+            task_status.started(daemon)
+    finally:
+        with trio.CancelScope(shield=True):
+            for store in stores.values():
+                with trio.move_on_after(5):
+                    await store.aclose()
+        catalog.close()
+
+
+async def _serve_named(
+    name: str,
+    handler: Callable,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await serve_http(handler, host, port, task_status=task_status)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise DaemonError(f"{name}: cannot listen on {host}:{port}: {reason}") from None
+
+
+async def _start_extras(daemon: Daemon, nursery: trio.Nursery) -> None:
+    """Tracker and libtorrent seeding."""
+
+
+async def _scanner(daemon: Daemon) -> None:
+    await run_scanner(daemon.torrents, daemon.stores, daemon.config.scanner.interval)
+
+
+def _status_line(daemon: Daemon) -> str:
+    parts = [f"{daemon.catalog.count()} torrents"]
+    status = daemon.extras.get("status")
+    if callable(status):
+        parts.append(status())
+    if daemon.torrents.generating:
+        parts.append(f"{daemon.torrents.generating} generating")
+    return ", ".join(parts)
+
+
+async def _status_loop(daemon: Daemon) -> None:
+    while True:
+        await trio.sleep(STATUS_INTERVAL)
+        daemon.notifier.status(_status_line(daemon))
+
+
+def _url(addr: tuple[str, int]) -> str:
+    host, port = addr
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class DaemonError(Exception):
+    """A start-up failure worth one line to the operator (port taken, state dir unusable)."""
+
+
+async def _main(config: Config, config_path: str | None) -> int:
+    notifier = Notifier.from_env()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            daemon: Daemon = await nursery.start(
+                lambda task_status: serve(
+                    config, config_path=config_path, notifier=notifier, task_status=task_status
+                )
+            )
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    if config_path is None:
+                        log.warning("SIGHUP: no config file to reload (started without --config)")
+                        continue
+                    await daemon.reload()
+                    continue
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                notifier.stopping()
+                nursery.cancel_scope.cancel()
+                break
+    return 0
+
+
+def run(config: Config, config_path: str | None = None) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; the process exit code.
+
+    Raises DaemonError (one line for the operator) when it cannot start.
+    """
+    try:
+        return trio.run(_main, config, config_path)
+    except BaseExceptionGroup as group:
+        found, _ = group.split(DaemonError)
+        if found is None:
+            raise
+        raise _first_leaf(found) from None
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -1,0 +1,334 @@
+"""The S3 API and the web seed endpoint: one ``Request`` in, one ``Response`` out.
+
+Flow: ``s3request.parse`` -> bucket lookup -> ``sigv4.verify`` and access rules (public,
+credentials, requester pays, expected owner) -> ``TorrentService`` (GetObjectTorrent) or a
+ranged object stream (web seed). Every failure becomes an S3 XML error; nothing else ever
+reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from seeder import s3errors, s3request, sigv4
+from seeder.catalog import Entry
+from seeder.config import BucketConfig, Config
+from seeder.ranges import RangeNotSatisfiable, parse_range
+from seeder.s3errors import S3Error
+from seeder.store import (
+    BackendAccessDenied,
+    InvalidKey,
+    NoSuchBucket,
+    NoSuchKey,
+    ObjectChanged,
+    ObjectInfo,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+from seeder.torrents import NotQualified, TorrentService
+from tracker.httpserve import Request, Response
+
+log = logging.getLogger(__name__)
+
+TORRENT_TYPE = b"application/x-bittorrent"
+_STREAM_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What a request reads of the daemon's live state; swapped whole on reload."""
+
+    config: Config
+    stores: Mapping[str, Store]
+    secrets: Mapping[str, str]  # access key id -> secret key
+
+    @classmethod
+    def build(cls, config: Config, stores: Mapping[str, Store]) -> Runtime:
+        return cls(config, stores, {c.access_key: c.secret_key for c in config.credentials})
+
+    def can_read(self, access_key: str, bucket: str) -> bool:
+        return any(
+            c.access_key == access_key and c.can_read(bucket) for c in self.config.credentials
+        )
+
+
+def _base_domain(public_url: str) -> str | None:
+    host = urllib.parse.urlsplit(public_url).hostname
+    return host.lower() if host else None
+
+
+def content_disposition(key: str) -> bytes:
+    """``attachment`` with the torrent's file name: a plain ASCII ``filename`` fallback
+    (quotes and controls replaced) and RFC 6266/5987 ``filename*`` for the exact UTF-8 name."""
+    name = key.rsplit("/", 1)[-1] + ".torrent"
+    fallback = "".join(
+        c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in name
+    )
+    encoded = urllib.parse.quote(name, safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}".encode("ascii")
+
+
+class S3Api:
+    """Handler for the S3 endpoint (``server.listen``)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        torrents: TorrentService,
+        *,
+        metrics: object | None = None,
+        seed_path: Callable[[Entry], Path | None] | None = None,
+        on_demand: Callable[[Entry], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runtime = runtime
+        self.torrents = torrents
+        self.metrics = metrics
+        self.seed_path = seed_path
+        self.on_demand = on_demand
+        self.clock = clock
+        self.host_id = secrets.token_urlsafe(24)
+
+    async def handle(self, request: Request) -> Response:
+        """Answer one request; never raises (except trio.Cancelled)."""
+        request_id = secrets.token_hex(8).upper()
+        started = time.perf_counter()
+        operation = "unknown"
+        try:
+            op = s3request.parse(
+                request.method,
+                request.target,
+                request.headers,
+                _base_domain(self.runtime.config.server.public_url),
+            )
+            operation = "GetObjectTorrent" if isinstance(op, s3request.GetTorrent) else "GetObject"
+            response = await self._dispatch(request, op, request_id)
+        except S3Error as err:
+            response = self._error(err, request_id)
+        except Exception:
+            log.exception("request %s failed: %r", request_id, request.target[:200])
+            response = self._error(s3errors.internal_error(), request_id)
+        log.debug(
+            "request %s %s %r -> %d",
+            request_id,
+            request.method.decode("ascii", "replace"),
+            request.target[:200],
+            response.status,
+            extra={"request_id": request_id},
+        )
+        self._count(operation, response.status, time.perf_counter() - started)
+        return response
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    async def _dispatch(
+        self, request: Request, op: s3request.GetTorrent | s3request.GetObject, request_id: str
+    ) -> Response:
+        resource = op.resource
+        try:
+            bucket = self._authorize(request, op)
+        except S3Error as err:
+            raise err.with_resource(resource) from None
+        headers = [
+            (b"x-amz-request-id", request_id.encode()),
+            (b"x-amz-id-2", self.host_id.encode()),
+        ]
+        if bucket.requester_pays:
+            headers.append((b"x-amz-request-charged", b"requester"))
+        try:
+            if isinstance(op, s3request.GetTorrent):
+                return await self._get_torrent(op, headers)
+            return await self._get_object(request, op, headers)
+        except S3Error as err:
+            raise err.with_resource(resource) from None
+
+    def _authorize(
+        self, request: Request, op: s3request.GetTorrent | s3request.GetObject
+    ) -> BucketConfig:
+        runtime = self.runtime
+        bucket = runtime.config.bucket(op.bucket)
+        signed = op.signed or sigv4.SignedRequest.from_http(
+            request.method, request.target, request.headers
+        )
+        access_key = sigv4.verify(signed, runtime.secrets, self.clock())
+        if bucket is None:
+            raise s3errors.no_such_bucket(op.bucket)
+        if access_key is None:
+            if not bucket.public:
+                raise s3errors.access_denied()
+        elif not runtime.can_read(access_key, bucket.name):
+            raise s3errors.access_denied()
+        if bucket.requester_pays and not op.request_payer:
+            raise s3errors.access_denied(
+                "Bucket is a requester pays bucket: send x-amz-request-payer: requester"
+            )
+        if op.expected_bucket_owner is not None and op.expected_bucket_owner != (
+            bucket.expected_owner or ""
+        ):
+            raise s3errors.access_denied()
+        return bucket
+
+    # -- GetObjectTorrent -----------------------------------------------------------------
+
+    async def _get_torrent(
+        self, op: s3request.GetTorrent, headers: list[tuple[bytes, bytes]]
+    ) -> Response:
+        entry = await self._entry(op.bucket, op.key, op.version_id)
+        if self.on_demand is not None:
+            try:
+                self.on_demand(entry)
+            except Exception:
+                log.exception("on-demand hook failed for %s/%s", entry.bucket, entry.key)
+        headers += [
+            (b"content-type", TORRENT_TYPE),
+            (b"content-disposition", content_disposition(op.key)),
+        ]
+        return Response(200, headers, entry.torrent)
+
+    async def _entry(self, bucket: str, key: str, version_id: str | None) -> Entry:
+        # An object overwritten while it was hashed is hashed again once, at its new ETag;
+        # a second change in a row is reported as a busy backend, never a wrong torrent.
+        for attempt in range(2):
+            try:
+                return await self.torrents.get_torrent(bucket, key, version_id)
+            except ObjectChanged:
+                if attempt:
+                    raise s3errors.slow_down(retry_after=1) from None
+            except StoreError as exc:
+                raise _store_error(exc, bucket, key) from None
+            except NotQualified as exc:
+                raise s3errors.invalid_request(str(exc)) from None
+        raise AssertionError("unreachable")
+
+    # -- web seed (GET without ?torrent) --------------------------------------------------
+
+    async def _get_object(
+        self,
+        request: Request,
+        op: s3request.GetObject,
+        headers: list[tuple[bytes, bytes]],
+    ) -> Response:
+        # Only objects that have a torrent are served: this is a web seed, not an S3 proxy.
+        entry = self.torrents.lookup_cached(op.bucket, op.key, op.version_id)
+        if entry is None:
+            raise s3errors.no_such_key(op.key)
+        size = entry.size
+        try:
+            ranges = parse_range(request.header(b"range"), size)
+        except RangeNotSatisfiable as exc:
+            raise s3errors.invalid_range(size, exc.header) from None
+        if ranges is not None and len(ranges) > 1:
+            ranges = None  # as S3: several ranges get the whole object
+        start, length = (0, size) if ranges is None else (ranges[0].start, ranges[0].length)
+        body = await self._object_body(entry, start, length)
+        headers += [
+            (b"content-type", b"application/octet-stream"),
+            (b"accept-ranges", b"bytes"),
+            (b"etag", f'"{entry.etag}"'.encode()),
+            (b"content-length", str(length).encode()),
+        ]
+        if ranges is None:
+            return Response(200, headers, body)
+        headers.append((b"content-range", ranges[0].content_range(size)))
+        return Response(206, headers, body)
+
+    async def _object_body(self, entry: Entry, start: int, length: int) -> AsyncIterator[bytes]:
+        """The bytes the torrent describes: from the seed cache when it holds them,
+        else from the backend pinned to the torrent's ETag."""
+        path = self.seed_path(entry) if self.seed_path is not None else None
+        if path is not None:
+            return _file_chunks(path, start, length)
+        store = self.runtime.stores.get(entry.bucket)
+        if store is None:
+            raise s3errors.no_such_bucket(entry.bucket)
+        info = ObjectInfo(
+            bucket=entry.bucket,
+            key=entry.key,
+            size=entry.size,
+            etag=entry.etag,
+            last_modified=entry.last_modified,
+            version_id=entry.version_id,
+        )
+        stream = store.stream(info, start, length, _STREAM_CHUNK)
+        # Pull the first chunk now, so that a missing or changed object is an S3 error
+        # with a proper status rather than a cut-short 200.
+        try:
+            first = await stream.__anext__() if length else b""
+        except StopAsyncIteration:
+            first = b""
+        except ObjectChanged:
+            raise s3errors.no_such_key(entry.key) from None
+        except StoreError as exc:
+            raise _store_error(exc, entry.bucket, entry.key) from None
+        return _prepend(first, stream)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _error(self, err: S3Error, request_id: str) -> Response:
+        status, headers, body = s3errors.render(err, request_id, self.host_id)
+        return Response(status, headers, body)
+
+    def _count(self, operation: str, status: int, seconds: float) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        try:
+            m.api_requests_total.labels(operation=operation, code=str(status)).inc()
+            m.api_request_duration_seconds.labels(operation=operation).observe(seconds)
+        except AttributeError:
+            pass
+
+
+def _store_error(exc: StoreError, bucket: str, key: str) -> S3Error:
+    if isinstance(exc, NoSuchKey | InvalidKey):
+        return s3errors.no_such_key(key)
+    if isinstance(exc, NoSuchBucket):
+        return s3errors.no_such_bucket(bucket)
+    if isinstance(exc, BackendAccessDenied):
+        return s3errors.access_denied("The daemon's credentials cannot read this object")
+    if isinstance(exc, StoreUnavailable | ObjectChanged):
+        log.warning("backend of bucket %s unavailable: %s", bucket, exc)
+        return s3errors.service_unavailable(retry_after=5)
+    log.error("backend error for %s/%s: %r", bucket, key, exc)
+    return s3errors.internal_error()
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        # Release the backend connection now, also when the client hung up mid-body.
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _file_chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
+    def _open() -> int:
+        return os.open(path, os.O_RDONLY)
+
+    fd = await trio.to_thread.run_sync(_open)
+    try:
+        pos, end = start, start + length
+        while pos < end:
+            n = min(_STREAM_CHUNK, end - pos)
+            data = await trio.to_thread.run_sync(os.pread, fd, n, pos)
+            if not data:
+                return  # truncated on disk: the shell closes rather than pad
+            pos += len(data)
+            yield data
+    finally:
+        os.close(fd)
