@@ -56,6 +56,7 @@ PROGRESS_EVERY = 0.5  # seconds between progress lines (at most 2/s)
 SAMPLE_EVERY = 0.25  # seconds between peer-list samples (web seed byte accounting)
 REDIAL_EVERY = 2.0  # seconds between re-dials of --peer addresses while unconnected
 LISTEN_DEADLINE = 10.0  # seconds to get a listen socket
+FLUSH_DEADLINE = 30.0  # seconds for libtorrent to write its buffers out
 ALERT_WAIT_MS = 100  # one wait_for_alert slice; every loop turn is bounded by the deadlines
 READ_CHUNK = 1 << 20
 FATAL_ALERTS = (
@@ -149,6 +150,21 @@ def files_sha1(ti: lt.torrent_info, save_dir: Path) -> tuple[str, int]:
                 h.update(chunk)
                 total += len(chunk)
     return h.hexdigest(), total
+
+
+def flush(ses: lt.session, handle: lt.torrent_handle) -> bool:
+    """Wait until libtorrent's write buffers for `handle` are on disk (pieces can pass their
+    hash check before the bytes are written); False at FLUSH_DEADLINE."""
+    handle.flush_cache()
+    deadline = time.monotonic() + FLUSH_DEADLINE
+    while time.monotonic() < deadline:
+        ses.wait_for_alert(ALERT_WAIT_MS)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.cache_flushed_alert) and a.handle == handle:
+                return True
+            if a.category() & lt.alert_category.error:
+                print(f"lt_peer: {a.what()}: {a.message()}", file=sys.stderr, flush=True)
+    return False
 
 
 class WebSeedMeter:
@@ -275,6 +291,9 @@ def run(args: argparse.Namespace) -> int:
         )
         if st.is_seeding or (st.is_finished and not checking and st.progress >= 1.0):
             meter.sample(handle)
+            if not flush(ses, handle):
+                emit("error", message="disk cache not flushed in time")
+                return 1
             try:
                 digest, nbytes = files_sha1(ti, args.save_dir)
             except OSError as e:
