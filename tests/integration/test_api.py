@@ -96,7 +96,7 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
     config = Config(
         server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url="http://127.0.0.1:1"),
         tracker=TrackerConfig(enabled=False, listen=None),
-        metrics=MetricsConfig(listen=None),
+        metrics=MetricsConfig(listen=HostPort("127.0.0.1", 0)),
         state=StateConfig(dir=str(tmp_path / "state")),
         scanner=ScannerConfig(enabled=False),
         seeding=SeedingConfig(enabled=False),
@@ -375,3 +375,33 @@ async def test_changed_object_gets_a_new_torrent(env: Env) -> None:
     second = await run_sync(get)
     assert first != second
     check_torrent(second, b"something else entirely, longer\n", "hello.txt")
+
+
+async def test_metrics_after_real_traffic(env: Env) -> None:
+    import shutil
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert (await run_sync(fetch, f"{env.url}/data/hello.txt?torrent"))[0] == 200
+    assert (await run_sync(fetch, f"{env.url}/data/missing?torrent"))[0] == 404
+    host, port = env.daemon.bound.metrics
+    status, _, body = await run_sync(fetch, f"http://{host}:{port}/metrics")
+    assert status == 200
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(body.decode())
+        for s in fam.samples
+    }
+    ok = ("seeder_api_requests_total", (("code", "200"), ("operation", "GetObjectTorrent")))
+    missing = ("seeder_api_requests_total", (("code", "404"), ("operation", "GetObjectTorrent")))
+    assert samples[ok] == 1 and samples[missing] == 1
+    assert samples[("seeder_generations_total", (("result", "ok"),))] == 1
+    assert samples[("seeder_catalog_torrents", ())] == 1
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (scripts/test.sh installs Debian's prometheus)")
+    proc = await trio.run_process(
+        [promtool, "check", "metrics"], stdin=body, capture_stdout=True, capture_stderr=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
