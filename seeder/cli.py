@@ -131,7 +131,12 @@ def _serve(args: argparse.Namespace) -> int:
             logging.getLogger("seeder.cli").info("created a sample object %s", sample)
     from seeder import daemon
 
-    return int(daemon.run(config) or 0)
+    # An absolute path: SIGHUP re-reads the file whatever the working directory is by then.
+    config_path = os.path.abspath(args.config) if args.config is not None else None
+    try:
+        return int(daemon.run(config, config_path=config_path) or 0)
+    except daemon.DaemonError as e:  # already worded for the operator
+        return _fail(str(e))
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -172,6 +177,8 @@ def _make_torrent(args: argparse.Namespace) -> int:
     try:
         tmp.write_bytes(data)
         os.replace(tmp, out)
+    except OSError as e:  # name the file the user asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(out)) from None
     finally:
         tmp.unlink(missing_ok=True)
     print(out, file=sys.stderr)

@@ -751,7 +751,7 @@ def test_example_loads(tmp_path: Path) -> None:
     assert [b.name for b in cfg.buckets] == ["public-data", "my-bucket"]
     # Its only problem as shipped is the deployment directory.
     assert check(EXAMPLE, {"SEEDER_STATE_DIR": str(tmp_path / "state")}) == [
-        f"{EXAMPLE}: buckets[0].path: directory /srv/s3torrent/public-data does not exist"
+        f"{EXAMPLE}: buckets[0].path: directory /srv/seeder/public-data does not exist"
     ]
 
 
