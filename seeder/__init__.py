@@ -1,3 +1,3 @@
-"""s3torrent's daemon: GetObjectTorrent, torrent generation and libtorrent seeding for S3 buckets."""
+"""s3torrent's daemon: GetObjectTorrent, torrent generation and libtorrent seeding."""
 
 __version__ = "0.1.0"
