@@ -34,7 +34,8 @@ def encode(value: Any) -> bytes:
 def decode(data: bytes) -> Any:
     """Decode one complete bencoded value; trailing bytes are an error.
 
-    Returns ints, bytes, lists and dicts with bytes keys. Raises BencodeError on any malformed input.
+    Returns ints, bytes, lists and dicts with bytes keys. Raises BencodeError on any
+    malformed input.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise BencodeError("bencoded data must be bytes")
