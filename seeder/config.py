@@ -1,7 +1,15 @@
 """Daemon configuration: a TOML file plus ``SEEDER_<SECTION>_<KEY>`` environment overrides,
 validated into frozen dataclasses.
 
-The key names are a user contract (see config/seeder.toml and docs/config.md).
+The key names are a user contract (see config/seeder.toml and docs/config.md, which a unit
+test keeps in step with the dataclasses below).
+
+Loading goes in three passes, each collecting problems instead of stopping at the first:
+the file (unknown sections and keys) and the environment (unknown variables) become raw
+values that remember their origin; each value is converted by its field's type and
+checked on its own (``CHECKS``); then cross-key rules run (duplicates, directories,
+credentials naming buckets, listeners colliding). Every problem is one line,
+``ORIGIN: KEY: MESSAGE``, so ``seeder check-config`` can list them all at once.
 """
 
 from __future__ import annotations
@@ -19,6 +27,27 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+__all__ = [
+    "BucketConfig",
+    "Config",
+    "ConfigError",
+    "CredentialConfig",
+    "GenerationConfig",
+    "HostPort",
+    "LogConfig",
+    "MetricsConfig",
+    "ScannerConfig",
+    "SeedingConfig",
+    "ServerConfig",
+    "StateConfig",
+    "TrackerConfig",
+    "check",
+    "ensure_default_bucket",
+    "env_token",
+    "load",
+    "parse_host_port",
+    "parse_size",
+]
 
 @dataclass(frozen=True, slots=True)
 class HostPort:
