@@ -32,9 +32,12 @@ from seeder import config as config_mod
 from seeder.catalog import Catalog
 from seeder.config import Config
 from seeder.handlers import Runtime, S3Api
+from seeder.lt_session import SeedSession
 from seeder.metrics import SeederMetrics, serve_metrics
 from seeder.scanner import run_scanner
 from seeder.sdnotify import Notifier, run_watchdog
+from seeder.seedcache import SeedCache
+from seeder.seeding import Seeding
 from seeder.store import Store, make_store
 from seeder.torrents import TorrentService
 from tracker.httpserve import serve_http
@@ -69,6 +72,7 @@ class Daemon:
     torrents: TorrentService
     api: S3Api
     notifier: Notifier
+    seeding: Seeding | None = None
     bound: Bound | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -145,8 +149,22 @@ async def serve(
     try:
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=config.generation.threads * 2)
-        torrents = TorrentService(catalog, stores, config, metrics=metrics)
-        api = S3Api(Runtime.build(config, stores), torrents, metrics=metrics)
+        seeding = _make_seeding(config, state_dir, metrics)
+        torrents = TorrentService(
+            catalog,
+            stores,
+            config,
+            metrics=metrics,
+            chunk_sink_factory=seeding.chunk_sink if seeding else None,
+            listeners=[seeding] if seeding else [],
+        )
+        api = S3Api(
+            Runtime.build(config, stores),
+            torrents,
+            metrics=metrics,
+            seed_path=seeding.cached_file if seeding else None,
+            on_demand=seeding.on_demand if seeding else None,
+        )
         daemon = Daemon(
             config=config,
             config_path=config_path,
@@ -157,14 +175,20 @@ async def serve(
             torrents=torrents,
             api=api,
             notifier=notifier,
+            seeding=seeding,
         )
         async with trio.open_nursery() as nursery:
+            bt_port = None
+            if seeding is not None:
+                bt_port = await nursery.start(seeding.session.run)
+                restored = seeding.restore(list(catalog.entries()))
+                log.info("seeding %d cached torrents on port %d", restored, bt_port)
             await nursery.start(torrents.run)
             listen = config.server.listen
             s3_bound = await nursery.start(
                 _serve_named, "S3 API", api.handle, listen.host, listen.port
             )
-            bound = Bound(s3=s3_bound[0])
+            bound = Bound(s3=s3_bound[0], bittorrent_port=bt_port)
             if config.metrics.listen is not None:
                 m = config.metrics.listen
                 bound.metrics = (await nursery.start(serve_metrics, registry, m.host, m.port))[0]
@@ -214,11 +238,17 @@ async def _scanner(daemon: Daemon) -> None:
     await run_scanner(daemon.torrents, daemon.stores, daemon.config.scanner.interval)
 
 
+def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics) -> Seeding | None:
+    if not config.seeding.enabled:
+        return None
+    cache = SeedCache(state_dir / "seeds", config.seeding.cache_max_bytes)
+    return Seeding(SeedSession(config.seeding, state_dir, cache, metrics), cache)
+
+
 def _status_line(daemon: Daemon) -> str:
     parts = [f"{daemon.catalog.count()} torrents"]
-    status = daemon.extras.get("status")
-    if callable(status):
-        parts.append(status())
+    if daemon.seeding is not None:
+        parts.append(daemon.seeding.session.stats().status_line())
     if daemon.torrents.generating:
         parts.append(f"{daemon.torrents.generating} generating")
     return ", ".join(parts)

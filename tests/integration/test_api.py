@@ -99,7 +99,7 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
         metrics=MetricsConfig(listen=HostPort("127.0.0.1", 0)),
         state=StateConfig(dir=str(tmp_path / "state")),
         scanner=ScannerConfig(enabled=False),
-        seeding=SeedingConfig(enabled=False),
+        seeding=SeedingConfig(enabled=True, listen_interfaces="127.0.0.1:0"),
         buckets=(
             BucketConfig(name="data", backend="local", path=str(local)),
             BucketConfig(name=names["pub"], **common),

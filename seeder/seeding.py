@@ -1,0 +1,92 @@
+"""Which catalog torrents the libtorrent session seeds, and when (the daemon's policy).
+
+- A torrent whose bytes the generator streamed into the seed cache is seeded at once
+  (``seed_mode``: no second read of the object).
+- Any other torrent is added when it is *in demand*: a GetObjectTorrent request for it, or
+  an announce in its swarm. libtorrent then fetches it through its web seed (S3 is the first
+  peer) into the cache, and seeds from there.
+- A retired torrent (object changed or deleted) leaves the session and the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from seeder.catalog import Entry
+from seeder.lt_session import SeedSession
+from seeder.seedcache import CacheError, CacheWriter, SeedCache
+from seeder.store import ObjectInfo
+
+log = logging.getLogger(__name__)
+
+
+def seed_key(entry: Entry) -> str:
+    """The seed cache / session key of a catalog entry (v1 info-hash hex; every torrent
+    the daemon makes has a v1 part)."""
+    h = entry.info_hash_v1 if entry.info_hash_v1 is not None else (entry.info_hash_v2 or b"")[:20]
+    return h.hex()
+
+
+def torrent_name(key: str) -> str:
+    """The torrent's ``name``: the last segment of the object key."""
+    return key.rsplit("/", 1)[-1]
+
+
+class Seeding:
+    """Catalog listener and demand hooks around one `SeedSession` and its `SeedCache`."""
+
+    def __init__(self, session: SeedSession, cache: SeedCache) -> None:
+        self.session = session
+        self.cache = cache
+
+    # -- generation side -------------------------------------------------------------------
+
+    def chunk_sink(self, info: ObjectInfo) -> CacheWriter | None:
+        """Where the generator writes the bytes it streams (None: not cached)."""
+        try:
+            return self.cache.begin(torrent_name(info.key), info.size)
+        except CacheError as exc:
+            log.warning("not caching %s/%s: %s", info.bucket, info.key, exc)
+            return None
+
+    # -- catalog listener ------------------------------------------------------------------
+
+    def torrent_added(self, entry: Entry) -> None:
+        if self.cache.is_complete(seed_key(entry)):
+            self.session.ensure_seeding(entry.torrent)
+
+    def torrent_removed(self, entry: Entry) -> None:
+        key = seed_key(entry)
+        if not self.session.remove(key, delete_files=True):
+            self.cache.remove(key)
+
+    # -- demand ----------------------------------------------------------------------------
+
+    def on_demand(self, entry: Entry) -> None:
+        """Someone wants this torrent: make sure the session seeds it."""
+        if not self.session.has(seed_key(entry)):
+            self.session.ensure_seeding(entry.torrent)
+
+    def restore(self, entries: list[Entry]) -> int:
+        """At startup: seed every catalog torrent whose bytes are in the cache; the count."""
+        added = 0
+        for entry in entries:
+            key = seed_key(entry)
+            if not self.session.has(key) and self.cache.is_complete(key):
+                added += self.session.ensure_seeding(entry.torrent)
+        return added
+
+    # -- web seed --------------------------------------------------------------------------
+
+    def cached_file(self, entry: Entry) -> Path | None:
+        """The object's bytes in the seed cache, when complete (the web seed serves them
+        from there instead of reading the origin again)."""
+        key = seed_key(entry)
+        if not self.cache.is_complete(key):
+            return None
+        root = self.cache.lookup(key)
+        if root is None:
+            return None
+        path = root / torrent_name(entry.key)
+        return path if path.is_file() else None
