@@ -139,6 +139,7 @@ class BucketConfig:
     torrent_format: str = "v1"  # v1 | hybrid
     webseed: str = "origin"  # origin | proxy
     piece_length: int = 0  # 0 = auto (metainfo.piece_length_for)
+    presign_webseed: int = 0  # private origin buckets: presigned web seed lifetime, s; 0 = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +441,14 @@ def _above(n: float) -> Callable[[object], str | None]:
     return check
 
 
+def _between(lo: int, hi: int) -> Callable[[object], str | None]:
+    def check(v: object) -> str | None:
+        ok = lo <= v <= hi  # type: ignore[operator]
+        return None if ok else f"must be from {lo} to {hi}, got {v}"
+
+    return check
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[object], str | None]:
     def check(v: object) -> str | None:
         return None if v in choices else f"must be one of {', '.join(choices)}, got {v!r}"
@@ -551,6 +560,8 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("buckets", "torrent_format"): _one_of(TORRENT_FORMATS),
     ("buckets", "webseed"): _one_of(WEBSEEDS),
     ("buckets", "piece_length"): _piece_length,
+    # SigV4 presigned URLs live at most 7 days.
+    ("buckets", "presign_webseed"): _between(0, 604800),
     ("credentials", "access_key"): _not_empty,
     ("credentials", "secret_key"): _not_empty,
     ("credentials", "buckets"): _credential_buckets,

@@ -36,6 +36,7 @@ from seeder.store import (
     StoreUnavailable,
 )
 from seeder.torrents import NotQualified, TorrentService
+from tracker import bencode
 from tracker.httpserve import Request, Response
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ class S3Api:
         self, op: s3request.GetTorrent, headers: list[tuple[bytes, bytes]]
     ) -> Response:
         entry = await self._entry(op.bucket, op.key, op.version_id)
+        torrent = await self._with_presigned_webseed(entry)
         if self.on_demand is not None:
             try:
                 self.on_demand(entry)
@@ -193,7 +195,34 @@ class S3Api:
             (b"content-type", TORRENT_TYPE),
             (b"content-disposition", content_disposition(op.key)),
         ]
-        return Response(200, headers, entry.torrent)
+        return Response(200, headers, torrent)
+
+    async def _with_presigned_webseed(self, entry: Entry) -> bytes:
+        """A non-public origin bucket's torrent, with a fresh presigned object URL as its
+        web seed when ``presign_webseed`` allows (url-list is outside ``info``: the
+        info-hash stays the same)."""
+        bucket = self.runtime.config.bucket(entry.bucket)
+        store = self.runtime.stores.get(entry.bucket)
+        if (
+            bucket is None
+            or store is None
+            or bucket.public
+            or bucket.webseed != "origin"
+            or not bucket.presign_webseed
+        ):
+            return entry.torrent
+        try:
+            url = await trio.to_thread.run_sync(
+                store.presigned_url, entry.key, bucket.presign_webseed
+            )
+        except StoreError as exc:
+            log.warning("no presigned web seed for %s/%s: %s", entry.bucket, entry.key, exc)
+            return entry.torrent
+        if not url:
+            return entry.torrent
+        meta = bencode.decode(entry.torrent)
+        meta[b"url-list"] = [url.encode()]
+        return bencode.encode(meta)
 
     async def _entry(self, bucket: str, key: str, version_id: str | None) -> Entry:
         # An object overwritten while it was hashed is hashed again once, at its new ETag;

@@ -104,13 +104,17 @@ def check_qualifies(size: int, sse_c: bool = False) -> None:
 
 def webseed_url(bucket: BucketConfig, key: str, public_url: str, origin_url: str | None,
                 version_id: str | None = None) -> str:
-    """The BEP 19 web seed URL for one object.
+    """The BEP 19 web seed URL for one object ("" for none: non-public buckets).
 
     ``webseed = "origin"`` and a backend with a public object URL (S3): that URL. Otherwise
     (a local directory, or ``webseed = "proxy"``): this daemon's own ``/{bucket}/{key}``, the key
     percent-encoded with ``/`` kept. A torrent pinned to a version asks for that version. The URL
     never ends in ``/`` (BEP 19 would append the torrent name) unless the key itself does.
     """
+    if not bucket.public:
+        # Web seed clients send no credentials: a private object has no URL for them.
+        # (handlers adds a presigned one per request when presign_webseed allows it.)
+        return ""
     if bucket.webseed == "origin" and origin_url:
         url = origin_url
     else:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import boto3
 import libtorrent as lt
@@ -103,7 +104,7 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
         buckets=(
             BucketConfig(name="data", backend="local", path=str(local)),
             BucketConfig(name=names["pub"], **common),
-            BucketConfig(name=names["priv"], public=False, **common),
+            BucketConfig(name=names["priv"], public=False, presign_webseed=3600, **common),
             BucketConfig(name=names["rp"], requester_pays=True, **common),
         ),
         credentials=(
@@ -203,7 +204,13 @@ async def test_presigned_url(env: Env) -> None:
     )
     status, _, body = await run_sync(fetch, url)
     assert status == 200, body
-    assert bencode.decode(body)[b"info"][b"name"] == b"obj.bin"
+    meta = bencode.decode(body)
+    assert meta[b"info"][b"name"] == b"obj.bin"
+    # A private bucket's web seed is a presigned object URL: it fetches the object.
+    (seed,) = meta[b"url-list"]
+    assert b"X-Amz-Signature=" in seed
+    content = env.moto.client().get_object(Bucket=bucket, Key="obj.bin")["Body"].read()
+    assert await run_sync(fetch, seed.decode()) == (200, ANY, content)
     tampered = url.replace("X-Amz-Expires=300", "X-Amz-Expires=301")
     status, _, body = await run_sync(fetch, tampered)
     assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
