@@ -1,0 +1,293 @@
+"""The tracker without I/O: a request's bytes and the client's address in, reply bytes out.
+
+:class:`TrackerCore` glues the parsers (``announce``, ``udp_protocol``), the swarm table
+(``swarm``) and the renderers (``responses``), and applies the policy: which info-hashes
+are served, caps, numwant limits, whose address counts (trusted proxies), metrics.
+The trio shell (``service``) only moves bytes and passes ``now``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import socket
+from collections.abc import Iterable, Sequence
+
+from tracker import responses, udp_protocol
+from tracker.announce import (
+    DEFAULT_NUMWANT,
+    AnnounceError,
+    parse_announce,
+    parse_scrape,
+)
+from tracker.metrics import TrackerMetrics
+from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
+
+__all__ = ["TrackerCore", "pack_ip"]
+
+_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
+_TEXT = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
+
+
+def pack_ip(host: str) -> bytes | None:
+    """A textual IP address -> 4 or 16 packed bytes (IPv4-mapped IPv6 -> 4), or None."""
+    try:
+        if ":" in host:
+            packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
+            return packed[12:] if packed[:12] == _V4_MAPPED else packed
+        return socket.inet_pton(socket.AF_INET, host)
+    except (OSError, ValueError):
+        return None
+
+
+class TrackerCore:
+    """One tracker's state and policy. Not thread-safe; one trio task at a time.
+
+    ``interval``/``min_interval``: seconds told to clients. Peers silent for
+    ``interval * peer_timeout_factor`` seconds are dropped by ``clean``. ``open``: serve
+    any info-hash (else only registered ones; the rest get "unregistered torrent").
+    ``trusted_proxies``: IPs/CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` name the client.
+    ``accept_ip_param``: honour the announce ``ip`` parameter (off: the socket address
+    is the peer's). ``secret``: key of the UDP connection ids (random by default).
+    Raises ValueError for a bad proxy entry or non-positive interval.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: int = 1800,
+        min_interval: int = 300,
+        peer_timeout_factor: float = 2.0,
+        max_swarms: int = 100_000,
+        max_peers_per_swarm: int = 50_000,
+        max_numwant: int = 200,
+        open: bool = False,
+        trusted_proxies: Iterable[str] = (),
+        accept_ip_param: bool = False,
+        max_peers: int = 2_000_000,
+        metrics: TrackerMetrics | None = None,
+        rng: random.Random | None = None,
+        secret: bytes | None = None,
+    ) -> None:
+        if interval <= 0 or min_interval < 0 or peer_timeout_factor <= 0:
+            raise ValueError("interval and peer_timeout_factor must be positive")
+        self.interval = int(interval)
+        self.min_interval = int(min_interval)
+        self.max_numwant = max(0, int(max_numwant))
+        self.accept_ip_param = accept_ip_param
+        self.swarms = Swarms(
+            peer_timeout=interval * peer_timeout_factor,
+            max_swarms=max_swarms,
+            max_peers_per_swarm=max_peers_per_swarm,
+            max_peers=max_peers,
+            open=open,
+            rng=rng,
+        )
+        self.proxies = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
+        self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
+        self.metrics = metrics
+        if metrics is not None:
+            s = self.swarms
+            metrics.watch(lambda: s.swarm_count, lambda: s.seeders, lambda: s.leechers)
+
+    # -- torrents ---------------------------------------------------------------------
+
+    def register(self, hashes: Sequence[bytes]) -> None:
+        """Serve the torrent with these info-hashes (v1 and/or v2 truncated to 20 bytes);
+        they share one swarm. Idempotent. Raises ValueError for a hash not 20 bytes."""
+        self.swarms.register(hashes)
+
+    def unregister(self, hashes: Sequence[bytes]) -> None:
+        """Stop serving the torrent and forget its swarm (all aliases, all peers)."""
+        self.swarms.unregister(hashes)
+
+    def clean(self, now: float) -> int:
+        """Drop peers that stopped announcing; returns how many. Call every
+        ``sweep_every`` seconds (cost: the due expiry entries, not the table)."""
+        return self.swarms.clean(now)
+
+    @property
+    def sweep_every(self) -> float:
+        return self.swarms.sweep_every
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    def http(
+        self,
+        target: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        client: tuple[str, int],
+        now: float,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Answer ``GET target`` from ``client`` (socket address; ``headers`` lower-case
+        names). ``/announce`` and ``/scrape`` always answer 200 (refusals are bencoded
+        failure reasons); any other path is a 404. Returns (status, headers, body)."""
+        path, _, query = target.partition(b"?")
+        if path == b"/announce":
+            return 200, _TEXT, self.http_announce(query, headers, client[0], now)
+        if path == b"/scrape":
+            return 200, _TEXT, self.http_scrape(query)
+        return 404, _TEXT, b"not found\n"
+
+    def _fail(self, exc: AnnounceError | SwarmError) -> bytes:
+        if self.metrics is not None:
+            self.metrics.failure(exc.code)
+        return responses.render_failure(str(exc))
+
+    def http_announce(
+        self, query: bytes, headers: Sequence[tuple[bytes, bytes]], host: str, now: float
+    ) -> bytes:
+        """The body answering ``/announce?query`` from socket address ``host``."""
+        try:
+            req = parse_announce(query)
+            swarm = self.swarms.get_or_create(req.info_hash)
+            ip = self._client_ip(host, headers)
+            if req.ip is not None and self.accept_ip_param:
+                ip = pack_ip(req.ip.decode("ascii", "replace")) or ip
+            if ip is None:
+                raise AnnounceError("no usable client address", "address")
+        except (AnnounceError, SwarmError) as exc:
+            return self._fail(exc)
+        addr = ip + req.port.to_bytes(2, "big")
+        numwant = req.numwant if req.numwant < self.max_numwant else self.max_numwant
+        addrs = self.swarms.announce(
+            swarm, addr, req.peer_id, req.left == 0, req.event, numwant, FAMILY_ANY, now
+        )
+        if self.metrics is not None:
+            self.metrics.announce("http", req.event)
+        if req.compact:
+            peers, peers6 = responses.split_families(addrs)
+            return responses.render_announce(
+                interval=self.interval,
+                min_interval=self.min_interval,
+                complete=swarm.complete,
+                incomplete=swarm.incomplete,
+                peers=peers,
+                peers6=peers6,
+                tracker_id=req.trackerid,
+            )
+        ids = None
+        if not req.no_peer_id:
+            ids = {a: p.peer_id for a in addrs if (p := swarm.peers.get(a)) is not None}
+        return responses.render_announce(
+            interval=self.interval,
+            min_interval=self.min_interval,
+            complete=swarm.complete,
+            incomplete=swarm.incomplete,
+            peers=responses.peer_dicts(addrs, ids),
+            tracker_id=req.trackerid,
+        )
+
+    def http_scrape(self, query: bytes) -> bytes:
+        """The body answering ``/scrape?query`` (BEP 48). Unknown hashes are left out
+        (open mode: reported as zeros, the swarm just has nobody yet)."""
+        try:
+            req = parse_scrape(query)
+        except AnnounceError as exc:
+            return self._fail(exc)
+        files = []
+        for h in dict.fromkeys(req.info_hashes):
+            counts = self.swarms.scrape(h)
+            if counts is None:
+                if not self.swarms.open:
+                    continue
+                counts = (0, 0, 0)
+            files.append((h, *counts))
+        if self.metrics is not None:
+            self.metrics.scrape("http")
+        return responses.render_scrape(files)
+
+    def _client_ip(self, host: str, headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+        ip = pack_ip(host)
+        if not self.proxies or ip is None or not self._trusted(ip):
+            return ip
+        forwarded = real = None
+        for name, value in headers:
+            if name == b"x-forwarded-for" and forwarded is None:
+                forwarded = value
+            elif name == b"x-real-ip" and real is None:
+                real = value
+        if forwarded is not None:
+            # Rightmost first: each proxy appends the address it saw; the first one
+            # that is not a trusted proxy is the client.
+            hops = [pack_ip(h.strip().decode("ascii", "replace")) for h in forwarded.split(b",")]
+            for hop in reversed(hops):
+                if hop is None:
+                    return ip  # garbage in the chain: trust only the socket
+                if not self._trusted(hop):
+                    return hop
+            return hops[0] or ip
+        if real is not None:
+            return pack_ip(real.strip().decode("ascii", "replace")) or ip
+        return ip
+
+    def _trusted(self, ip: bytes) -> bool:
+        addr = ipaddress.ip_address(ip)
+        return any(addr in net for net in self.proxies)
+
+    # -- UDP --------------------------------------------------------------------------
+
+    def udp(self, data: bytes, client: tuple[str, int], now: float) -> bytes | None:
+        """Answer one BEP 15 datagram from ``client`` (host, port); None = no reply."""
+        ip = pack_ip(client[0])
+        if ip is None:
+            return None
+        source = ip + client[1].to_bytes(2, "big")
+        metrics = self.metrics
+        try:
+            req = udp_protocol.parse_request(data)
+            if isinstance(req, udp_protocol.ConnectRequest):
+                return udp_protocol.render_connect(
+                    req.transaction_id, self.connection_ids.issue(source, now)
+                )
+            if not self.connection_ids.valid(req.connection_id, source, now):
+                raise udp_protocol.UdpError(
+                    "invalid connection id", "udp_connection_id", req.transaction_id
+                )
+            if isinstance(req, udp_protocol.UdpScrape):
+                return self._udp_scrape(req)
+            swarm = self.swarms.get_or_create(req.info_hash)
+        except udp_protocol.UdpError as exc:
+            if metrics is not None:
+                metrics.failure(exc.code)
+            if exc.transaction_id is None:
+                return None
+            return udp_protocol.render_error(exc.transaction_id, str(exc))
+        except SwarmError as exc:
+            if metrics is not None:
+                metrics.failure(exc.code)
+            return udp_protocol.render_error(req.transaction_id, str(exc))
+        if self.accept_ip_param and req.ip and len(ip) == 4:
+            ip = req.ip.to_bytes(4, "big")
+        numwant = DEFAULT_NUMWANT if req.numwant < 0 else req.numwant
+        if numwant > self.max_numwant:
+            numwant = self.max_numwant
+        addrs = self.swarms.announce(
+            swarm,
+            ip + req.port.to_bytes(2, "big"),
+            req.peer_id,
+            req.left == 0,
+            req.event,
+            numwant,
+            FAMILY_V4 if len(ip) == 4 else FAMILY_V6,
+            now,
+        )
+        if metrics is not None:
+            metrics.announce("udp", req.event)
+        return udp_protocol.render_announce(
+            req.transaction_id, self.interval, swarm.incomplete, swarm.complete, b"".join(addrs)
+        )
+
+    def _udp_scrape(self, req: udp_protocol.UdpScrape) -> bytes:
+        entries = []
+        for h in req.info_hashes:
+            counts = self.swarms.scrape(h)
+            if counts is None:
+                entries.append((0, 0, 0))
+            else:
+                complete, downloaded, incomplete = counts
+                entries.append((complete, downloaded, incomplete))
+        if self.metrics is not None:
+            self.metrics.scrape("udp")
+        return udp_protocol.render_scrape(req.transaction_id, entries)

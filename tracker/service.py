@@ -1,0 +1,145 @@
+"""The tracker's trio shell: HTTP and UDP listeners and the expiry sweeper around a
+:class:`~tracker.core.TrackerCore`.
+
+```
+serve_tracker(core, http, udp)     one nursery; a crash of any child cancels all
+├── serve_http(handler)            /announce, /scrape (tracker.httpserve)
+├── serve_tracker_udp              BEP 15, one datagram at a time
+└── run_cleaner                    core.clean(now) every core.sweep_every seconds
+```
+``now`` is ``trio.current_time()`` everywhere, so tests can drive expiry with a mock clock.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import NoReturn
+
+import trio
+
+from tracker.core import TrackerCore
+from tracker.httpserve import Request, Response, serve_http
+
+__all__ = [
+    "TrackerBound",
+    "TrackerCore",
+    "make_http_handler",
+    "run_cleaner",
+    "serve_tracker",
+    "serve_tracker_udp",
+]
+
+log = logging.getLogger(__name__)
+
+_MAX_DATAGRAM = 2048  # a BEP 15 request is <= 98 bytes + BEP 41 options; the rest is junk
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerBound:
+    """Where the tracker listens (ports resolved when 0 was asked for)."""
+
+    http: tuple[str, int] | None
+    udp: tuple[str, int] | None
+
+
+def make_http_handler(core: TrackerCore):
+    """An ``httpserve`` handler answering ``/announce`` and ``/scrape`` from ``core``."""
+    metrics = core.metrics
+
+    async def handle(request: Request) -> Response:
+        start = time.perf_counter()
+        if request.method not in (b"GET", b"HEAD"):
+            return Response(405, [(b"allow", b"GET, HEAD")], b"method not allowed\n")
+        status, headers, body = core.http(
+            request.target, request.headers, request.client, trio.current_time()
+        )
+        if metrics is not None and status == 200:
+            metrics.observe("http", time.perf_counter() - start)
+        return Response(status, list(headers), body)
+
+    return handle
+
+
+async def serve_tracker_udp(
+    core: TrackerCore,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve BEP 15 on ``host:port`` (port 0 picks one) until cancelled; reports the bound
+    (host, port). Every datagram is answered, refused with an error packet, or dropped;
+    none can stop the loop."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    with sock:
+        if family == socket.AF_INET6 and host in ("::", ""):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        await sock.bind((host, port))
+        bound = sock.getsockname()
+        task_status.started((bound[0], bound[1]))
+        metrics = core.metrics
+        while True:
+            try:
+                data, client = await sock.recvfrom(_MAX_DATAGRAM)
+            except OSError as exc:
+                # ICMP port unreachable for an earlier reply surfaces here on Linux.
+                if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    log.debug("udp recvfrom: %s", exc)
+                continue
+            start = time.perf_counter()
+            try:
+                reply = core.udp(data, client, trio.current_time())
+            except Exception:  # a bug must not take the listener down
+                log.exception("udp request from %s failed", client[0])
+                continue
+            if reply is None:
+                continue
+            if metrics is not None:
+                metrics.observe("udp", time.perf_counter() - start)
+            try:
+                await sock.sendto(reply, client)
+            except OSError as exc:
+                log.debug("udp sendto %s: %s", client[0], exc)
+
+
+async def run_cleaner(
+    core: TrackerCore, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> NoReturn:
+    """Call ``core.clean`` every ``core.sweep_every`` seconds, forever."""
+    task_status.started()
+    while True:
+        await trio.sleep(core.sweep_every)
+        removed = core.clean(trio.current_time())
+        if removed:
+            log.debug("tracker: %d peers expired", removed)
+
+
+async def serve_tracker(
+    core: TrackerCore,
+    http: tuple[str, int] | None,
+    udp: tuple[str, int] | None,
+    *,
+    task_status: trio.TaskStatus[TrackerBound] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Serve ``core`` over HTTP at ``http`` and/or UDP at ``udp`` ((host, port), port 0
+    picks one; None: not on that transport), with the expiry sweeper, until cancelled.
+
+    Reports a :class:`TrackerBound` once every listener is bound. Never returns unless
+    cancelled; a failure to bind raises (OSError) before ``started``.
+    """
+    async with trio.open_nursery() as nursery:
+        http_bound = udp_bound = None
+        if http is not None:
+            addrs = await nursery.start(serve_http, make_http_handler(core), http[0], http[1])
+            http_bound = addrs[0]
+        if udp is not None:
+            udp_bound = await nursery.start(serve_tracker_udp, core, udp[0], udp[1])
+        await nursery.start(run_cleaner, core)
+        task_status.started(TrackerBound(http_bound, udp_bound))
+        await trio.sleep_forever()
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,383 @@
+"""Swarms: the peers of each torrent, keyed by info-hash, with caps and cheap expiry.
+
+Pure bookkeeping: no I/O; ``now`` (seconds, any monotonic origin) and the random source
+are arguments. Built for the hot path:
+
+- A peer is keyed by its compact address (4- or 16-byte IP + 2-byte port), which is
+  also what the compact response carries, so a response is a join of stored bytes.
+- Each swarm keeps its peers' addresses in four lists (IPv4/IPv6 x seeder/leecher).
+  Removal swaps the last element in (O(1)); a peer list is a window of the numwant
+  addresses at a random offset in those lists read as one ring (O(numwant), never a
+  copy or a scan of the swarm). Swap-removal and appends keep reshuffling the order.
+- Expiry is a queue of time buckets: an announce files the peer under the bucket in
+  which it expires (once per bucket, so a chatty peer costs a bounded number of
+  entries); ``clean(now)`` pops the due buckets and drops the peers whose deadline
+  was not moved since. No request ever scans a swarm or the whole table.
+- Hybrid torrents announce under two hashes; ``register`` aliases them to one swarm.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
+
+__all__ = [
+    "FAMILY_ANY",
+    "FAMILY_V4",
+    "FAMILY_V6",
+    "Peer",
+    "Swarm",
+    "SwarmError",
+    "Swarms",
+]
+
+FAMILY_V4 = 1
+FAMILY_V6 = 2
+FAMILY_ANY = FAMILY_V4 | FAMILY_V6
+
+_SEEDER = 0
+_LEECHER = 1
+_BUCKETS_PER_TIMEOUT = 8  # expiry precision: a peer lives timeout .. timeout * 9/8
+
+
+class SwarmError(ValueError):
+    """The swarm cannot be used: ``str(exc)`` is the failure reason for the client,
+    ``code`` a short label ("unregistered", "full")."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Peer:
+    """One peer of one swarm. ``slot`` = family * 2 + role (0 seeder, 1 leecher) names the
+    address list it sits in, at index ``idx``. ``swarm`` is None once removed (the expiry
+    queue may still hold it; it is skipped then)."""
+
+    __slots__ = ("addr", "completed", "expires", "idx", "peer_id", "slot", "swarm")
+
+    def __init__(self, addr: bytes, peer_id: bytes, swarm: Swarm, slot: int, idx: int) -> None:
+        self.addr = addr
+        self.peer_id = peer_id
+        self.swarm: Swarm | None = swarm
+        self.slot = slot
+        self.idx = idx
+        self.expires = -1
+        self.completed = False
+
+
+class Swarm:
+    """The peers of one torrent (under one or more info-hashes)."""
+
+    __slots__ = ("downloaded", "hashes", "lists", "peers", "registered")
+
+    def __init__(self, hashes: tuple[bytes, ...], registered: bool) -> None:
+        self.hashes = hashes
+        self.registered = registered
+        self.peers: dict[bytes, Peer] = {}
+        # slot = family * 2 + role: [v4 seeders, v4 leechers, v6 seeders, v6 leechers]
+        self.lists: tuple[list[bytes], list[bytes], list[bytes], list[bytes]] = ([], [], [], [])
+        self.downloaded = 0
+
+    @property
+    def complete(self) -> int:
+        """Seeders."""
+        return len(self.lists[0]) + len(self.lists[2])
+
+    @property
+    def incomplete(self) -> int:
+        """Leechers."""
+        return len(self.lists[1]) + len(self.lists[3])
+
+
+class Swarms:
+    """All swarms of a tracker, with caps.
+
+    ``open``: any info-hash gets a swarm on its first announce (until ``max_swarms``), and
+    such a swarm is forgotten when its last peer leaves. Otherwise only ``register``-ed
+    hashes are served. A new peer beyond ``max_peers_per_swarm`` or ``max_peers`` (all
+    swarms) gets an answer but is not stored. Peers not heard from for ``peer_timeout``
+    seconds are dropped by ``clean``.
+    """
+
+    def __init__(
+        self,
+        *,
+        peer_timeout: float,
+        max_swarms: int = 100_000,
+        max_peers_per_swarm: int = 50_000,
+        max_peers: int = 2_000_000,
+        open: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        if peer_timeout <= 0:
+            raise ValueError("peer_timeout must be positive")
+        self.peer_timeout = float(peer_timeout)
+        self.max_swarms = max_swarms
+        self.max_peers_per_swarm = max_peers_per_swarm
+        self.max_peers = max_peers
+        self.open = open
+        self.rng = rng or random.Random()
+        self.by_hash: dict[bytes, Swarm] = {}
+        self.swarm_count = 0
+        self.seeders = 0
+        self.leechers = 0
+        self._width = max(1.0, self.peer_timeout / _BUCKETS_PER_TIMEOUT)
+        self._queue: dict[int, list[Peer]] = {}
+
+    # -- registration -------------------------------------------------------------
+
+    def register(self, hashes: Sequence[bytes]) -> Swarm:
+        """Serve the torrent known by ``hashes`` (v1 and/or truncated v2, 20 bytes each):
+        they all name one swarm from now on. Idempotent. Hashes already in use (an open
+        swarm, or another registration) are merged into that swarm, peers kept.
+        Raises ValueError for an empty list or a hash that is not 20 bytes."""
+        wanted = tuple(dict.fromkeys(hashes))
+        if not wanted or any(len(h) != 20 for h in wanted):
+            raise ValueError("register takes one or more 20-byte info-hashes")
+        existing: list[Swarm] = []
+        for h in wanted:
+            s = self.by_hash.get(h)
+            if s is not None and s not in existing:
+                existing.append(s)
+        if not existing:
+            swarm = Swarm(wanted, registered=True)
+            self.swarm_count += 1
+        else:
+            swarm = existing[0]
+            for other in existing[1:]:
+                self._merge(swarm, other)
+            swarm.registered = True
+            swarm.hashes = tuple(dict.fromkeys(swarm.hashes + wanted))
+        for h in wanted:
+            self.by_hash[h] = swarm
+        return swarm
+
+    def unregister(self, hashes: Sequence[bytes]) -> bool:
+        """Forget the swarm(s) named by any of ``hashes``: every alias and every peer.
+        Returns True when something was forgotten."""
+        found = False
+        for h in hashes:
+            swarm = self.by_hash.get(h)
+            if swarm is not None:
+                self._drop_swarm(swarm)
+                found = True
+        return found
+
+    def _merge(self, into: Swarm, other: Swarm) -> None:
+        for peer in list(other.peers.values()):
+            if peer.addr in into.peers:
+                self._count(peer.slot, -1)
+                peer.swarm = None
+                continue
+            lst = into.lists[peer.slot]
+            peer.idx = len(lst)
+            lst.append(peer.addr)
+            peer.swarm = into
+            into.peers[peer.addr] = peer
+        into.downloaded += other.downloaded
+        into.hashes = tuple(dict.fromkeys(into.hashes + other.hashes))
+        for h in other.hashes:
+            self.by_hash[h] = into
+        self.swarm_count -= 1
+
+    def _drop_swarm(self, swarm: Swarm) -> None:
+        if not any(self.by_hash.get(h) is swarm for h in swarm.hashes):
+            return  # dropped already
+        for peer in swarm.peers.values():
+            self._count(peer.slot, -1)
+            peer.swarm = None
+        swarm.peers.clear()
+        for lst in swarm.lists:
+            lst.clear()
+        for h in swarm.hashes:
+            if self.by_hash.get(h) is swarm:
+                del self.by_hash[h]
+        self.swarm_count -= 1
+
+    # -- lookups --------------------------------------------------------------------
+
+    def get(self, info_hash: bytes) -> Swarm | None:
+        """The swarm of ``info_hash`` if it exists (never creates one)."""
+        return self.by_hash.get(info_hash)
+
+    def get_or_create(self, info_hash: bytes) -> Swarm:
+        """The swarm to announce into. Open mode creates it on first use.
+        Raises SwarmError "unregistered torrent" / "tracker is full"."""
+        swarm = self.by_hash.get(info_hash)
+        if swarm is not None:
+            return swarm
+        if not self.open:
+            raise SwarmError("unregistered torrent", "unregistered")
+        if self.swarm_count >= self.max_swarms:
+            raise SwarmError("tracker is full", "full")
+        swarm = Swarm((info_hash,), registered=False)
+        self.by_hash[info_hash] = swarm
+        self.swarm_count += 1
+        return swarm
+
+    def scrape(self, info_hash: bytes) -> tuple[int, int, int] | None:
+        """(complete, downloaded, incomplete) of ``info_hash``, or None if unknown."""
+        swarm = self.by_hash.get(info_hash)
+        if swarm is None:
+            return None
+        return swarm.complete, swarm.downloaded, swarm.incomplete
+
+    # -- announce -------------------------------------------------------------------
+
+    def announce(
+        self,
+        swarm: Swarm,
+        addr: bytes,
+        peer_id: bytes,
+        seeder: bool,
+        event: int,
+        numwant: int,
+        families: int,
+        now: float,
+    ) -> list[bytes]:
+        """Record one announce from the peer at compact ``addr`` (6 or 18 bytes) and return
+        up to ``numwant`` compact addresses of other peers, of the ``families`` asked for
+        (FAMILY_V4 / FAMILY_V6 bits), never ``addr`` itself. Seeders get leechers first.
+        ``stopped`` removes the peer and returns no peers; ``completed`` counts one
+        download per peer (a hybrid torrent announces it under both hashes)."""
+        peer = swarm.peers.get(addr)
+        if event == EVENT_STOPPED:
+            if peer is not None:
+                self._remove(peer)
+            elif not swarm.peers and not swarm.registered:
+                self._drop_swarm(swarm)
+            return []
+        slot = (2 if len(addr) == 18 else 0) + (_SEEDER if seeder else _LEECHER)
+        if peer is None:
+            if len(swarm.peers) < self.max_peers_per_swarm and (
+                self.seeders + self.leechers < self.max_peers
+            ):
+                lst = swarm.lists[slot]
+                peer = Peer(addr, peer_id, swarm, slot, len(lst))
+                lst.append(addr)
+                swarm.peers[addr] = peer
+                self._count(slot, 1)
+        elif peer.slot != slot:
+            self._unlink(peer)
+            lst = swarm.lists[slot]
+            peer.slot = slot
+            peer.idx = len(lst)
+            lst.append(addr)
+            self._count(slot, 1)
+        if peer is not None:
+            if peer.peer_id != peer_id:
+                peer.peer_id = peer_id
+            bucket = int((now + self.peer_timeout) / self._width) + 1
+            if peer.expires != bucket:
+                peer.expires = bucket
+                due = self._queue.get(bucket)
+                if due is None:
+                    self._queue[bucket] = [peer]
+                else:
+                    due.append(peer)
+        if event == EVENT_COMPLETED:
+            if peer is None:
+                swarm.downloaded += 1
+            elif not peer.completed:
+                peer.completed = True
+                swarm.downloaded += 1
+        if peer is None and not swarm.peers and not swarm.registered:
+            # Not stored (caps) into an empty open swarm: do not keep an empty shell.
+            self._drop_swarm(swarm)
+            return []
+        if numwant <= 0:
+            return []
+        lists = swarm.lists
+        if families == FAMILY_ANY:
+            seed_slots, leech_slots = (0, 2), (1, 3)
+        elif families == FAMILY_V6:
+            seed_slots, leech_slots = (2,), (3,)
+        else:
+            seed_slots, leech_slots = (0,), (1,)
+        if seeder:
+            out = self._window([lists[s] for s in leech_slots], numwant, addr)
+            if len(out) < numwant:
+                out += self._window([lists[s] for s in seed_slots], numwant - len(out), addr)
+            return out
+        chosen = [lists[s] for s in (seed_slots + leech_slots)]
+        return self._window(chosen, numwant, addr)
+
+    def _window(self, lists: list[list[bytes]], k: int, exclude: bytes) -> list[bytes]:
+        """Up to ``k`` addresses from ``lists`` read as one ring, from a random offset,
+        without ``exclude``."""
+        lists = [lst for lst in lists if lst]
+        total = 0
+        for lst in lists:
+            total += len(lst)
+        if total <= k + 1:
+            out = [a for lst in lists for a in lst]
+            if exclude in out:
+                out.remove(exclude)
+            return out[:k]
+        start = self.rng.randrange(total)
+        i = 0
+        while start >= len(lists[i]):
+            start -= len(lists[i])
+            i += 1
+        need = k + 1  # one spare, in case the window holds the asker
+        out = []
+        while need:
+            chunk = lists[i][start : start + need]
+            out += chunk
+            need -= len(chunk)
+            i = (i + 1) % len(lists)
+            start = 0
+        if exclude in out:
+            out.remove(exclude)
+        else:
+            out.pop()
+        return out
+
+    # -- removal and expiry -------------------------------------------------------------
+
+    def _count(self, slot: int, delta: int) -> None:
+        if slot & 1:
+            self.leechers += delta
+        else:
+            self.seeders += delta
+
+    def _unlink(self, peer: Peer) -> None:
+        """Take ``peer`` out of its address list (swap-remove) and the counters."""
+        swarm = peer.swarm
+        assert swarm is not None
+        lst = swarm.lists[peer.slot]
+        last = lst.pop()
+        if peer.idx < len(lst):
+            lst[peer.idx] = last
+            swarm.peers[last].idx = peer.idx
+        self._count(peer.slot, -1)
+
+    def _remove(self, peer: Peer) -> None:
+        swarm = peer.swarm
+        assert swarm is not None
+        self._unlink(peer)
+        del swarm.peers[peer.addr]
+        peer.swarm = None
+        if not swarm.peers and not swarm.registered:
+            self._drop_swarm(swarm)
+
+    def clean(self, now: float) -> int:
+        """Drop the peers whose deadline passed by ``now``; returns how many. Costs the
+        number of queue entries due (bounded per peer), not the number of peers."""
+        current = int(now / self._width)
+        due = [b for b in self._queue if b <= current]
+        removed = 0
+        for bucket in sorted(due):
+            for peer in self._queue.pop(bucket):
+                if peer.swarm is not None and peer.expires == bucket:
+                    self._remove(peer)
+                    removed += 1
+        return removed
+
+    @property
+    def sweep_every(self) -> float:
+        """How often ``clean`` is worth calling (the width of one expiry bucket)."""
+        return self._width

@@ -1,0 +1,190 @@
+"""The UDP tracker protocol (BEP 15): parse requests, render replies, connection ids.
+
+Pure: datagram bytes in, frozen request or :class:`UdpError` out; replies are bytes.
+A ``UdpError`` knows whether an error packet can be sent back (we have a transaction
+id) or the datagram is dropped silently (too short to be BEP 15, or not BEP 15 at all).
+
+Connection ids are unforgeable without per-client state: a keyed BLAKE2b of the client
+address and a 2-minute time bucket. The current and the previous bucket are accepted,
+so an id lives 2 to 4 minutes (BEP 15: accept it for two minutes after sending).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tracker.announce import EVENT_STOPPED
+
+__all__ = [
+    "ACTION_ANNOUNCE",
+    "ACTION_CONNECT",
+    "ACTION_ERROR",
+    "ACTION_SCRAPE",
+    "MAX_SCRAPE_HASHES",
+    "PROTOCOL_ID",
+    "ConnectRequest",
+    "ConnectionIds",
+    "UdpAnnounce",
+    "UdpError",
+    "UdpScrape",
+    "parse_request",
+    "render_announce",
+    "render_connect",
+    "render_error",
+    "render_scrape",
+]
+
+PROTOCOL_ID = 0x41727101980  # BEP 15 magic in the connect request
+ACTION_CONNECT = 0
+ACTION_ANNOUNCE = 1
+ACTION_SCRAPE = 2
+ACTION_ERROR = 3
+MAX_SCRAPE_HASHES = 74  # BEP 15: what fits one packet
+CONNECTION_ID_BUCKET = 120.0  # seconds
+
+_HEADER = struct.Struct(">QII")  # connection_id / protocol_id, action, transaction_id
+# BEP 15 announce: header, info_hash, peer_id, downloaded, left, uploaded, event, ip, key,
+# num_want, port. BEP 41 options may follow; they are ignored.
+_ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
+_REPLY = struct.Struct(">II")
+_ANNOUNCE_REPLY = struct.Struct(">IIIII")
+_SCRAPE_ENTRY = struct.Struct(">III")
+_MAX_ERROR_MESSAGE = 200
+
+
+class UdpError(ValueError):
+    """A datagram that cannot be served. ``transaction_id`` is None when it must be
+    dropped without reply; otherwise ``render_error(transaction_id, str(exc))`` answers.
+    ``code`` is a short label for metrics."""
+
+    def __init__(self, message: str, code: str, transaction_id: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transaction_id = transaction_id
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    transaction_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UdpAnnounce:
+    """A BEP 15 announce. ``event`` uses the announce module's numbers (same as BEP 15);
+    ``numwant`` < 0 means the tracker's default; ``ip`` 0 means the sender's."""
+
+    connection_id: int
+    transaction_id: int
+    info_hash: bytes
+    peer_id: bytes
+    downloaded: int
+    left: int
+    uploaded: int
+    event: int
+    ip: int
+    key: int
+    numwant: int
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class UdpScrape:
+    connection_id: int
+    transaction_id: int
+    info_hashes: tuple[bytes, ...]
+
+
+def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
+    """Parse one client datagram. Raises UdpError (see its ``transaction_id``) for
+    anything that is not a well-formed BEP 15 request; nothing else escapes."""
+    if len(data) < 16:
+        raise UdpError("datagram too short", "udp_short", None)
+    first, action, tid = _HEADER.unpack_from(data)
+    if action == ACTION_CONNECT:
+        if first != PROTOCOL_ID:
+            raise UdpError("not a BEP 15 connect", "udp_protocol", None)
+        return ConnectRequest(tid)
+    if action == ACTION_ANNOUNCE:
+        if len(data) < _ANNOUNCE.size:
+            raise UdpError("truncated announce", "udp_truncated", tid)
+        (cid, _, _, ih, pid, down, left, up, event, ip, key, numwant, port) = _ANNOUNCE.unpack_from(
+            data
+        )
+        if event > EVENT_STOPPED:
+            raise UdpError("invalid event", "event", tid)
+        if port == 0:
+            raise UdpError("invalid port", "port", tid)
+        return UdpAnnounce(cid, tid, ih, pid, down, left, up, event, ip, key, numwant, port)
+    if action == ACTION_SCRAPE:
+        body = len(data) - 16
+        if body == 0 or body % 20:
+            raise UdpError("malformed scrape", "udp_truncated", tid)
+        if body // 20 > MAX_SCRAPE_HASHES:
+            raise UdpError("too many info hashes", "info_hash", tid)
+        hashes = tuple(data[i : i + 20] for i in range(16, len(data), 20))
+        return UdpScrape(first, tid, hashes)
+    raise UdpError("unknown action", "udp_action", tid)
+
+
+def render_connect(transaction_id: int, connection_id: int) -> bytes:
+    """Connect reply: action 0, transaction id, connection id."""
+    return _REPLY.pack(ACTION_CONNECT, transaction_id) + connection_id.to_bytes(8, "big")
+
+
+def render_announce(
+    transaction_id: int, interval: int, leechers: int, seeders: int, peers: bytes
+) -> bytes:
+    """Announce reply: counts then compact peers (6 bytes each over IPv4, 18 over IPv6)."""
+    return (
+        _ANNOUNCE_REPLY.pack(
+            ACTION_ANNOUNCE,
+            transaction_id,
+            min(interval, 0xFFFFFFFF),
+            min(leechers, 0xFFFFFFFF),
+            min(seeders, 0xFFFFFFFF),
+        )
+        + peers
+    )
+
+
+def render_scrape(transaction_id: int, entries: Iterable[tuple[int, int, int]]) -> bytes:
+    """Scrape reply: (seeders, completed, leechers) per requested hash, in order."""
+    return _REPLY.pack(ACTION_SCRAPE, transaction_id) + b"".join(
+        _SCRAPE_ENTRY.pack(*(min(v, 0xFFFFFFFF) for v in e)) for e in entries
+    )
+
+
+def render_error(transaction_id: int, message: str) -> bytes:
+    """Error reply: action 3, transaction id, a short human-readable message."""
+    return _REPLY.pack(ACTION_ERROR, transaction_id) + message.encode()[:_MAX_ERROR_MESSAGE]
+
+
+class ConnectionIds:
+    """Issue and check BEP 15 connection ids without remembering any: a keyed hash of
+    (client address, time bucket). ``secret`` should be random per process."""
+
+    def __init__(self, secret: bytes, bucket: float = CONNECTION_ID_BUCKET) -> None:
+        if not 16 <= len(secret) <= 64:
+            raise ValueError("secret must be 16-64 bytes")
+        self._secret = secret
+        self._bucket = bucket
+
+    def _id(self, addr: bytes, bucket: int) -> int:
+        h = hashlib.blake2b(
+            addr + bucket.to_bytes(8, "big", signed=True), digest_size=8, key=self._secret
+        )
+        return int.from_bytes(h.digest(), "big")
+
+    def issue(self, addr: bytes, now: float) -> int:
+        """A connection id for the client at compact ``addr`` (IP bytes + 2-byte port)."""
+        return self._id(addr, int(now // self._bucket))
+
+    def valid(self, connection_id: int, addr: bytes, now: float) -> bool:
+        """Was ``connection_id`` issued to ``addr`` in this bucket or the previous one?"""
+        bucket = int(now // self._bucket)
+        return connection_id == self._id(addr, bucket) or connection_id == self._id(
+            addr, bucket - 1
+        )
