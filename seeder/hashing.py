@@ -2,12 +2,13 @@
 
 The pipeline for one object:
 
-- The object is read in *chunks* of whole pieces (one piece, or as many as make ~4 MiB when
+- The object is read in *chunks* of whole pieces (one piece, or as many as make ~8 MiB when
   pieces are smaller, so a thread hop and a ranged GET carry enough bytes to be worth it).
 - Up to ``read_ahead`` chunks are in flight at once: being read, hashed, or waiting their
   turn. That bounds memory to about ``max(read_ahead, threads + 1)`` chunks, never the object.
-- Each chunk is hashed in a worker thread (``trio.to_thread.run_sync``), ``threads`` at once
-  (a CapacityLimiter); hashlib releases the GIL on large buffers, so threads hash in parallel.
+- ``threads`` hashing threads (started with ``trio.to_thread.run_sync`` under their own
+  CapacityLimiter, alive for the whole object) take chunks from a queue as soon as they are
+  read; hashlib releases the GIL on large buffers, so they hash in parallel.
   The same thread computes the chunk's v1 SHA-1 piece hashes and, for hybrid, the BEP 52
   SHA-256 block hashes folded into one piece-layer node per piece (``seeder.merkle``).
 - Results are put back in object order; ``on_chunk(offset, data)`` and
@@ -20,7 +21,10 @@ before :func:`hash_object` returns or raises; nothing is left running.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import queue
+import threading
 from collections.abc import Callable
 
 import trio
@@ -33,7 +37,7 @@ __all__ = ["CHUNK_TARGET", "hash_chunk", "hash_object"]
 
 # Bytes per read and per thread hop when pieces are small: large enough that per-call costs
 # (a thread hand-off, an HTTP request) are noise next to hashing, small enough for memory.
-CHUNK_TARGET = 4 * 1024 * 1024
+CHUNK_TARGET = 8 * 1024 * 1024
 
 
 def hash_chunk(data: bytes | memoryview, piece_length: int, v2_width: int | None) -> tuple[
@@ -53,6 +57,52 @@ def hash_chunk(data: bytes | memoryview, piece_length: int, v2_width: int | None
         if v2_width is not None:
             roots.append(merkle.piece_root(piece, v2_width))
     return b"".join(sha1s), b"".join(roots)
+
+
+class _HashPool:
+    """Long-lived hashing threads fed through a queue.
+
+    Why not one ``to_thread.run_sync`` per chunk: then a hasher that finishes waits for the
+    trio thread to hand it the next chunk, and on busy cores that hand-off is late. Here a
+    hasher takes the next chunk itself; the trio thread is told the result without blocking
+    the hasher (``run_sync_soon``).
+    """
+
+    def __init__(self, piece_length: int, v2_width: int | None, token: trio.lowlevel.TrioToken
+                 ) -> None:
+        self._piece_length = piece_length
+        self._v2_width = v2_width
+        self._token = token
+        self._jobs: queue.SimpleQueue[tuple[bytes, Callable[..., None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._stop = threading.Event()
+
+    def submit(self, data: bytes, deliver: Callable[[tuple[bytes, bytes] | Exception], None]
+               ) -> None:
+        """Queue ``data``; ``deliver(result or exception)`` will run on the trio thread."""
+        self._jobs.put((data, deliver))
+
+    def work(self) -> None:
+        """A worker thread's loop: until :meth:`close`. Never raises for a bad chunk."""
+        while True:  # bounded by close(): one sentinel per worker
+            job = self._jobs.get()
+            if job is None or self._stop.is_set():
+                return
+            data, deliver = job
+            outcome: tuple[bytes, bytes] | Exception
+            try:
+                outcome = hash_chunk(data, self._piece_length, self._v2_width)
+            except Exception as exc:
+                outcome = exc
+            del data, job  # the trio side holds the bytes as long as it needs them
+            self._token.run_sync_soon(deliver, outcome)
+
+    def close(self, workers: int) -> None:
+        """Make every worker return after the chunk it is hashing; queued chunks are dropped."""
+        self._stop.set()
+        for _ in range(workers):
+            self._jobs.put(None)
 
 
 async def hash_object(
@@ -95,10 +145,14 @@ async def hash_object(
         one_piece_blocks = merkle.next_pow2(-(-size // merkle.BLOCK_SIZE))
         v2_width = one_piece_blocks if size <= piece_length else blocks_per_piece
 
-    limiter = trio.CapacityLimiter(max(1, threads))
+    workers = max(1, threads)
+    pool = _HashPool(piece_length, v2_width, trio.lowlevel.current_trio_token())
+    limiter = trio.CapacityLimiter(workers)
     slots = trio.Semaphore(max(1, read_ahead))
     turns = [trio.Event() for _ in range(count + 1)]
     turns[0].set()
+    hashed: list[trio.Event] = [trio.Event() for _ in range(count)]
+    outcomes: list[tuple[bytes, bytes] | Exception] = [ValueError("not hashed")] * count
     sha1s: list[bytes] = [b""] * count
     nodes: list[bytes] = [b""] * count
     failure: list[Exception] = []
@@ -115,9 +169,17 @@ async def hash_object(
                     f"{info.bucket}/{info.key}: {len(data)} bytes at offset {offset} where "
                     f"{want} were expected; the object changed while hashing"
                 )
-            sha1s[index], nodes[index] = await trio.to_thread.run_sync(
-                hash_chunk, data, piece_length, v2_width, limiter=limiter
-            )
+
+            def deliver(outcome: tuple[bytes, bytes] | Exception) -> None:
+                outcomes[index] = outcome
+                hashed[index].set()
+
+            pool.submit(data, deliver)
+            await hashed[index].wait()
+            outcome = outcomes[index]
+            if isinstance(outcome, Exception):
+                raise outcome
+            sha1s[index], nodes[index] = outcome
             await turns[index].wait()
             if on_chunk is not None:
                 on_chunk(offset, data)
@@ -133,10 +195,19 @@ async def hash_object(
         finally:
             slots.release()
 
-    async with trio.open_nursery() as nursery:
-        for index in range(count):
-            await slots.acquire()
-            nursery.start_soon(one, index, nursery.cancel_scope)
+    async with trio.open_nursery() as threads_nursery:
+        for _ in range(workers):
+            threads_nursery.start_soon(
+                functools.partial(trio.to_thread.run_sync, pool.work, limiter=limiter)
+            )
+        try:
+            async with trio.open_nursery() as readers:
+                for index in range(count):
+                    await slots.acquire()
+                    readers.start_soon(one, index, readers.cancel_scope)
+        finally:
+            # Each worker finishes at most the chunk in its hands, then returns.
+            pool.close(workers)
     if failure:
         raise failure[0]
 
