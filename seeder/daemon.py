@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from seeder import __version__
 from seeder import config as config_mod
-from seeder.catalog import Catalog
+from seeder.catalog import Catalog, Entry
 from seeder.config import Config
 from seeder.handlers import Runtime, S3Api
 from seeder.lt_session import SeedSession
@@ -39,8 +39,11 @@ from seeder.sdnotify import Notifier, run_watchdog
 from seeder.seedcache import SeedCache
 from seeder.seeding import Seeding
 from seeder.store import Store, make_store
-from seeder.torrents import TorrentService
+from seeder.torrents import Listener, TorrentService
+from tracker.core import TrackerCore
 from tracker.httpserve import serve_http
+from tracker.metrics import TrackerMetrics
+from tracker.service import serve_tracker
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class Daemon:
     api: S3Api
     notifier: Notifier
     seeding: Seeding | None = None
+    tracker: TrackerCore | None = None
     bound: Bound | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -150,13 +154,19 @@ async def serve(
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=config.generation.threads * 2)
         seeding = _make_seeding(config, state_dir, metrics)
+        tracker = _make_tracker(config, registry, catalog)
+        listeners: list[Listener] = []
+        if tracker is not None:
+            listeners.append(_TrackerListener(tracker))
+        if seeding is not None:
+            listeners.append(seeding)
         torrents = TorrentService(
             catalog,
             stores,
             config,
             metrics=metrics,
             chunk_sink_factory=seeding.chunk_sink if seeding else None,
-            listeners=[seeding] if seeding else [],
+            listeners=listeners,
         )
         api = S3Api(
             Runtime.build(config, stores),
@@ -176,6 +186,7 @@ async def serve(
             api=api,
             notifier=notifier,
             seeding=seeding,
+            tracker=tracker,
         )
         async with trio.open_nursery() as nursery:
             bt_port = None
@@ -192,8 +203,16 @@ async def serve(
             if config.metrics.listen is not None:
                 m = config.metrics.listen
                 bound.metrics = (await nursery.start(serve_metrics, registry, m.host, m.port))[0]
+            if tracker is not None:
+                t = config.tracker
+                http = (t.listen.host, t.listen.port) if t.listen else None
+                udp = (t.udp_listen.host, t.udp_listen.port) if t.udp_listen else None
+                try:
+                    tb = await nursery.start(serve_tracker, tracker, http, udp)
+                except OSError as exc:
+                    raise DaemonError(f"tracker: cannot listen: {exc.strerror or exc}") from None
+                bound.tracker_http, bound.tracker_udp = tb.http, tb.udp
             daemon.bound = bound
-            await _start_extras(daemon, nursery)
             if config.scanner.enabled:
                 nursery.start_soon(_scanner, daemon)
             nursery.start_soon(_status_loop, daemon)
@@ -230,12 +249,43 @@ async def _serve_named(
         raise DaemonError(f"{name}: cannot listen on {host}:{port}: {reason}") from None
 
 
-async def _start_extras(daemon: Daemon, nursery: trio.Nursery) -> None:
-    """Tracker and libtorrent seeding."""
-
-
 async def _scanner(daemon: Daemon) -> None:
     await run_scanner(daemon.torrents, daemon.stores, daemon.config.scanner.interval)
+
+
+class _TrackerListener:
+    """Keeps the tracker's registered info-hashes equal to the catalog's torrents."""
+
+    def __init__(self, core: TrackerCore) -> None:
+        self.core = core
+
+    def torrent_added(self, entry: Entry) -> None:
+        self.core.register(entry.tracker_hashes)
+
+    def torrent_removed(self, entry: Entry) -> None:
+        self.core.unregister(entry.tracker_hashes)
+
+
+def _make_tracker(
+    config: Config, registry: CollectorRegistry, catalog: Catalog
+) -> TrackerCore | None:
+    t = config.tracker
+    if not t.enabled:
+        return None
+    core = TrackerCore(
+        interval=t.interval,
+        min_interval=t.min_interval,
+        peer_timeout_factor=t.peer_timeout_factor,
+        max_swarms=t.max_swarms,
+        max_peers_per_swarm=t.max_peers_per_swarm,
+        max_numwant=t.max_numwant,
+        open=False,
+        trusted_proxies=t.trusted_proxies,
+        metrics=TrackerMetrics(registry),
+    )
+    for entry in catalog.entries():
+        core.register(entry.tracker_hashes)
+    return core
 
 
 def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics) -> Seeding | None:

@@ -96,7 +96,7 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
               "access_key": "testing", "secret_key": "testing"}
     config = Config(
         server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url="http://127.0.0.1:1"),
-        tracker=TrackerConfig(enabled=False, listen=None),
+        tracker=TrackerConfig(listen=HostPort("127.0.0.1", 0), udp_listen=HostPort("127.0.0.1", 0)),
         metrics=MetricsConfig(listen=HostPort("127.0.0.1", 0)),
         state=StateConfig(dir=str(tmp_path / "state")),
         scanner=ScannerConfig(enabled=False),
