@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = ["TrackerMetrics"]
 
 TRANSPORTS = ("http", "udp")
-EVENTS = ("none", "started", "completed", "stopped")  # index = announce.EVENT_* number
+EVENTS = ("none", "completed", "started", "stopped")  # index = announce.EVENT_* (BEP 15 order)
 _DURATION_BUCKETS = (
     0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25,
 )  # fmt: skip
