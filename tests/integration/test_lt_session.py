@@ -173,6 +173,7 @@ async def test_seeds_cached_object_to_several_peers(tmp_path: Path) -> None:
             want = hashlib.sha1(data).hexdigest()
             assert [r["sha1"] for r in results] == [want] * 3
             assert all(r["bytes"] == SIZE for r in results)
+            assert all(r["web_seed_bytes"] == 0 and r["peer_bytes"] == SIZE for r in results)
             st = session.status(key)
             assert st is not None
             assert st.uploaded >= SIZE  # every piece left the seeder at least once
@@ -204,7 +205,7 @@ async def test_downloads_from_web_seed_then_seeds(tmp_path: Path, moto_server: A
             # A peer without the web seed can only get it from the session.
             done = await download(tmp_path, strip_url_list(torrent), "127.0.0.2", port)
             assert done["sha1"] == hashlib.sha1(data).hexdigest()
-            assert done["web_seed_bytes"] == 0
+            assert (done["web_seed_bytes"], done["peer_bytes"]) == (0, SIZE)
 
 
 async def test_restart_seeds_from_resume_data_without_downloading(
@@ -317,3 +318,52 @@ async def test_stats_and_remove(tmp_path: Path) -> None:
             assert session.remove(key, delete_files=True)
             assert not session.remove(key)
             assert session.status(key) is None and cache.lookup(key) is None
+
+
+async def test_lt_peer_reports_web_seed_bytes(tmp_path: Path, moto_server: Any) -> None:
+    """The test peer itself: with only a web seed, every byte is counted as web seed bytes."""
+    bucket = moto_server.create_bucket()
+    obj, data = write_object(tmp_path)
+    moto_server.client().put_object(Bucket=bucket, Key="w.bin", Body=data, ACL="public-read")
+    torrent = make_torrent(obj, url_seed=f"{moto_server.endpoint_url}/{bucket}/w.bin")
+    tpath = tmp_path / "w.torrent"
+    tpath.write_bytes(torrent)
+    with trio.fail_after(DEADLINE):
+        async with lt_peer(
+            "--torrent", str(tpath), "--save-dir", str(tmp_path / "w"), "--bind", "127.0.0.5",
+            "--timeout", str(DEADLINE),
+        ) as peer:  # fmt: skip
+            assert (await peer.until("listening"))["port"] > 0
+            done = await peer.until("finished")
+            assert done["sha1"] == hashlib.sha1(data).hexdigest()
+            assert (done["web_seed_bytes"], done["peer_bytes"]) == (SIZE, 0)
+            assert await peer.proc.wait() == 0
+
+
+async def test_lt_peer_seed_mode_serves_another_peer_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The test peer itself: --seed on existing data, a downloader via --peer, SIGTERM."""
+    obj, data = write_object(tmp_path)
+    torrent = make_torrent(obj)
+    tpath = tmp_path / "s.torrent"
+    tpath.write_bytes(torrent)
+    with trio.fail_after(DEADLINE):
+        async with lt_peer(
+            "--torrent", str(tpath), "--save-dir", str(obj.parent), "--bind", "127.0.0.2",
+            "--seed", "--timeout", str(DEADLINE),
+        ) as seeder:  # fmt: skip
+            port = (await seeder.until("listening"))["port"]
+            ready = await seeder.until("finished")
+            assert ready["sha1"] == hashlib.sha1(data).hexdigest()
+            assert ready["web_seed_bytes"] + ready["peer_bytes"] == 0  # had it all
+            tdl = tmp_path / "d.torrent"
+            tdl.write_bytes(torrent)
+            async with lt_peer(
+                "--torrent", str(tdl), "--save-dir", str(tmp_path / "d"), "--bind", "127.0.0.3",
+                "--peer", f"127.0.0.2:{port}", "--timeout", str(DEADLINE),
+            ) as leech:  # fmt: skip
+                done = await leech.until("finished")
+                assert done["sha1"] == ready["sha1"] and done["peer_bytes"] == SIZE
+            seeder.proc.terminate()
+            stopped = await seeder.until("stopped")
+            assert stopped["uploaded"] >= SIZE
+            assert await seeder.proc.wait() == 0

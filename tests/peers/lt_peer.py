@@ -12,10 +12,13 @@ libtorrent's and Python's complaints go to stderr):
 - ``{"event": "progress", "progress": 0.42, "peers": 3, "seeds": 1, "download_rate": B/s,
   "upload_rate": B/s, "state": "downloading"}`` at most twice a second, only while not complete.
 - ``{"event": "finished", "sha1": HEX, "bytes": N, "web_seed_bytes": N, "peer_bytes": N,
-  "uploaded": N}`` once every piece is there. ``sha1`` is over the files' bytes read back from
-  disk, concatenated in torrent order (a single-file torrent: the file). ``web_seed_bytes`` is
-  the payload received over BEP 19/17 web seed connections, sampled from peer lists every
-  ~0.25 s, so a lower bound; ``peer_bytes`` is the rest of the payload received.
+  "unattributed_bytes": N, "uploaded": N}`` once every piece is there. ``sha1`` is over
+  the files' bytes read back from disk, concatenated in torrent order (a single-file
+  torrent: the file), after libtorrent flushed its write buffers. The three
+  ``*_bytes`` split the blocks this peer downloaded (each block once; data already on disk
+  is not counted) by source: the torrent's web seed servers (url-list / httpseeds hosts,
+  resolved at start), BitTorrent peers, or unknown (rare: a block whose delivery alert
+  libtorrent dropped and that was requested from both kinds). See `BlockMeter`.
 - ``{"event": "stopped", "uploaded": N}`` when a ``--seed``/``--stay`` peer is told to stop.
 - ``{"event": "error", "message": "..."}`` then exit status 1: timeout, bad torrent, file
   error, or (``--seed``) data on disk that does not match the torrent.
@@ -43,9 +46,11 @@ import json
 import os
 import select
 import signal
+import socket
 import stat
 import sys
 import time
+import urllib.parse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -53,12 +58,17 @@ from typing import Any
 import libtorrent as lt
 
 PROGRESS_EVERY = 0.5  # seconds between progress lines (at most 2/s)
-SAMPLE_EVERY = 0.25  # seconds between peer-list samples (web seed byte accounting)
 REDIAL_EVERY = 2.0  # seconds between re-dials of --peer addresses while unconnected
 LISTEN_DEADLINE = 10.0  # seconds to get a listen socket
 FLUSH_DEADLINE = 30.0  # seconds for libtorrent to write its buffers out
 ALERT_WAIT_MS = 100  # one wait_for_alert slice; every loop turn is bounded by the deadlines
 READ_CHUNK = 1 << 20
+BLOCK_SIZE = 16 * 1024  # libtorrent's request size: block_finished_alert is per block
+CHECKING = (
+    lt.torrent_status.checking_files,
+    lt.torrent_status.checking_resume_data,
+    lt.torrent_status.queued_for_checking,
+)
 FATAL_ALERTS = (
     lt.file_error_alert,
     lt.torrent_error_alert,
@@ -127,7 +137,8 @@ def session_settings(bind: str, *, ssrf: bool) -> dict[str, Any]:
         "user_agent": "s3torrent-test-peer/libtorrent-" + lt.__version__,
         "alert_mask": lt.alert_category.error
         | lt.alert_category.status
-        | lt.alert_category.storage,
+        | lt.alert_category.storage
+        | lt.alert_category.block_progress,
     }
 
 
@@ -152,44 +163,102 @@ def files_sha1(ti: lt.torrent_info, save_dir: Path) -> tuple[str, int]:
     return h.hexdigest(), total
 
 
-def flush(ses: lt.session, handle: lt.torrent_handle) -> bool:
+def flush(ses: lt.session, handle: lt.torrent_handle, meter: BlockMeter) -> bool:
     """Wait until libtorrent's write buffers for `handle` are on disk (pieces can pass their
     hash check before the bytes are written); False at FLUSH_DEADLINE."""
     handle.flush_cache()
     deadline = time.monotonic() + FLUSH_DEADLINE
     while time.monotonic() < deadline:
         ses.wait_for_alert(ALERT_WAIT_MS)
+        flushed = False
         for a in ses.pop_alerts():
-            if isinstance(a, lt.cache_flushed_alert) and a.handle == handle:
-                return True
-            if a.category() & lt.alert_category.error:
-                print(f"lt_peer: {a.what()}: {a.message()}", file=sys.stderr, flush=True)
+            flushed |= isinstance(a, lt.cache_flushed_alert) and a.handle == handle
+            on_alert(a, meter)
+        if flushed:
+            return True
     return False
 
 
-class WebSeedMeter:
-    """Payload bytes received over web seed connections, from periodic peer-list samples.
+def on_alert(a: lt.alert, meter: BlockMeter) -> str | None:
+    """Account for one alert; a message when it is fatal to the download."""
+    if isinstance(a, lt.block_finished_alert):
+        meter.on_finished(a)
+    elif isinstance(a, lt.block_downloading_alert):
+        meter.on_requested(a)
+    elif isinstance(a, FATAL_ALERTS):
+        return a.message()
+    elif a.category() & lt.alert_category.error:
+        print(f"lt_peer: {a.what()}: {a.message()}", file=sys.stderr, flush=True)
+    return None
 
-    A connection is keyed by its (local, remote) endpoints, so reconnects count anew; the
-    last sample of a connection stands for it, hence a lower bound.
+
+class BlockMeter:
+    """Payload blocks downloaded, attributed to web seeds or to BitTorrent peers.
+
+    A block's source is the peer endpoint of its block_finished_alert: a web seed when the
+    endpoint is the address of one of the torrent's url-list (BEP 19) / httpseeds (BEP 17)
+    servers (no BitTorrent peer can listen on that address and port). libtorrent drops
+    block_finished_alerts whose disk write completes after the torrent became a seed, so a
+    block without one is attributed by where it was requested (block_downloading_alert) if
+    that was one kind of source only, else counted as unattributed.
     """
 
-    def __init__(self) -> None:
-        self._seen: dict[tuple[Any, Any], int] = {}
+    WEB, PEER = 1, 2
 
-    def sample(self, handle: lt.torrent_handle) -> None:
-        web = lt.peer_info.web_seed | lt.peer_info.http_seed
-        for p in handle.get_peer_info():
-            if p.connection_type & web or p.connection_type in (
-                lt.peer_info.web_seed,
-                lt.peer_info.http_seed,
-            ):
-                key = (tuple(p.local_endpoint), tuple(p.remote_endpoint))
-                self._seen[key] = max(self._seen.get(key, 0), p.total_download)
+    def __init__(self, ti: lt.torrent_info, torrent: bytes) -> None:
+        self._ti = ti
+        self._web = web_seed_endpoints(torrent)
+        self._requested: dict[tuple[int, int], int] = {}  # block -> kinds asked (bitmask)
+        self._finished: dict[tuple[int, int], int] = {}  # block -> kind that delivered
 
-    @property
-    def total(self) -> int:
-        return sum(self._seen.values())
+    def _kind(self, endpoint: Any) -> int:
+        return self.WEB if (endpoint[0], endpoint[1]) in self._web else self.PEER
+
+    def on_requested(self, a: lt.block_downloading_alert) -> None:
+        block = (int(a.piece_index), int(a.block_index))
+        self._requested[block] = self._requested.get(block, 0) | self._kind(a.endpoint)
+
+    def on_finished(self, a: lt.block_finished_alert) -> None:
+        self._finished[(int(a.piece_index), int(a.block_index))] = self._kind(a.endpoint)
+
+    def _size(self, block: tuple[int, int]) -> int:
+        piece, index = block
+        return max(0, min(BLOCK_SIZE, self._ti.piece_size(piece) - index * BLOCK_SIZE))
+
+    def totals(self) -> tuple[int, int, int]:
+        """(web seed bytes, peer bytes, unattributed bytes)."""
+        out = {self.WEB: 0, self.PEER: 0, 0: 0}
+        for block in self._requested.keys() | self._finished.keys():
+            kind = self._finished.get(block, self._requested.get(block, 0))
+            out[kind if kind in (self.WEB, self.PEER) else 0] += self._size(block)
+        return out[self.WEB], out[self.PEER], out[0]
+
+
+def web_seed_endpoints(torrent: bytes) -> set[tuple[str, int]]:
+    """(ip, port) of every web seed server named by the torrent (resolved now)."""
+    try:
+        meta = lt.bdecode(torrent)
+    except RuntimeError:
+        return set()
+    urls: list[bytes] = []
+    for field in (b"url-list", b"httpseeds"):
+        value = meta.get(field) if isinstance(meta, dict) else None
+        if isinstance(value, bytes):
+            urls.append(value)
+        elif isinstance(value, list):
+            urls.extend(u for u in value if isinstance(u, bytes))
+    endpoints: set[tuple[str, int]] = set()
+    for raw in urls:
+        url = urllib.parse.urlsplit(raw.decode("utf-8", "replace"))
+        if not url.hostname:
+            continue
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            infos = socket.getaddrinfo(url.hostname, port, proto=socket.IPPROTO_TCP)
+        except OSError:
+            continue
+        endpoints.update((str(info[4][0]), port) for info in infos)
+    return endpoints
 
 
 class StopSignal:
@@ -228,7 +297,8 @@ def run(args: argparse.Namespace) -> int:
     stop = StopSignal()
     try:
         peers = [parse_hostport(p) for p in args.peer]
-        ti = lt.torrent_info(str(args.torrent))
+        torrent = args.torrent.read_bytes()
+        ti = lt.torrent_info(torrent)
     except (ValueError, RuntimeError, OSError) as e:
         emit("error", message=f"bad arguments: {e}")
         return 1
@@ -253,20 +323,18 @@ def run(args: argparse.Namespace) -> int:
     handle = ses.add_torrent(params)
     for host, port in peers:
         handle.connect_peer((host, port))
-
-    meter = WebSeedMeter()
+    meter = BlockMeter(ti, torrent)
     deadline = time.monotonic() + args.timeout
-    next_progress = next_sample = 0.0
+    next_progress = 0.0
     next_redial = time.monotonic() + REDIAL_EVERY
     finished = False
     while True:
         ses.wait_for_alert(ALERT_WAIT_MS)
         for a in ses.pop_alerts():
-            if isinstance(a, FATAL_ALERTS):
-                emit("error", message=a.message())
+            fatal = on_alert(a, meter)
+            if fatal is not None:
+                emit("error", message=fatal)
                 return 1
-            if a.category() & lt.alert_category.error:
-                print(f"lt_peer: {a.what()}: {a.message()}", file=sys.stderr, flush=True)
 
         now = time.monotonic()
         reason = stop.poll()
@@ -281,17 +349,9 @@ def run(args: argparse.Namespace) -> int:
             continue
 
         st = handle.status()
-        if now >= next_sample:
-            meter.sample(handle)
-            next_sample = now + SAMPLE_EVERY
-        checking = st.state in (
-            lt.torrent_status.checking_files,
-            lt.torrent_status.checking_resume_data,
-            lt.torrent_status.queued_for_checking,
-        )
+        checking = st.state in CHECKING
         if st.is_seeding or (st.is_finished and not checking and st.progress >= 1.0):
-            meter.sample(handle)
-            if not flush(ses, handle):
+            if not flush(ses, handle, meter):
                 emit("error", message="disk cache not flushed in time")
                 return 1
             try:
@@ -299,13 +359,14 @@ def run(args: argparse.Namespace) -> int:
             except OSError as e:
                 emit("error", message=f"cannot read back the data: {e}")
                 return 1
-            web = meter.total
+            web, peer, unattributed = meter.totals()
             emit(
                 "finished",
                 sha1=digest,
                 bytes=nbytes,
                 web_seed_bytes=web,
-                peer_bytes=max(0, st.total_payload_download - web),
+                peer_bytes=peer,
+                unattributed_bytes=unattributed,
                 uploaded=st.total_payload_upload,
             )
             if not (args.seed or args.stay):
