@@ -208,6 +208,8 @@ class SeedSession:
         self._from_cache: set[str] = set()
         self._uploaded: dict[str, int] = {}  # last total_payload_upload seen, for LRU touch
         self._complete: dict[str, trio.Event] = {}  # set once the torrent has every piece
+        self._pending: list[bytes] = []  # ensure_seeding calls made before run started
+        self._stopped = False
         self._resume_outstanding = 0
         self._stats = SeedStats()
         self._stats_at: float | None = None
@@ -238,6 +240,9 @@ class SeedSession:
             with trio.fail_after(LISTEN_DEADLINE):
                 await self._until_listening(rsock)
             self.load_resume()
+            pending, self._pending = self._pending, []
+            for torrent in pending:
+                self.ensure_seeding(torrent)
             task_status.started(self._listen_port)
             log.info("libtorrent %s listening on port %d", lt.__version__, self._listen_port)
             async with trio.open_nursery() as nursery:
@@ -247,6 +252,7 @@ class SeedSession:
         except trio.TooSlowError:
             raise SeedError(f"not listening on {self.config.listen_interfaces}") from None
         finally:
+            self._stopped = True
             with trio.CancelScope(shield=True):
                 await self._shutdown(rsock, holder)
                 rsock.close()
@@ -364,8 +370,14 @@ class SeedSession:
     def ensure_seeding(self, torrent: bytes) -> bool:
         """Make sure the torrent is in the session (added as by `add`). Idempotent.
 
-        Returns False, with a log line, when it cannot be (bad torrent, no cache room).
+        Before `run` has started, the torrent is queued and added at startup (True). Returns
+        False, with a log line, when it cannot be (bad torrent, no cache room, shut down).
         """
+        if self._ses is None:
+            if self._stopped:
+                return False
+            self._pending.append(bytes(torrent))
+            return True
         try:
             self.add(torrent, seed_from_cache=True)
         except SeedError as e:

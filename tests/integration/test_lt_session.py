@@ -367,3 +367,22 @@ async def test_lt_peer_seed_mode_serves_another_peer_and_stops_on_sigterm(tmp_pa
             stopped = await seeder.until("stopped")
             assert stopped["uploaded"] >= SIZE
             assert await seeder.proc.wait() == 0
+
+
+async def test_ensure_seeding_before_start_is_queued_and_after_stop_refused(
+    tmp_path: Path,
+) -> None:
+    obj, data = write_object(tmp_path)
+    torrent = make_torrent(obj)
+    key = torrent_key(parse_torrent(torrent))
+    cache = SeedCache(tmp_path / "seeds", 64 * 1024 * 1024)
+    put_in_cache(cache, key, obj.name, data)
+    session = SeedSession(config(), tmp_path / "state", cache)
+    assert session.ensure_seeding(torrent)  # not running yet: queued
+    assert not session.has(key)
+    with trio.fail_after(DEADLINE):
+        async with running(session):
+            assert session.has(key)
+            assert (await session.wait_complete(key)).from_cache
+    assert not session.ensure_seeding(torrent)
+    assert not session.has(key) and session.status(key) is None
