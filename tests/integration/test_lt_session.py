@@ -17,9 +17,11 @@ from typing import Any
 import libtorrent as lt
 import pytest
 import trio
+from prometheus_client import CollectorRegistry
 
 from seeder.config import SeedingConfig
 from seeder.lt_session import SeedError, SeedSession, parse_torrent, torrent_key
+from seeder.metrics import SeederMetrics
 from seeder.seedcache import SeedCache
 
 LT_PEER = Path(__file__).resolve().parents[1] / "peers" / "lt_peer.py"
@@ -304,7 +306,9 @@ async def test_stats_and_remove(tmp_path: Path) -> None:
     key = torrent_key(parse_torrent(torrent))
     cache = SeedCache(tmp_path / "seeds", 64 * 1024 * 1024)
     put_in_cache(cache, key, obj.name, data)
-    session = SeedSession(config(), tmp_path / "state", cache, stats_interval=0.05)
+    registry = CollectorRegistry()
+    metrics = SeederMetrics(registry)
+    session = SeedSession(config(), tmp_path / "state", cache, metrics, stats_interval=0.05)
     with trio.fail_after(DEADLINE):
         async with running(session) as port:
             session.add(torrent)
@@ -315,6 +319,8 @@ async def test_stats_and_remove(tmp_path: Path) -> None:
             assert stats.torrents == 1 and stats.listen_port == port
             assert stats.cache_bytes == SIZE
             assert "seeding 1/1" in stats.status_line()
+            assert registry.get_sample_value("seeder_torrents_seeding") == 1
+            assert registry.get_sample_value("seeder_seed_cache_bytes") == SIZE
             assert session.remove(key, delete_files=True)
             assert not session.remove(key)
             assert session.status(key) is None and cache.lookup(key) is None

@@ -1,0 +1,77 @@
+"""The pure parts of seeder/lt_session.py: settings from config, keys, the STATUS= line."""
+
+from __future__ import annotations
+
+import libtorrent as lt
+import pytest
+
+from seeder.config import SeedingConfig
+from seeder.lt_session import SeedError, SeedStats, parse_torrent, session_settings, torrent_key
+
+
+def test_settings_follow_the_config() -> None:
+    cfg = SeedingConfig(
+        listen_interfaces="0.0.0.0:6999,[::]:6999",
+        upload_rate_limit=1000,
+        connections_limit=42,
+        dht=True,
+        lsd=False,
+        upnp=True,
+        natpmp=False,
+        ssrf_mitigation=False,
+    )
+    s = session_settings(cfg)
+    assert s["listen_interfaces"] == "0.0.0.0:6999,[::]:6999"
+    assert (s["upload_rate_limit"], s["connections_limit"]) == (1000, 42)
+    assert (s["enable_dht"], s["enable_lsd"], s["enable_upnp"], s["enable_natpmp"]) == (
+        True,
+        False,
+        True,
+        False,
+    )
+    assert s["ssrf_mitigation"] is False
+    assert s["allow_multiple_connections_per_ip"] is True
+
+
+def test_defaults_keep_discovery_off_and_ssrf_on() -> None:
+    s = session_settings(SeedingConfig())
+    assert not (s["enable_dht"] or s["enable_lsd"] or s["enable_upnp"] or s["enable_natpmp"])
+    assert s["ssrf_mitigation"] is True
+
+
+def test_libtorrent_accepts_the_settings() -> None:
+    ses = lt.session(session_settings(SeedingConfig(listen_interfaces="127.0.0.1:0")))
+    applied = ses.get_settings()
+    assert applied["connections_limit"] == SeedingConfig().connections_limit
+    assert applied["enable_dht"] is False
+
+
+def _torrent(tmp_path, flags: int) -> bytes:
+    (tmp_path / "f").write_bytes(b"x" * 100_000)
+    ct = lt.create_torrent(lt.list_files(str(tmp_path / "f")), 16384, flags)
+    lt.set_piece_hashes(ct, str(tmp_path))
+    return lt.bencode(ct.generate())
+
+
+def test_key_is_v1_hex_or_v2_hex_for_v2_only(tmp_path) -> None:
+    v1 = parse_torrent(_torrent(tmp_path, lt.create_torrent.v1_only))
+    assert torrent_key(v1) == str(v1.info_hashes().v1) and len(torrent_key(v1)) == 40
+    hybrid = parse_torrent(_torrent(tmp_path, 0))
+    assert torrent_key(hybrid) == str(hybrid.info_hashes().v1)
+    v2 = parse_torrent(_torrent(tmp_path, lt.create_torrent.v2_only))
+    assert len(torrent_key(v2)) == 64
+
+
+@pytest.mark.parametrize(
+    "bad", [b"", b"garbage", b"le", b"d4:infod4:name1:xee", b"d4:infoi3ee", b"\xff" * 10]
+)
+def test_bad_metainfo_is_a_seed_error(bad: bytes) -> None:
+    with pytest.raises(SeedError):
+        parse_torrent(bad)
+
+
+def test_status_line() -> None:
+    line = SeedStats(
+        torrents=12, seeding=10, downloading=2, peers=5, upload_rate=1536.0, cache_bytes=3 << 30
+    ).status_line()
+    assert line == "seeding 10/12 torrents, 2 downloading, 5 peers, up 1.5 KiB/s, cache 3.0 GiB"
