@@ -210,7 +210,7 @@ class SeedSession:
         self._complete: dict[str, trio.Event] = {}  # set once the torrent has every piece
         self._pending: list[bytes] = []  # ensure_seeding calls made before run started
         self._stopped = False
-        self._resume_outstanding = 0
+        self._resume_waiting: set[str] = set()  # shutdown: resume data not yet written
         self._stats = SeedStats()
         self._stats_at: float | None = None
         self._errors = 0
@@ -297,14 +297,14 @@ class SeedSession:
             for a in self._session().pop_alerts():
                 self._on_alert(a)
             flags = lt.torrent_handle.save_info_dict | lt.torrent_handle.flush_disk_cache
-            for h in list(self._handles.values()):
+            for key, h in list(self._handles.items()):
                 if h.is_valid():
                     h.save_resume_data(flags)
-                    self._resume_outstanding += 1
-            while self._resume_outstanding > 0:
+                    self._resume_waiting.add(key)
+            while self._resume_waiting:
                 await self._pump(rsock)
         if scope.cancelled_caught:
-            log.warning("resume data: %d torrents not saved in time", self._resume_outstanding)
+            log.warning("resume data: %d torrents not saved in time", len(self._resume_waiting))
         self._session().pause()
         self._ses = None
         self._handles.clear()
@@ -516,7 +516,8 @@ class SeedSession:
         elif kind is lt.save_resume_data_alert:
             self._on_resume_data(a)
         elif kind is lt.save_resume_data_failed_alert:
-            self._resume_outstanding = max(0, self._resume_outstanding - 1)
+            if a.handle.is_valid():
+                self._resume_waiting.discard(_key(a.handle.info_hashes()))
             self._problem(a)
         elif kind in _PROBLEM_ALERTS:
             self._problem(a)
@@ -555,8 +556,8 @@ class SeedSession:
         log.info("downloaded %s into the seed cache: seeding", key)
 
     def _on_resume_data(self, a: Any) -> None:
-        self._resume_outstanding = max(0, self._resume_outstanding - 1)
         key = _key(a.params.info_hashes)
+        self._resume_waiting.discard(key)
         if key not in self._handles:
             return  # removed meanwhile: leave no resume file behind
         data = lt.write_resume_data_buf(a.params)
