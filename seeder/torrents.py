@@ -387,7 +387,9 @@ class TorrentService:
                 sink.abort()
             raise
         if sink is not None:
-            sink.commit((ih.v1 if ih.v1 is not None else ih.v2[:20]).hex())
+            # commit fsyncs the whole object: seconds for a big one, so not on the trio thread.
+            key = (ih.v1 if ih.v1 is not None else ih.v2[:20]).hex()
+            await trio.to_thread.run_sync(sink.commit, key)
         return Entry(
             bucket=info.bucket, key=info.key, etag=info.etag, version_id=version_id,
             size=info.size, last_modified=info.last_modified, torrent=torrent,
