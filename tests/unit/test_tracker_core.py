@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from tracker import bencode
@@ -250,3 +255,23 @@ def test_bad_config_is_refused():
         core(trusted_proxies=["not-a-network"])
     with pytest.raises(ValueError):
         TrackerCore(interval=0)
+
+
+@given(st.binary(max_size=120), st.binary(max_size=300))
+def test_fuzz_core_never_raises(datagram, query):
+    c = core(open=True, max_swarms=50)
+    reply = c.udp(datagram, ("127.0.0.2", 1), 0.0)
+    assert reply is None or reply[:4] in (b"\x00\x00\x00\x00", b"\x00\x00\x00\x03")
+    for path in (b"/announce?", b"/scrape?"):
+        status, _, body = c.http(path + query, (), ("127.0.0.2", 1), 0.0)
+        assert status == 200 and isinstance(bencode.decode(body), dict)
+
+
+def test_core_modules_do_not_import_trio():
+    code = (
+        "import sys, tracker.core, tracker.announce, tracker.swarm, tracker.responses, "
+        "tracker.udp_protocol, tracker.metrics; "
+        "bad = {'trio', 'libtorrent', 'boto3', 'seeder'} & {m.split('.')[0] for m in sys.modules}; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
