@@ -94,8 +94,9 @@ class TrackerCore:
     # -- torrents ---------------------------------------------------------------------
 
     def register(self, hashes: Sequence[bytes]) -> None:
-        """Serve the torrent with these info-hashes (v1 and/or v2 truncated to 20 bytes);
-        they share one swarm. Idempotent. Raises ValueError for a hash not 20 bytes."""
+        """Serve the torrent with these info-hashes (v1 and/or v2; a 32-byte v2 hash is
+        truncated to 20 bytes); they share one swarm. Idempotent. Raises ValueError for
+        a hash that is not 20 or 32 bytes."""
         self.swarms.register(hashes)
 
     def unregister(self, hashes: Sequence[bytes]) -> None:

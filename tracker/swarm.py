@@ -131,12 +131,13 @@ class Swarms:
 
     def register(self, hashes: Sequence[bytes]) -> Swarm:
         """Serve the torrent known by ``hashes`` (v1 and/or truncated v2, 20 bytes each):
-        they all name one swarm from now on. Idempotent. Hashes already in use (an open
+        they all name one swarm from now on. A 32-byte v2 hash is truncated to the 20
+        bytes clients announce (BEP 52). Idempotent. Hashes already in use (an open
         swarm, or another registration) are merged into that swarm, peers kept.
-        Raises ValueError for an empty list or a hash that is not 20 bytes."""
-        wanted = tuple(dict.fromkeys(hashes))
+        Raises ValueError for an empty list or a hash that is not 20 or 32 bytes."""
+        wanted = tuple(dict.fromkeys(h[:20] if len(h) == 32 else h for h in hashes))
         if not wanted or any(len(h) != 20 for h in wanted):
-            raise ValueError("register takes one or more 20-byte info-hashes")
+            raise ValueError("register takes one or more 20-byte (or 32-byte v2) info-hashes")
         existing: list[Swarm] = []
         for h in wanted:
             s = self.by_hash.get(h)
@@ -156,10 +157,11 @@ class Swarms:
         return swarm
 
     def unregister(self, hashes: Sequence[bytes]) -> bool:
-        """Forget the swarm(s) named by any of ``hashes``: every alias and every peer.
-        Returns True when something was forgotten."""
+        """Forget the swarm(s) named by any of ``hashes`` (32-byte v2 hashes truncated):
+        every alias and every peer. Returns True when something was forgotten."""
         found = False
         for h in hashes:
+            h = h[:20] if len(h) == 32 else h
             swarm = self.by_hash.get(h)
             if swarm is not None:
                 self._drop_swarm(swarm)

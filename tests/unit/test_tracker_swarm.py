@@ -192,6 +192,15 @@ def test_register_merges_existing_open_swarms():
         s.register([b"short"])
 
 
+def test_full_v2_hash_is_truncated_like_clients_announce_it():
+    s = make()
+    v2 = bytes(range(32))
+    s.register([H1, v2])
+    announce(s, v2[:20], v4(1))
+    assert s.scrape(H1) == (0, 0, 1)
+    assert s.unregister([v2]) and s.scrape(H1) is None
+
+
 def test_caps_bound_memory():
     s = make(open=True, max_swarms=3, max_peers_per_swarm=4, max_peers=10)
     for i in range(3):
