@@ -107,6 +107,7 @@ class ScannerConfig:
 class SeedingConfig:
     enabled: bool = True
     listen_interfaces: str = "0.0.0.0:6881"
+    cache_dir: str | None = None  # None: <state.dir>/seeds
     cache_max_bytes: int = 10 * 1024**3
     upload_rate_limit: int = 0
     connections_limit: int = 500
@@ -212,7 +213,7 @@ SIZE_KEYS = frozenset(
     {("seeding", "cache_max_bytes"), ("seeding", "upload_rate_limit"), ("buckets", "piece_length")}
 )
 # Directory fields: relative values are resolved against the file's directory (or the CWD).
-PATH_KEYS = frozenset({("state", "dir"), ("buckets", "path")})
+PATH_KEYS = frozenset({("state", "dir"), ("seeding", "cache_dir"), ("buckets", "path")})
 # Never echoed back in a problem line.
 SECRET_KEYS = frozenset({("buckets", "secret_key"), ("credentials", "secret_key")})
 # Keys of a local bucket that only mean something for s3.

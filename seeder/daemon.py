@@ -291,7 +291,8 @@ def _make_tracker(
 def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics) -> Seeding | None:
     if not config.seeding.enabled:
         return None
-    cache = SeedCache(state_dir / "seeds", config.seeding.cache_max_bytes)
+    cache_dir = Path(config.seeding.cache_dir) if config.seeding.cache_dir else state_dir / "seeds"
+    cache = SeedCache(cache_dir, config.seeding.cache_max_bytes)
     return Seeding(SeedSession(config.seeding, state_dir, cache, metrics), cache)
 
 
