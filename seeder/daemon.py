@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import trio
@@ -96,7 +96,7 @@ class Daemon:
             self.notifier.ready()
             return False
         old = self.config
-        for section in ("server", "tracker", "metrics", "state", "seeding"):
+        for section in _RESTART_SECTIONS:
             if getattr(old, section) != getattr(new, section):
                 log.warning("reload: [%s] changed; it takes effect at the next restart", section)
         new = _keep_sections(new, old)
@@ -119,17 +119,14 @@ class Daemon:
         return True
 
 
-def _keep_sections(new: Config, old: Config) -> Config:
-    from dataclasses import replace
+# Sections a reload cannot apply to a running daemon (listeners, limiters, the session and
+# the logging setup are built once): they keep their old values until a restart.
+_RESTART_SECTIONS = ("server", "tracker", "metrics", "state", "seeding", "generation", "scanner",
+                     "log")
 
-    return replace(
-        new,
-        server=old.server,
-        tracker=old.tracker,
-        metrics=old.metrics,
-        state=old.state,
-        seeding=old.seeding,
-    )
+
+def _keep_sections(new: Config, old: Config) -> Config:
+    return replace(new, **{section: getattr(old, section) for section in _RESTART_SECTIONS})
 
 
 async def serve(
