@@ -22,6 +22,7 @@ import trio
 from seeder import s3errors, s3request, sigv4
 from seeder.catalog import Entry
 from seeder.config import BucketConfig, Config
+from seeder.metrics import SeederMetrics
 from seeder.ranges import RangeNotSatisfiable, parse_range
 from seeder.s3errors import S3Error
 from seeder.store import (
@@ -87,7 +88,7 @@ class S3Api:
         runtime: Runtime,
         torrents: TorrentService,
         *,
-        metrics: object | None = None,
+        metrics: SeederMetrics | None = None,
         seed_path: Callable[[Entry], Path | None] | None = None,
         on_demand: Callable[[Entry], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -234,7 +235,7 @@ class S3Api:
                 if attempt:
                     raise s3errors.slow_down(retry_after=1) from None
             except StoreError as exc:
-                raise _store_error(exc, bucket, key) from None
+                raise self._backend_error(exc, bucket, key) from None
             except NotQualified as exc:
                 raise s3errors.invalid_request(str(exc)) from None
         raise AssertionError("unreachable")
@@ -298,10 +299,16 @@ class S3Api:
         except ObjectChanged:
             raise s3errors.no_such_key(entry.key) from None
         except StoreError as exc:
-            raise _store_error(exc, entry.bucket, entry.key) from None
+            raise self._backend_error(exc, entry.bucket, entry.key) from None
         return _prepend(first, stream)
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _backend_error(self, exc: StoreError, bucket: str, key: str) -> S3Error:
+        if self.metrics is not None:
+            kind = _ERROR_KINDS.get(type(exc), "other")
+            self.metrics.backend_errors_total.labels(bucket=bucket, kind=kind).inc()
+        return _store_error(exc, bucket, key)
 
     def _error(self, err: S3Error, request_id: str) -> Response:
         status, headers, body = s3errors.render(err, request_id, self.host_id)
@@ -311,11 +318,18 @@ class S3Api:
         m = self.metrics
         if m is None:
             return
-        try:
-            m.api_requests_total.labels(operation=operation, code=str(status)).inc()
-            m.api_request_duration_seconds.labels(operation=operation).observe(seconds)
-        except AttributeError:
-            pass
+        m.api_requests_total.labels(operation=operation, code=str(status)).inc()
+        m.api_request_duration_seconds.labels(operation=operation).observe(seconds)
+
+
+_ERROR_KINDS: dict[type, str] = {
+    NoSuchKey: "not_found",
+    NoSuchBucket: "no_bucket",
+    InvalidKey: "invalid_key",
+    BackendAccessDenied: "denied",
+    StoreUnavailable: "unavailable",
+    ObjectChanged: "changed",
+}
 
 
 def _store_error(exc: StoreError, bucket: str, key: str) -> S3Error:

@@ -404,6 +404,8 @@ async def test_metrics_after_real_traffic(env: Env) -> None:
     assert samples[ok] == 1 and samples[missing] == 1
     assert samples[("seeder_generations_total", (("result", "ok"),))] == 1
     assert samples[("seeder_catalog_torrents", ())] == 1
+    errors = ("seeder_backend_errors_total", (("bucket", "data"), ("kind", "not_found")))
+    assert samples[errors] == 1
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (scripts/test.sh installs Debian's prometheus)")
