@@ -35,6 +35,7 @@ from seeder.config import (
     TrackerConfig,
 )
 from seeder.daemon import Daemon, serve
+from tests.helpers import free_port
 from tracker import bencode
 
 AK, SK = "AKIDSEEDERTEST", "seeder-test-secret"
@@ -95,7 +96,7 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
     common = {"backend": "s3", "endpoint_url": moto_server.endpoint_url, "region": "us-east-1",
               "access_key": "testing", "secret_key": "testing"}
     config = Config(
-        server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url="http://127.0.0.1:1"),
+        server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url="http://localhost:1"),
         tracker=TrackerConfig(listen=HostPort("127.0.0.1", 0), udp_listen=HostPort("127.0.0.1", 0)),
         metrics=MetricsConfig(listen=HostPort("127.0.0.1", 0)),
         state=StateConfig(dir=str(tmp_path / "state")),
@@ -106,6 +107,9 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
             BucketConfig(name=names["pub"], **common),
             BucketConfig(name=names["priv"], public=False, presign_webseed=3600, **common),
             BucketConfig(name=names["rp"], requester_pays=True, **common),
+            # An endpoint nobody listens on: the backend is unreachable.
+            BucketConfig(name="down", backend="s3", endpoint_url=f"http://127.0.0.1:{free_port()}",
+                         region="us-east-1", access_key="x", secret_key="y"),
         ),
         credentials=(
             CredentialConfig(AK, SK, ("*",)),
@@ -414,3 +418,31 @@ async def test_metrics_after_real_traffic(env: Env) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+async def raw_request(env: Env, raw: bytes) -> tuple[bytes, bytes]:
+    host, port = env.daemon.bound.s3
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(raw)
+    data = b""
+    with trio.fail_after(30):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
+
+
+async def test_virtual_hosted_style(env: Env) -> None:
+    # Host: <bucket>.<host of server.public_url>, without the port as libtorrent sends it.
+    head, body = await raw_request(
+        env, b"GET /hello.txt?torrent HTTP/1.1\r\nHost: data.localhost\r\nConnection: close\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    check_torrent(body, b"hello, torrent world\n", "hello.txt")
+
+
+async def test_unreachable_backend_is_503_with_retry_after(env: Env) -> None:
+    status, headers, body = await run_sync(fetch, f"{env.url}/down/obj.bin?torrent")
+    assert status == 503, body
+    assert int(headers["retry-after"]) > 0
+    assert b"<Code>ServiceUnavailable</Code>" in body or b"<Code>SlowDown</Code>" in body
