@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_STREAM_CHUNK",
     "BackendAccessDenied",
+    "BlockingReader",
     "InvalidKey",
     "NoSuchBucket",
     "NoSuchKey",
@@ -30,6 +31,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "SupportsBlockingRead",
     "make_store",
 ]
 
@@ -136,6 +138,53 @@ class Store(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and threads' resources. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class BlockingReader(Protocol):
+    """Synchronous reads of one pinned object version, for worker threads (optional).
+
+    Made by :meth:`SupportsBlockingRead.open_reader`. Reading happens in the calling thread
+    into the caller's buffer: no trio hop and no new ``bytes`` per read, which is what makes
+    hashing from a store as cheap as hashing a file (``seeder.hashing``).
+
+    Thread-safe: several threads may call :meth:`read_into` at once with their own buffers.
+    Never call it from the trio thread (it blocks). :meth:`close` only after every
+    ``read_into`` has returned; it is idempotent.
+    """
+
+    #: How many ``read_into`` calls at once are worth making: 1 when a read is a memory copy
+    #: (local files: more threads than hashing threads only add contention), more when a
+    #: read waits on the network (S3: requests in flight, up to the store's connections).
+    parallelism: int
+
+    def read_into(self, start: int, buf: memoryview) -> int:
+        """Fill ``buf`` with the object's bytes from offset ``start``; the count filled.
+
+        Fewer than ``len(buf)`` only when the object (as ``info.size`` says) ends first; 0
+        at or past the end. Pinned like :meth:`Store.read`: ObjectChanged if the object is
+        no longer the version the reader was opened for (bytes already in ``buf`` must be
+        thrown away). Raises only StoreError subclasses (ValueError for a negative start).
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the reader's file or connections. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class SupportsBlockingRead(Protocol):
+    """A store that can also hand out a :class:`BlockingReader` (LocalStore, S3Store).
+
+    Optional capability: callers check ``isinstance(store, SupportsBlockingRead)`` and fall
+    back to :meth:`Store.read` otherwise.
+    """
+
+    async def open_reader(self, info: ObjectInfo) -> BlockingReader:
+        """A reader of the object version ``info`` describes. Errors as :meth:`Store.read`
+        (NoSuchKey, ObjectChanged if it already moved, ...). The caller closes it."""
         ...
 
 

@@ -14,7 +14,9 @@ seen; nothing cheaper can see it. Every read re-stats the open file before and a
 reading and raises ObjectChanged if the fingerprint moved.
 
 Blocking calls (stat, open, pread, scandir) run in trio worker threads behind one
-CapacityLimiter per store.
+CapacityLimiter per store. :meth:`LocalStore.open_reader` gives a :class:`LocalReader` instead:
+one open file whose ``read_into`` preads straight into the caller's buffer in the caller's
+thread (the hashing threads), checking the fingerprint around every read the same way.
 """
 
 from __future__ import annotations
@@ -115,6 +117,50 @@ def _os_error(e: OSError, what: str) -> StoreError:
     return StoreUnavailable(f"{what}: {e.strerror or e}")
 
 
+class LocalReader:
+    """A :class:`~seeder.store.BlockingReader` over one open file (see the module docstring).
+
+    ``read_into`` is ``preadv`` into the caller's buffer, then an ``fstat`` that must still
+    match the ETag the reader was opened for. Thread-safe (pread has no shared offset).
+    """
+
+    parallelism = 1  # a read is a page-cache copy: CPU, not waiting
+
+    def __init__(self, fd: int, info: ObjectInfo, what: str) -> None:
+        self._fd: int | None = fd
+        self._info = info
+        self._what = what
+
+    def read_into(self, start: int, buf: memoryview) -> int:
+        """Fill ``buf`` from ``start`` (short only at ``info.size``); ObjectChanged if the
+        file's fingerprint moved or it ended early; StoreError for other OS errors."""
+        if start < 0:
+            raise ValueError(f"bad range start={start}")
+        fd = self._fd
+        if fd is None:
+            raise StoreError(f"{self._what}: reader is closed")
+        want = max(0, min(len(buf), self._info.size - start))
+        view = buf[:want]
+        pos = 0
+        try:
+            while pos < want:  # bounded: each pass advances pos or breaks
+                n = os.preadv(fd, [view[pos:]], start + pos)
+                if n <= 0:
+                    break
+                pos += n
+            if pos != want or fingerprint(os.fstat(fd)) != self._info.etag:
+                raise ObjectChanged(f"{self._what}: changed while being read")
+        except OSError as e:
+            raise _os_error(e, self._what) from None
+        return want
+
+    def close(self) -> None:
+        """Close the file. Idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 class LocalStore:
     """The files below ``root`` as bucket ``bucket``. See the module docstring for rules."""
 
@@ -163,7 +209,8 @@ class LocalStore:
             last_modified=st.st_mtime_ns / 1e9,
         )
 
-    def _read_sync(self, info: ObjectInfo, start: int, length: int) -> bytes:
+    def _open_pinned(self, info: ObjectInfo) -> tuple[int, os.stat_result]:
+        """An fd of ``info.key`` whose fingerprint is still ``info.etag`` (else ObjectChanged)."""
         what = f"{self.bucket}/{info.key}"
         path = self._resolve(info.key)
         try:
@@ -175,6 +222,26 @@ class LocalStore:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode) or fingerprint(before) != info.etag:
                 raise ObjectChanged(f"{what}: changed since it was listed")
+        except BaseException as e:
+            os.close(fd)
+            if isinstance(e, OSError):
+                raise _os_error(e, what) from None
+            raise
+        return fd, before
+
+    def _open_reader_sync(self, info: ObjectInfo) -> LocalReader:
+        fd, _ = self._open_pinned(info)
+        if hasattr(os, "posix_fadvise"):
+            try:  # a bigger kernel read-ahead when the file is not in the page cache
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except OSError:
+                pass  # advice only
+        return LocalReader(fd, info, f"{self.bucket}/{info.key}")
+
+    def _read_sync(self, info: ObjectInfo, start: int, length: int) -> bytes:
+        what = f"{self.bucket}/{info.key}"
+        fd, before = self._open_pinned(info)
+        try:
             end = min(start + length, before.st_size)
             chunks: list[bytes] = []
             pos = start
@@ -280,6 +347,11 @@ class LocalStore:
                 return
             yield data
             pos += len(data)
+
+    async def open_reader(self, info: ObjectInfo) -> LocalReader:
+        """A :class:`LocalReader` of ``info`` (one open file; the caller closes it).
+        ObjectChanged if the file already moved; NoSuchKey, InvalidKey as :meth:`read`."""
+        return await self._run(lambda: self._open_reader_sync(info))
 
     def origin_url(self, key: str) -> str | None:
         """None: a local directory has no URL of its own (the web seed is ``proxy``)."""

@@ -2,12 +2,15 @@
 
 For each file, libtorrent hashes the same bytes with the same piece length (v1 and hybrid);
 our pipeline's pieces, pieces root and piece layer must equal its, and libtorrent must load
-the torrent we build with the same info-hashes we compute.
+the torrent we build with the same info-hashes we compute. Both pipelines run: the reader
+pipeline (LocalStore hands out a blocking reader) and the read pipeline (a store with only
+``read``: CountingStore). The reader pipeline also runs over S3Store against moto.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,10 @@ import trio
 
 from seeder import hashing, metainfo
 from seeder.metainfo import MetainfoError, PieceHashes
-from seeder.store import ObjectChanged, ObjectInfo, StoreUnavailable
+from seeder.store import ObjectChanged, ObjectInfo, StoreUnavailable, SupportsBlockingRead
 from seeder.store.local import LocalStore
+from seeder.store.s3 import S3Store
+from tests.conftest import MotoServer
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -57,19 +62,23 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("pipeline", ["reader", "reads"])
 @pytest.mark.parametrize("hybrid", [False, True], ids=["v1", "hybrid"])
 @pytest.mark.parametrize(("size", "piece_length"), CASES.values(), ids=CASES.keys())
 async def test_pipeline_matches_libtorrent(
-    tmp_path: Path, size: int, piece_length: int, hybrid: bool
+    tmp_path: Path, size: int, piece_length: int, hybrid: bool, pipeline: str
 ) -> None:
     data = write(tmp_path, "obj.bin", size)
-    store = LocalStore(BUCKET, str(tmp_path))
+    local = LocalStore(BUCKET, str(tmp_path))
+    store = local if pipeline == "reader" else CountingStore(local)
+    assert isinstance(store, SupportsBlockingRead) == (pipeline == "reader")
     info = await store.head("obj.bin")
     chunks: list[tuple[int, bytes]] = []
     progress: list[int] = []
     hashes = await hashing.hash_object(
-        store, info, piece_length, hybrid=hybrid, threads=2, read_ahead=3,
-        on_chunk=lambda off, b: chunks.append((off, b)), on_progress=progress.append,
+        store, info, piece_length, hybrid=hybrid, threads=2, read_ahead=2,
+        # data may be a view of a reused buffer: copy it during the call (the contract)
+        on_chunk=lambda off, b: chunks.append((off, bytes(b))), on_progress=progress.append,
     )
 
     theirs = libtorrent_dict(tmp_path / "obj.bin", piece_length, hybrid)
@@ -248,3 +257,117 @@ async def test_cancellation_stops_reading(tmp_path: Path) -> None:
     assert scope.cancelled_caught
     assert store.reads < 7
     assert store.in_flight == 0
+
+
+# -- the reader pipeline: buffer reuse, changes, errors, cleanup ----------------------------
+
+
+def fds_open() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_reused_buffers_hand_on_every_byte_in_order(tmp_path: Path) -> None:
+    """More chunks than buffers: each buffer is reused; copies taken in on_chunk are right,
+    and a view kept past the call (breaking the contract) sees a later chunk's bytes."""
+    data = write(tmp_path, "k", 5 * hashing.CHUNK_TARGET + 77)  # 6 chunks, 2 buffers
+    store = LocalStore(BUCKET, str(tmp_path))
+    copies: list[tuple[int, bytes]] = []
+    kept: list[memoryview] = []
+
+    def on_chunk(offset: int, view: bytes | memoryview) -> None:
+        copies.append((offset, bytes(view)))
+        kept.append(memoryview(view))
+
+    hashes = await hashing.hash_object(store, await store.head("k"), 1 * MiB, threads=2,
+                                       read_ahead=2, on_chunk=on_chunk)
+    assert [off for off, _ in copies] == [i * hashing.CHUNK_TARGET for i in range(6)]
+    assert b"".join(b for _, b in copies) == data
+    assert bytes(kept[0]) != copies[0][1]  # overwritten by chunk 2, 4 (same buffer)
+    assert hashes.pieces == b"".join(
+        hashlib.sha1(data[i : i + MiB]).digest() for i in range(0, len(data), MiB)
+    )
+
+
+async def test_file_changed_mid_hash_is_object_changed(tmp_path: Path) -> None:
+    write(tmp_path, "k", 6 * 8 * MiB + 1)
+    store = LocalStore(BUCKET, str(tmp_path))
+    info = await store.head("k")
+    handed: list[int] = []
+    before = fds_open()
+
+    def on_chunk(offset: int, data: bytes | memoryview) -> None:
+        handed.append(offset)
+        if offset == 0:
+            with open(tmp_path / "k", "ab") as f:
+                f.write(b"more")
+
+    with pytest.raises(ObjectChanged):  # not an ExceptionGroup
+        await hashing.hash_object(store, info, 8 * MiB, read_ahead=2, on_chunk=on_chunk)
+    assert len(handed) < 7
+    assert fds_open() == before  # the reader's file was closed
+
+
+async def test_reader_pipeline_cancellation_and_callback_errors_clean_up(tmp_path: Path
+                                                                         ) -> None:
+    write(tmp_path, "k", 6 * 8 * MiB + 1)
+    store = LocalStore(BUCKET, str(tmp_path))
+    info = await store.head("k")
+    before = fds_open()
+    with trio.CancelScope() as scope:
+        await hashing.hash_object(store, info, 8 * MiB, read_ahead=2,
+                                  on_chunk=lambda off, _: scope.cancel())
+    assert scope.cancelled_caught
+    assert fds_open() == before
+
+    def full(offset: int, data: bytes | memoryview) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        await hashing.hash_object(store, info, 8 * MiB, on_chunk=full)
+    assert fds_open() == before
+
+
+def s3_store(moto: MotoServer, bucket: str) -> S3Store:
+    return S3Store(bucket, endpoint_url=moto.endpoint_url, region="us-east-1",
+                   access_key="testing", secret_key="testing", threads=3)
+
+
+@pytest.mark.parametrize("hybrid", [False, True], ids=["v1", "hybrid"])
+async def test_s3_pipeline_equals_local(
+    tmp_path: Path, moto_server: MotoServer, s3_bucket: str, hybrid: bool
+) -> None:
+    size = 2 * hashing.CHUNK_TARGET + 3 * 16 * KiB + 5  # 3 chunks of 256 KiB pieces
+    data = write(tmp_path, "obj.bin", size)
+    moto_server.client().put_object(Bucket=s3_bucket, Key="obj.bin", Body=data)
+    store = s3_store(moto_server, s3_bucket)
+    info = await store.head("obj.bin")
+    chunks: list[bytes] = []
+    ours = await hashing.hash_object(store, info, 256 * KiB, hybrid=hybrid, read_ahead=2,
+                                     on_chunk=lambda off, b: chunks.append(bytes(b)))
+    local = LocalStore(BUCKET, str(tmp_path))
+    assert ours == await hashing.hash_object(local, await local.head("obj.bin"), 256 * KiB,
+                                             hybrid=hybrid)
+    assert b"".join(chunks) == data
+    await store.aclose()
+
+
+async def test_s3_object_overwritten_mid_hash_is_object_changed(
+    moto_server: MotoServer, s3_bucket: str
+) -> None:
+    size = 3 * hashing.CHUNK_TARGET
+    c = moto_server.client()
+    c.put_object(Bucket=s3_bucket, Key="obj", Body=random.Random(1).randbytes(size))
+    store = s3_store(moto_server, s3_bucket)
+    info = await store.head("obj")
+    handed: list[int] = []
+
+    def on_chunk(offset: int, data: bytes | memoryview) -> None:
+        handed.append(offset)
+        if offset == 0:
+            c.put_object(Bucket=s3_bucket, Key="obj", Body=random.Random(2).randbytes(size))
+
+    # read_ahead=1: chunk 1 is requested only after on_chunk(0) replaced the object.
+    with pytest.raises(ObjectChanged):
+        await hashing.hash_object(store, info, 8 * MiB, read_ahead=1, on_chunk=on_chunk)
+    assert handed == [0]
+    await store.aclose()

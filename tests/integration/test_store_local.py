@@ -8,9 +8,11 @@ import random
 from pathlib import Path
 
 import pytest
+import trio
 
 from seeder.config import BucketConfig
 from seeder.store import (
+    BlockingReader,
     InvalidKey,
     NoSuchBucket,
     NoSuchKey,
@@ -18,6 +20,7 @@ from seeder.store import (
     ObjectInfo,
     Store,
     StoreError,
+    SupportsBlockingRead,
     make_store,
 )
 from seeder.store import local as local_mod
@@ -259,3 +262,107 @@ async def test_make_store_local(tree: tuple[Path, Path, bytes]) -> None:
 def test_make_store_refuses_bad_config(cfg: BucketConfig) -> None:
     with pytest.raises(StoreError):
         make_store(cfg)
+
+
+# -- the blocking reader (hashing reads through it) ------------------------------------
+
+
+def fds_open() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize(
+    ("start", "buf_len", "want"),
+    [
+        (0, SIZE, (0, SIZE)),
+        (0, 1, (0, 1)),
+        (12_345, 67_890, (12_345, 12_345 + 67_890)),
+        (SIZE - 1, 10, (SIZE - 1, SIZE)),  # runs past the end: short
+        (SIZE, 5, (SIZE, SIZE)),  # at the end: nothing
+        (SIZE + 10, 5, (SIZE, SIZE)),
+        (5, 0, (5, 5)),
+    ],
+)
+async def test_reader_fills_the_buffer_exactly(
+    tree: tuple[Path, Path, bytes], start: int, buf_len: int, want: tuple[int, int]
+) -> None:
+    root, _, payload = tree
+    store = store_for(root)
+    assert isinstance(store, SupportsBlockingRead)
+    info = await store.head("data.bin")
+    reader = await store.open_reader(info)
+    assert isinstance(reader, BlockingReader) and reader.parallelism == 1
+    buf = bytearray(b"\xee" * (buf_len + 3))  # the tail past buf_len must stay untouched
+    n = await trio.to_thread.run_sync(reader.read_into, start, memoryview(buf)[:buf_len])
+    assert n == want[1] - want[0]
+    assert bytes(buf[:n]) == payload[want[0] : want[1]]
+    assert buf[n:] == b"\xee" * (len(buf) - n)
+    reader.close()
+
+
+async def test_reader_closes_its_file_and_refuses_reads_after(
+    tree: tuple[Path, Path, bytes]
+) -> None:
+    root, _, _ = tree
+    store = store_for(root)
+    info = await store.head("data.bin")
+    before = fds_open()
+    reader = await store.open_reader(info)
+    assert fds_open() == before + 1
+    reader.close()
+    reader.close()  # idempotent
+    assert fds_open() == before
+    with pytest.raises(StoreError, match="closed"):
+        reader.read_into(0, memoryview(bytearray(10)))
+    reader = await store.open_reader(info)
+    with pytest.raises(ValueError):
+        reader.read_into(-1, memoryview(bytearray(10)))
+    reader.close()
+
+
+@pytest.mark.parametrize("change", [overwrite_same_size, append, replace_atomically])
+async def test_reader_sees_changes(tree: tuple[Path, Path, bytes], change) -> None:
+    root, _, _ = tree
+    store = store_for(root)
+    info = await store.head("data.bin")
+    reader = await store.open_reader(info)
+    buf = memoryview(bytearray(100))
+    assert reader.read_into(0, buf) == 100
+    change(root / "data.bin")
+    if change is replace_atomically:
+        # The open file is the old inode, unchanged: its bytes are still the pinned ones.
+        assert reader.read_into(0, buf) == 100
+    else:
+        with pytest.raises(ObjectChanged):
+            reader.read_into(0, buf)
+    reader.close()
+    with pytest.raises(ObjectChanged):  # opened after the change: refused at once
+        await store.open_reader(info)
+
+
+async def test_reader_of_truncated_file_is_object_changed(
+    tree: tuple[Path, Path, bytes]
+) -> None:
+    root, _, _ = tree
+    store = store_for(root)
+    info = await store.head("data.bin")
+    reader = await store.open_reader(info)
+    os.truncate(root / "data.bin", 10)
+    with pytest.raises(ObjectChanged):
+        reader.read_into(0, memoryview(bytearray(1000)))
+    reader.close()
+
+
+async def test_open_reader_errors(tree: tuple[Path, Path, bytes]) -> None:
+    root, _, _ = tree
+    store = store_for(root)
+    info = await store.head("data.bin")
+    before = fds_open()
+    for bad, error in [
+        (ObjectInfo("files", "nope.bin", 1, info.etag, 0.0), NoSuchKey),
+        (ObjectInfo("files", "../outside/secret", 1, info.etag, 0.0), InvalidKey),
+        (ObjectInfo("files", "data.bin", SIZE, "0" * 32, 0.0), ObjectChanged),
+    ]:
+        with pytest.raises(error):
+            await store.open_reader(bad)
+    assert fds_open() == before  # nothing leaked on the error paths

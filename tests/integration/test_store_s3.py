@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import http.server
+import io
 import random
 import socket
 import threading
@@ -20,6 +21,7 @@ import trio
 from seeder.config import BucketConfig
 from seeder.store import (
     BackendAccessDenied,
+    BlockingReader,
     NoSuchBucket,
     NoSuchKey,
     ObjectChanged,
@@ -27,9 +29,10 @@ from seeder.store import (
     Store,
     StoreError,
     StoreUnavailable,
+    SupportsBlockingRead,
     make_store,
 )
-from seeder.store.s3 import S3Store
+from seeder.store.s3 import S3Store, read_body_into
 from tests.conftest import MotoServer
 from tests.helpers import free_port
 
@@ -354,3 +357,182 @@ async def test_error_answers_map(
             await store.read(ObjectInfo("bkt", key, 10, "e", 0.0), 0, 10)
     retried = error is StoreUnavailable
     assert hits[f"/bkt/{key}"] == (2 if retried else 1)
+
+
+# -- the blocking reader (hashing reads through it) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "buf_len", "want"),
+    [
+        (0, SIZE, (0, SIZE)),
+        (0, 1, (0, 1)),
+        (12_345, 67_890, (12_345, 12_345 + 67_890)),
+        (SIZE - 1, 10, (SIZE - 1, SIZE)),  # runs past the end: short
+        (SIZE, 5, (SIZE, SIZE)),  # at the end: nothing, no request
+        (5, 0, (5, 5)),
+    ],
+)
+async def test_reader_fills_the_buffer_exactly(
+    moto_server: MotoServer, s3_bucket: str, start: int, buf_len: int, want: tuple[int, int]
+) -> None:
+    moto_server.client().put_object(Bucket=s3_bucket, Key="obj", Body=PAYLOAD)
+    store = store_at(moto_server, s3_bucket, threads=3)
+    assert isinstance(store, SupportsBlockingRead)
+    info = await store.head("obj")
+    reader = await store.open_reader(info)
+    assert isinstance(reader, BlockingReader) and reader.parallelism == 3
+    buf = bytearray(b"\xee" * (buf_len + 3))
+    n = await trio.to_thread.run_sync(reader.read_into, start, memoryview(buf)[:buf_len])
+    assert n == want[1] - want[0]
+    assert bytes(buf[:n]) == PAYLOAD[want[0] : want[1]]
+    assert buf[n:] == b"\xee" * (len(buf) - n)
+    reader.close()
+    reader.close()
+    with pytest.raises(StoreError, match="closed"):
+        reader.read_into(0, memoryview(buf))
+    await store.aclose()
+
+
+async def test_reader_overwrite_is_object_changed(moto_server: MotoServer, s3_bucket: str
+                                                  ) -> None:
+    c = moto_server.client()
+    c.put_object(Bucket=s3_bucket, Key="obj", Body=PAYLOAD)
+    store = store_at(moto_server, s3_bucket)
+    info = await store.head("obj")
+    reader = await store.open_reader(info)
+    buf = memoryview(bytearray(10))
+    assert await trio.to_thread.run_sync(reader.read_into, 0, buf) == 10
+    c.put_object(Bucket=s3_bucket, Key="obj", Body=PAYLOAD[::-1])  # same size, new bytes
+    with pytest.raises(ObjectChanged):
+        await trio.to_thread.run_sync(reader.read_into, 0, buf)
+    c.put_object(Bucket=s3_bucket, Key="obj", Body=b"short")  # shrank: still a 412 first
+    with pytest.raises(ObjectChanged):
+        await trio.to_thread.run_sync(reader.read_into, SIZE - 10, buf)
+    reader.close()
+
+
+async def test_reader_of_a_version_reads_that_version(
+    moto_server: MotoServer, s3_versioned_bucket: str
+) -> None:
+    c = moto_server.client()
+    c.put_object(Bucket=s3_versioned_bucket, Key="obj", Body=b"first")
+    store = store_at(moto_server, s3_versioned_bucket)
+    info = await store.head("obj")
+    c.put_object(Bucket=s3_versioned_bucket, Key="obj", Body=b"second!")
+    reader = await store.open_reader(info)
+    buf = bytearray(10)
+    assert await trio.to_thread.run_sync(reader.read_into, 0, memoryview(buf)) == 5
+    assert bytes(buf[:5]) == b"first"
+    reader.close()
+
+
+async def test_reader_refuses_sse_c_without_a_request(
+    scripted: tuple[str, dict[str, int]]
+) -> None:
+    url, hits = scripted
+    store = S3Store("bkt", endpoint_url=url, max_attempts=1)
+    info = await store.head("ssec")
+    with pytest.raises(StoreError, match="SSE-C"):
+        await store.open_reader(info)
+    assert hits["/bkt/ssec"] == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [("denied", BackendAccessDenied), ("slow", StoreUnavailable), ("missing", NoSuchKey)],
+)
+async def test_reader_error_answers_map(
+    scripted: tuple[str, dict[str, int]], key: str, error: type[StoreError]
+) -> None:
+    url, _ = scripted
+    store = S3Store("bkt", endpoint_url=url, max_attempts=1)
+    reader = await store.open_reader(ObjectInfo("bkt", key, 10, "e", 0.0))
+    with trio.fail_after(HANG_GUARD):
+        with pytest.raises(error):
+            await trio.to_thread.run_sync(reader.read_into, 0, memoryview(bytearray(10)))
+
+
+# -- a keep-alive ranged origin: connection reuse and broken bodies ----------------------
+
+KEEPALIVE_PAYLOAD = random.Random(5).randbytes(300_000)
+
+
+class RangedOrigin(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive GETs with one byte range; ``/bkt/cut`` sends half its body and
+    hangs up. Records each request's client port (one port per connection)."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[int]
+
+    def do_GET(self) -> None:
+        self.ports.append(self.client_address[1])
+        first, last = (int(x) for x in self.headers["Range"].split("=")[1].split("-"))
+        body = KEEPALIVE_PAYLOAD[first : last + 1]
+        self.send_response(206)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Range", f"bytes {first}-{last}/{len(KEEPALIVE_PAYLOAD)}")
+        self.send_header("ETag", '"e"')
+        self.end_headers()
+        if self.path.startswith("/bkt/cut"):
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def origin() -> Iterator[tuple[str, list[int]]]:
+    ports: list[int] = []
+    handler = type("Handler", (RangedOrigin,), {"ports": ports})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+async def test_reader_reuses_connections(origin: tuple[str, list[int]]) -> None:
+    url, ports = origin
+    store = S3Store("bkt", endpoint_url=url, access_key="a", secret_key="b", max_attempts=1)
+    info = ObjectInfo("bkt", "obj", len(KEEPALIVE_PAYLOAD), "e", 0.0)
+    reader = await store.open_reader(info)
+    buf = memoryview(bytearray(70_000))
+    got = bytearray()
+    for start in range(0, len(KEEPALIVE_PAYLOAD), len(buf)):  # 5 sequential reads
+        n = await trio.to_thread.run_sync(reader.read_into, start, buf)
+        got += buf[:n]
+    assert got == KEEPALIVE_PAYLOAD
+    assert len(ports) == 5
+    assert len(set(ports)) == 1  # every body read to its end gave the connection back
+    reader.close()
+    await store.aclose()
+
+
+async def test_reader_broken_body_is_unavailable(origin: tuple[str, list[int]]) -> None:
+    url, _ = origin
+    store = S3Store("bkt", endpoint_url=url, access_key="a", secret_key="b", max_attempts=1)
+    reader = await store.open_reader(ObjectInfo("bkt", "cut", len(KEEPALIVE_PAYLOAD), "e", 0.0))
+    with trio.fail_after(HANG_GUARD):
+        with pytest.raises(StoreUnavailable):
+            await trio.to_thread.run_sync(reader.read_into, 0, memoryview(bytearray(100_000)))
+    reader.close()
+    await store.aclose()
+
+
+@pytest.mark.parametrize("buf_len", [0, 10, 3 * 1024 * 1024 + 5])
+def test_read_body_into_any_readable(buf_len: int) -> None:
+    """Bodies that are not a plain StreamingBody (checksum-validating, decoded) are read the
+    ordinary way: here any object with read(n)."""
+    data = random.Random(buf_len).randbytes(3 * 1024 * 1024)
+    buf = bytearray(buf_len)
+    n = read_body_into(io.BytesIO(data), memoryview(buf))
+    assert n == min(buf_len, len(data))
+    assert bytes(buf[:n]) == data[:n]
