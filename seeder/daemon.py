@@ -171,6 +171,7 @@ async def serve(
             metrics=metrics,
             seed_path=seeding.cached_file if seeding else None,
             on_demand=seeding.on_demand if seeding else None,
+            gate=seeding,
         )
         daemon = Daemon(
             config=config,

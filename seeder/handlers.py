@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
@@ -37,6 +38,7 @@ from seeder.store import (
     StoreUnavailable,
 )
 from seeder.torrents import NotQualified, TorrentService
+from seeder.webseed_gate import Busy, Grant
 from tracker import bencode
 from tracker.httpserve import Request, Response
 
@@ -44,6 +46,19 @@ log = logging.getLogger(__name__)
 
 TORRENT_TYPE = b"application/x-bittorrent"
 _STREAM_CHUNK = 256 * 1024
+BUSY_MESSAGE = "The web seed is busy: get these pieces from the swarm."
+
+
+class WebSeedGateHook(Protocol):
+    """Decides web seed requests (seeding.Seeding implements it over webseed_gate)."""
+
+    def admit(self, entry: Entry, start: int, length: int, client: str) -> Grant | Busy:
+        """Serve bytes ``[start, start+length)`` of ``entry`` to address ``client``?"""
+        ...
+
+    def finished(self, grant: Grant, sent: int) -> None:
+        """A granted response ended after ``sent`` body bytes."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +106,18 @@ class S3Api:
         metrics: SeederMetrics | None = None,
         seed_path: Callable[[Entry], Path | None] | None = None,
         on_demand: Callable[[Entry], None] | None = None,
+        gate: WebSeedGateHook | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``seed_path``: where the seed cache holds an object's bytes (the web seed serves
+        them from there); ``on_demand``: called on every GetObjectTorrent; ``gate``: asked
+        before each web seed GET (None: always serve)."""
         self.runtime = runtime
         self.torrents = torrents
         self.metrics = metrics
         self.seed_path = seed_path
         self.on_demand = on_demand
+        self.gate = gate
         self.clock = clock
         self.host_id = secrets.token_urlsafe(24)
 
@@ -260,7 +280,21 @@ class S3Api:
         if ranges is not None and len(ranges) > 1:
             ranges = None  # as S3: several ranges get the whole object
         start, length = (0, size) if ranges is None else (ranges[0].start, ranges[0].length)
-        body = await self._object_body(entry, start, length)
+        grant = None
+        if self.gate is not None and request.method == b"GET":
+            decision = self.gate.admit(entry, start, length, request.client[0])
+            if isinstance(decision, Busy):
+                # BEP 19 "busy": the client should get these pieces from its peers.
+                raise s3errors.service_unavailable(decision.retry_after, BUSY_MESSAGE)
+            grant = decision
+        try:
+            body = await self._object_body(entry, start, length)
+        except BaseException:
+            if grant is not None:
+                self._gate_finished(grant, 0)
+            raise
+        body = _metered(body, self._served_counter(entry.bucket),
+                        None if grant is None else lambda sent: self._gate_finished(grant, sent))
         headers += [
             (b"content-type", b"application/octet-stream"),
             (b"accept-ranges", b"bytes"),
@@ -289,7 +323,8 @@ class S3Api:
             last_modified=entry.last_modified,
             version_id=entry.version_id,
         )
-        stream = store.stream(info, start, length, _STREAM_CHUNK)
+        stream = _metered(store.stream(info, start, length, _STREAM_CHUNK),
+                          self._backend_counter(entry.bucket), None)
         # Pull the first chunk now, so that a missing or changed object is an S3 error
         # with a proper status rather than a cut-short 200.
         try:
@@ -303,6 +338,23 @@ class S3Api:
         return _prepend(first, stream)
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _gate_finished(self, grant: Grant, sent: int) -> None:
+        try:
+            assert self.gate is not None
+            self.gate.finished(grant, sent)
+        except Exception:
+            log.exception("web seed gate failed to release %s", grant.torrent)
+
+    def _served_counter(self, bucket: str) -> Callable[[int], None] | None:
+        return self._counter("webseed_served_bytes_total", bucket)
+
+    def _backend_counter(self, bucket: str) -> Callable[[int], None] | None:
+        return self._counter("backend_read_bytes_total", bucket)
+
+    def _counter(self, name: str, bucket: str) -> Callable[[int], None] | None:
+        metric = getattr(self.metrics, name, None)
+        return None if metric is None else metric.labels(bucket=bucket).inc
 
     def _backend_error(self, exc: StoreError, bucket: str, key: str) -> S3Error:
         if self.metrics is not None:
@@ -355,6 +407,28 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
     finally:
         # Release the backend connection now, also when the client hung up mid-body.
         aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _metered(
+    body: AsyncIterator[bytes],
+    on_bytes: Callable[[int], None] | None,
+    on_end: Callable[[int], None] | None,
+) -> AsyncIterator[bytes]:
+    """``body`` unchanged; ``on_bytes(n)`` after each chunk the consumer took (for a
+    response body: handed to the socket), ``on_end(total)`` once it ends, however it ends."""
+    sent = 0
+    try:
+        async for chunk in body:
+            yield chunk
+            sent += len(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    finally:
+        if on_end is not None:
+            on_end(sent)
+        aclose = getattr(body, "aclose", None)
         if aclose is not None:
             await aclose()
 

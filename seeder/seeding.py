@@ -11,14 +11,19 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from seeder.catalog import Entry
 from seeder.lt_session import SeedSession
 from seeder.seedcache import CacheError, CacheWriter, SeedCache
 from seeder.store import ObjectInfo
+from seeder.webseed_gate import Busy, Grant, WebSeedGate
 
 log = logging.getLogger(__name__)
+
+SWARM_STATUS_TTL = 1.0  # s: a torrent's session status is asked of libtorrent at most this often
 
 
 def seed_key(entry: Entry) -> str:
@@ -36,9 +41,20 @@ def torrent_name(key: str) -> str:
 class Seeding:
     """Catalog listener and demand hooks around one `SeedSession` and its `SeedCache`."""
 
-    def __init__(self, session: SeedSession, cache: SeedCache) -> None:
+    def __init__(
+        self,
+        session: SeedSession,
+        cache: SeedCache,
+        gate: WebSeedGate | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.session = session
         self.cache = cache
+        self.gate = gate if gate is not None else WebSeedGate()
+        self.clock = clock
+        self._ready: dict[str, tuple[float, bool]] = {}  # key -> (asked at, swarm ready)
+        self._cleaned = clock()
 
     # -- generation side -------------------------------------------------------------------
 
@@ -58,6 +74,8 @@ class Seeding:
 
     def torrent_removed(self, entry: Entry) -> None:
         key = seed_key(entry)
+        self.gate.forget(key)
+        self._ready.pop(key, None)
         if not self.session.remove(key, delete_files=True):
             self.cache.remove(key)
 
@@ -90,3 +108,33 @@ class Seeding:
             return None
         path = root / torrent_name(entry.key)
         return path if path.is_file() else None
+
+    # -- web seed gate (handlers.WebSeedGateHook) ---------------------------------------------
+
+    def admit(self, entry: Entry, start: int, length: int, client: str) -> Grant | Busy:
+        """Serve this web seed request, or answer busy (see webseed_gate): busy only while
+        the session seeds the whole torrent to connected peers."""
+        key = seed_key(entry)
+        now = self.clock()
+        if now - self._cleaned >= self.gate.claim_ttl:
+            self._cleaned = now
+            self.gate.clean(now)
+            self._ready = {k: v for k, v in self._ready.items() if now - v[0] < SWARM_STATUS_TTL}
+        return self.gate.admit(
+            key, entry.piece_length, start, length, client, now,
+            swarm_ready=self.swarm_ready(key, now),
+        )
+
+    def finished(self, grant: Grant, sent: int) -> None:
+        self.gate.finished(grant, sent)
+
+    def swarm_ready(self, key: str, now: float) -> bool:
+        """True when the session holds every piece of torrent ``key`` and has peers
+        connected (asked of libtorrent at most every SWARM_STATUS_TTL seconds)."""
+        cached = self._ready.get(key)
+        if cached is not None and now - cached[0] < SWARM_STATUS_TTL:
+            return cached[1]
+        st = self.session.status(key) if self.session.has(key) else None
+        ready = st is not None and st.progress >= 1.0 and st.error is None and st.peers > 0
+        self._ready[key] = (now, ready)
+        return ready

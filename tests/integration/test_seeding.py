@@ -1,0 +1,293 @@
+"""Seeding end to end: the daemon in-process (moto bucket, embedded tracker, libtorrent
+session, web seed in proxy mode) and four libtorrent downloaders (tests/peers/lt_peer.py
+processes bound to 127.0.0.2..5) that get the torrent through GetObjectTorrent and find each
+other and the daemon through the tracker only."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from seeder.config import (
+    BucketConfig,
+    Config,
+    HostPort,
+    MetricsConfig,
+    ScannerConfig,
+    SeedingConfig,
+    ServerConfig,
+    StateConfig,
+    TrackerConfig,
+)
+from seeder.daemon import Daemon, serve
+from seeder.seeding import seed_key
+from tests.helpers import free_port
+from tests.integration.test_lt_session import lt_peer
+from tracker import bencode
+
+DEADLINE = 50.0  # s for one whole case: 2 busy CI cores
+SIZE = 3 * 1024 * 1024 + 4321  # 13 pieces of 256 KiB, a short last one
+CLIENTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+KEY = "dir/object.bin"
+
+
+@dataclass
+class Env:
+    daemon: Daemon
+    url: str  # the S3 endpoint
+    tracker: str  # announce URL
+    bucket: str
+    moto: Any
+    tmp: Path
+
+
+async def start_daemon(
+    tmp: Path, moto: Any, nursery: trio.Nursery, *, seeding: bool
+) -> Env:
+    bucket = moto.create_bucket(prefix="seed")
+    # The torrent's announce and url-list are fixed at generation: both ports chosen first.
+    s3_port, tracker_port = free_port(), free_port()
+    public = f"http://127.0.0.1:{s3_port}"
+    announce = f"http://127.0.0.1:{tracker_port}/announce"
+    config = Config(
+        server=ServerConfig(listen=HostPort("127.0.0.1", s3_port), public_url=public),
+        tracker=TrackerConfig(
+            listen=HostPort("127.0.0.1", tracker_port), udp_listen=None, public_url=announce,
+            interval=60, min_interval=1,
+        ),
+        metrics=MetricsConfig(listen=None),
+        state=StateConfig(dir=str(tmp / "state")),
+        scanner=ScannerConfig(enabled=False),
+        seeding=SeedingConfig(
+            enabled=seeding, listen_interfaces="127.0.0.1:0", ssrf_mitigation=False
+        ),
+        buckets=(
+            BucketConfig(
+                name=bucket, backend="s3", endpoint_url=moto.endpoint_url, region="us-east-1",
+                access_key="testing", secret_key="testing", webseed="proxy",
+            ),
+        ),
+    )
+    daemon: Daemon = await nursery.start(lambda task_status: serve(config, task_status=task_status))
+    return Env(daemon, public, announce, bucket, moto, tmp)
+
+
+def put(env: Env, data: bytes) -> None:
+    env.moto.client().put_object(Bucket=env.bucket, Key=KEY, Body=data, ACL="public-read")
+
+
+def get_torrent(env: Env) -> bytes:
+    url = f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}?torrent"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert r.status == 200
+        return r.read()
+
+
+def announce_failure(env: Env, info_hash: bytes) -> bytes | None:
+    """The tracker's failure reason for an announce of ``info_hash`` (None: accepted)."""
+    query = urllib.parse.urlencode({
+        "info_hash": info_hash, "peer_id": b"-TS0001-" + b"x" * 12, "port": 6881,
+        "uploaded": 0, "downloaded": 0, "left": 0, "compact": 1,
+    })
+    with urllib.request.urlopen(f"{env.tracker}?{query}", timeout=10) as r:
+        return bencode.decode(r.read()).get(b"failure reason")
+
+
+async def swarm(env: Env, torrent: bytes, tag: str) -> list[dict[str, Any]]:
+    """Run the four downloaders at once; their ``finished`` events."""
+    tpath = env.tmp / f"{tag}.torrent"
+    tpath.write_bytes(torrent)
+    results: list[dict[str, Any]] = []
+
+    async def one(bind: str) -> None:
+        async with lt_peer(
+            "--torrent", str(tpath), "--save-dir", str(env.tmp / f"{tag}-{bind}"),
+            "--bind", bind, "--timeout", str(DEADLINE),
+        ) as peer:  # fmt: skip
+            results.append(await peer.until("finished"))
+
+    async with trio.open_nursery() as nursery:
+        for bind in CLIENTS:
+            nursery.start_soon(one, bind)
+    return results
+
+
+def served(env: Env) -> float:
+    return env.daemon.registry.get_sample_value(
+        "seeder_webseed_served_bytes_total", {"bucket": env.bucket}
+    ) or 0.0
+
+
+def check(results: list[dict[str, Any]], data: bytes) -> None:
+    want = hashlib.sha1(data).hexdigest()
+    assert sorted(r["sha1"] for r in results) == [want] * len(CLIENTS)
+    assert all(r["bytes"] == len(data) for r in results)
+
+
+@pytest.fixture
+async def seeding_env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> Env:
+    return await start_daemon(tmp_path, moto_server, nursery, seeding=True)
+
+
+async def test_a_seeding_from_the_cache(seeding_env: Env) -> None:
+    env = seeding_env
+    data = os.urandom(SIZE)
+    put(env, data)
+    with trio.fail_after(DEADLINE):
+        torrent = await trio.to_thread.run_sync(get_torrent, env)
+        entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+        assert entry is not None
+        session = env.daemon.seeding.session
+        st = await session.wait_complete(seed_key(entry))
+        assert st.from_cache  # the generator streamed it into the cache: no second read
+        check(await swarm(env, torrent, "a"), data)
+        st = session.status(seed_key(entry))
+        assert st is not None and st.downloaded == 0 and st.uploaded > 0
+
+
+async def test_b_not_in_cache_session_fetches_through_the_web_seed(seeding_env: Env) -> None:
+    env = seeding_env
+    data = os.urandom(SIZE)
+    put(env, data)
+    with trio.fail_after(DEADLINE):
+        await trio.to_thread.run_sync(get_torrent, env)
+        entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+        assert entry is not None
+        key = seed_key(entry)
+        seeding = env.daemon.seeding
+        assert seeding.session.remove(key, delete_files=True)
+        assert not seeding.cache.is_complete(key)
+
+        torrent = await trio.to_thread.run_sync(get_torrent, env)  # on demand: re-added
+        assert seeding.session.has(key)
+        results, st = await _both(swarm(env, torrent, "b"), seeding.session.wait_complete(key))
+        check(results, data)
+        assert not st.from_cache and st.downloaded >= SIZE  # through the web seed (or peers)
+        assert seeding.cache.is_complete(key)
+        assert (seeding.cache.lookup(key) / "object.bin").read_bytes() == data
+
+
+async def test_c_session_stopped_clients_complete_from_the_web_seed_alone(
+    tmp_path: Path, moto_server: Any, nursery: trio.Nursery
+) -> None:
+    env = await start_daemon(tmp_path, moto_server, nursery, seeding=False)
+    assert env.daemon.seeding is None and env.daemon.api.gate is None
+    data = os.urandom(SIZE)
+    put(env, data)
+    with trio.fail_after(DEADLINE):
+        torrent = await trio.to_thread.run_sync(get_torrent, env)
+        results = await swarm(env, torrent, "c")
+    check(results, data)
+    assert served(env) >= SIZE  # every byte came from the web seed at least once
+    assert sum(r["web_seed_bytes"] for r in results) >= SIZE
+
+
+async def test_d_overwritten_object_retires_the_old_torrent(seeding_env: Env) -> None:
+    env = seeding_env
+    put(env, os.urandom(SIZE))
+    with trio.fail_after(DEADLINE):
+        await trio.to_thread.run_sync(get_torrent, env)
+        old = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+        assert old is not None and old.info_hash_v1 is not None
+        session = env.daemon.seeding.session
+        assert session.has(seed_key(old))
+        assert await trio.to_thread.run_sync(announce_failure, env, old.info_hash_v1) is None
+
+        data = os.urandom(SIZE - 1000)
+        put(env, data)
+        torrent = await trio.to_thread.run_sync(get_torrent, env)
+        new = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+        assert new is not None and new.info_hash_v1 != old.info_hash_v1
+        failure = await trio.to_thread.run_sync(announce_failure, env, old.info_hash_v1)
+        assert failure == b"unregistered torrent"
+        assert not session.has(seed_key(old))
+        assert session.has(seed_key(new))
+        check(await swarm(env, torrent, "d"), data)
+
+
+async def test_web_seed_yields_to_a_ready_swarm(seeding_env: Env) -> None:
+    """With the session seeding the whole torrent and a peer connected to it, a second
+    address asking the web seed for pieces another address just got is told busy (BEP 19
+    503); the first finishes its piece, and unclaimed pieces are served to anyone."""
+    env = seeding_env
+    data = os.urandom(SIZE)
+    put(env, data)
+    with trio.fail_after(DEADLINE):
+        await trio.to_thread.run_sync(get_torrent, env)
+        entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+        assert entry is not None and entry.info_hash_v1 is not None
+        key = seed_key(entry)
+        seeding = env.daemon.seeding
+        await seeding.session.wait_complete(key)
+        obj = f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
+        # No peer yet: the web seed serves everyone.
+        assert (await trio.to_thread.run_sync(_get, obj, "bytes=0-16383", "127.0.0.7"))[0] == 206
+        async with await _bt_handshake(env.daemon.bound.bittorrent_port, entry.info_hash_v1):
+            while not seeding.swarm_ready(key, seeding.clock()):
+                await trio.sleep(0.05)  # polled; bounded by fail_after
+            first = await trio.to_thread.run_sync(_get, obj, "bytes=262144-278527", "127.0.0.6")
+            assert first[0] == 206 and first[2] == data[262144:278528]
+            again = await trio.to_thread.run_sync(_get, obj, "bytes=278528-294911", "127.0.0.6")
+            assert again[0] == 206  # the claimer finishes its piece
+            other = await trio.to_thread.run_sync(_get, obj, "bytes=270000-270099", "127.0.0.7")
+            assert other[0] == 503 and other[1].get("retry-after")
+            assert b"<Code>ServiceUnavailable</Code>" in other[2]
+            free = await trio.to_thread.run_sync(_get, obj, f"bytes={SIZE - 10}-", "127.0.0.7")
+            assert free[0] == 206 and free[2] == data[-10:]  # unclaimed pieces: served
+    assert served(env) == 16384 * 3 + 10  # bytes streamed, busy answers not counted
+
+
+async def _bt_handshake(port: int | None, info_hash: bytes) -> trio.SocketStream:
+    """A BitTorrent connection from 127.0.0.8 that completed its handshake (BEP 3) and
+    then sits idle: a peer the session counts as connected."""
+    assert port is not None
+    sock = trio.socket.socket()
+    await sock.bind(("127.0.0.8", 0))
+    await sock.connect(("127.0.0.1", port))
+    stream = trio.SocketStream(sock)
+    peer_id = b"-TS0001-idle-peer-01"
+    await stream.send_all(b"\x13BitTorrent protocol" + bytes(8) + info_hash + peer_id)
+    got = b""
+    while len(got) < 68:
+        chunk = await stream.receive_some(68 - len(got))
+        assert chunk, "the session closed the connection during the handshake"
+        got += chunk
+    assert got[28:48] == info_hash
+    return stream
+
+
+def _get(url: str, range_: str, source: str) -> tuple[int, dict[str, str], bytes]:
+    """A ranged GET from the local address ``source``."""
+    import http.client
+
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(
+        parts.hostname, parts.port, timeout=30, source_address=(source, 0)
+    )
+    try:
+        conn.request("GET", parts.path, headers={"Range": range_})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+async def _both(a: Any, b: Any) -> tuple[Any, Any]:
+    out: list[Any] = [None, None]
+
+    async def run(i: int, aw: Any) -> None:
+        out[i] = await aw
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run, 0, a)
+        nursery.start_soon(run, 1, b)
+    return out[0], out[1]
+
