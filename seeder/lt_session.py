@@ -43,6 +43,14 @@ LISTEN_DEADLINE = 10.0  # seconds to get a listen socket before run() fails
 RESUME_SAVE_DEADLINE = 10.0  # seconds to collect resume data at shutdown
 STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces when closing
 RESUME_SUFFIX = ".resume"
+# Seed policy (measured trade-off in seeding.py): a complete torrent with at least
+# SUPER_SEED_MIN_PEERS peers connected is super-seeded (BEP 16), so the session's own
+# uploads stay near one copy and the clients carry the rest. With fewer peers it seeds
+# plainly: each peer needs one copy at most, and libtorrent's super seeding hands out one
+# piece per peer at a time (a lone downloader took ~10x longer).
+SUPER_SEEDING = True
+SUPER_SEED_MIN_PEERS = 4
+TORRENT_UPDATE_INTERVAL = 1.0  # s between post_torrent_updates (super seeding switch, LRU)
 
 _ALERT_MASK = (
     lt.alert_category.error
@@ -162,6 +170,11 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
     }
 
 
+def wants_super_seeding(peers: int) -> bool:
+    """Super-seed a complete torrent with ``peers`` connected? (pure; SUPER_SEEDING policy)"""
+    return SUPER_SEEDING and peers >= SUPER_SEED_MIN_PEERS
+
+
 def torrent_key(ti: lt.torrent_info) -> str:
     """The seed cache key of a torrent: v1 info-hash hex, or the v2 one if v2-only."""
     return _key(ti.info_hashes())
@@ -247,6 +260,7 @@ class SeedSession:
             log.info("libtorrent %s listening on port %d", lt.__version__, self._listen_port)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._stats_loop)
+                nursery.start_soon(self._torrent_updates_loop)
                 while True:
                     await self._pump(rsock)
         except trio.TooSlowError:
@@ -287,10 +301,13 @@ class SeedSession:
 
     async def _stats_loop(self) -> None:
         while True:
-            ses = self._session()
-            ses.post_session_stats()
-            ses.post_torrent_updates()
+            self._session().post_session_stats()
             await trio.sleep(self.stats_interval)
+
+    async def _torrent_updates_loop(self) -> None:
+        while True:
+            self._session().post_torrent_updates()
+            await trio.sleep(min(self.stats_interval, TORRENT_UPDATE_INTERVAL))
 
     async def _shutdown(self, rsock: socket.socket, holder: list[lt.session]) -> None:
         with trio.move_on_after(RESUME_SAVE_DEADLINE) as scope:
@@ -570,14 +587,23 @@ class SeedSession:
             log.warning("cannot write resume data %s: %s", path, e)
 
     def _on_state_update(self, statuses: list[Any]) -> None:
-        # Uploading counts as use of the cache entry (LRU).
         for st in statuses:
             key = _key(st.info_hashes)
+            # Uploading counts as use of the cache entry (LRU).
             up = st.total_payload_upload
             if up > self._uploaded.get(key, 0):
                 with contextlib.suppress(CacheError):
                     self.cache.touch(key)
             self._uploaded[key] = up
+            handle = self._handles.get(key)
+            if handle is None or key in self._downloading or not handle.is_valid():
+                continue
+            want = wants_super_seeding(st.num_peers)
+            if want != bool(st.super_seeding):
+                if want:
+                    handle.set_flags(lt.torrent_flags.super_seeding)
+                else:
+                    handle.unset_flags(lt.torrent_flags.super_seeding)
 
     def _on_session_stats(self, values: dict[str, int]) -> None:
         now = time.monotonic()
