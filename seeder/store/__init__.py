@@ -159,6 +159,11 @@ class BlockingReader(Protocol):
     #: read waits on the network (S3: requests in flight, up to the store's connections).
     parallelism: int
 
+    #: Bytes per ``read_into`` call that suit this reader (hashing rounds it to whole pieces):
+    #: small enough that the buffers stay in the CPU caches when a read is a memory copy
+    #: (local files: 2 MiB), large enough that a request's fixed costs are noise (S3: 8 MiB).
+    read_size: int
+
     def read_into(self, start: int, buf: memoryview) -> int:
         """Fill ``buf`` with the object's bytes from offset ``start``; the count filled.
 

@@ -125,6 +125,9 @@ class LocalReader:
     """
 
     parallelism = 1  # a read is a page-cache copy: CPU, not waiting
+    # 2 MiB: read_ahead buffers of it fit the L3 cache with room to spare; with 8 MiB ones
+    # (32 MiB in all) the kernel's copy and the hashing both ran measurably slower here.
+    read_size = 2 * 1024 * 1024
 
     def __init__(self, fd: int, info: ObjectInfo, what: str) -> None:
         self._fd: int | None = fd

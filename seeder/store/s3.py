@@ -247,6 +247,8 @@ class S3Reader:
     pool. Thread-safe (botocore clients are).
     """
 
+    read_size = 8 * 1024 * 1024  # per ranged GET: a request's fixed costs become noise
+
     def __init__(self, store: S3Store, info: ObjectInfo, client: Any) -> None:
         self._store = store
         self._info = info

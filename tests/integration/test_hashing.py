@@ -10,8 +10,10 @@ pipeline (LocalStore hands out a blocking reader) and the read pipeline (a store
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +23,21 @@ import trio
 
 from seeder import hashing, metainfo
 from seeder.metainfo import MetainfoError, PieceHashes
-from seeder.store import ObjectChanged, ObjectInfo, StoreUnavailable, SupportsBlockingRead
-from seeder.store.local import LocalStore
+from seeder.store import (
+    BlockingReader,
+    ObjectChanged,
+    ObjectInfo,
+    StoreUnavailable,
+    SupportsBlockingRead,
+)
+from seeder.store.local import LocalReader, LocalStore
 from seeder.store.s3 import S3Store
 from tests.conftest import MotoServer
 
 KiB = 1024
 MiB = 1024 * KiB
 BUCKET = "bkt"
+HANG_GUARD = 60  # seconds: only stops a hung test, never asserts speed
 
 
 def write(tmp_path: Path, name: str, size: int) -> bytes:
@@ -62,23 +71,34 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("pipeline", ["reader", "reads"])
+# reader: blocking reader, buffers passed through on_chunk; own buffers: blocking reader and
+# no on_chunk (workers keep their buffers); reads: a store with only read().
+PIPELINES = ["reader", "own buffers", "reads"]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
 @pytest.mark.parametrize("hybrid", [False, True], ids=["v1", "hybrid"])
 @pytest.mark.parametrize(("size", "piece_length"), CASES.values(), ids=CASES.keys())
 async def test_pipeline_matches_libtorrent(
-    tmp_path: Path, size: int, piece_length: int, hybrid: bool, pipeline: str
+    tmp_path: Path, size: int, piece_length: int, hybrid: bool, pipeline: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(hashing, "PROGRESS_STEP", 1)  # own buffers: report every chunk too
     data = write(tmp_path, "obj.bin", size)
     local = LocalStore(BUCKET, str(tmp_path))
-    store = local if pipeline == "reader" else CountingStore(local)
-    assert isinstance(store, SupportsBlockingRead) == (pipeline == "reader")
+    store = CountingStore(local) if pipeline == "reads" else local
+    assert isinstance(store, SupportsBlockingRead) == (pipeline != "reads")
     info = await store.head("obj.bin")
     chunks: list[tuple[int, bytes]] = []
     progress: list[int] = []
+
+    def on_chunk(offset: int, view: bytes | memoryview) -> None:
+        # data may be a view of a reused buffer: copy it during the call (the contract)
+        chunks.append((offset, bytes(view)))
+
     hashes = await hashing.hash_object(
         store, info, piece_length, hybrid=hybrid, threads=2, read_ahead=2,
-        # data may be a view of a reused buffer: copy it during the call (the contract)
-        on_chunk=lambda off, b: chunks.append((off, bytes(b))), on_progress=progress.append,
+        on_chunk=None if pipeline == "own buffers" else on_chunk, on_progress=progress.append,
     )
 
     theirs = libtorrent_dict(tmp_path / "obj.bin", piece_length, hybrid)
@@ -94,9 +114,10 @@ async def test_pipeline_matches_libtorrent(
         assert hashes.pieces_root is None and hashes.piece_layer is None
 
     # on_chunk got every byte once, in offset order; progress climbed to the size.
-    assert [off for off, _ in chunks] == sorted(off for off, _ in chunks)
-    assert b"".join(b for _, b in chunks) == data
-    assert progress == sorted(progress) and progress[-1] == size
+    if pipeline != "own buffers":
+        assert [off for off, _ in chunks] == sorted(off for off, _ in chunks)
+        assert b"".join(b for _, b in chunks) == data
+    assert progress == sorted(set(progress)) and progress[-1] == size
 
     torrent = build(info, hashes)
     metainfo.validate(torrent)
@@ -269,7 +290,8 @@ def fds_open() -> int:
 async def test_reused_buffers_hand_on_every_byte_in_order(tmp_path: Path) -> None:
     """More chunks than buffers: each buffer is reused; copies taken in on_chunk are right,
     and a view kept past the call (breaking the contract) sees a later chunk's bytes."""
-    data = write(tmp_path, "k", 5 * hashing.CHUNK_TARGET + 77)  # 6 chunks, 2 buffers
+    chunk = hashing.chunk_length(MiB, LocalReader.read_size)
+    data = write(tmp_path, "k", 5 * chunk + 77)  # 6 chunks, 2 buffers
     store = LocalStore(BUCKET, str(tmp_path))
     copies: list[tuple[int, bytes]] = []
     kept: list[memoryview] = []
@@ -280,7 +302,7 @@ async def test_reused_buffers_hand_on_every_byte_in_order(tmp_path: Path) -> Non
 
     hashes = await hashing.hash_object(store, await store.head("k"), 1 * MiB, threads=2,
                                        read_ahead=2, on_chunk=on_chunk)
-    assert [off for off, _ in copies] == [i * hashing.CHUNK_TARGET for i in range(6)]
+    assert [off for off, _ in copies] == [i * chunk for i in range(6)]
     assert b"".join(b for _, b in copies) == data
     assert bytes(kept[0]) != copies[0][1]  # overwritten by chunk 2, 4 (same buffer)
     assert hashes.pieces == b"".join(
@@ -371,3 +393,92 @@ async def test_s3_object_overwritten_mid_hash_is_object_changed(
         await hashing.hash_object(store, info, 8 * MiB, read_ahead=1, on_chunk=on_chunk)
     assert handed == [0]
     await store.aclose()
+
+
+async def test_own_buffers_progress_is_stepped(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without on_chunk the trio thread hears of progress every PROGRESS_STEP bytes of the
+    in-order prefix and at the end, not every chunk."""
+    chunk = hashing.chunk_length(256 * KiB, LocalReader.read_size)
+    monkeypatch.setattr(hashing, "PROGRESS_STEP", 3 * chunk)
+    write(tmp_path, "k", 10 * chunk + 5)  # 11 chunks
+    store = LocalStore(BUCKET, str(tmp_path))
+    progress: list[int] = []
+    await hashing.hash_object(store, await store.head("k"), 256 * KiB, threads=2,
+                              read_ahead=4, on_progress=progress.append)
+    assert progress == sorted(set(progress))
+    assert progress[-1] == 10 * chunk + 5
+    assert 1 <= len(progress) <= 4  # 11 chunks in steps of >= 3, plus the end
+    reports = [0, *progress]  # every report but the last is a full step past the one before
+    assert all(b - a >= 3 * chunk for a, b in itertools.pairwise(reports[:-1]))
+
+
+class GatedStore:
+    """The real local store whose reader holds every read past the first chunk until
+    ``gate`` is set: the test acts at the first progress report while chunks are pending."""
+
+    def __init__(self, inner: LocalStore) -> None:
+        self.inner = inner
+        self.bucket = inner.bucket
+        self.gate = threading.Event()
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await self.inner.head(key)
+
+    async def read(self, info: ObjectInfo, start: int, length: int) -> bytes:
+        raise AssertionError("the reader pipeline never calls read()")
+
+    async def open_reader(self, info: ObjectInfo) -> BlockingReader:
+        return GatedReader(await self.inner.open_reader(info), self.gate)
+
+
+class GatedReader:
+    def __init__(self, inner: BlockingReader, gate: threading.Event) -> None:
+        self.inner = inner
+        self.gate = gate
+        self.parallelism = inner.parallelism
+        self.read_size = inner.read_size
+
+    def read_into(self, start: int, buf: memoryview) -> int:
+        if start > 0 and not self.gate.wait(HANG_GUARD):
+            raise AssertionError("gate never opened")
+        return self.inner.read_into(start, buf)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.parametrize("event", ["truncate", "cancel", "raise"])
+async def test_own_buffers_stop_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        event: str) -> None:
+    monkeypatch.setattr(hashing, "PROGRESS_STEP", 1)
+    chunk = hashing.chunk_length(MiB, LocalReader.read_size)
+    write(tmp_path, "k", 12 * chunk)
+    store = GatedStore(LocalStore(BUCKET, str(tmp_path)))
+    info = await store.head("k")
+    before = fds_open()
+    seen: list[int] = []
+    with trio.CancelScope() as scope:
+
+        def on_progress(done: int) -> None:
+            seen.append(done)
+            try:
+                if event == "truncate":
+                    os.truncate(tmp_path / "k", chunk)
+                elif event == "cancel":
+                    scope.cancel()
+                else:
+                    raise OSError(28, "No space left on device")
+            finally:
+                store.gate.set()  # let the held reads go on (and fail, or be dropped)
+
+        expected = {"truncate": ObjectChanged, "raise": OSError}.get(event)
+        if expected is None:
+            await hashing.hash_object(store, info, MiB, read_ahead=2, on_progress=on_progress)
+        else:
+            with pytest.raises(expected):  # as it is, not in an ExceptionGroup
+                await hashing.hash_object(store, info, MiB, read_ahead=2,
+                                          on_progress=on_progress)
+    assert scope.cancelled_caught == (event == "cancel")
+    assert seen == [chunk]  # stopped at the first report
+    assert fds_open() == before  # the reader's file was closed
