@@ -288,18 +288,21 @@ def _announce_url(port: int, torrents: int, p: int, extra: str = "") -> str:
 
 
 def wait_serving(proc: Proc, port: int, timeout: float = 60.0) -> None:
-    """Until a (stopped) announce is answered without a failure reason: opentracker reads
-    its whitelist in the background after it listens; node binds UDP after HTTP."""
+    """Until an announce is answered without a failure reason (opentracker reads its
+    whitelist in the background after it listens; node binds UDP after HTTP). The probe
+    is a peer outside the population (port 9), removed again with event=stopped."""
     deadline = time.monotonic() + timeout
-    url = _announce_url(port, 1, 0, "&event=stopped")  # peer 0 of torrent 0, not stored
+    url = _announce_url(port, 1, 0).replace(f"&port={peer_port(0, 1)}", "&port=9")
     body = b""
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=5) as r:
+            with urllib.request.urlopen(url + "&event=started", timeout=5) as r:
                 body = r.read()
             if b"failure reason" not in body:
+                with urllib.request.urlopen(url + "&event=stopped", timeout=5) as r:
+                    r.read()
                 time.sleep(0.5)
                 return
         except OSError:
@@ -339,11 +342,16 @@ def start_ours(args: argparse.Namespace, work: Path, port: int) -> Proc:
 
 
 def start_opentracker(args: argparse.Namespace, work: Path, port: int) -> Proc:
-    whitelist = work / "whitelist.txt"
+    # It chroots here and drops to "nobody" before reading the whitelist: world-readable.
+    root = work / "opentracker"
+    root.mkdir(exist_ok=True)
+    root.chmod(0o755)
+    whitelist = root / "whitelist.txt"
     whitelist.write_text("".join(info_hash(t).hex() + "\n" for t in range(args.torrents)))
+    whitelist.chmod(0o644)
     cmd = ["taskset", "-c", str(args.tracker_cpu), "opentracker", "-i", HOST,
-           "-p", str(port), "-P", str(port), "-w", whitelist.name, "-d", str(work)]  # fmt: skip
-    return Proc("opentracker", cmd, work)
+           "-p", str(port), "-P", str(port), "-w", whitelist.name, "-d", str(root)]  # fmt: skip
+    return Proc("opentracker", cmd, root)
 
 
 _BT_STUB = """\

@@ -7,7 +7,9 @@ here are GET/HEAD only, so request bodies are drained (up to a cap) and ignored.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ log = logging.getLogger(__name__)
 _RECEIVE_SIZE = 65536
 _MAX_HEADER_BYTES = 16384
 _MAX_BODY_BYTES = 1 << 20  # nothing here takes a body; refuse floods, drain small ones
+_FAIRNESS_EVERY = 16  # requests on one connection between forced checkpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,33 +98,122 @@ async def serve_http(
     """
     listeners = await trio.open_tcp_listeners(port, host=host, backlog=1024)
     bound = [_sockname(lst.socket.getsockname()) for lst in listeners]
+    # trio binds (every address family of ``host``, SO_REUSEADDR, backlog); the serving
+    # is done on plain non-blocking sockets (see _Socket).
+    socks = [socket.socket(fileno=lst.socket.detach()) for lst in listeners]
     # A plain counter: one trio task runs at a time, and a CapacityLimiter's per-task
     # bookkeeping is measurable on a tracker that sees one connection per announce.
     open_connections = 0
 
-    async def on_connection(stream: trio.SocketStream) -> None:
+    async def on_connection(sock: socket.socket, addr: tuple) -> None:
         nonlocal open_connections
+        conn = _Socket(sock)
         if open_connections >= max_connections:
-            await _refuse(stream, server_header)
+            await _refuse(conn, server_header)
             return
         open_connections += 1
         try:
-            await _Connection(stream, handler, idle_timeout, server_header).run()
+            await _Connection(conn, _sockname(addr), handler, idle_timeout, server_header).run()
         finally:
             open_connections -= 1
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, on_connection, listeners)
-        task_status.started(bound)
-        await trio.sleep_forever()
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in socks:
+                listener.setblocking(False)
+                nursery.start_soon(_accept_loop, listener, nursery, on_connection)
+            task_status.started(bound)
+            await trio.sleep_forever()
+    finally:
+        for listener in socks:
+            trio.lowlevel.notify_closing(listener)
+            listener.close()
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+_ACCEPT_BURST = 64
+# What trio.serve_listeners also treats as "out of resources, retry soon".
+_ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+async def _accept_loop(
+    listener: socket.socket,
+    nursery: trio.Nursery,
+    on_connection: Callable[[socket.socket, tuple], Awaitable[None]],
+) -> NoReturn:
+    while True:
+        await trio.lowlevel.wait_readable(listener)
+        for _ in range(_ACCEPT_BURST):
+            try:
+                sock, addr = listener.accept()
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                    log.error("accept: %s; retrying in 0.1 s", exc)
+                    await trio.sleep(0.1)
+                break  # ECONNABORTED and friends: that client is gone already
+            sock.setblocking(False)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            nursery.start_soon(on_connection, sock, addr)
+        else:
+            await trio.lowlevel.checkpoint()  # a flood of connections: let them run
+
+
+class _Socket:
+    """The few stream operations the shell needs, on a non-blocking socket.
+
+    trio's SocketStream wraps every send and receive in two checkpoints (a trip through
+    the scheduler each); here an operation that can complete now does so without one,
+    and the task parks (wait_readable / wait_writable, cancellable) only when it must.
+    Callers checkpoint now and then themselves so that a busy connection cannot starve
+    the others. Socket errors become trio.BrokenResourceError, as with SocketStream.
+    """
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(max_bytes)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self.sock)
+            except OSError as exc:
+                raise trio.BrokenResourceError(exc) from exc
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self.sock)
+                continue
+            except OSError as exc:
+                raise trio.BrokenResourceError(exc) from exc
+            view = view[sent:]
+
+    async def send_eof(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise trio.BrokenResourceError(exc) from exc
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(self.sock)
+            self.sock.close()
+
+
 def _sockname(addr: tuple) -> tuple[str, int]:
-    return (addr[0], addr[1])
+    return (addr[0], addr[1]) if isinstance(addr, tuple) else ("", 0)
 
 
-async def _refuse(stream: trio.SocketStream, server_header: bytes) -> None:
+async def _refuse(conn: _Socket, server_header: bytes) -> None:
     body = b"too many connections\n"
     head = (
         b"HTTP/1.1 503 Service Unavailable\r\nServer: "
@@ -130,27 +222,31 @@ async def _refuse(stream: trio.SocketStream, server_header: bytes) -> None:
         + str(len(body)).encode()
         + b"\r\n\r\n"
     )
-    with trio.move_on_after(1):
-        try:
-            await stream.send_all(head + body)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-    await trio.aclose_forcefully(stream)
+    try:
+        with trio.move_on_after(1):
+            try:
+                await conn.send_all(head + body)
+            except OSError:
+                pass
+    finally:
+        conn.close()
 
 
 class _Connection:
     def __init__(
-        self, stream: trio.SocketStream, handler: Handler, idle_timeout: float, server: bytes
+        self,
+        stream: _Socket,
+        client: tuple[str, int],
+        handler: Handler,
+        idle_timeout: float,
+        server: bytes,
     ) -> None:
         self.stream = stream
+        self.client = client
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.server = server
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
-        try:
-            self.client = _sockname(stream.socket.getpeername())
-        except OSError:
-            self.client = ("", 0)
 
     async def run(self) -> None:
         try:
@@ -160,9 +256,7 @@ class _Connection:
         except OSError as exc:
             log.debug("connection from %s: %s", self.client, exc)
         finally:
-            # What aclose_forcefully does, without its cancel scope and checkpoint: a
-            # forceful close is synchronous, and this task ends right here anyway.
-            self.stream.socket.close()
+            self.stream.close()
 
     async def _next_event(self) -> h11.Event | type[h11.PAUSED] | None:
         """The next h11 event, or None when the idle timeout passed."""
@@ -179,7 +273,13 @@ class _Connection:
         return None
 
     async def _serve(self) -> None:
+        served = 0
         while True:
+            served += 1
+            if served % _FAIRNESS_EVERY == 0:
+                # Requests already buffered are served without parking (see _Socket):
+                # a pipelining client must still let the other connections run.
+                await trio.lowlevel.checkpoint()
             try:
                 event = await self._next_event()
                 if event is None or isinstance(event, h11.ConnectionClosed):
@@ -281,6 +381,7 @@ class _Connection:
             async for chunk in body:
                 if chunk:
                     await self.stream.send_all(self.conn.send(h11.Data(data=chunk)))
+                    await trio.lowlevel.checkpoint()  # a fast reader must not starve others
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise
         except Exception:
