@@ -161,6 +161,9 @@ def translate_error(exc: Exception, what: str) -> StoreError:
         return StoreUnavailable(f"{what}: {type(exc).__name__}")
     if isinstance(exc, OSError):
         return StoreUnavailable(f"{what}: {exc.strerror or type(exc).__name__}")
+    if isinstance(exc, http.client.HTTPException):
+        # IncompleteRead, ...: a body read straight from http.client (read_body_into) broke.
+        return StoreUnavailable(f"{what}: {type(exc).__name__}")
     return StoreError(f"{what}: {type(exc).__name__}")
 
 

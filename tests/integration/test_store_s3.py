@@ -32,7 +32,7 @@ from seeder.store import (
     SupportsBlockingRead,
     make_store,
 )
-from seeder.store.s3 import S3Store, read_body_into
+from seeder.store.s3 import S3Store, read_body_into, translate_error
 from tests.conftest import MotoServer
 from tests.helpers import free_port
 
@@ -536,3 +536,11 @@ def test_read_body_into_any_readable(buf_len: int) -> None:
     n = read_body_into(io.BytesIO(data), memoryview(buf))
     assert n == min(buf_len, len(data))
     assert bytes(buf[:n]) == data[:n]
+
+
+@pytest.mark.parametrize(
+    "exc", [http.client.IncompleteRead(b"part", 10), http.client.RemoteDisconnected("gone")]
+)
+def test_http_client_errors_are_unavailable(exc: Exception) -> None:
+    """read_body_into reads http.client directly: its errors mean a broken transfer."""
+    assert isinstance(translate_error(exc, "s3://b/k"), StoreUnavailable)
