@@ -176,6 +176,15 @@ class _Socket:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
 
+    def try_receive(self, max_bytes: int) -> bytes | None:
+        """What has arrived (b"" at EOF), or None when nothing has: never parks."""
+        try:
+            return self.sock.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise trio.BrokenResourceError(exc) from exc
+
     async def receive_some(self, max_bytes: int) -> bytes:
         while True:
             try:
@@ -263,6 +272,12 @@ class _Connection:
         event = self.conn.next_event()
         if event is not h11.NEED_DATA:
             return event  # already buffered (a GET's EndOfMessage): no I/O, no scope
+        data = self.stream.try_receive(_RECEIVE_SIZE)
+        if data is not None:  # the request is there already (it usually is on a new
+            self.conn.receive_data(data)  # connection): no cancel scope, no parking
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
         with trio.move_on_after(self.idle_timeout):
             while True:
                 data = await self.stream.receive_some(_RECEIVE_SIZE)
