@@ -13,6 +13,7 @@ import os
 import random
 import socket
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from tracker import responses, udp_protocol
 from tracker.announce import (
@@ -21,8 +22,10 @@ from tracker.announce import (
     parse_announce,
     parse_scrape,
 )
-from tracker.metrics import TrackerMetrics
 from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
+
+if TYPE_CHECKING:  # prometheus_client is ~3 MB of RSS that `python -m tracker` never uses
+    from tracker.metrics import TrackerMetrics
 
 __all__ = ["TrackerCore", "pack_ip"]
 
