@@ -13,8 +13,13 @@ Two pipelines give the same result. When the store can hand out a blocking reade
   the buffer for S3) and hash it straight from the buffer: no trio hop between reading and
   hashing. There are ``threads`` workers, or more (up to ``read_ahead``) when the reader
   says reads wait on the network (``parallelism``): then that many ranged GETs are in flight.
-- Results reach the trio thread through ``run_sync_soon``; it calls ``on_chunk`` and
-  ``on_progress`` in offset order, then gives the buffer back with the next chunk's index.
+- With ``on_chunk``: results reach the trio thread through ``run_sync_soon``; it calls
+  ``on_chunk`` and ``on_progress`` in offset order, then gives the buffer back with the next
+  chunk's index.
+- Without ``on_chunk`` (nobody needs the bytes): each worker keeps one buffer and takes the
+  next chunk index itself; the trio thread hears only of progress (every ``PROGRESS_STEP``
+  bytes of the in-order prefix, and the end) and of errors. Waking it per chunk cost more
+  CPU than anything else left between us and mktorrent (``_OwnBufferWorkers``).
 
 Otherwise (a store with only ``read``) the *read pipeline* below runs:
 
