@@ -288,7 +288,7 @@ async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats
         nursery.cancel_scope.cancel()
     total = (await _quiet(stats))["down"] - base
     return Result(
-        name=f"{mode} (super-seed {'on' if args.super_seed == 'on' else 'off'})",
+        name=f"{mode} (super-seed {args.super_seed})",
         s3_bytes=total, s3_hashing=hashing, webseed=int(served),
         bt_upload=st.uploaded if st else 0,
         times=sorted(r["seconds"] for r in results),

@@ -43,14 +43,9 @@ LISTEN_DEADLINE = 10.0  # seconds to get a listen socket before run() fails
 RESUME_SAVE_DEADLINE = 10.0  # seconds to collect resume data at shutdown
 STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces when closing
 RESUME_SUFFIX = ".resume"
-# Seed policy (measured trade-off in seeding.py): a complete torrent with at least
-# SUPER_SEED_MIN_PEERS peers connected is super-seeded (BEP 16), so the session's own
-# uploads stay near one copy and the clients carry the rest. With fewer peers it seeds
-# plainly: each peer needs one copy at most, and libtorrent's super seeding hands out one
-# piece per peer at a time (a lone downloader took ~10x longer).
+# Seed policy (the measured trade-off is in seeding.py): a torrent added whole and with a
+# web seed is super-seeded (BEP 16), so the session's own uploads stay near one copy.
 SUPER_SEEDING = True
-SUPER_SEED_MIN_PEERS = 4
-TORRENT_UPDATE_INTERVAL = 1.0  # s between post_torrent_updates (super seeding switch, LRU)
 
 _ALERT_MASK = (
     lt.alert_category.error
@@ -170,9 +165,24 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
     }
 
 
-def wants_super_seeding(peers: int) -> bool:
-    """Super-seed a complete torrent with ``peers`` connected? (pure; SUPER_SEEDING policy)"""
-    return SUPER_SEEDING and peers >= SUPER_SEED_MIN_PEERS
+def seed_flags(web_seeds: object) -> int:
+    """Extra torrent flags for a torrent added whole, given its web seeds (any sized
+    collection): super seeding when SUPER_SEEDING and it has one. libtorrent 2.1 must be
+    told at add time: switched on under connected peers (who saw a full bitfield) it
+    stalled them (a 15 s download took 70-250 s). Without a web seed the session is a lone
+    peer's only source, and super seeding's one piece at a time made that ~10x slower."""
+    return int(lt.torrent_flags.super_seeding) if SUPER_SEEDING and web_seeds else 0
+
+
+def url_list(torrent: bytes) -> list[bytes]:
+    """The BEP 19 web seeds (``url-list``) of metainfo bytes; [] if none or unreadable."""
+    try:
+        value = lt.bdecode(bytes(torrent)).get(b"url-list")
+    except (RuntimeError, AttributeError, TypeError):
+        return []
+    if isinstance(value, bytes):
+        return [value] if value else []
+    return [u for u in value if isinstance(u, bytes) and u] if isinstance(value, list) else []
 
 
 def torrent_key(ti: lt.torrent_info) -> str:
@@ -260,7 +270,6 @@ class SeedSession:
             log.info("libtorrent %s listening on port %d", lt.__version__, self._listen_port)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._stats_loop)
-                nursery.start_soon(self._torrent_updates_loop)
                 while True:
                     await self._pump(rsock)
         except trio.TooSlowError:
@@ -301,13 +310,10 @@ class SeedSession:
 
     async def _stats_loop(self) -> None:
         while True:
-            self._session().post_session_stats()
+            ses = self._session()
+            ses.post_session_stats()
+            ses.post_torrent_updates()
             await trio.sleep(self.stats_interval)
-
-    async def _torrent_updates_loop(self) -> None:
-        while True:
-            self._session().post_torrent_updates()
-            await trio.sleep(min(self.stats_interval, TORRENT_UPDATE_INTERVAL))
 
     async def _shutdown(self, rsock: socket.socket, holder: list[lt.session]) -> None:
         with trio.move_on_after(RESUME_SAVE_DEADLINE) as scope:
@@ -355,7 +361,7 @@ class SeedSession:
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         path = self.cache.lookup(key)
         if path is not None and self.cache.is_complete(key) and seed_from_cache:
-            params.flags |= lt.torrent_flags.seed_mode
+            params.flags |= lt.torrent_flags.seed_mode | seed_flags(url_list(torrent))
             self._from_cache.add(key)
         else:
             path = self.cache.reserve(key, ti.total_size())
@@ -431,6 +437,8 @@ class SeedSession:
             if not self.cache.is_complete(key):
                 self.cache.pin(key)
                 self._downloading.add(key)
+            else:
+                params.flags |= seed_flags(params.url_seeds)
             try:
                 handle = ses.add_torrent(params)
             except RuntimeError as e:
@@ -587,23 +595,14 @@ class SeedSession:
             log.warning("cannot write resume data %s: %s", path, e)
 
     def _on_state_update(self, statuses: list[Any]) -> None:
+        # Uploading counts as use of the cache entry (LRU).
         for st in statuses:
             key = _key(st.info_hashes)
-            # Uploading counts as use of the cache entry (LRU).
             up = st.total_payload_upload
             if up > self._uploaded.get(key, 0):
                 with contextlib.suppress(CacheError):
                     self.cache.touch(key)
             self._uploaded[key] = up
-            handle = self._handles.get(key)
-            if handle is None or key in self._downloading or not handle.is_valid():
-                continue
-            want = wants_super_seeding(st.num_peers)
-            if want != bool(st.super_seeding):
-                if want:
-                    handle.set_flags(lt.torrent_flags.super_seeding)
-                else:
-                    handle.unset_flags(lt.torrent_flags.super_seeding)
 
     def _on_session_stats(self, values: dict[str, int]) -> None:
         now = time.monotonic()
