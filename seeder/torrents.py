@@ -70,7 +70,7 @@ class NotQualified(Exception):
 class ChunkSink(Protocol):
     """A seed-cache writer for one object (seeder/seedcache.py ``cache.begin(name, size)``)."""
 
-    def write(self, offset: int, data: bytes) -> None: ...
+    def write(self, offset: int, data: bytes | memoryview) -> None: ...
     def commit(self, info_hash_hex: str) -> None: ...
     def abort(self) -> None: ...
 
@@ -358,6 +358,8 @@ class TorrentService:
             nonlocal hashed
             if self.metrics:
                 self.metrics.hashed_bytes_total.inc(done - hashed)
+                # Every hashed byte was read from the backend exactly once.
+                self.metrics.backend_read_bytes_total.labels(bucket=info.bucket).inc(done - hashed)
             hashed = done
             line = progress.update(done, time.monotonic())
             if line:
@@ -459,7 +461,7 @@ class _SafeSink:
             return None
         return None if sink is None else cls(sink, name)
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | memoryview) -> None:
         if self._sink is None:
             return
         try:

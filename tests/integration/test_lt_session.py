@@ -19,6 +19,7 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
+from seeder import lt_session
 from seeder.config import SeedingConfig
 from seeder.lt_session import SeedError, SeedSession, parse_torrent, torrent_key
 from seeder.metrics import SeederMetrics
@@ -211,8 +212,11 @@ async def test_downloads_from_web_seed_then_seeds(tmp_path: Path, moto_server: A
 
 
 async def test_restart_seeds_from_resume_data_without_downloading(
-    tmp_path: Path, moto_server: Any
+    tmp_path: Path, moto_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The client gets a copy without the web seed: a super-seeding daemon would make it
+    # wait on piece announcements this test is not about.
+    monkeypatch.setattr(lt_session, "SUPER_SEEDING", False)
     bucket = moto_server.create_bucket()
     obj, data = write_object(tmp_path)
     s3 = moto_server.client()
