@@ -546,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     print(f"{args.torrents} torrents x {args.peers} peers, {args.connections} connections, "
           f"{args.duration:.0f} s per load, tracker on CPU {args.tracker_cpu}, "
-          f"load on CPU {args.load_cpu}", flush=True)  # fmt: skip
+          f"load on CPU {args.load_cpu}; load average {os.getloadavg()[0]:.2f}",
+          flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-tracker-") as tmp:
         work = Path(tmp)
         for name in wanted:
@@ -567,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows += bench_one(name, args, work)
             except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
                 print(f"  {name}: FAILED: {exc}", flush=True)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
     print_table(rows)
     print_goals(rows)
