@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import trio
 from prometheus_client import CollectorRegistry
@@ -194,21 +195,27 @@ async def serve(
                 log.info("seeding %d cached torrents on port %d", restored, bt_port)
             await nursery.start(torrents.run)
             listen = config.server.listen
-            s3_bound = await nursery.start(
-                _serve_named, "S3 API", api.handle, listen.host, listen.port
+            s3_bound = await _start_listener(
+                nursery, f"S3 API on {listen}", serve_http, api.handle, listen.host, listen.port
             )
             bound = Bound(s3=s3_bound[0], bittorrent_port=bt_port)
             if config.metrics.listen is not None:
                 m = config.metrics.listen
-                bound.metrics = (await nursery.start(serve_metrics, registry, m.host, m.port))[0]
+                bound.metrics = (
+                    await _start_listener(
+                        nursery, f"metrics on {m}", serve_metrics, registry, m.host, m.port
+                    )
+                )[0]
             if tracker is not None:
                 t = config.tracker
                 http = (t.listen.host, t.listen.port) if t.listen else None
                 udp = (t.udp_listen.host, t.udp_listen.port) if t.udp_listen else None
-                try:
-                    tb = await nursery.start(serve_tracker, tracker, http, udp)
-                except OSError as exc:
-                    raise DaemonError(f"tracker: cannot listen: {exc.strerror or exc}") from None
+                where = " and ".join(
+                    f"{kind} {hp}" for kind, hp in (("HTTP", t.listen), ("UDP", t.udp_listen)) if hp
+                )
+                tb = await _start_listener(
+                    nursery, f"tracker on {where}", serve_tracker, tracker, http, udp
+                )
                 bound.tracker_http, bound.tracker_udp = tb.http, tb.udp
             daemon.bound = bound
             if config.scanner.enabled:
@@ -232,19 +239,22 @@ async def serve(
         catalog.close()
 
 
-async def _serve_named(
-    name: str,
-    handler: Callable,
-    host: str,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
-) -> None:
+async def _start_listener(
+    nursery: trio.Nursery, name: str, fn: Callable[..., Awaitable[object]], *args: object
+) -> Any:
+    """``nursery.start(fn, *args)``, with a failure to bind turned into one DaemonError line
+    (the service may raise it bare or inside its own nursery's group)."""
     try:
-        await serve_http(handler, host, port, task_status=task_status)
+        return await nursery.start(fn, *args)
     except OSError as exc:
-        reason = exc.strerror or exc
-        raise DaemonError(f"{name}: cannot listen on {host}:{port}: {reason}") from None
+        raise DaemonError(f"{name}: cannot listen: {exc.strerror or exc}") from None
+    except BaseExceptionGroup as group:
+        found, rest = group.split(OSError)
+        if found is None or rest is not None:
+            raise
+        exc = _first_leaf(found)
+        reason = getattr(exc, "strerror", None) or exc
+        raise DaemonError(f"{name}: cannot listen: {reason}") from None
 
 
 async def _scanner(daemon: Daemon) -> None:

@@ -143,7 +143,8 @@ def test_ready_reload_and_stop(service, tmp_path: Path) -> None:
     assert "reload refused" in err
 
 
-def test_port_in_use_is_one_line_and_nonzero(tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", ["server", "tracker", "metrics"])
+def test_port_in_use_is_one_line_and_nonzero(tmp_path: Path, which: str) -> None:
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))
     blocker.listen()
@@ -151,7 +152,17 @@ def test_port_in_use_is_one_line_and_nonzero(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     conf = tmp_path / "seeder.toml"
-    write_config(conf, port, data, tmp_path / "state")
+    if which == "server":
+        write_config(conf, port, data, tmp_path / "state")
+    else:
+        write_config(conf, free_port(), data, tmp_path / "state")
+        text = conf.read_text()
+        if which == "tracker":
+            tracker = f'[tracker]\nlisten = "127.0.0.1:{port}"'
+            text = text.replace("[tracker]\nenabled = false", tracker)
+        else:
+            text = text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{port}"')
+        conf.write_text(text)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "seeder", "serve", "--config", str(conf)],
@@ -165,3 +176,4 @@ def test_port_in_use_is_one_line_and_nonzero(tmp_path: Path) -> None:
     err = proc.stderr.decode()
     assert "Traceback" not in err
     assert "cannot listen" in err
+    assert len(err.strip().splitlines()) == 1, err
