@@ -143,7 +143,10 @@ async def serve(
     closes the catalog and the stores."""
     notifier = notifier or Notifier.from_env()
     state_dir = Path(config.state.dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DaemonError(f"state dir {state_dir}: {exc.strerror or exc}") from None
     registry = CollectorRegistry()
     metrics = SeederMetrics(registry)
     catalog = Catalog.open(state_dir / "catalog.sqlite3")
@@ -360,9 +363,19 @@ def run(config: Config, config_path: str | None = None) -> int:
         return trio.run(_main, config, config_path)
     except BaseExceptionGroup as group:
         found, _ = group.split(DaemonError)
-        if found is None:
-            raise
-        raise _first_leaf(found) from None
+        if found is not None:
+            raise _first_leaf(found) from None
+        if len(_leaves(group)) == 1:
+            # One failure (say an OSError at start-up): let the CLI print it as one line.
+            raise _first_leaf(group) from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:

@@ -177,3 +177,22 @@ def test_port_in_use_is_one_line_and_nonzero(tmp_path: Path, which: str) -> None
     assert "Traceback" not in err
     assert "cannot listen" in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_unusable_state_dir_is_one_line_and_nonzero(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "file").write_text("not a directory")
+    conf = tmp_path / "seeder.toml"
+    write_config(conf, free_port(), data, tmp_path / "file" / "state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "seeder", "serve", "--config", str(conf)],
+        capture_output=True,
+        timeout=DEADLINE,
+        stdin=subprocess.DEVNULL,
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "Traceback" not in err and "ExceptionGroup" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "state" in err
