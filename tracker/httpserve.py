@@ -1,8 +1,11 @@
-"""The HTTP/1.1 shell shared by the tracker, the S3 API and the metrics endpoint: h11 on trio.
+"""The HTTP/1.1 shell shared by the tracker, the S3 API and the metrics endpoint:
+httptools (llhttp) on trio.
 
 A handler is ``async (Request) -> Response``; this module owns sockets, framing,
 keep-alive, timeouts and the rule that a client never sees a traceback. The APIs served
 here are GET/HEAD only, so request bodies are drained (up to a cap) and ignored.
+The parser is llhttp's (via httptools); the response head is written here, which is
+most of what h11 cost per request (parsing, then formatting and validating the answer).
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import errno
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from http import HTTPStatus
 from typing import NoReturn
 
-import h11
+import httptools
 import trio
 
 __all__ = ["Handler", "Request", "Response", "serve_http"]
@@ -241,7 +246,41 @@ async def _refuse(conn: _Socket, server_header: bytes) -> None:
         conn.close()
 
 
+# "HTTP/1.1 200 OK\r\n" for every status Python knows; others get an empty reason.
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY_STATUSES = frozenset({204, 304})
+# A header line still being received is buffered inside httptools, where it cannot be
+# measured; it is bounded by the bytes received since the parser last reported progress.
+_MAX_PARTIAL_HEAD = _MAX_HEADER_BYTES + _RECEIVE_SIZE
+_ERROR_BODIES = {
+    413: b"request body too large\n",
+    414: b"request target too long\n",
+    431: b"request header fields too large\n",
+}
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else b"HTTP/1.1 %d \r\n" % status
+
+
+class _Reject(Exception):
+    """Raised from a parser callback to stop parsing; the status is in _Connection.rejected."""
+
+
+# What the parser hands the serving loop, in arrival order: a complete request and whether
+# the connection stays open after it; an error status to answer before closing; an interim
+# response to write (100 Continue); or None: stop (an Upgrade, nothing here speaks another
+# protocol).
+_Item = tuple[Request, bool] | int | bytes | None
+
+
 class _Connection:
+    """One client connection: httptools parses what arrives into ``ready``, the serving
+    loop answers it in order. The parser callbacks (``on_*``) are httptools' protocol."""
+
     def __init__(
         self,
         stream: _Socket,
@@ -255,7 +294,111 @@ class _Connection:
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.server = server
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        self.ready: deque[_Item] = deque()
+        self.rejected = 0
+        self.parser = httptools.HttpRequestParser(self)
+        self.broken = False  # the parser stopped: nothing more is read
+        # The message being parsed.
+        self.method = b""
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.body_bytes = 0
+        self.in_head = False
+        self.in_body = False
+        self.has_host = False
+        self.expect_continue = False
+        self.progressed = False
+        self.partial_head = 0
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def _reject(self, status: int) -> NoReturn:
+        self.rejected = status
+        raise _Reject
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.head_bytes = self.body_bytes = 0
+        self.in_head = True
+        self.has_host = self.expect_continue = False
+        self.progressed = True
+
+    def on_url(self, url: bytes) -> None:
+        self.progressed = True
+        self.url += url  # may come in pieces
+        self.head_bytes += len(url)
+        if self.head_bytes > _MAX_HEADER_BYTES:
+            self._reject(414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.progressed = True
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > _MAX_HEADER_BYTES:
+            self._reject(431)
+        name = name.lower()
+        self.headers.append((name, value))
+        if name == b"host":
+            self.has_host = True
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.in_body = True
+        self.method = self.parser.get_method()
+        version = self.parser.get_http_version()
+        if version == "1.1":
+            if not self.has_host:
+                self._reject(400)  # RFC 9112 3.2: a 1.1 request without Host is a 400
+        else:
+            self.expect_continue = False  # 100 Continue is HTTP/1.1 only
+        if self.expect_continue:
+            # The client waits before sending the body: refuse a too-large one now.
+            for name, value in self.headers:
+                if name == b"content-length" and value.isdigit() and int(value) > _MAX_BODY_BYTES:
+                    self._reject(413)
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self.body_bytes > _MAX_BODY_BYTES:
+            self._reject(413)
+
+    def on_message_complete(self) -> None:
+        self.in_body = False
+        version = self.parser.get_http_version()
+        request = Request(
+            method=self.method,
+            target=self.url,
+            headers=tuple(self.headers),
+            client=self.client,
+            http_version=_VERSIONS.get(version) or version.encode(),
+        )
+        self.ready.append((request, self.parser.should_keep_alive()))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        self.progressed = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.broken = True
+            self.ready.append(None)
+            return
+        except httptools.HttpParserError:
+            self.broken = True
+            self.ready.append(self.rejected or 400)
+            return
+        if self.in_head:
+            self.partial_head = len(data) if self.progressed else self.partial_head + len(data)
+            if self.partial_head > _MAX_PARTIAL_HEAD:
+                self.broken = True
+                self.ready.append(431)
+        elif self.in_body and self.expect_continue:
+            self.expect_continue = False
+            self.ready.append(_CONTINUE)
 
     async def run(self) -> None:
         try:
@@ -267,76 +410,42 @@ class _Connection:
         finally:
             self.stream.close()
 
-    async def _next_event(self) -> h11.Event | type[h11.PAUSED] | None:
-        """The next h11 event, or None when the idle timeout passed."""
-        event = self.conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event  # already buffered (a GET's EndOfMessage): no I/O, no scope
-        data = self.stream.try_receive(_RECEIVE_SIZE)
-        if data is not None:  # the request is there already (it usually is on a new
-            self.conn.receive_data(data)  # connection): no cancel scope, no parking
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-        with trio.move_on_after(self.idle_timeout):
-            while True:
-                data = await self.stream.receive_some(_RECEIVE_SIZE)
-                self.conn.receive_data(data)
-                event = self.conn.next_event()
-                if event is not h11.NEED_DATA:
-                    return event
-        return None
-
     async def _serve(self) -> None:
         served = 0
+        ready = self.ready
         while True:
-            served += 1
-            if served % _FAIRNESS_EVERY == 0:
-                # Requests already buffered are served without parking (see _Socket):
-                # a pipelining client must still let the other connections run.
-                await trio.lowlevel.checkpoint()
-            try:
-                event = await self._next_event()
-                if event is None or isinstance(event, h11.ConnectionClosed):
+            while ready:
+                item = ready.popleft()
+                if type(item) is tuple:
+                    served += 1
+                    if served % _FAIRNESS_EVERY == 0:
+                        # Requests already buffered are served without parking (see
+                        # _Socket): a pipelining client must still let the others run.
+                        await trio.lowlevel.checkpoint()
+                    request, keep_alive = item
+                    response = await self._call(request)
+                    if not await self._send(request, response, keep_alive):
+                        return
+                elif item is None:
                     return
-                if not isinstance(event, h11.Request):
-                    return  # PAUSED or stray data: nothing sensible to answer
-                request = Request(
-                    method=event.method,
-                    target=event.target,
-                    headers=tuple((bytes(k), bytes(v)) for k, v in event.headers),
-                    client=self.client,
-                    http_version=event.http_version,
-                )
-                if not await self._drain_body():
-                    await self._send_simple(413, b"request body too large\n", close=True)
+                elif type(item) is int:
+                    await self._send_simple(item, _ERROR_BODIES.get(item, b"bad request\n"))
                     return
-            except h11.RemoteProtocolError as exc:
-                if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    status = exc.error_status_hint or 400
-                    await self._send_simple(status, b"bad request\n", close=True)
+                else:
+                    await self.stream.send_all(item)
+            if self.broken:
                 return
-            response = await self._call(request)
-            await self._send(request, response)
-            if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is h11.MUST_CLOSE:
-                return
-            try:
-                self.conn.start_next_cycle()
-            except h11.LocalProtocolError:
-                return
-
-    async def _drain_body(self) -> bool:
-        received = 0
-        while True:
-            event = await self._next_event()
-            if event is None or isinstance(event, h11.ConnectionClosed):
-                raise trio.BrokenResourceError
-            if isinstance(event, h11.EndOfMessage):
-                return True
-            if isinstance(event, h11.Data):
-                received += len(event.data)
-                if received > _MAX_BODY_BYTES:
-                    return False
+            # The request is usually there already on a new connection: then no cancel
+            # scope and no parking.
+            data = self.stream.try_receive(_RECEIVE_SIZE)
+            if data is None:
+                with trio.move_on_after(self.idle_timeout):
+                    data = await self.stream.receive_some(_RECEIVE_SIZE)
+                if data is None:
+                    return  # idle (between or inside requests) for too long
+            if not data:
+                return  # EOF; a request cut short is nobody's to answer
+            self._feed(data)
 
     async def _call(self, request: Request) -> Response:
         try:
@@ -345,57 +454,110 @@ class _Connection:
             log.exception("handler failed for %r %r", request.method, request.target[:200])
             return Response(500, [(b"content-type", b"text/plain")], b"internal error\n")
 
-    def _base_headers(
-        self, headers: list[tuple[bytes, bytes]], names: set[bytes] | None = None
-    ) -> list[tuple[bytes, bytes]]:
-        if names is None:
-            names = {k.lower() for k, _ in headers}
-        extra = []
-        if b"date" not in names:
-            extra.append((b"date", _date.get()))
-        if b"server" not in names:
-            extra.append((b"server", self.server))
-        return extra + headers
+    # -- writing ------------------------------------------------------------------------
 
-    async def _send(self, request: Request, response: Response) -> None:
-        names = {k.lower() for k, _ in response.headers}
-        headers = self._base_headers(list(response.headers), names)
+    def _head(self, status: int, headers: list[tuple[bytes, bytes]], names: set[bytes]) -> bytes:
+        """The response head, or b"" when the handler's status or headers cannot be sent
+        as they are (a CR or LF in a header would let it forge headers or a response)."""
+        if not 200 <= status <= 999:
+            return b""
+        parts = [_status_line(status)]
+        lines = 2 + len(headers)  # the status line, the headers, the blank line
+        if b"date" not in names:
+            parts += (b"date: ", _date.get(), b"\r\n")
+            lines += 1
+        if b"server" not in names:
+            parts += (b"server: ", self.server, b"\r\n")
+            lines += 1
+        try:
+            for k, v in headers:
+                parts += (k, b": ", v, b"\r\n")
+            parts.append(b"\r\n")
+            head = b"".join(parts)
+        except (TypeError, ValueError):
+            return b""
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
+            return b""
+        return head
+
+    async def _send(self, request: Request, response: Response, keep_alive: bool) -> bool:
+        """Write ``response``; False when the connection must close after it."""
+        status = response.status
+        headers = list(response.headers)
         body = response.body
-        if isinstance(body, bytes | bytearray) and b"content-length" not in names:
-            headers.append((b"content-length", b"%d" % len(body)))
+        head_only = request.method == b"HEAD"
+        close = not keep_alive
+        names = set()
+        length: int | None = None
         try:
-            data = self.conn.send(h11.Response(status_code=response.status, headers=headers))
-        except h11.LocalProtocolError:
-            log.exception("invalid response from handler for %r", request.target[:200])
-            data = self.conn.send(
-                h11.Response(
-                    status_code=500,
-                    headers=self._base_headers(
-                        [(b"content-length", b"0"), (b"connection", b"close")]
-                    ),
-                )
-            )
-            body = b""
-        if request.method == b"HEAD":
-            await self.stream.send_all(data + self.conn.send(h11.EndOfMessage()))
-            return
+            for k, v in headers:
+                name = k.lower()
+                names.add(name)
+                if name == b"connection" and b"close" in v.lower():
+                    close = True
+                elif name == b"content-length":
+                    length = int(v)
+        except (AttributeError, TypeError, ValueError):
+            status = -1  # not sendable: becomes a 500 below
+        chunked = False
         if isinstance(body, bytes | bytearray):
-            # The whole response in one write: one syscall and one checkpoint, not three.
-            try:
-                if body:
-                    data += self.conn.send(h11.Data(data=body))
-                end = self.conn.send(h11.EndOfMessage())
-            except h11.LocalProtocolError:
+            if length is None and status not in _NO_BODY_STATUSES:
+                headers.append((b"content-length", b"%d" % len(body)))
+        elif length is None:
+            if request.http_version == b"1.1":
+                chunked = True
+                headers.append((b"transfer-encoding", b"chunked"))
+            else:
+                close = True  # HTTP/1.0: the body ends where the connection does
+        if close:
+            if b"connection" not in names:
+                headers.append((b"connection", b"close"))
+        elif request.http_version == b"1.0" and b"connection" not in names:
+            headers.append((b"connection", b"keep-alive"))
+        head = self._head(status, headers, names)
+        if not head:
+            log.error("invalid response from handler for %r", request.target[:200])
+            await self.stream.send_all(
+                self._head(500, [(b"content-length", b"0"), (b"connection", b"close")], set())
+            )
+            return False
+        if isinstance(body, bytes | bytearray):
+            if head_only or status in _NO_BODY_STATUSES:
+                await self.stream.send_all(head)
+            elif length is not None and length != len(body):
                 # A handler's Content-Length that is not the body's: close rather than lie.
-                await self.stream.send_all(data)
-                raise trio.BrokenResourceError from None
-            await self.stream.send_all(data + end)
-            return
-        await self.stream.send_all(data)
+                await self.stream.send_all(head)
+                return False
+            else:
+                # The whole response in one write: one syscall, no checkpoint.
+                await self.stream.send_all(head + body if body else head)
+            return not close
+        return (
+            await self._stream_body(request, body, head, head_only, length, chunked) and not close
+        )
+
+    async def _stream_body(
+        self,
+        request: Request,
+        body: AsyncIterable[bytes],
+        head: bytes,
+        head_only: bool,
+        length: int | None,
+        chunked: bool,
+    ) -> bool:
+        sent = 0
         try:
+            await self.stream.send_all(head)
+            if head_only:
+                return True
             async for chunk in body:
                 if chunk:
-                    await self.stream.send_all(self.conn.send(h11.Data(data=chunk)))
+                    sent += len(chunk)
+                    if length is not None and sent > length:
+                        raise ValueError("streamed body longer than its Content-Length")
+                    if chunked:
+                        chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+                    await self.stream.send_all(chunk)
                     await trio.lowlevel.checkpoint()  # a fast reader must not starve others
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise
@@ -407,28 +569,25 @@ class _Connection:
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 await aclose()
-        try:
-            await self.stream.send_all(self.conn.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError:
-            # A streamed body shorter than its Content-Length: close rather than lie.
-            raise trio.BrokenResourceError from None
+        if chunked:
+            await self.stream.send_all(b"0\r\n\r\n")
+        elif length is None or sent != length:
+            return False  # close-delimited, or shorter than promised: close rather than lie
+        return True
 
-    async def _send_simple(self, status: int, body: bytes, *, close: bool) -> None:
-        headers = self._base_headers(
-            [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    async def _send_simple(self, status: int, body: bytes) -> None:
+        """An error answer of our own; the connection closes after it."""
+        head = self._head(
+            status,
+            [
+                (b"content-type", b"text/plain"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ],
+            set(),
         )
-        if close:
-            headers.append((b"connection", b"close"))
-        try:
-            await self.stream.send_all(
-                self.conn.send(h11.Response(status_code=status, headers=headers))
-                + self.conn.send(h11.Data(data=body))
-                + self.conn.send(h11.EndOfMessage())
-            )
-        except h11.LocalProtocolError:
-            return
-        if close:
-            await self._linger()
+        await self.stream.send_all(head + body)
+        await self._linger()
 
     async def _linger(self) -> None:
         """Half-close and drain what the peer still sends, briefly, so that our error

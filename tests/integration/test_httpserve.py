@@ -28,6 +28,15 @@ async def handler(request: Request) -> Response:
             yield b"abc"
 
         return Response(200, [(b"content-length", b"10")], short())
+    if request.target == b"/unframed":
+
+        async def unframed() -> AsyncIterator[bytes]:
+            yield b"no "
+            yield b"length"
+
+        return Response(200, [], unframed())
+    if request.target == b"/inject":
+        return Response(200, [(b"x-bad", b"1\r\nset-cookie: evil")], b"body")
     body = b"%s %s from %s" % (request.method, request.target, request.client[0].encode())
     echo = request.header(b"x-echo") or b""
     return Response(200, [(b"content-type", b"text/plain"), (b"x-echo", echo)], body)
@@ -145,3 +154,131 @@ async def test_connection_cap_answers_503(nursery: trio.Nursery) -> None:
     data = await read_all(second)
     assert data.startswith(b"HTTP/1.1 503 ")
     await held.aclose()
+
+
+async def exchange(host: str, port: int, raw: bytes) -> bytes:
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(raw)
+    return await read_all(stream)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", b"400"),  # HTTP/1.1 without Host
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 3000 + b"\r\n", b"431"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 200000, b"431"),  # never ends
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX : y\r\n\r\n", b"400"),
+    ],
+    ids=["no-host", "long-target", "many-headers", "endless-header", "two-lengths", "space-colon"],
+)
+async def test_bad_requests_get_their_status(
+    nursery: trio.Nursery, raw: bytes, status: bytes
+) -> None:
+    host, port = await start(nursery)
+    data = await exchange(host, port, raw)
+    assert data.split(b" ")[1] == status
+    assert b"connection: close" in data.lower()
+
+
+async def test_a_bad_request_after_good_ones_in_one_buffer(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    data = await exchange(
+        host,
+        port,
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n",
+    )
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert data.index(b"GET /a") < data.index(b"GET /b") < data.index(b"HTTP/1.1 400 Bad Request")
+
+
+async def test_chunked_request_body_is_drained(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    data = await exchange(
+        host,
+        port,
+        b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\n\r\n"
+        b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    assert b"POST /a from" in data and b"GET /b from" in data
+    assert b"hello" not in data
+
+
+async def test_oversized_chunked_body_is_refused(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    chunk = b"x" * 65536
+    body = b"%x\r\n%b\r\n" % (len(chunk), chunk) * 17 + b"0\r\n\r\n"
+    data = await exchange(
+        host, port, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    )
+    assert data.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_expect_100_continue(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(
+        b"PUT /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    with trio.fail_after(5):
+        interim = await stream.receive_some(65536)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    await stream.send_all(b"body")
+    assert (await read_all(stream)).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+async def test_expect_100_continue_with_a_too_large_body_is_refused_at_once(
+    nursery: trio.Nursery,
+) -> None:
+    host, port = await start(nursery)
+    data = await exchange(
+        host,
+        port,
+        b"PUT /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+        % ((1 << 20) + 1),
+    )  # no body sent: the answer cannot wait for it
+    assert data.startswith(b"HTTP/1.1 413 ")
+
+
+async def test_http10_closes_unless_keep_alive(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    data = await exchange(host, port, b"GET /a HTTP/1.0\r\n\r\n")  # ends: server closed
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" in data.lower()
+
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    with trio.fail_after(5):
+        first = await stream.receive_some(65536)
+    assert b"connection: keep-alive" in first.lower()
+    await stream.send_all(b"GET /b HTTP/1.0\r\n\r\n")  # the same connection still serves
+    assert b"GET /b from" in await read_all(stream)
+
+
+async def test_streamed_body_without_length(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+
+    def fetch() -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", "/unframed")
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    # HTTP/1.1: chunked, and http.client decodes it.
+    assert await trio.to_thread.run_sync(fetch) == (200, b"no length")
+    raw = await exchange(
+        host, port, b"GET /unframed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert b"transfer-encoding: chunked" in raw.lower() and raw.endswith(b"0\r\n\r\n")
+    # HTTP/1.0 knows no chunks: the body ends with the connection.
+    raw = await exchange(host, port, b"GET /unframed HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert b"connection: close" in raw.lower() and raw.endswith(b"\r\n\r\nno length")
+
+
+async def test_header_injection_by_a_handler_becomes_a_500(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery)
+    data = await exchange(host, port, b"GET /inject HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500 ") and b"evil" not in data
