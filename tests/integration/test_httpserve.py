@@ -137,7 +137,7 @@ async def test_short_stream_closes_instead_of_lying(nursery: trio.Nursery) -> No
 
 
 async def test_idle_connection_is_closed(nursery: trio.Nursery) -> None:
-    host, port = await start(nursery, idle_timeout=0.2)
+    host, port = await start(nursery, idle_timeout=1.0)
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
     data = await read_all(stream)  # returns only because the server closes the idle connection
