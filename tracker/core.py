@@ -31,6 +31,7 @@ __all__ = ["TrackerCore", "pack_ip"]
 
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TEXT = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
+_IP_MEMO_MAX = 4096  # UDP client host string -> packed IP; cleared when full
 
 
 def pack_ip(host: str) -> bytes | None:
@@ -89,6 +90,7 @@ class TrackerCore:
         )
         self.proxies = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
         self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
+        self._udp_ips: dict[str, bytes] = {}
         self.metrics = metrics
         if metrics is not None:
             s = self.swarms
@@ -234,14 +236,21 @@ class TrackerCore:
 
     def udp(self, data: bytes, client: tuple[str, int], now: float) -> bytes | None:
         """Answer one BEP 15 datagram from ``client`` (host, port); None = no reply."""
-        ip = pack_ip(client[0])
+        host = client[0]
+        ip = self._udp_ips.get(host)
         if ip is None:
-            return None
+            ip = pack_ip(host)
+            if ip is None:
+                return None
+            if len(self._udp_ips) >= _IP_MEMO_MAX:
+                self._udp_ips.clear()
+            self._udp_ips[host] = ip
         source = ip + client[1].to_bytes(2, "big")
         metrics = self.metrics
         try:
             req = udp_protocol.parse_request(data)
-            if isinstance(req, udp_protocol.ConnectRequest):
+            kind = type(req)
+            if kind is udp_protocol.ConnectRequest:
                 return udp_protocol.render_connect(
                     req.transaction_id, self.connection_ids.issue(source, now)
                 )
@@ -249,7 +258,7 @@ class TrackerCore:
                 raise udp_protocol.UdpError(
                     "invalid connection id", "udp_connection_id", req.transaction_id
                 )
-            if isinstance(req, udp_protocol.UdpScrape):
+            if kind is udp_protocol.UdpScrape:
                 return self._udp_scrape(req)
             swarm = self.swarms.get_or_create(req.info_hash)
         except udp_protocol.UdpError as exc:
@@ -264,21 +273,28 @@ class TrackerCore:
             return udp_protocol.render_error(req.transaction_id, str(exc))
         if self.accept_ip_param and req.ip and len(ip) == 4:
             ip = req.ip.to_bytes(4, "big")
-        numwant = DEFAULT_NUMWANT if req.numwant < 0 else req.numwant
+            source = ip + client[1].to_bytes(2, "big")
+        port = req.port
+        if port != client[1]:
+            source = ip + port.to_bytes(2, "big")
+        numwant = req.numwant
+        if numwant < 0:
+            numwant = DEFAULT_NUMWANT
         if numwant > self.max_numwant:
             numwant = self.max_numwant
+        event = req.event
         addrs = self.swarms.announce(
             swarm,
-            ip + req.port.to_bytes(2, "big"),
+            source,
             req.peer_id,
             req.left == 0,
-            req.event,
+            event,
             numwant,
             FAMILY_V4 if len(ip) == 4 else FAMILY_V6,
             now,
         )
         if metrics is not None:
-            metrics.announce("udp", req.event)
+            metrics.announce("udp", event)
         return udp_protocol.render_announce(
             req.transaction_id, self.interval, swarm.incomplete, swarm.complete, b"".join(addrs)
         )

@@ -98,6 +98,8 @@ async def serve_tracker_udp(
 async def _udp_loop(core: TrackerCore, sock: socket.socket) -> NoReturn:
     metrics = core.metrics
     recvfrom = sock.recvfrom
+    sendto = sock.sendto
+    udp = core.udp
     while True:
         await trio.lowlevel.wait_readable(sock)
         now = trio.current_time()  # one clock read per burst: they arrived together
@@ -111,9 +113,9 @@ async def _udp_loop(core: TrackerCore, sock: socket.socket) -> NoReturn:
                 if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
                     log.debug("udp recvfrom: %s", exc)
                 continue
-            start = time.perf_counter()
+            start = time.perf_counter() if metrics is not None else 0.0
             try:
-                reply = core.udp(data, client, now)
+                reply = udp(data, client, now)
             except Exception:  # a bug must not take the listener down
                 log.exception("udp request from %s failed", client[0])
                 continue
@@ -122,7 +124,7 @@ async def _udp_loop(core: TrackerCore, sock: socket.socket) -> NoReturn:
             if metrics is not None:
                 metrics.observe("udp", time.perf_counter() - start)
             try:
-                sock.sendto(reply, client)
+                sendto(reply, client)
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(sock)
                 try:

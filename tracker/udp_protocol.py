@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.announce import EVENT_STOPPED
 
@@ -53,6 +53,7 @@ _REPLY = struct.Struct(">II")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 _SCRAPE_ENTRY = struct.Struct(">III")
 _MAX_ERROR_MESSAGE = 200
+_RECENT_MAX = 4096  # connection-id memo entries (~100 bytes each)
 
 
 class UdpError(ValueError):
@@ -66,13 +67,13 @@ class UdpError(ValueError):
         self.transaction_id = transaction_id
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectRequest:
+# The requests are NamedTuples, not frozen dataclasses: one is built per datagram, and a
+# 12-field frozen dataclass costs ~3.5 us to construct against ~0.2 us for a tuple.
+class ConnectRequest(NamedTuple):
     transaction_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class UdpAnnounce:
+class UdpAnnounce(NamedTuple):
     """A BEP 15 announce. ``event`` uses the announce module's numbers (same as BEP 15);
     ``numwant`` < 0 means the tracker's default; ``ip`` 0 means the sender's."""
 
@@ -90,11 +91,13 @@ class UdpAnnounce:
     port: int
 
 
-@dataclass(frozen=True, slots=True)
-class UdpScrape:
+class UdpScrape(NamedTuple):
     connection_id: int
     transaction_id: int
     info_hashes: tuple[bytes, ...]
+
+
+_new = tuple.__new__
 
 
 def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
@@ -106,18 +109,17 @@ def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
     if action == ACTION_CONNECT:
         if first != PROTOCOL_ID:
             raise UdpError("not a BEP 15 connect", "udp_protocol", None)
-        return ConnectRequest(tid)
+        return _new(ConnectRequest, (tid,))
     if action == ACTION_ANNOUNCE:
         if len(data) < _ANNOUNCE.size:
             raise UdpError("truncated announce", "udp_truncated", tid)
-        (cid, _, _, ih, pid, down, left, up, event, ip, key, numwant, port) = _ANNOUNCE.unpack_from(
-            data
-        )
-        if event > EVENT_STOPPED:
+        fields = _ANNOUNCE.unpack_from(data)
+        if fields[8] > EVENT_STOPPED:
             raise UdpError("invalid event", "event", tid)
-        if port == 0:
+        if fields[12] == 0:
             raise UdpError("invalid port", "port", tid)
-        return UdpAnnounce(cid, tid, ih, pid, down, left, up, event, ip, key, numwant, port)
+        # fields[1] is the action: drop it, the rest is UdpAnnounce's field order.
+        return _new(UdpAnnounce, fields[:1] + fields[2:])
     if action == ACTION_SCRAPE:
         body = len(data) - 16
         if body == 0 or body % 20:
@@ -169,22 +171,37 @@ class ConnectionIds:
     def __init__(self, secret: bytes, bucket: float = CONNECTION_ID_BUCKET) -> None:
         if not 16 <= len(secret) <= 64:
             raise ValueError("secret must be 16-64 bytes")
-        self._secret = secret
+        # A copy of a keyed state skips hashing the key block again: half the cost of a
+        # fresh keyed blake2b, same digests.
+        self._keyed = hashlib.blake2b(digest_size=8, key=secret)
         self._bucket = bucket
+        # addr -> (bucket, id) last computed: a client's announce follows its connect,
+        # so the check after an issue costs a dict lookup. Pure memo, bounded.
+        self._recent: dict[bytes, tuple[int, int]] = {}
 
     def _id(self, addr: bytes, bucket: int) -> int:
-        h = hashlib.blake2b(
-            addr + bucket.to_bytes(8, "big", signed=True), digest_size=8, key=self._secret
-        )
+        h = self._keyed.copy()
+        h.update(addr + bucket.to_bytes(8, "big", signed=True))
         return int.from_bytes(h.digest(), "big")
 
     def issue(self, addr: bytes, now: float) -> int:
         """A connection id for the client at compact ``addr`` (IP bytes + 2-byte port)."""
-        return self._id(addr, int(now // self._bucket))
+        bucket = int(now // self._bucket)
+        hit = self._recent.get(addr)
+        if hit is not None and hit[0] == bucket:
+            return hit[1]
+        cid = self._id(addr, bucket)
+        if len(self._recent) >= _RECENT_MAX:
+            self._recent.clear()
+        self._recent[addr] = (bucket, cid)
+        return cid
 
     def valid(self, connection_id: int, addr: bytes, now: float) -> bool:
         """Was ``connection_id`` issued to ``addr`` in this bucket or the previous one?"""
         bucket = int(now // self._bucket)
+        hit = self._recent.get(addr)
+        if hit is not None and hit[0] == bucket and hit[1] == connection_id:
+            return True
         return connection_id == self._id(addr, bucket) or connection_id == self._id(
             addr, bucket - 1
         )
