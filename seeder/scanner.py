@@ -61,8 +61,10 @@ def plan(listing: Iterable[ObjectInfo], cached: Mapping[str, str]) -> ScanPlan:
     return ScanPlan(tuple(to_generate), tuple(to_drop), skipped)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScanSummary:
+    """What one pass did; counted into while the pass runs."""
+
     buckets: int = 0
     bucket_errors: int = 0
     listed: int = 0
@@ -98,7 +100,7 @@ async def run_scanner(
 async def scan_once(service: TorrentService, stores: Mapping[str, Store]) -> ScanSummary:
     """One pass over every bucket; returns (and logs) what it did."""
     t0 = time.monotonic()
-    totals = _Counts()
+    totals = ScanSummary()
     for stale in service.catalog.buckets() - set(stores):
         for entry in service.catalog.entries(stale):
             if service.forget(entry.bucket, entry.key, entry.version_id):
@@ -121,16 +123,16 @@ async def scan_once(service: TorrentService, stores: Mapping[str, Store]) -> Sca
             if service.forget(bucket, key, etag=cached.get(key)):
                 totals.dropped += 1
         await _generate_all(service, bucket, the_plan.to_generate, totals)
-    summary = totals.freeze(time.monotonic() - t0)
+    totals.seconds = time.monotonic() - t0
     log.info("scan: %d buckets (%d failed), %d objects listed, %d torrents generated, "
              "%d failed, %d not qualifying, %d dropped, %.1f s",
-             summary.buckets, summary.bucket_errors, summary.listed, summary.generated,
-             summary.failed, summary.skipped, summary.dropped, summary.seconds)
-    return summary
+             totals.buckets, totals.bucket_errors, totals.listed, totals.generated,
+             totals.failed, totals.skipped, totals.dropped, totals.seconds)
+    return totals
 
 
 async def _generate_all(service: TorrentService, bucket: str, infos: Iterable[ObjectInfo],
-                        totals: _Counts) -> None:
+                        totals: ScanSummary) -> None:
     # Only `limit` tasks exist at once, however long the listing: acquire before spawning.
     limit = trio.CapacityLimiter(max(1, service.config.generation.concurrency))
 
@@ -156,18 +158,3 @@ async def _generate_all(service: TorrentService, bucket: str, infos: Iterable[Ob
             token = object()
             await limit.acquire_on_behalf_of(token)
             nursery.start_soon(one, info, token)
-
-
-@dataclass(slots=True)
-class _Counts:
-    buckets: int = 0
-    bucket_errors: int = 0
-    listed: int = 0
-    generated: int = 0
-    failed: int = 0
-    skipped: int = 0
-    dropped: int = 0
-
-    def freeze(self, seconds: float) -> ScanSummary:
-        return ScanSummary(self.buckets, self.bucket_errors, self.listed, self.generated,
-                           self.failed, self.skipped, self.dropped, seconds)

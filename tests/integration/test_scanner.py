@@ -15,20 +15,17 @@ from seeder.config import BucketConfig, Config, GenerationConfig
 from seeder.scanner import run_scanner, scan_once
 from seeder.store import ObjectInfo, StoreUnavailable, make_store
 from seeder.torrents import MAX_TORRENT_SIZE, TorrentService
+from tests.helpers import DelegatingStore, Recorder
 
 
-class CountingStore:
+class CountingStore(DelegatingStore):
     """A real store that counts bytes read; one key's reads or the whole listing can fail."""
 
     def __init__(self, inner) -> None:
-        self.inner = inner
-        self.bucket = inner.bucket
+        super().__init__(inner)
         self.bytes_read = 0
         self.fail_key: str | None = None
         self.fail_list = False
-
-    async def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
-        return await self.inner.head(key, version_id)
 
     async def list(self) -> AsyncIterator[ObjectInfo]:
         async for info in self.inner.list():
@@ -42,39 +39,6 @@ class CountingStore:
         data = await self.inner.read(info, start, length)
         self.bytes_read += len(data)
         return data
-
-    def stream(self, info: ObjectInfo, start: int, length: int, chunk: int = 262144):
-        return self.inner.stream(info, start, length, chunk)
-
-    def origin_url(self, key: str) -> str | None:
-        return self.inner.origin_url(key)
-
-    def presigned_url(self, key: str, expires: int) -> str | None:
-        return self.inner.presigned_url(key, expires)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.added: list[Entry] = []
-        self.removed: list[Entry] = []
-        self.changed = trio.Event()
-
-    def torrent_added(self, entry: Entry) -> None:
-        self.added.append(entry)
-        self.changed.set()
-
-    def torrent_removed(self, entry: Entry) -> None:
-        self.removed.append(entry)
-        self.changed.set()
-
-    async def wait_until(self, predicate) -> None:
-        with trio.fail_after(30):
-            while not predicate():
-                self.changed = trio.Event()
-                await self.changed.wait()
 
 
 def put_file(path: Path, size: int, fill: bytes = b"x") -> None:

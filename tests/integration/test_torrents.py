@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,18 +17,18 @@ from seeder.catalog import Catalog, Entry
 from seeder.config import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectChanged, ObjectInfo, make_store
 from seeder.torrents import MAX_TORRENT_SIZE, NotQualified, TorrentService
+from tests.helpers import DelegatingStore, Recorder
 from tracker import bencode
 
 PUBLIC = "http://127.0.0.1:8123"
 ANNOUNCE = "http://127.0.0.1:6969/announce"
 
 
-class CountingStore:
+class CountingStore(DelegatingStore):
     """A real store, counting what goes through it; reads can be held at a gate or made to fail."""
 
     def __init__(self, inner) -> None:
-        self.inner = inner
-        self.bucket = inner.bucket
+        super().__init__(inner)
         self.heads = 0
         self.reads = 0
         self.bytes_read = 0
@@ -41,9 +40,6 @@ class CountingStore:
     async def head(self, key: str, version_id: str | None = None) -> ObjectInfo:
         self.heads += 1
         return await self.inner.head(key, version_id)
-
-    def list(self) -> AsyncIterator[ObjectInfo]:
-        return self.inner.list()
 
     async def read(self, info: ObjectInfo, start: int, length: int) -> bytes:
         self.reads += 1
@@ -59,30 +55,6 @@ class CountingStore:
             self.reading.discard(info.key)
         self.bytes_read += len(data)
         return data
-
-    def stream(self, info: ObjectInfo, start: int, length: int, chunk: int = 262144):
-        return self.inner.stream(info, start, length, chunk)
-
-    def origin_url(self, key: str) -> str | None:
-        return self.inner.origin_url(key)
-
-    def presigned_url(self, key: str, expires: int) -> str | None:
-        return self.inner.presigned_url(key, expires)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.added: list[Entry] = []
-        self.removed: list[Entry] = []
-
-    def torrent_added(self, entry: Entry) -> None:
-        self.added.append(entry)
-
-    def torrent_removed(self, entry: Entry) -> None:
-        self.removed.append(entry)
 
 
 class RecordingSink:
