@@ -40,6 +40,7 @@ from seeder.store import (
 from seeder.torrents import NotQualified, TorrentService
 from seeder.webseed_gate import Busy, Grant
 from tracker import bencode
+from tracker.clientaddr import Network, client_host, parse_proxies
 from tracker.httpserve import Request, Response
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,21 @@ class Runtime:
     config: Config
     stores: Mapping[str, Store]
     secrets: Mapping[str, str]  # access key id -> secret key
+    proxies: tuple[Network, ...] = ()  # server.trusted_proxies
 
     @classmethod
     def build(cls, config: Config, stores: Mapping[str, Store]) -> Runtime:
-        return cls(config, stores, {c.access_key: c.secret_key for c in config.credentials})
+        return cls(
+            config,
+            stores,
+            {c.access_key: c.secret_key for c in config.credentials},
+            parse_proxies(config.server.trusted_proxies),
+        )
+
+    def client(self, request: Request) -> str:
+        """The client's address: the socket peer, or the one a trusted proxy names
+        (``server.trusted_proxies``; tracker/clientaddr.py has the rules)."""
+        return client_host(request.client[0], request.headers, self.proxies)
 
     def can_read(self, access_key: str, bucket: str) -> bool:
         return any(
@@ -126,6 +138,7 @@ class S3Api:
         request_id = secrets.token_hex(8).upper()
         started = time.perf_counter()
         operation = "unknown"
+        client = self.runtime.client(request)
         try:
             op = s3request.parse(
                 request.method,
@@ -134,15 +147,16 @@ class S3Api:
                 _base_domain(self.runtime.config.server.public_url),
             )
             operation = "GetObjectTorrent" if isinstance(op, s3request.GetTorrent) else "GetObject"
-            response = await self._dispatch(request, op, request_id)
+            response = await self._dispatch(request, op, request_id, client)
         except S3Error as err:
             response = self._error(err, request_id)
         except Exception:
             log.exception("request %s failed: %r", request_id, request.target[:200])
             response = self._error(s3errors.internal_error(), request_id)
         log.debug(
-            "request %s %s %r -> %d",
+            "request %s from %s: %s %r -> %d",
             request_id,
+            client,
             request.method.decode("ascii", "replace"),
             request.target[:200],
             response.status,
@@ -154,7 +168,11 @@ class S3Api:
     # -- dispatch -------------------------------------------------------------------------
 
     async def _dispatch(
-        self, request: Request, op: s3request.GetTorrent | s3request.GetObject, request_id: str
+        self,
+        request: Request,
+        op: s3request.GetTorrent | s3request.GetObject,
+        request_id: str,
+        client: str,
     ) -> Response:
         resource = op.resource
         try:
@@ -170,7 +188,7 @@ class S3Api:
         try:
             if isinstance(op, s3request.GetTorrent):
                 return await self._get_torrent(op, headers)
-            return await self._get_object(request, op, headers)
+            return await self._get_object(request, op, headers, client)
         except S3Error as err:
             raise err.with_resource(resource) from None
 
@@ -267,7 +285,10 @@ class S3Api:
         request: Request,
         op: s3request.GetObject,
         headers: list[tuple[bytes, bytes]],
+        client: str,
     ) -> Response:
+        """``client``: the requester's address (after trusted proxies), whose claims the
+        gate keeps."""
         # Only objects that have a torrent are served: this is a web seed, not an S3 proxy.
         entry = self.torrents.lookup_cached(op.bucket, op.key, op.version_id)
         if entry is None:
@@ -282,7 +303,7 @@ class S3Api:
         start, length = (0, size) if ranges is None else (ranges[0].start, ranges[0].length)
         grant = None
         if self.gate is not None and request.method == b"GET":
-            decision = self.gate.admit(entry, start, length, request.client[0])
+            decision = self.gate.admit(entry, start, length, client)
             if isinstance(decision, Busy):
                 # BEP 19 "busy": the client should get these pieces from its peers.
                 raise s3errors.service_unavailable(decision.retry_after, BUSY_MESSAGE)

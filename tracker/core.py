@@ -8,10 +8,8 @@ The trio shell (``service``) only moves bytes and passes ``now``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import random
-import socket
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -22,6 +20,7 @@ from tracker.announce import (
     parse_announce,
     parse_scrape,
 )
+from tracker.clientaddr import client_ip, pack_ip, parse_proxies
 from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
 
 if TYPE_CHECKING:  # prometheus_client is ~3 MB of RSS that `python -m tracker` never uses
@@ -29,20 +28,8 @@ if TYPE_CHECKING:  # prometheus_client is ~3 MB of RSS that `python -m tracker` 
 
 __all__ = ["TrackerCore", "pack_ip"]
 
-_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TEXT = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
 _IP_MEMO_MAX = 4096  # UDP client host string -> packed IP; cleared when full
-
-
-def pack_ip(host: str) -> bytes | None:
-    """A textual IP address -> 4 or 16 packed bytes (IPv4-mapped IPv6 -> 4), or None."""
-    try:
-        if ":" in host:
-            packed = socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
-            return packed[12:] if packed[:12] == _V4_MAPPED else packed
-        return socket.inet_pton(socket.AF_INET, host)
-    except (OSError, ValueError):
-        return None
 
 
 class TrackerCore:
@@ -88,7 +75,7 @@ class TrackerCore:
             open=open,
             rng=rng,
         )
-        self.proxies = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
+        self.proxies = parse_proxies(trusted_proxies)
         self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
         self._udp_ips: dict[str, bytes] = {}
         self.metrics = metrics
@@ -205,32 +192,7 @@ class TrackerCore:
         return responses.render_scrape(files)
 
     def _client_ip(self, host: str, headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
-        ip = pack_ip(host)
-        if not self.proxies or ip is None or not self._trusted(ip):
-            return ip
-        forwarded = real = None
-        for name, value in headers:
-            if name == b"x-forwarded-for" and forwarded is None:
-                forwarded = value
-            elif name == b"x-real-ip" and real is None:
-                real = value
-        if forwarded is not None:
-            # Rightmost first: each proxy appends the address it saw; the first one
-            # that is not a trusted proxy is the client.
-            hops = [pack_ip(h.strip().decode("ascii", "replace")) for h in forwarded.split(b",")]
-            for hop in reversed(hops):
-                if hop is None:
-                    return ip  # garbage in the chain: trust only the socket
-                if not self._trusted(hop):
-                    return hop
-            return hops[0] or ip
-        if real is not None:
-            return pack_ip(real.strip().decode("ascii", "replace")) or ip
-        return ip
-
-    def _trusted(self, ip: bytes) -> bool:
-        addr = ipaddress.ip_address(ip)
-        return any(addr in net for net in self.proxies)
+        return client_ip(host, headers, self.proxies)
 
     # -- UDP --------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ DEADLINE = 50.0  # s for one whole case: 2 busy CI cores
 SIZE = 3 * 1024 * 1024 + 4321  # 13 pieces of 256 KiB, a short last one
 CLIENTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 KEY = "dir/object.bin"
+PROXY = "127.0.0.9"  # server.trusted_proxies: a reverse proxy's address
 
 
 @dataclass
@@ -58,7 +59,9 @@ async def start_daemon(
     public = f"http://127.0.0.1:{s3_port}"
     announce = f"http://127.0.0.1:{tracker_port}/announce"
     config = Config(
-        server=ServerConfig(listen=HostPort("127.0.0.1", s3_port), public_url=public),
+        server=ServerConfig(
+            listen=HostPort("127.0.0.1", s3_port), public_url=public, trusted_proxies=(PROXY,)
+        ),
         tracker=TrackerConfig(
             listen=HostPort("127.0.0.1", tracker_port), udp_listen=None, public_url=announce,
             interval=60, min_interval=1,
@@ -254,6 +257,53 @@ async def test_web_seed_yields_to_a_ready_swarm(seeding_env: Env) -> None:
     assert served(env) == 16384 * 3 + 10  # bytes streamed, busy answers not counted
 
 
+async def test_web_seed_gate_sees_clients_behind_a_trusted_proxy(
+    seeding_env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a reverse proxy every request comes from the proxy's address: the gate keys its
+    claims by the client X-Forwarded-For names (right-most untrusted hop), only when the
+    socket peer is a trusted proxy; the request log line names that client too."""
+    env = seeding_env
+    data = os.urandom(SIZE)
+    put(env, data)
+    caplog.set_level("DEBUG", logger="seeder.handlers")
+    with trio.fail_after(DEADLINE):
+        await trio.to_thread.run_sync(get_torrent, env)
+        entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+        assert entry is not None and entry.info_hash_v1 is not None
+        key = seed_key(entry)
+        seeding = env.daemon.seeding
+        await seeding.session.wait_complete(key)
+        obj = f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
+
+        def via_proxy(range_: str, xff: str, source: str = PROXY):
+            return _get(obj, range_, source, {"X-Forwarded-For": xff})
+
+        async with await _bt_handshake(env.daemon.bound.bittorrent_port, entry.info_hash_v1):
+            while not seeding.swarm_ready(key, seeding.clock()):
+                await trio.sleep(0.05)  # polled; bounded by fail_after
+            # Client A (a spoofed left part, then A as the proxy saw it) claims piece 1.
+            a = await trio.to_thread.run_sync(
+                via_proxy, "bytes=262144-278527", "203.0.113.66, 198.51.100.1"
+            )
+            assert a[0] == 206 and a[2] == data[262144:278528]
+            # Client B through the same proxy: another client, so busy.
+            b = await trio.to_thread.run_sync(via_proxy, "bytes=270000-270099", "198.51.100.2")
+            assert b[0] == 503 and b"<Code>ServiceUnavailable</Code>" in b[2]
+            # A again through the proxy: its own claim does not stop it.
+            again = await trio.to_thread.run_sync(via_proxy, "bytes=278528-294911", "198.51.100.1")
+            assert again[0] == 206
+            # An untrusted peer claiming to be A is itself (127.0.0.7): busy.
+            spoof = await trio.to_thread.run_sync(
+                via_proxy, "bytes=270000-270099", "198.51.100.1", "127.0.0.7"
+            )
+            assert spoof[0] == 503
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
+    assert any(" from 198.51.100.1: GET " in line and line.endswith("-> 206") for line in lines)
+    assert any(" from 198.51.100.2: GET " in line and line.endswith("-> 503") for line in lines)
+    assert any(" from 127.0.0.7: GET " in line and line.endswith("-> 503") for line in lines)
+
+
 async def _bt_handshake(port: int | None, info_hash: bytes) -> trio.SocketStream:
     """A BitTorrent connection from 127.0.0.8 that completed its handshake (BEP 3) and
     then sits idle: a peer the session counts as connected."""
@@ -273,8 +323,10 @@ async def _bt_handshake(port: int | None, info_hash: bytes) -> trio.SocketStream
     return stream
 
 
-def _get(url: str, range_: str, source: str) -> tuple[int, dict[str, str], bytes]:
-    """A ranged GET from the local address ``source``."""
+def _get(
+    url: str, range_: str, source: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """A ranged GET from the local address ``source`` (with ``headers`` added)."""
     import http.client
 
     parts = urllib.parse.urlsplit(url)
@@ -282,7 +334,7 @@ def _get(url: str, range_: str, source: str) -> tuple[int, dict[str, str], bytes
         parts.hostname, parts.port, timeout=30, source_address=(source, 0)
     )
     try:
-        conn.request("GET", parts.path, headers={"Range": range_})
+        conn.request("GET", parts.path, headers={"Range": range_, **(headers or {})})
         r = conn.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
     finally:
