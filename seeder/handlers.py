@@ -22,6 +22,7 @@ import trio
 
 from seeder import s3errors, s3request, sigv4
 from seeder.catalog import Entry
+from seeder.conditional import Outcome, Validators, evaluate, http_date, range_applies
 from seeder.config import BucketConfig, Config
 from seeder.metrics import SeederMetrics
 from seeder.ranges import RangeNotSatisfiable, parse_range
@@ -294,8 +295,28 @@ class S3Api:
         if entry is None:
             raise s3errors.no_such_key(op.key)
         size = entry.size
+        # The validators are the torrent's: the bytes served are pinned to that ETag.
+        validators = Validators(entry.etag, entry.last_modified)
+        headers += [
+            (b"etag", f'"{entry.etag}"'.encode()),
+            (b"last-modified", http_date(entry.last_modified)),
+        ]
+        outcome = evaluate(
+            validators,
+            if_match=op.if_match,
+            if_none_match=op.if_none_match,
+            if_modified_since=op.if_modified_since,
+            if_unmodified_since=op.if_unmodified_since,
+        )
+        if outcome is Outcome.NOT_MODIFIED:
+            return Response(304, headers, b"")
+        if outcome.failed_condition is not None:
+            raise s3errors.precondition_failed(outcome.failed_condition)
+        range_header = op.range_header
+        if range_header is not None and not range_applies(op.if_range, validators):
+            range_header = None  # If-Range: the representation changed, send all of it
         try:
-            ranges = parse_range(request.header(b"range"), size)
+            ranges = parse_range(range_header, size)
         except RangeNotSatisfiable as exc:
             raise s3errors.invalid_range(size, exc.header) from None
         if ranges is not None and len(ranges) > 1:
@@ -319,7 +340,6 @@ class S3Api:
         headers += [
             (b"content-type", b"application/octet-stream"),
             (b"accept-ranges", b"bytes"),
-            (b"etag", f'"{entry.etag}"'.encode()),
             (b"content-length", str(length).encode()),
         ]
         if ranges is None:

@@ -108,7 +108,10 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
         raise s3errors.method_not_allowed(method.decode("latin-1"))
     first: dict[bytes, bytes] = {}
     for name, value in headers:
-        first.setdefault(name, value)
+        if name in _LIST_HEADERS and name in first:
+            first[name] += b", " + value  # RFC 9110 §5.3: one list, in order
+        else:
+            first.setdefault(name, value)
 
     host = first.get(b"host", b"")
     if target.startswith(b"/"):
@@ -195,6 +198,9 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
         if_modified_since=_text(first.get(b"if-modified-since")),
         if_unmodified_since=_text(first.get(b"if-unmodified-since")),
         if_range=_text(first.get(b"if-range")))
+
+
+_LIST_HEADERS = frozenset({b"if-match", b"if-none-match"})
 
 
 def _text(value: bytes | None) -> str | None:

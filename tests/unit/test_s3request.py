@@ -92,6 +92,13 @@ def test_get_object_carries_range_and_conditions():
                            if_unmodified_since="Sun, 02 Jan 2000 00:00:00 GMT", if_range='"e"')
 
 
+def test_repeated_etag_list_headers_are_one_list():
+    op = req(b"/bkt/k", extra=((b"if-match", b'"a"'), (b"if-none-match", b'"x"'),
+                               (b"if-match", b'"b", "c"'), (b"if-range", b'"r1"'),
+                               (b"if-range", b'"r2"')))
+    assert (op.if_match, op.if_none_match, op.if_range) == ('"a", "b", "c"', '"x"', '"r1"')
+
+
 @pytest.mark.parametrize("query", [
     b"x-id=GetObject", b"cachebust=123", b"response-content-type=text%2Fplain",
     b"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=00", b"&&", b"prefix=a",

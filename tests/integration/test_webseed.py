@@ -1,0 +1,259 @@
+"""The web seed endpoint (``GET/HEAD /{bucket}/{key}``) and web seed URLs, end to end: the
+daemon in-process on loopback, curl and raw sockets as clients, a local directory and a moto
+server (versioned buckets) as backends.
+
+Conditional requests (If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since /
+If-Range) as S3 answers them; web seed URLs pinned to the torrent's version (plain and
+presigned); presigned web seeds of requester-pays buckets usable with no extra header."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from seeder.conditional import http_date
+from seeder.config import (
+    BucketConfig,
+    Config,
+    HostPort,
+    MetricsConfig,
+    ScannerConfig,
+    SeedingConfig,
+    ServerConfig,
+    StateConfig,
+    TrackerConfig,
+)
+from seeder.daemon import Daemon, serve
+from tests.integration.test_api import fetch, run_sync
+from tracker import bencode
+
+CONTENT = b"hello, torrent world, in one version only\n"
+NEWER = b"a newer version of the object, of another length\n"
+
+
+@dataclass
+class Env:
+    daemon: Daemon
+    url: str
+    local_dir: Path
+    moto: Any
+    buckets: dict[str, str]  # role -> bucket name
+
+
+@pytest.fixture
+async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncIterator[Env]:
+    local = tmp_path / "data"
+    local.mkdir()
+    (local / "hello.txt").write_bytes(CONTENT)
+    names = {
+        role: moto_server.create_bucket(prefix=role, versioned=True)
+        for role in ("pub", "proxy", "priv", "rp")
+    }
+    common = {"backend": "s3", "endpoint_url": moto_server.endpoint_url, "region": "us-east-1",
+              "access_key": "testing", "secret_key": "testing"}
+    config = Config(
+        server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url="http://localhost:1"),
+        tracker=TrackerConfig(enabled=False),
+        metrics=MetricsConfig(listen=None),
+        state=StateConfig(dir=str(tmp_path / "state")),
+        scanner=ScannerConfig(enabled=False),
+        seeding=SeedingConfig(enabled=False),
+        buckets=(
+            BucketConfig(name="data", backend="local", path=str(local)),
+            BucketConfig(name=names["pub"], **common),
+            BucketConfig(name=names["proxy"], webseed="proxy", **common),
+            BucketConfig(name=names["priv"], public=False, presign_webseed=3600, **common),
+            BucketConfig(name=names["rp"], public=False, presign_webseed=3600,
+                         requester_pays=True, **common),
+        ),
+    )
+    daemon: Daemon = await nursery.start(lambda task_status: serve(config, task_status=task_status))
+    assert daemon.bound is not None
+    host, port = daemon.bound.s3
+    yield Env(daemon, f"http://{host}:{port}", local, moto_server, names)
+
+
+async def raw_exchange(env: Env, requests: bytes, answers: int) -> list[tuple[bytes, bytes]]:
+    """Send ``requests`` (pipelined) on one connection; read ``answers`` responses, each framed
+    by its own Content-Length (none: no body). Returns (head, body) pairs."""
+    host, port = env.daemon.bound.s3
+    stream = await trio.open_tcp_stream(host, port)
+    buf = b""
+    out: list[tuple[bytes, bytes]] = []
+    with trio.fail_after(20):
+        async with stream:
+            await stream.send_all(requests)
+            while len(out) < answers:
+                while b"\r\n\r\n" not in buf:
+                    chunk = await stream.receive_some(65536)
+                    assert chunk, f"connection closed after {len(out)} answers: {buf!r}"
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(buf) < length:
+                    chunk = await stream.receive_some(65536)
+                    assert chunk, "connection closed mid-body"
+                    buf += chunk
+                out.append((head, buf[:length]))
+                buf = buf[length:]
+    return out
+
+
+def header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == name:
+            return v.strip()
+    return None
+
+
+async def torrent_of(env: Env, bucket: str, key: str, version: str | None = None,
+                     headers: dict[str, str] | None = None) -> dict:
+    url = f"{env.url}/{bucket}/{urllib.parse.quote(key)}?torrent"
+    if version:
+        url += "&versionId=" + urllib.parse.quote(version)
+    status, _, body = await run_sync(fetch, url, "GET", headers)
+    assert status == 200, body
+    return bencode.decode(body)
+
+
+# -- conditional requests ------------------------------------------------------------------
+
+
+async def test_responses_carry_etag_and_last_modified(env: Env) -> None:
+    await torrent_of(env, "data", "hello.txt")
+    entry = env.daemon.torrents.lookup_cached("data", "hello.txt")
+    for method in ("GET", "HEAD"):
+        status, headers, body = await run_sync(fetch, f"{env.url}/data/hello.txt", method)
+        assert status == 200 and body == (CONTENT if method == "GET" else b"")
+        assert headers["etag"] == f'"{entry.etag}"'
+        assert headers["last-modified"] == http_date(entry.last_modified).decode()
+
+
+async def test_conditional_requests_as_s3_answers_them(env: Env) -> None:
+    await torrent_of(env, "data", "hello.txt")
+    url = f"{env.url}/data/hello.txt"
+    _, h, _ = await run_sync(fetch, url)
+    etag, modified = h["etag"], h["last-modified"]
+    before = http_date(env.daemon.torrents.lookup_cached("data", "hello.txt").last_modified - 60)
+    cases = [
+        ({"If-Match": etag}, 200),
+        ({"If-Match": etag.strip('"')}, 200),  # S3 takes a bare ETag
+        ({"If-Match": '"other"'}, 412),
+        ({"If-None-Match": etag}, 304),
+        ({"If-None-Match": '"other"'}, 200),
+        ({"If-None-Match": "*"}, 304),
+        ({"If-Modified-Since": modified}, 304),
+        ({"If-Modified-Since": before.decode()}, 200),
+        ({"If-Unmodified-Since": before.decode()}, 412),
+        ({"If-Unmodified-Since": modified}, 200),
+        ({"If-Match": etag, "If-Unmodified-Since": before.decode()}, 200),  # S3's precedence
+        ({"If-None-Match": etag, "If-Modified-Since": before.decode()}, 304),  # S3's precedence
+        ({"If-Match": '"other"', "Range": "bytes=999-"}, 412),  # 412 before 416
+        ({"If-Modified-Since": "not a date"}, 200),  # ignored
+    ]
+    for headers, expected in cases:
+        for method in ("GET", "HEAD"):
+            status, got, body = await run_sync(fetch, url, method, headers)
+            assert status == expected, (method, headers, body)
+            if expected == 412:
+                assert got["content-type"] == "application/xml"
+                if method == "GET":
+                    condition = next(k for k in headers if k.startswith("If-"))
+                    assert b"<Code>PreconditionFailed</Code>" in body
+                    assert f"<Condition>{condition}</Condition>".encode() in body
+            elif expected == 304:
+                assert body == b"" and got["etag"] == etag and got["last-modified"] == modified
+                assert "content-length" not in got  # RFC 9110 §15.4.5: not 0 for a 304
+            else:
+                assert body == (CONTENT if method == "GET" else b"")
+
+
+async def test_304_and_412_keep_the_connection_usable(env: Env) -> None:
+    """A 304 has no body and no Content-Length: the next pipelined answer must still frame."""
+    await torrent_of(env, "data", "hello.txt")
+    etag = (await run_sync(fetch, f"{env.url}/data/hello.txt"))[1]["etag"].encode()
+    get = b"GET /data/hello.txt HTTP/1.1\r\nHost: x\r\n"
+    answers = await raw_exchange(
+        env,
+        get + b"If-None-Match: " + etag + b"\r\n\r\n"
+        + get + b"If-Match: \"nope\"\r\n\r\n"
+        + get + b"Range: bytes=0-4\r\n\r\n",
+        3,
+    )
+    (h1, b1), (h2, b2), (h3, b3) = answers
+    assert h1.startswith(b"HTTP/1.1 304 ") and b1 == b"" and header(h1, b"etag") == etag
+    assert header(h1, b"content-length") is None
+    assert h2.startswith(b"HTTP/1.1 412 ") and b"<Condition>If-Match</Condition>" in b2
+    assert h3.startswith(b"HTTP/1.1 206 ") and b3 == CONTENT[:5]
+
+
+async def test_if_range_never_mixes_two_versions(env: Env) -> None:
+    """A download resumed with If-Range gets the rest of the same version, or all of the new
+    one: never the tail of another version appended to the head it has."""
+    await torrent_of(env, "data", "hello.txt")
+    url = f"{env.url}/data/hello.txt"
+    status, h, head = await run_sync(fetch, url, "GET", {"Range": "bytes=0-9"})
+    assert (status, head) == (206, CONTENT[:10])
+    etag, modified = h["etag"], h["last-modified"]
+    for validator in (etag, modified):
+        status, _, rest = await run_sync(
+            fetch, url, "GET", {"Range": "bytes=10-", "If-Range": validator}
+        )
+        assert (status, rest) == (206, CONTENT[10:])
+    # The object changes and its torrent is made again.
+    (env.local_dir / "hello.txt").write_bytes(NEWER)
+    os.utime(env.local_dir / "hello.txt", (1_900_000_000, 1_900_000_000))
+    await torrent_of(env, "data", "hello.txt")
+    for validator in (etag, modified, "W/" + etag):
+        status, h2, body = await run_sync(
+            fetch, url, "GET", {"Range": "bytes=10-", "If-Range": validator}
+        )
+        assert (status, body) == (200, NEWER), validator
+        assert h2["etag"] != etag and "content-range" not in h2
+    # The new version's validator resumes it.
+    status, _, rest = await run_sync(
+        fetch, url, "GET", {"Range": "bytes=10-", "If-Range": h2["etag"]}
+    )
+    assert (status, rest) == (206, NEWER[10:])
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_curl_time_condition_and_etag_compare(env: Env, tmp_path: Path) -> None:
+    await torrent_of(env, "data", "hello.txt")
+    url = f"{env.url}/data/hello.txt"
+    out = tmp_path / "out"
+
+    def curl(*args: str) -> str:
+        done = subprocess.run(
+            ["curl", "-sS", "-o", str(out), "-w", "%{http_code}", *args, url],
+            capture_output=True, timeout=30, check=True,
+        )
+        return done.stdout.decode()
+
+    # -z FILE: If-Modified-Since the file's mtime.
+    stamp = tmp_path / "stamp"
+    stamp.write_bytes(b"")
+    mtime = env.daemon.torrents.lookup_cached("data", "hello.txt").last_modified
+    os.utime(stamp, (mtime + 5, mtime + 5))
+    assert await run_sync(curl, "-z", str(stamp)) == "304"
+    os.utime(stamp, (mtime - 5, mtime - 5))
+    assert await run_sync(curl, "-z", str(stamp)) == "200"
+    assert out.read_bytes() == CONTENT
+    # --etag-save / --etag-compare: If-None-Match with the ETag of the last download.
+    etags = tmp_path / "etag"
+    assert await run_sync(curl, "--etag-save", str(etags)) == "200"
+    assert await run_sync(curl, "--etag-compare", str(etags)) == "304"
