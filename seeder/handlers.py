@@ -38,7 +38,7 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
-from seeder.torrents import NotQualified, TorrentService
+from seeder.torrents import NotQualified, TorrentService, presigns_webseed
 from seeder.webseed_gate import Busy, Grant
 from tracker import bencode
 from tracker.clientaddr import Network, client_host, parse_proxies
@@ -238,22 +238,16 @@ class S3Api:
         return Response(200, headers, torrent)
 
     async def _with_presigned_webseed(self, entry: Entry) -> bytes:
-        """A non-public origin bucket's torrent, with a fresh presigned object URL as its
-        web seed when ``presign_webseed`` allows (url-list is outside ``info``: the
-        info-hash stays the same)."""
+        """The torrent, with a fresh presigned object URL as its web seed when
+        ``presigns_webseed(bucket)`` (url-list is outside ``info``: the info-hash stays the
+        same). The URL is pinned to the torrent's version, if it has one."""
         bucket = self.runtime.config.bucket(entry.bucket)
         store = self.runtime.stores.get(entry.bucket)
-        if (
-            bucket is None
-            or store is None
-            or bucket.public
-            or bucket.webseed != "origin"
-            or not bucket.presign_webseed
-        ):
+        if bucket is None or store is None or not presigns_webseed(bucket):
             return entry.torrent
         try:
             url = await trio.to_thread.run_sync(
-                store.presigned_url, entry.key, bucket.presign_webseed
+                store.presigned_url, entry.key, bucket.presign_webseed, entry.version_id
             )
         except StoreError as exc:
             log.warning("no presigned web seed for %s/%s: %s", entry.bucket, entry.key, exc)

@@ -37,6 +37,7 @@ __all__ = [
     "ProgressLog",
     "TorrentService",
     "check_qualifies",
+    "presigns_webseed",
     "webseed_url",
 ]
 
@@ -102,25 +103,51 @@ def check_qualifies(size: int, sse_c: bool = False) -> None:
         raise NotQualified(EMPTY_MESSAGE)
 
 
+def presigns_webseed(bucket: BucketConfig) -> bool:
+    """Whether GetObjectTorrent answers for ``bucket`` carry a fresh presigned object URL as
+    their web seed: an ``s3`` bucket in ``origin`` mode with ``presign_webseed`` set whose
+    objects an anonymous client cannot fetch at the origin, because the bucket is not public
+    or because it is requester pays (S3 refuses anonymous requests to those)."""
+    return (
+        bucket.backend == "s3"
+        and bucket.webseed == "origin"
+        and bucket.presign_webseed > 0
+        and (not bucket.public or bucket.requester_pays)
+    )
+
+
 def webseed_url(bucket: BucketConfig, key: str, public_url: str, origin_url: str | None,
                 version_id: str | None = None) -> str:
-    """The BEP 19 web seed URL for one object ("" for none: non-public buckets).
+    """The BEP 19 web seed URL stored in the torrent of one object ("" for none).
 
     ``webseed = "origin"`` and a backend with a public object URL (S3): that URL. Otherwise
     (a local directory, or ``webseed = "proxy"``): this daemon's own ``/{bucket}/{key}``, the key
-    percent-encoded with ``/`` kept. A torrent pinned to a version asks for that version. The URL
-    never ends in ``/`` (BEP 19 would append the torrent name) unless the key itself does.
+    percent-encoded with ``/`` kept. A torrent pinned to a version asks for that version
+    (``versionId=``), or a client would get a newer version's bytes, fail the piece hashes and
+    ban the web seed. The URL never ends in ``/`` (BEP 19 would append the torrent name) unless
+    the key itself does.
+
+    None for a non-public bucket (web seed clients send no credentials), nor for a
+    requester-pays bucket's origin URL (S3 refuses anonymous requests to requester-pays
+    buckets): there handlers puts a presigned URL per request when ``presigns_webseed``. This
+    daemon's own URL of a requester-pays bucket carries ``x-amz-request-payer=requester``,
+    which the daemon requires and BitTorrent clients cannot send as a header.
     """
     if not bucket.public:
-        # Web seed clients send no credentials: a private object has no URL for them.
-        # (handlers adds a presigned one per request when presign_webseed allows it.)
         return ""
+    query: list[str] = []
     if bucket.webseed == "origin" and origin_url:
+        if bucket.requester_pays:
+            return ""
         url = origin_url
     else:
         url = f"{public_url.rstrip('/')}/{quote(bucket.name, safe='')}/{quote(key, safe='/')}"
+        if bucket.requester_pays:
+            query.append("x-amz-request-payer=requester")
     if version_id:
-        url += ("&" if "?" in url else "?") + "versionId=" + quote(version_id, safe="")
+        query.insert(0, "versionId=" + quote(version_id, safe=""))
+    if query:
+        url += ("&" if "?" in url else "?") + "&".join(query)
     return url
 
 

@@ -61,8 +61,8 @@ class DelegatingStore:
     def origin_url(self, key: str) -> str | None:
         return self.inner.origin_url(key)
 
-    def presigned_url(self, key: str, expires: int) -> str | None:
-        return self.inner.presigned_url(key, expires)
+    def presigned_url(self, key: str, expires: int, version_id: str | None = None) -> str | None:
+        return self.inner.presigned_url(key, expires, version_id)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

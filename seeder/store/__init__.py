@@ -131,9 +131,13 @@ class Store(Protocol):
         or None if there is none (local directories)."""
         ...
 
-    def presigned_url(self, key: str, expires: int) -> str | None:
-        """A SigV4 presigned GET URL valid ``expires`` seconds (private S3 buckets), or None
-        if the backend has no such thing."""
+    def presigned_url(
+        self, key: str, expires: int, version_id: str | None = None
+    ) -> str | None:
+        """A SigV4 presigned GET URL valid ``expires`` seconds (private S3 buckets), for
+        ``version_id`` when given; usable with no extra header (a requester-pays bucket's
+        ``x-amz-request-payer`` is a signed query parameter). None if the backend has no
+        such thing."""
         ...
 
     async def aclose(self) -> None:

@@ -360,7 +360,9 @@ class LocalStore:
         """None: a local directory has no URL of its own (the web seed is ``proxy``)."""
         return None
 
-    def presigned_url(self, key: str, expires: int) -> str | None:
+    def presigned_url(
+        self, key: str, expires: int, version_id: str | None = None
+    ) -> str | None:
         """None: nothing to presign."""
         return None
 

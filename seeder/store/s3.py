@@ -294,6 +294,24 @@ class S3Reader:
         self._client = None
 
 
+def request_payer_in_query(request: Any, **_: Any) -> None:
+    """botocore ``before-sign`` hook: in a *presigned* URL, move ``x-amz-request-payer`` from
+    the headers into the query string, where SigV4 query auth signs it.
+
+    botocore signs it as a header (``X-Amz-SignedHeaders=host;x-amz-request-payer``,
+    boto/boto3#3685), so the URL works only for a client that sends that header too, and a
+    BitTorrent client sends none. Requests signed with an Authorization header are left alone.
+    """
+    if not request.context.get("is_presign_request"):
+        return
+    payer = request.headers.get("x-amz-request-payer")
+    if payer is None:
+        return
+    del request.headers["x-amz-request-payer"]
+    sep = "&" if "?" in request.url else "?"
+    request.url += f"{sep}x-amz-request-payer={quote(payer, safe='')}"
+
+
 # -- the store -------------------------------------------------------------------------
 
 
@@ -394,9 +412,11 @@ class S3Store:
             max_pool_connections=self._threads * 2,
             tcp_keepalive=True,
         )
-        return session.client(
+        client = session.client(
             "s3", endpoint_url=self.endpoint_url, region_name=self.region, config=config, **creds
         )
+        client.meta.events.register("before-sign.s3.GetObject", request_payer_in_query)
+        return client
 
     async def _run(self, fn: Callable[[], T], what: str) -> T:
         def call() -> T:
@@ -562,14 +582,24 @@ class S3Store:
         """The object's plain URL at the endpoint (the BEP 19 web seed in ``origin`` mode)."""
         return object_url(self.endpoint_url, self.region, self.bucket, key, self.addressing_style)
 
-    def presigned_url(self, key: str, expires: int) -> str | None:
-        """A SigV4 presigned GetObject URL valid ``expires`` seconds. Pure computation once
-        the client exists; the first call may block briefly discovering credentials."""
+    def presigned_url(
+        self, key: str, expires: int, version_id: str | None = None
+    ) -> str | None:
+        """A SigV4 presigned GetObject URL valid ``expires`` seconds, pinned to
+        ``version_id`` when given (``versionId=`` is signed: a client cannot drop it and get
+        another version's bytes). For a requester-pays bucket ``x-amz-request-payer=requester``
+        is a signed query parameter, so the URL needs no header (S3 accepts it there:
+        "For signed URLs, include x-amz-request-payer=requester in the request"). Pure
+        computation once the client exists; the first call may block briefly discovering
+        credentials."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id is not None:
+            params["VersionId"] = version_id
+        if "RequestPayer" in self._extra:
+            params["RequestPayer"] = self._extra["RequestPayer"]
         try:
             return self._get_client().generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self.bucket, "Key": key},
-                ExpiresIn=int(expires),
+                "get_object", Params=params, ExpiresIn=int(expires)
             )
         except Exception as e:
             raise translate_error(e, self._what(key)) from None

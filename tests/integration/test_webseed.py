@@ -11,19 +11,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import trio
 
+from seeder import sigv4
 from seeder.conditional import http_date
 from seeder.config import (
     BucketConfig,
     Config,
+    CredentialConfig,
     HostPort,
     MetricsConfig,
     ScannerConfig,
@@ -33,9 +37,12 @@ from seeder.config import (
     TrackerConfig,
 )
 from seeder.daemon import Daemon, serve
+from seeder.s3errors import S3Error
 from tests.integration.test_api import fetch, run_sync
 from tracker import bencode
 
+AK, SK = "AKIDWEBSEEDTEST", "webseed-test-secret"
+PUBLIC_URL = "http://localhost:1"  # in web seed URLs of this daemon; tests swap in env.url
 CONTENT = b"hello, torrent world, in one version only\n"
 NEWER = b"a newer version of the object, of another length\n"
 
@@ -61,7 +68,7 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
     common = {"backend": "s3", "endpoint_url": moto_server.endpoint_url, "region": "us-east-1",
               "access_key": "testing", "secret_key": "testing"}
     config = Config(
-        server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url="http://localhost:1"),
+        server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url=PUBLIC_URL),
         tracker=TrackerConfig(enabled=False),
         metrics=MetricsConfig(listen=None),
         state=StateConfig(dir=str(tmp_path / "state")),
@@ -69,12 +76,14 @@ async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncI
         seeding=SeedingConfig(enabled=False),
         buckets=(
             BucketConfig(name="data", backend="local", path=str(local)),
+            BucketConfig(name="datarp", backend="local", path=str(local), requester_pays=True),
             BucketConfig(name=names["pub"], **common),
             BucketConfig(name=names["proxy"], webseed="proxy", **common),
             BucketConfig(name=names["priv"], public=False, presign_webseed=3600, **common),
-            BucketConfig(name=names["rp"], public=False, presign_webseed=3600,
-                         requester_pays=True, **common),
+            # Public, but requester pays: S3 refuses anonymous requests, so presigned.
+            BucketConfig(name=names["rp"], presign_webseed=3600, requester_pays=True, **common),
         ),
+        credentials=(CredentialConfig(AK, SK, ("*",)),),
     )
     daemon: Daemon = await nursery.start(lambda task_status: serve(config, task_status=task_status))
     assert daemon.bound is not None
@@ -257,3 +266,105 @@ async def test_curl_time_condition_and_etag_compare(env: Env, tmp_path: Path) ->
     etags = tmp_path / "etag"
     assert await run_sync(curl, "--etag-save", str(etags)) == "200"
     assert await run_sync(curl, "--etag-compare", str(etags)) == "304"
+
+
+# -- web seed URLs pinned to a version --------------------------------------------------------
+
+
+def signed_torrent_url(env: Env, bucket: str, key: str, version: str) -> str:
+    """A presigned GetObjectTorrent URL of this daemon (the private bucket needs one)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    client = boto3.client(
+        "s3", endpoint_url=env.url, region_name="us-east-1", aws_access_key_id=AK,
+        aws_secret_access_key=SK,
+        config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+
+    def add_version(request: Any, **_: Any) -> None:
+        # botocore's GetObjectTorrent has no VersionId (S3's does): sign it into the query.
+        request.url += "&versionId=" + urllib.parse.quote(version, safe="")
+
+    client.meta.events.register("before-sign.s3.GetObjectTorrent", add_version)
+    return client.generate_presigned_url(
+        "get_object_torrent", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300
+    )
+
+
+@pytest.mark.parametrize("role", ["pub", "proxy", "priv", "rp"])
+async def test_a_version_pinned_web_seed_fetches_that_version_after_an_overwrite(
+    env: Env, role: str
+) -> None:
+    """``?torrent&versionId=v1``: the web seed URL (plain origin, this daemon's, or presigned)
+    asks for v1, so after the key is overwritten it still gives v1's bytes, the ones the
+    piece hashes describe."""
+    bucket, key = env.buckets[role], "dir/obj ü.bin"
+    s3 = env.moto.client()
+    old, new = os.urandom(70_000), os.urandom(80_000)
+    v1 = s3.put_object(Bucket=bucket, Key=key, Body=old, ACL="public-read")["VersionId"]
+    payer = {"x-amz-request-payer": "requester"} if role == "rp" else None
+    if role == "priv":
+        url = await run_sync(signed_torrent_url, env, bucket, key, v1)
+        status, _, body = await run_sync(fetch, url)
+        assert status == 200, body
+        meta = bencode.decode(body)
+    else:
+        meta = await torrent_of(env, bucket, key, v1, payer)
+    s3.put_object(Bucket=bucket, Key=key, Body=new, ACL="public-read")
+    (seed,) = meta[b"url-list"]
+    seed_url = seed.decode()
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(seed_url).query)
+    assert query["versionId"] == [v1]
+    if role == "proxy":
+        assert seed_url.startswith(PUBLIC_URL + "/")
+        seed_url = env.url + seed_url[len(PUBLIC_URL):]
+    elif role in ("priv", "rp"):
+        assert "X-Amz-Signature" in query
+    status, _, body = await run_sync(fetch, seed_url)
+    assert (status, body) == (200, old)
+    status, _, body = await run_sync(fetch, seed_url, "GET", {"Range": "bytes=100-199"})
+    assert (status, body) == (206, old[100:200])
+
+
+async def test_requester_pays_presigned_web_seed_needs_no_header(env: Env) -> None:
+    """botocore signs x-amz-request-payer as a header (boto/boto3#3685); a BitTorrent client
+    sends none. The web seed URL carries it as a signed query parameter instead: the daemon's
+    SigV4 verifier accepts the URL with only Host, and moto serves it."""
+    bucket, key = env.buckets["rp"], "obj.bin"
+    content = os.urandom(50_000)
+    env.moto.client().put_object(Bucket=bucket, Key=key, Body=content)
+    meta = await torrent_of(env, bucket, key, None, {"x-amz-request-payer": "requester"})
+    (seed,) = meta[b"url-list"]
+    parts = urllib.parse.urlsplit(seed.decode())
+    query = urllib.parse.parse_qs(parts.query)
+    assert query["x-amz-request-payer"] == ["requester"]
+    assert query["X-Amz-SignedHeaders"] == ["host"]
+    signed = sigv4.SignedRequest.from_http(
+        b"GET", f"{parts.path}?{parts.query}".encode(), ((b"host", parts.netloc.encode()),)
+    )
+    assert sigv4.verify(signed, {"testing": "testing"}, time.time()) == "testing"
+    # The parameter is signed: dropping it breaks the signature.
+    dropped = parts.query.replace("x-amz-request-payer=requester&", "")
+    unsigned = sigv4.SignedRequest.from_http(
+        b"GET", f"{parts.path}?{dropped}".encode(), ((b"host", parts.netloc.encode()),)
+    )
+    with pytest.raises(S3Error, match="SignatureDoesNotMatch"):
+        sigv4.verify(unsigned, {"testing": "testing"}, time.time())
+    assert await run_sync(fetch, seed.decode()) == (200, ANY, content)
+
+
+async def test_the_daemons_own_web_seed_of_a_requester_pays_bucket_takes_no_header(
+    env: Env,
+) -> None:
+    """A local bucket's web seed is this daemon; with requester_pays its URL carries
+    x-amz-request-payer=requester (the daemon requires it; clients send no such header)."""
+    payer = {"x-amz-request-payer": "requester"}
+    meta = await torrent_of(env, "datarp", "hello.txt", None, payer)
+    (seed,) = meta[b"url-list"]
+    assert seed.decode() == f"{PUBLIC_URL}/datarp/hello.txt?x-amz-request-payer=requester"
+    status, headers, body = await run_sync(fetch, env.url + seed.decode()[len(PUBLIC_URL):])
+    assert (status, body) == (200, CONTENT)
+    assert headers["x-amz-request-charged"] == "requester"
+    # Without it: S3's answer to a requester-pays request that does not say so.
+    assert (await run_sync(fetch, f"{env.url}/datarp/hello.txt"))[0] == 403

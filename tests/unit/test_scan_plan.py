@@ -13,6 +13,7 @@ from seeder.torrents import (
     NotQualified,
     ProgressLog,
     check_qualifies,
+    presigns_webseed,
     webseed_url,
 )
 
@@ -109,6 +110,41 @@ def test_not_qualified(size, sse_c, message):
 def test_webseed_url(webseed, public_url, origin, key, version, want):
     b = BucketConfig(name="bk", webseed=webseed)
     assert webseed_url(b, key, public_url, origin, version) == want
+
+
+@pytest.mark.parametrize(
+    ("bucket", "origin", "version", "want"),
+    [
+        # Non-public: clients send no credentials (a presigned URL is added per request).
+        (BucketConfig(name="bk", public=False), "https://s3/bk/k", "v1", ""),
+        (BucketConfig(name="bk", public=False, webseed="proxy"), None, None, ""),
+        # Requester pays: S3 refuses anonymous requests, so no plain origin URL...
+        (BucketConfig(name="bk", requester_pays=True), "https://s3/bk/k", None, ""),
+        # ...and this daemon's URL says the requester pays (clients cannot send the header).
+        (BucketConfig(name="bk", requester_pays=True, webseed="proxy"), "https://s3/bk/k", None,
+         "http://d/bk/k?x-amz-request-payer=requester"),
+        (BucketConfig(name="bk", requester_pays=True), None, "v/1",
+         "http://d/bk/k?versionId=v%2F1&x-amz-request-payer=requester"),
+    ],
+)
+def test_webseed_url_private_and_requester_pays(bucket, origin, version, want):
+    assert webseed_url(bucket, "k", "http://d", origin, version) == want
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "want"),
+    [
+        ({"public": False, "presign_webseed": 60}, True),
+        ({"requester_pays": True, "presign_webseed": 60}, True),
+        ({"public": False, "requester_pays": True, "presign_webseed": 60}, True),
+        ({"presign_webseed": 60}, False),  # public: the plain origin URL does
+        ({"public": False}, False),  # not asked for
+        ({"public": False, "presign_webseed": 60, "webseed": "proxy"}, False),
+    ],
+)
+def test_presigns_webseed(kwargs, want):
+    assert presigns_webseed(BucketConfig(name="bk", backend="s3", **kwargs)) is want
+    assert presigns_webseed(BucketConfig(name="bk", backend="local", **kwargs)) is False
 
 
 # -- progress lines ---------------------------------------------------------------------------
