@@ -231,20 +231,12 @@ async def test_web_seed_yields_to_a_ready_swarm(seeding_env: Env) -> None:
     503); the first finishes its piece, and unclaimed pieces are served to anyone."""
     env = seeding_env
     data = os.urandom(SIZE)
-    put(env, data)
     with trio.fail_after(DEADLINE):
-        await trio.to_thread.run_sync(get_torrent, env)
-        entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
-        assert entry is not None and entry.info_hash_v1 is not None
-        key = seed_key(entry)
-        seeding = env.daemon.seeding
-        await seeding.session.wait_complete(key)
-        obj = f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
+        entry, key, obj = await _complete_in_session(env, data)
         # No peer yet: the web seed serves everyone.
         assert (await trio.to_thread.run_sync(_get, obj, "bytes=0-16383", "127.0.0.7"))[0] == 206
         async with await _bt_handshake(env.daemon.bound.bittorrent_port, entry.info_hash_v1):
-            while not seeding.swarm_ready(key, seeding.clock()):
-                await trio.sleep(0.05)  # polled; bounded by fail_after
+            await _swarm_ready(env, key)
             first = await trio.to_thread.run_sync(_get, obj, "bytes=262144-278527", "127.0.0.6")
             assert first[0] == 206 and first[2] == data[262144:278528]
             again = await trio.to_thread.run_sync(_get, obj, "bytes=278528-294911", "127.0.0.6")
@@ -265,23 +257,15 @@ async def test_web_seed_gate_sees_clients_behind_a_trusted_proxy(
     socket peer is a trusted proxy; the request log line names that client too."""
     env = seeding_env
     data = os.urandom(SIZE)
-    put(env, data)
     caplog.set_level("DEBUG", logger="seeder.handlers")
     with trio.fail_after(DEADLINE):
-        await trio.to_thread.run_sync(get_torrent, env)
-        entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
-        assert entry is not None and entry.info_hash_v1 is not None
-        key = seed_key(entry)
-        seeding = env.daemon.seeding
-        await seeding.session.wait_complete(key)
-        obj = f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
+        entry, key, obj = await _complete_in_session(env, data)
 
         def via_proxy(range_: str, xff: str, source: str = PROXY):
             return _get(obj, range_, source, {"X-Forwarded-For": xff})
 
         async with await _bt_handshake(env.daemon.bound.bittorrent_port, entry.info_hash_v1):
-            while not seeding.swarm_ready(key, seeding.clock()):
-                await trio.sleep(0.05)  # polled; bounded by fail_after
+            await _swarm_ready(env, key)
             # Client A (a spoofed left part, then A as the proxy saw it) claims piece 1.
             a = await trio.to_thread.run_sync(
                 via_proxy, "bytes=262144-278527", "203.0.113.66, 198.51.100.1"
@@ -302,6 +286,24 @@ async def test_web_seed_gate_sees_clients_behind_a_trusted_proxy(
     assert any(" from 198.51.100.1: GET " in line and line.endswith("-> 206") for line in lines)
     assert any(" from 198.51.100.2: GET " in line and line.endswith("-> 503") for line in lines)
     assert any(" from 127.0.0.7: GET " in line and line.endswith("-> 503") for line in lines)
+
+
+async def _complete_in_session(env: Env, data: bytes) -> tuple[Any, str, str]:
+    """Put ``data`` at KEY, get its torrent and wait until the daemon's session holds all of
+    it: (catalog entry, seed key, the object's web seed URL on this server)."""
+    put(env, data)
+    await trio.to_thread.run_sync(get_torrent, env)
+    entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+    assert entry is not None and entry.info_hash_v1 is not None
+    key = seed_key(entry)
+    await env.daemon.seeding.session.wait_complete(key)
+    return entry, key, f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
+
+
+async def _swarm_ready(env: Env, key: str) -> None:
+    seeding = env.daemon.seeding
+    while not seeding.swarm_ready(key, seeding.clock()):
+        await trio.sleep(0.05)  # polled; bounded by the caller's fail_after
 
 
 async def _bt_handshake(port: int | None, info_hash: bytes) -> trio.SocketStream:

@@ -14,7 +14,6 @@ import subprocess
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -38,22 +37,13 @@ from seeder.config import (
 )
 from seeder.daemon import Daemon, serve
 from seeder.s3errors import S3Error
-from tests.integration.test_api import fetch, run_sync
+from tests.integration.test_api import Env, fetch, run_sync
 from tracker import bencode
 
 AK, SK = "AKIDWEBSEEDTEST", "webseed-test-secret"
 PUBLIC_URL = "http://localhost:1"  # in web seed URLs of this daemon; tests swap in env.url
 CONTENT = b"hello, torrent world, in one version only\n"
 NEWER = b"a newer version of the object, of another length\n"
-
-
-@dataclass
-class Env:
-    daemon: Daemon
-    url: str
-    local_dir: Path
-    moto: Any
-    buckets: dict[str, str]  # role -> bucket name
 
 
 @pytest.fixture
