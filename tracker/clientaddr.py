@@ -85,9 +85,12 @@ def client_ip(
 def client_host(
     host: str, headers: Iterable[tuple[bytes, bytes]], proxies: Sequence[Network]
 ) -> str:
-    """:func:`client_ip` as text (``"198.51.100.7"``, ``"2001:db8::5"``); ``host`` unchanged
-    when it is not an IP address. Never raises."""
+    """:func:`client_ip` as text (``"198.51.100.7"``, ``"2001:db8::5"``). When the headers
+    are not believed (or name the socket's own address) ``host`` comes back unchanged, with
+    no parse and format round trip: the common case costs nothing. Never raises."""
+    if not proxies:
+        return host
     ip = client_ip(host, headers, proxies)
-    if ip is None:
+    if ip is None or ip == pack_ip(host):
         return host
     return str(ipaddress.ip_address(ip))

@@ -54,12 +54,21 @@ CASES = [
 
 @pytest.mark.parametrize(("what", "host", "headers", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_client(what: str, host: str, headers: list, expected: str) -> None:
-    assert client_host(host, headers, PROXIES) == expected
     assert client_ip(host, headers, PROXIES) == pack_ip(expected)
+    got = client_host(host, headers, PROXIES)
+    assert pack_ip(got) == pack_ip(expected)
+    # Text: a header's address formatted canonically, the socket's as the socket gave it.
+    assert got == (host if pack_ip(expected) == pack_ip(host) else expected)
 
 
 def test_no_proxies_configured_means_the_socket_always() -> None:
     assert client_host("10.0.0.1", [(XFF, b"198.51.100.7")], ()) == "10.0.0.1"
+    assert client_host("::ffff:10.0.0.1", [], ()) == "::ffff:10.0.0.1"  # as the socket said
+
+
+def test_a_header_address_is_formatted_canonically() -> None:
+    headers = [(XFF, b"2001:DB8:0:0::7"), (XRI, b"1.2.3.4")]
+    assert client_host("10.0.0.1", headers, PROXIES) == "2001:db8::7"
 
 
 def test_a_socket_host_that_is_not_an_address_stays_as_it_is() -> None:
