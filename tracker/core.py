@@ -192,6 +192,8 @@ class TrackerCore:
         return responses.render_scrape(files)
 
     def _client_ip(self, host: str, headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
+        if not self.proxies:
+            return pack_ip(host)  # the common case, without the extra call
         return client_ip(host, headers, self.proxies)
 
     # -- UDP --------------------------------------------------------------------------
