@@ -1,9 +1,10 @@
 """Conditional GET/HEAD of the web seed (RFC 9110 §13, as Amazon S3's GetObject does): pure.
 
-A download manager resuming a file, or ``curl -z`` / ``curl -C -``, sends validators it got
-earlier; answering them right is what keeps a resumed download from mixing two versions of an
-object. The validators of a web seed response are the torrent's: ``ETag`` (the object's
-ETag when the torrent was made, which the body is pinned to) and ``Last-Modified``.
+A download manager resuming a file (If-Range), or ``curl -z`` / ``curl --etag-compare``,
+sends validators it got earlier; answering them right is what keeps a resumed download from
+mixing two versions of an object. The validators of a web seed response are the torrent's:
+``ETag`` (the object's ETag when the torrent was made, which the body is pinned to) and
+``Last-Modified``.
 
 :func:`evaluate` applies the preconditions in RFC 9110 §13.2.2 order, which is also S3's
 documented precedence:
@@ -23,9 +24,10 @@ Then :func:`range_applies` decides ``If-Range`` (§13.1.5): a ``Range`` is honou
 validator matches the current representation (an entity-tag by strong comparison, an HTTP-date
 by exact equality with Last-Modified); otherwise the whole object is sent with 200.
 
-Leniency, as S3: an entity-tag may come without its quotes (``If-Match: abc`` is ``"abc"``).
-A date that does not parse is ignored (§13.1.3/§13.1.4); an If-Range that is neither a date nor
-an entity-tag does not match. Times are whole seconds (HTTP-dates have no fractions).
+Leniency, as S3: an entity-tag may come without its quotes (``If-Match: abc`` is ``"abc"``;
+the same in If-Range). A date that does not parse is ignored (§13.1.3/§13.1.4); an If-Range
+that is neither a date nor one entity-tag (a list, ``*``, garbage) does not match. Times are
+whole seconds (HTTP-dates have no fractions).
 """
 
 from __future__ import annotations
