@@ -40,6 +40,7 @@ from seeder.sdnotify import Notifier, run_watchdog
 from seeder.seedcache import SeedCache
 from seeder.seeding import Seeding
 from seeder.store import Store, make_store
+from seeder.swarm_budget import SwarmBudget
 from seeder.torrents import Listener, TorrentService
 from tracker.core import TrackerCore
 from tracker.httpserve import serve_http
@@ -195,6 +196,7 @@ async def serve(
             if seeding is not None:
                 bt_port = await nursery.start(seeding.session.run)
                 restored = seeding.restore(list(catalog.entries()))
+                nursery.start_soon(seeding.run)
                 log.info("seeding %d cached torrents on port %d", restored, bt_port)
             await nursery.start(torrents.run)
             listen = config.server.listen
@@ -304,7 +306,14 @@ def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics) -> Se
         return None
     cache_dir = Path(config.seeding.cache_dir) if config.seeding.cache_dir else state_dir / "seeds"
     cache = SeedCache(cache_dir, config.seeding.cache_max_bytes)
-    return Seeding(SeedSession(config.seeding, state_dir, cache, metrics), cache)
+    return Seeding(
+        SeedSession(config.seeding, state_dir, cache, metrics),
+        cache,
+        budget=SwarmBudget(
+            config.seeding.swarm_budget,
+            trickle_rate=config.seeding.swarm_trickle_rate,
+        ),
+    )
 
 
 def _status_line(daemon: Daemon) -> str:

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,17 +36,19 @@ import trio
 from seeder import __version__
 from seeder.config import SeedingConfig
 from seeder.seedcache import CacheError, SeedCache
+from seeder.swarm_budget import SwarmView, covers
 
 log = logging.getLogger(__name__)
 
-STATS_INTERVAL = 5.0  # seconds between post_session_stats / post_torrent_updates
+STATS_INTERVAL = 5.0  # seconds between post_session_stats
+UPDATES_INTERVAL = 0.5  # seconds between post_torrent_updates (which torrents have peers)
 LISTEN_DEADLINE = 10.0  # seconds to get a listen socket before run() fails
 RESUME_SAVE_DEADLINE = 10.0  # seconds to collect resume data at shutdown
 STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces when closing
 RESUME_SUFFIX = ".resume"
 # Seed policy (the measured trade-off is in seeding.py): a torrent added whole and with a
 # web seed is super-seeded (BEP 16), so the session's own uploads stay near one copy.
-SUPER_SEEDING = True
+SUPER_SEEDING = False
 
 _ALERT_MASK = (
     lt.alert_category.error
@@ -53,6 +56,9 @@ _ALERT_MASK = (
     | lt.alert_category.storage
     | lt.alert_category.stats
 )
+
+# peer_info.connection_type bits of web seed connections (not peers of the swarm).
+_WEB_SEED_CONNECTIONS = int(lt.peer_info.web_seed) | int(lt.peer_info.http_seed)
 
 _STATE_NAMES = {
     0: "queued_for_checking",
@@ -230,6 +236,8 @@ class SeedSession:
         self._downloading: set[str] = set()  # pinned in the cache until finished
         self._from_cache: set[str] = set()
         self._uploaded: dict[str, int] = {}  # last total_payload_upload seen, for LRU touch
+        self._peered: dict[str, int] = {}  # connected peers, from the last state update
+        self._capped: dict[str, int] = {}  # torrent -> its upload cap (set_upload_cap)
         self._complete: dict[str, trio.Event] = {}  # set once the torrent has every piece
         self._pending: list[bytes] = []  # ensure_seeding calls made before run started
         self._stopped = False
@@ -309,11 +317,14 @@ class SeedSession:
             self._on_alert(a)
 
     async def _stats_loop(self) -> None:
+        next_stats = 0.0
         while True:
             ses = self._session()
-            ses.post_session_stats()
+            if trio.current_time() >= next_stats:
+                ses.post_session_stats()
+                next_stats = trio.current_time() + self.stats_interval
             ses.post_torrent_updates()
-            await trio.sleep(self.stats_interval)
+            await trio.sleep(min(UPDATES_INTERVAL, self.stats_interval))
 
     async def _shutdown(self, rsock: socket.socket, holder: list[lt.session]) -> None:
         with trio.move_on_after(RESUME_SAVE_DEADLINE) as scope:
@@ -518,6 +529,60 @@ class SeedSession:
         """Keys of the torrents in the session."""
         return list(self._handles)
 
+    def peered(self) -> list[str]:
+        """Keys of the torrents that had connected peers at the last state update (every
+        UPDATES_INTERVAL; libtorrent reports only the torrents whose status changed)."""
+        return [k for k, n in self._peered.items() if n > 0 and k in self._handles]
+
+    def swarm_view(
+        self, info_hash: str, extra_sent: int = 0, in_flight: Collection[int] = ()
+    ) -> SwarmView | None:
+        """The torrent's swarm as `swarm_budget` reads it, or None unless the session holds
+        the whole torrent. ``sent`` is its BitTorrent payload upload since it was added,
+        plus ``extra_sent`` (the web seed's bytes for it); ``in_flight``: pieces the web
+        seed is sending to a peer now (they count as held)."""
+        handle = self._handles.get(info_hash.lower())
+        if handle is None or not handle.is_valid():
+            return None
+        st = handle.status()
+        if st.progress < 1.0 or st.errc.value():
+            return None
+        bitfields: list[list[bool]] = []
+        holdings: dict[str, int] = {}
+        for p in handle.get_peer_info():
+            if p.connection_type & _WEB_SEED_CONNECTIONS:
+                continue
+            bitfields.append(p.pieces)
+            ip, port = p.ip
+            holdings[f"{ip}:{port}"] = p.num_pieces
+        ti = handle.torrent_file()
+        return SwarmView(
+            holdings=holdings,
+            covered=covers(bitfields, ti.num_pieces(), in_flight),
+            sent=st.total_payload_upload + extra_sent,
+            size=ti.total_size(),
+        )
+
+    def set_upload_cap(self, info_hash: str, rate: int | None) -> bool:
+        """Cap the torrent's upload at ``rate`` bytes/s (>= 1), or lift the cap (None).
+        False if the torrent is not in the session."""
+        key = info_hash.lower()
+        handle = self._handles.get(key)
+        if handle is None or not handle.is_valid():
+            return False
+        if rate is None:
+            handle.set_upload_limit(-1)
+            self._capped.pop(key, None)
+        else:
+            rate = max(1, int(rate))
+            handle.set_upload_limit(rate)
+            self._capped[key] = rate
+        return True
+
+    def upload_cap(self, info_hash: str) -> int | None:
+        """The torrent's upload cap (bytes/s) set by `set_upload_cap`, or None."""
+        return self._capped.get(info_hash.lower())
+
     def stats(self) -> SeedStats:
         """The latest session totals (as of the last stats interval)."""
         return self._stats
@@ -603,6 +668,7 @@ class SeedSession:
                 with contextlib.suppress(CacheError):
                     self.cache.touch(key)
             self._uploaded[key] = up
+            self._peered[key] = st.num_peers
 
     def _on_session_stats(self, values: dict[str, int]) -> None:
         now = time.monotonic()
@@ -646,6 +712,8 @@ class SeedSession:
         handle = self._handles.pop(key, None)
         self._from_cache.discard(key)
         self._uploaded.pop(key, None)
+        self._peered.pop(key, None)
+        self._capped.pop(key, None)
         self._complete.pop(key, None)  # evictable means complete: this event is already set
         ses = self._ses
         if handle is not None and ses is not None and handle.is_valid():
@@ -660,6 +728,8 @@ class SeedSession:
             event.set()  # wake waiters: they find the torrent gone
         self._from_cache.discard(key)
         self._uploaded.pop(key, None)
+        self._peered.pop(key, None)
+        self._capped.pop(key, None)
         if key in self._downloading:
             self._downloading.discard(key)
             if drop_partial:

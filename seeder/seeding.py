@@ -36,15 +36,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import trio
+
 from seeder.catalog import Entry
 from seeder.lt_session import SeedSession
 from seeder.seedcache import CacheError, CacheWriter, SeedCache
 from seeder.store import ObjectInfo
+from seeder.swarm_budget import SwarmBudget
 from seeder.webseed_gate import Busy, Grant, WebSeedGate
 
 log = logging.getLogger(__name__)
 
 SWARM_STATUS_TTL = 1.0  # s: a torrent's session status is asked of libtorrent at most this often
+BUDGET_INTERVAL = 0.5  # s between swarm budget decisions (run)
 
 
 def seed_key(entry: Entry) -> str:
@@ -68,14 +72,18 @@ class Seeding:
         cache: SeedCache,
         gate: WebSeedGate | None = None,
         *,
+        budget: SwarmBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``budget``: the per-swarm byte budget (swarm_budget; None: the default one)."""
         self.session = session
         self.cache = cache
         self.gate = gate if gate is not None else WebSeedGate()
+        self.budget = budget if budget is not None else SwarmBudget()
         self.clock = clock
         self._ready: dict[str, tuple[float, bool]] = {}  # key -> (asked at, swarm ready)
         self._cleaned = clock()
+        self._webseed_sent: dict[str, int] = {}  # key -> web seed body bytes served
 
     # -- generation side -------------------------------------------------------------------
 
@@ -96,7 +104,9 @@ class Seeding:
     def torrent_removed(self, entry: Entry) -> None:
         key = seed_key(entry)
         self.gate.forget(key)
+        self.budget.forget(key)
         self._ready.pop(key, None)
+        self._webseed_sent.pop(key, None)
         if not self.session.remove(key, delete_files=True):
             self.cache.remove(key)
 
@@ -141,13 +151,63 @@ class Seeding:
             self._cleaned = now
             self.gate.clean(now)
             self._ready = {k: v for k, v in self._ready.items() if now - v[0] < SWARM_STATUS_TTL}
-        return self.gate.admit(
+        if self.budget.throttled(key) and length > 0:
+            # The swarm holds every piece and had its share of the daemon's bytes.
+            return Busy(self.gate.retry_after, "swarm", start // entry.piece_length)
+        if length > 0 and key not in self.budget:
+            # Web seed traffic before any peer connected: this swarm's budget starts here.
+            st = self.session.status(key)
+            if st is not None and st.progress >= 1.0:
+                self.budget.start(key, st.uploaded + self._webseed_sent.get(key, 0), now)
+        decision = self.gate.admit(
             key, entry.piece_length, start, length, client, now,
             swarm_ready=self.swarm_ready(key, now),
         )
+        if isinstance(decision, Grant):
+            # Counted when promised (a 16 MiB range takes a while): `finished` takes back
+            # what was not sent.
+            self._webseed_sent[key] = self._webseed_sent.get(key, 0) + length
+        return decision
 
     def finished(self, grant: Grant, sent: int) -> None:
         self.gate.finished(grant, sent)
+        unsent = grant.length - max(sent, 0)
+        if unsent > 0 and grant.torrent in self._webseed_sent:
+            self._webseed_sent[grant.torrent] -= unsent
+
+    # -- swarm budget (swarm_budget) ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Apply the swarm budget every BUDGET_INTERVAL until cancelled (start it once the
+        session runs)."""
+        while True:
+            self.tick(self.clock())
+            await trio.sleep(BUDGET_INTERVAL)
+
+    def tick(self, now: float) -> None:
+        """One round of budget decisions: for every torrent with peers (or throttled),
+        read its swarm from the session and cap or uncap its upload."""
+        session = self.session
+        for key in set(session.peered()).union(self.budget.tracked()):
+            view = session.swarm_view(
+                key, self._webseed_sent.get(key, 0), self.gate.claims(key, now).keys()
+            )
+            cap = self.budget.update(key, view, now)
+            if view is not None and log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: %d peers, %d pieces held, covered %s, %.2f copies sent: %s",
+                          key[:8], view.peers, sum(view.holdings.values()), view.covered,
+                          self.budget.spent(key) / view.size if view.size else 0,
+                          self.budget.why(key))
+            if cap != session.upload_cap(key):
+                session.set_upload_cap(key, cap)
+                log.info(
+                    "%s: upload %s: %s (%.2f copies sent into a swarm of %d peers)",
+                    key,
+                    f"capped at {cap} B/s" if cap is not None else "uncapped",
+                    self.budget.why(key),
+                    self.budget.spent(key) / view.size if view is not None and view.size else 0,
+                    view.peers if view is not None else 0,
+                )
 
     def swarm_ready(self, key: str, now: float) -> bool:
         """True when the session holds every piece of torrent ``key`` and has peers
