@@ -8,6 +8,7 @@ run(config)                       trio.run, signals, exit code
     ├── serve_tracker             HTTP + UDP announce/scrape          [tracker.listen]
     ├── serve_metrics             /metrics                            [metrics.listen]
     ├── SeedSession.run           libtorrent, alerts via set_alert_fd [seeding]
+    ├── Seeding.run               swarm budget: upload caps, 2/s      [seeding]
     ├── run_scanner               periodic bucket listing             [scanner]
     ├── status loop               STATUS= lines, gauges
     └── run_watchdog              WATCHDOG=1 from the trio loop
@@ -17,6 +18,7 @@ READY=1 is sent once every listener is bound and the catalog is open.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -156,7 +158,11 @@ async def serve(
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=config.generation.threads * 2)
         seeding = _make_seeding(config, state_dir, metrics)
-        tracker = _make_tracker(config, registry, catalog)
+        on_announce = None
+        if seeding is not None:
+            # An announce in a swarm is demand (issue 4): seed it if the session lacks it.
+            on_announce = functools.partial(seeding.on_announce, lookup=catalog.by_info_hash)
+        tracker = _make_tracker(config, registry, catalog, on_announce)
         listeners: list[Listener] = []
         if tracker is not None:
             listeners.append(_TrackerListener(tracker))
@@ -280,7 +286,10 @@ class _TrackerListener:
 
 
 def _make_tracker(
-    config: Config, registry: CollectorRegistry, catalog: Catalog
+    config: Config,
+    registry: CollectorRegistry,
+    catalog: Catalog,
+    on_announce: Callable[[bytes], None] | None = None,
 ) -> TrackerCore | None:
     t = config.tracker
     if not t.enabled:
@@ -295,6 +304,7 @@ def _make_tracker(
         open=False,
         trusted_proxies=t.trusted_proxies,
         metrics=TrackerMetrics(registry),
+        on_announce=on_announce,
     )
     for entry in catalog.entries():
         core.register(entry.tracker_hashes)

@@ -46,8 +46,10 @@ LISTEN_DEADLINE = 10.0  # seconds to get a listen socket before run() fails
 RESUME_SAVE_DEADLINE = 10.0  # seconds to collect resume data at shutdown
 STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces when closing
 RESUME_SUFFIX = ".resume"
-# Seed policy (the measured trade-off is in seeding.py): a torrent added whole and with a
-# web seed is super-seeded (BEP 16), so the session's own uploads stay near one copy.
+# Seed policy (the measured trade-off is in seeding.py): no super seeding (BEP 16): it kept
+# the daemon near one copy but made the clients wait on each other (15-19 s against 13 s for
+# plain GETs); the per-swarm byte budget (swarm_budget.py) bounds the bytes instead. True
+# super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
 SUPER_SEEDING = False
 
 _ALERT_MASK = (
@@ -535,30 +537,42 @@ class SeedSession:
         return [k for k, n in self._peered.items() if n > 0 and k in self._handles]
 
     def swarm_view(
-        self, info_hash: str, extra_sent: int = 0, in_flight: Collection[int] = ()
+        self,
+        info_hash: str,
+        extra_sent: int = 0,
+        in_flight: Collection[int] = (),
+        *,
+        coverage: bool = True,
     ) -> SwarmView | None:
         """The torrent's swarm as `swarm_budget` reads it, or None unless the session holds
         the whole torrent. ``sent`` is its BitTorrent payload upload since it was added,
         plus ``extra_sent`` (the web seed's bytes for it); ``in_flight``: pieces the web
-        seed is sending to a peer now (they count as held)."""
+        seed is sending to a peer now (they count as held). ``coverage=False`` skips the
+        peers' bitfields (``covered`` is then False unless a peer is a seed): they cost a
+        Python list per peer."""
         handle = self._handles.get(info_hash.lower())
         if handle is None or not handle.is_valid():
             return None
         st = handle.status()
         if st.progress < 1.0 or st.errc.value():
             return None
+        ti = handle.torrent_file()
+        num_pieces = ti.num_pieces()
         bitfields: list[list[bool]] = []
         holdings: dict[str, int] = {}
+        seeded = False
         for p in handle.get_peer_info():
             if p.connection_type & _WEB_SEED_CONNECTIONS:
                 continue
-            bitfields.append(p.pieces)
             ip, port = p.ip
             holdings[f"{ip}:{port}"] = p.num_pieces
-        ti = handle.torrent_file()
+            if p.num_pieces >= num_pieces:
+                seeded = True
+            elif coverage and not seeded:
+                bitfields.append(p.pieces)
         return SwarmView(
             holdings=holdings,
-            covered=covers(bitfields, ti.num_pieces(), in_flight),
+            covered=seeded or (coverage and covers(bitfields, num_pieces, in_flight)),
             sent=st.total_payload_upload + extra_sent,
             size=ti.total_size(),
         )

@@ -7,26 +7,33 @@
   peer) into the cache, and seeds from there.
 - A retired torrent (object changed or deleted) leaves the session and the cache.
 
-Keeping the daemon's bytes near two copies of an object however many clients fetch it
-(issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorrent clients, 256 MiB, 2 cores):
+Keeping the daemon's bytes near two copies of an object however many clients fetch it,
+without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorrent clients,
+256 MiB, 2 cores, against 8 plain GETs from S3 capped at 20 MiB/s each: 12.8 s):
 
+- The session seeds at full speed while a swarm needs it, then backs off (`swarm_budget`,
+  `run`): once it has sent ``[seeding] swarm_budget`` copies (2) into the current swarm,
+  BitTorrent and web seed together, *and* the connected peers together hold every piece
+  (or get it from the web seed right now), the torrent's upload is capped at
+  ``swarm_trickle_rate`` (64 KiB/s) and its web seed answers busy; the peers finish among
+  themselves. The cap is lifted when a piece is only in the session again (peers left), when
+  the swarm makes no progress for 5 s, or when it empties. A lone client never reaches the
+  cap (it holds no piece the session lacks), nor does a swarm whose pieces are not all out.
+  Measured (proxy mode): 2.5x daemon bytes, median 11.4 s (see benchmarks/README.md).
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
   busy (503 + Retry-After) while this session seeds the whole torrent to connected peers.
   Otherwise it always serves (seeding disabled, torrent not in the session, still
   downloading: the swarm could not stand in). libtorrent 2.1 never asks a web seed again
   after one busy answer, which is safe only because this session is then a complete seeder.
-- The session super-seeds (BEP 16) the torrents it adds whole and that have a web seed
-  (lt_session.SUPER_SEEDING), so its own BitTorrent upload stays well under a copy.
-  Measured, proxy mode: super seeding off: daemon 3.35x the object (web seed 0.59x +
-  BitTorrent 2.76x), median completion 13.4 s; on: 1.17-1.25x (0.91x + 0.26x), 15.5-18.7 s;
-  8 plain capped GETs from S3: 12.8-13.3 s. The price is time: super seeding offers each
-  peer one piece at a time, so the clients wait on each other more; a lone client without
-  a web seed took ~10x longer, hence no super seeding for torrents without one. It must be
-  set when the torrent is added: switched on under connected peers it stalled them
-  (70-250 s), so a torrent the session downloaded seeds plainly until its next restart.
-- Upload slots per torrent (``max_uploads`` 2) did not bound the upload (2.51x): the choker
-  rotates, so every peer still gets served in turn.
+- Rejected, measured: super seeding (BEP 16, lt_session.SUPER_SEEDING): daemon 1.17-1.32x
+  but median 15.5-18.7 s (each peer is offered one piece at a time: the clients wait on each
+  other); it must also be set at add time (switched on under connected peers it stalled
+  them 70-250 s). Full speed without a budget: 3.35-3.85x, 10-13.4 s. Capping the upload
+  (16 or 8 MiB/s) once the budget is spent while some piece is still only here: 20 s and
+  30 s (every client asks the session for its rarest pieces: a cap starves the swarm), and
+  still 2.8x. Upload slots per torrent (``max_uploads`` 2): 2.51x from BitTorrent alone
+  (the choker rotates, so every peer still gets served in turn).
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ log = logging.getLogger(__name__)
 
 SWARM_STATUS_TTL = 1.0  # s: a torrent's session status is asked of libtorrent at most this often
 BUDGET_INTERVAL = 0.5  # s between swarm budget decisions (run)
+ANNOUNCE_RETRY = 30.0  # s: an announced torrent the session lacks is looked up this rarely
+ANNOUNCE_TRIED_MAX = 10_000  # torrents remembered for ANNOUNCE_RETRY (cleared when full)
 
 
 def seed_key(entry: Entry) -> str:
@@ -84,6 +93,8 @@ class Seeding:
         self._ready: dict[str, tuple[float, bool]] = {}  # key -> (asked at, swarm ready)
         self._cleaned = clock()
         self._webseed_sent: dict[str, int] = {}  # key -> web seed body bytes served
+        self._announce_tried: dict[str, float] = {}  # key -> last announce-demand lookup
+        self.announce_adds = 0  # torrents added because of an announce (logs, tests)
 
     # -- generation side -------------------------------------------------------------------
 
@@ -116,6 +127,34 @@ class Seeding:
         """Someone wants this torrent: make sure the session seeds it."""
         if not self.session.has(seed_key(entry)):
             self.session.ensure_seeding(entry.torrent)
+
+    def on_announce(self, info_hash: bytes, lookup: Callable[[bytes], Entry | None]) -> None:
+        """The tracker accepted an announce into the swarm of ``info_hash`` (its canonical
+        20-byte hash; ``lookup`` finds the catalog entry): the torrent is in demand.
+
+        Called for every announce, so cheap when the session has it already (a dict
+        lookup); otherwise the catalog is asked at most once per ANNOUNCE_RETRY seconds
+        per torrent (a torrent that cannot be added, e.g. no cache room, is not retried on
+        every announce). Never raises: a failure is logged."""
+        key = info_hash.hex()
+        if self.session.has(key):
+            return
+        now = self.clock()
+        tried = self._announce_tried.get(key)
+        if tried is not None and now - tried < ANNOUNCE_RETRY:
+            return
+        if len(self._announce_tried) >= ANNOUNCE_TRIED_MAX:
+            self._announce_tried.clear()
+        self._announce_tried[key] = now
+        try:
+            entry = lookup(info_hash)
+            if entry is None or seed_key(entry) != key:
+                return
+            if self.session.ensure_seeding(entry.torrent):
+                self.announce_adds += 1
+                log.info("%s/%s in demand (announce): seeding", entry.bucket, entry.key)
+        except Exception:
+            log.exception("announce demand for %s failed", key)
 
     def restore(self, entries: list[Entry]) -> int:
         """At startup: seed every catalog torrent whose bytes are in the cache; the count."""
@@ -189,9 +228,10 @@ class Seeding:
         read its swarm from the session and cap or uncap its upload."""
         session = self.session
         for key in set(session.peered()).union(self.budget.tracked()):
-            view = session.swarm_view(
-                key, self._webseed_sent.get(key, 0), self.gate.claims(key, now).keys()
-            )
+            sent = self._webseed_sent.get(key, 0)
+            view = session.swarm_view(key, sent, coverage=False)
+            if view is not None and not view.covered and self.budget.over_budget(key, view):
+                view = session.swarm_view(key, sent, self.gate.claims(key, now).keys())
             cap = self.budget.update(key, view, now)
             if view is not None and log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: %d peers, %d pieces held, covered %s, %.2f copies sent: %s",

@@ -12,8 +12,8 @@ the torrent is *throttled*: the session caps its upload to a trickle and the web
 busy, so the rest of the download flows between the peers. Liveness: the daemon never
 throttles while some piece exists only in its session (a lone client, or the peers that held
 a piece left: ``covered`` is false), and a swarm that stops making progress gets the daemon
-at full speed again for ``stall_after`` seconds. A swarm that empties (no peers) starts a new
-budget when peers come back.
+at full speed again for ``stall_after`` seconds. A swarm that empties (no peers, nothing sent
+for ``stall_after`` seconds) starts a new budget when peers come back.
 
 Pure: no I/O, no clock (``now`` is an argument, seconds on any monotonic origin). One small
 record per torrent with peers; `forget` drops it.
@@ -27,7 +27,8 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_COPIES", "DEFAULT_STALL_AFTER", "SwarmBudget", "SwarmView", "covers"]
 
 DEFAULT_COPIES = 2.0  # copies of the object sent into a swarm before the daemon backs off
-DEFAULT_STALL_AFTER = 5.0  # s without the peers gaining a piece: the daemon serves again
+DEFAULT_STALL_AFTER = 5.0  # s without the peers gaining a piece: the daemon serves again;
+#                            also how long a swarm is empty and idle before it is over
 DEFAULT_TRICKLE_RATE = 64 * 1024  # bytes/s of a swarm that holds every piece, budget spent
 
 
@@ -63,6 +64,7 @@ def covers(
 class _Swarm:
     base: int  # `sent` when this swarm's budget started
     last_sent: int  # `sent` at the previous update
+    sent_at: float  # when `sent` last grew (or the record was made)
     holdings: Mapping[str, int]  # the previous update's
     gained_at: float  # when a peer last gained a piece
     open_until: float = 0.0  # no throttling before this (after a stall)
@@ -76,8 +78,10 @@ class SwarmBudget:
 
     ``copies``: the budget, in object sizes, per swarm (0 = never cap).
     ``stall_after``: seconds without progress after which a capped swarm gets the daemon
-    at full speed again (for as long again). ``trickle_rate``: the cap, bytes/s, once the
-    budget is spent and the peers hold every piece. Raises ValueError for bad values.
+    at full speed again (for as long again); also how long a swarm without peers and
+    without web seed traffic lasts before the next peers get a fresh budget.
+    ``trickle_rate``: the cap, bytes/s, once the budget is spent and the peers hold every
+    piece. Raises ValueError for bad values.
     """
 
     def __init__(
@@ -99,7 +103,7 @@ class SwarmBudget:
         budget counts from ``sent`` (the cumulative count before this activity). No-op for
         a torrent whose swarm is already tracked."""
         if torrent not in self._swarms:
-            self._swarms[torrent] = _Swarm(sent, sent, {}, now)
+            self._swarms[torrent] = _Swarm(sent, sent, now, {}, now)
 
     def update(self, torrent: str, view: SwarmView | None, now: float) -> int | None:
         """Take the torrent's current view (None: not seeding it whole, e.g. still
@@ -111,10 +115,12 @@ class SwarmBudget:
         if s is None:
             if view.peers == 0:
                 return None
-            s = self._swarms[torrent] = _Swarm(view.sent, view.sent, {}, now)
-        if view.peers == 0 and view.sent == s.last_sent:
-            # Nobody connected and nothing sent since the last look: the swarm is over; the
-            # next peers start a fresh budget.
+            s = self._swarms[torrent] = _Swarm(view.sent, view.sent, now, {}, now)
+        if view.sent != s.last_sent:
+            s.sent_at = now
+        if view.peers == 0 and now - s.sent_at >= self.stall_after:
+            # Nobody connected and nothing sent for a while: the swarm is over; the next
+            # peers start a fresh budget.
             del self._swarms[torrent]
             return None
         before = s.holdings
@@ -132,6 +138,8 @@ class SwarmBudget:
             s.why, s.cap = "under budget", None
         elif stalled or now < s.open_until:
             s.why, s.cap = "swarm stalled", None
+        elif view.peers == 0:
+            s.why, s.cap = "no peers (web seed traffic only)", None
         elif not view.covered:
             # Capping here starves the swarm: every client asks the daemon for its rarest
             # pieces (measured: 16 MiB/s made a 9 s download 20 s, 8 MiB/s 30 s).
@@ -140,6 +148,12 @@ class SwarmBudget:
             s.why, s.cap = "budget spent, the swarm holds every piece", self.trickle_rate
             s.throttled = True
         return s.cap
+
+    def over_budget(self, torrent: str, view: SwarmView) -> bool:
+        """True when ``view`` shows the budget of the torrent's current swarm spent (so its
+        coverage is worth reading)."""
+        s = self._swarms.get(torrent)
+        return s is not None and self.copies > 0 and view.sent - s.base >= self.copies * view.size
 
     def throttled(self, torrent: str) -> bool:
         """True when the last decision for ``torrent`` was the trickle: the budget is spent

@@ -66,10 +66,24 @@ def test_an_empty_idle_swarm_is_over_and_the_next_one_gets_a_fresh_budget() -> N
     b.update(T, view(0, a=0), 0.0)
     assert b.update(T, view(3000, a=9), 1.0) == TRICKLE
     empty = SwarmView(holdings={}, covered=False, sent=3000, size=SIZE)
-    assert b.update(T, empty, 2.0) is None  # nothing sent since the last look: over
+    assert b.update(T, empty, 2.0) is None  # no peers: no cap, but the swarm may come back
+    assert T in b
+    assert b.update(T, empty, 5.9) is None
+    assert T in b
+    assert b.update(T, empty, 6.0) is None  # nothing sent for 5 s and nobody here: over
     assert T not in b
-    assert b.update(T, view(3000, a=0), 3.0) is None
-    assert b.update(T, view(4000, a=1), 4.0) is None  # 1000 into the new swarm
+    assert b.update(T, view(3000, a=0), 7.0) is None
+    assert b.update(T, view(4000, a=1), 8.0) is None  # 1000 into the new swarm
+
+
+def test_web_seed_traffic_without_peers_keeps_the_swarm_alive() -> None:
+    b = budget()
+    b.start(T, 0, 0.0)
+    for t in range(1, 8):  # a web seed client only, sending all along
+        empty = SwarmView(holdings={}, covered=False, sent=300 * t, size=SIZE)
+        assert b.update(T, empty, float(t)) is None
+        assert T in b
+    assert b.update(T, view(2500, a=1), 8.0) == TRICKLE  # its bytes count for the swarm
 
 
 def test_a_stalled_swarm_gets_full_speed_again_for_a_while() -> None:
@@ -109,3 +123,11 @@ def test_bad_arguments() -> None:
         SwarmBudget(1.0, stall_after=0.0)
     with pytest.raises(ValueError):
         SwarmBudget(1.0, trickle_rate=0)
+
+
+def test_over_budget_tells_when_coverage_is_worth_reading() -> None:
+    b = budget()
+    assert not b.over_budget(T, view(10**6))  # no swarm yet
+    b.update(T, view(100, a=0), 0.0)
+    assert not b.over_budget(T, view(2099))
+    assert b.over_budget(T, view(2100))
