@@ -36,7 +36,7 @@ import trio
 from seeder import __version__
 from seeder.config import SeedingConfig
 from seeder.seedcache import CacheError, SeedCache
-from seeder.swarm_budget import SwarmView, covers
+from seeder.swarm_budget import SwarmView, Throttle, missing_pieces
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class SeedSession:
         self._from_cache: set[str] = set()
         self._uploaded: dict[str, int] = {}  # last total_payload_upload seen, for LRU touch
         self._peered: dict[str, int] = {}  # connected peers, from the last state update
-        self._capped: dict[str, int] = {}  # torrent -> its upload cap (set_upload_cap)
+        self._throttled: dict[str, Throttle] = {}  # torrent -> its throttle (set_throttle)
         self._complete: dict[str, trio.Event] = {}  # set once the torrent has every piece
         self._pending: list[bytes] = []  # ensure_seeding calls made before run started
         self._stopped = False
@@ -548,8 +548,8 @@ class SeedSession:
         the whole torrent. ``sent`` is its BitTorrent payload upload since it was added,
         plus ``extra_sent`` (the web seed's bytes for it); ``in_flight``: pieces the web
         seed is sending to a peer now (they count as held). ``coverage=False`` skips the
-        peers' bitfields (``covered`` is then False unless a peer is a seed): they cost a
-        Python list per peer."""
+        peers' bitfields (``missing`` is then every piece unless a peer is a seed): they
+        cost a Python list per peer."""
         handle = self._handles.get(info_hash.lower())
         if handle is None or not handle.is_valid():
             return None
@@ -570,32 +570,43 @@ class SeedSession:
                 seeded = True
             elif coverage and not seeded:
                 bitfields.append(p.pieces)
+        if seeded:
+            missing = 0
+        elif coverage:
+            missing = missing_pieces(bitfields, num_pieces, in_flight)
+        else:
+            missing = num_pieces
         return SwarmView(
             holdings=holdings,
-            covered=seeded or (coverage and covers(bitfields, num_pieces, in_flight)),
+            missing=missing,
             sent=st.total_payload_upload + extra_sent,
             size=ti.total_size(),
+            piece_length=ti.piece_length(),
         )
 
-    def set_upload_cap(self, info_hash: str, rate: int | None) -> bool:
-        """Cap the torrent's upload at ``rate`` bytes/s (>= 1), or lift the cap (None).
-        False if the torrent is not in the session."""
+    def set_throttle(self, info_hash: str, throttle: Throttle | None) -> bool:
+        """Apply a `swarm_budget.Throttle` to the torrent (its unchoke slots and upload
+        cap), or lift it (None). False if the torrent is not in the session."""
         key = info_hash.lower()
         handle = self._handles.get(key)
         if handle is None or not handle.is_valid():
             return False
-        if rate is None:
+        if throttle is None:
             handle.set_upload_limit(-1)
-            self._capped.pop(key, None)
+            handle.set_max_uploads(-1)
+            self._throttled.pop(key, None)
         else:
-            rate = max(1, int(rate))
-            handle.set_upload_limit(rate)
-            self._capped[key] = rate
+            # set_max_uploads runs the choker at once: the peers it chokes drop their
+            # requests queued here and ask their other peers. (Under a bare rate cap they
+            # sat queued and the swarm stalled: 5 s measured.)
+            handle.set_max_uploads(max(2, throttle.slots))  # libtorrent's least is 2
+            handle.set_upload_limit(-1 if throttle.rate is None else max(1, throttle.rate))
+            self._throttled[key] = throttle
         return True
 
-    def upload_cap(self, info_hash: str) -> int | None:
-        """The torrent's upload cap (bytes/s) set by `set_upload_cap`, or None."""
-        return self._capped.get(info_hash.lower())
+    def throttle(self, info_hash: str) -> Throttle | None:
+        """The torrent's throttle set by `set_throttle`, or None."""
+        return self._throttled.get(info_hash.lower())
 
     def stats(self) -> SeedStats:
         """The latest session totals (as of the last stats interval)."""
@@ -727,7 +738,7 @@ class SeedSession:
         self._from_cache.discard(key)
         self._uploaded.pop(key, None)
         self._peered.pop(key, None)
-        self._capped.pop(key, None)
+        self._throttled.pop(key, None)
         self._complete.pop(key, None)  # evictable means complete: this event is already set
         ses = self._ses
         if handle is not None and ses is not None and handle.is_valid():
@@ -743,7 +754,7 @@ class SeedSession:
         self._from_cache.discard(key)
         self._uploaded.pop(key, None)
         self._peered.pop(key, None)
-        self._capped.pop(key, None)
+        self._throttled.pop(key, None)
         if key in self._downloading:
             self._downloading.discard(key)
             if drop_partial:

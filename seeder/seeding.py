@@ -49,7 +49,7 @@ from seeder.catalog import Entry
 from seeder.lt_session import SeedSession
 from seeder.seedcache import CacheError, CacheWriter, SeedCache
 from seeder.store import ObjectInfo
-from seeder.swarm_budget import SwarmBudget
+from seeder.swarm_budget import SwarmBudget, Throttle
 from seeder.webseed_gate import Busy, Grant, WebSeedGate
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,11 @@ class Seeding:
             self._webseed_sent[key] = self._webseed_sent.get(key, 0) + length
         return decision
 
+    def carry_on(self, grant: Grant) -> bool:
+        """Stop a web seed response midway once the torrent is throttled (the swarm holds
+        every piece and had its budget): up to 16 MiB ranges are in flight then."""
+        return not self.budget.throttled(grant.torrent)
+
     def finished(self, grant: Grant, sent: int) -> None:
         self.gate.finished(grant, sent)
         unsent = grant.length - max(sent, 0)
@@ -226,28 +231,35 @@ class Seeding:
     def tick(self, now: float) -> None:
         """One round of budget decisions: for every torrent with peers (or throttled),
         read its swarm from the session and cap or uncap its upload."""
+        for key in set(self.session.peered()).union(self.budget.tracked()):
+            try:
+                self._apply_budget(key, now)
+            except Exception:  # a libtorrent surprise must not take the daemon down
+                log.exception("%s: swarm budget failed", key)
+
+    def _apply_budget(self, key: str, now: float) -> None:
         session = self.session
-        for key in set(session.peered()).union(self.budget.tracked()):
-            sent = self._webseed_sent.get(key, 0)
-            view = session.swarm_view(key, sent, coverage=False)
-            if view is not None and not view.covered and self.budget.over_budget(key, view):
-                view = session.swarm_view(key, sent, self.gate.claims(key, now).keys())
-            cap = self.budget.update(key, view, now)
-            if view is not None and log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: %d peers, %d pieces held, covered %s, %.2f copies sent: %s",
-                          key[:8], view.peers, sum(view.holdings.values()), view.covered,
-                          self.budget.spent(key) / view.size if view.size else 0,
-                          self.budget.why(key))
-            if cap != session.upload_cap(key):
-                session.set_upload_cap(key, cap)
-                log.info(
-                    "%s: upload %s: %s (%.2f copies sent into a swarm of %d peers)",
-                    key,
-                    f"capped at {cap} B/s" if cap is not None else "uncapped",
-                    self.budget.why(key),
-                    self.budget.spent(key) / view.size if view is not None and view.size else 0,
-                    view.peers if view is not None else 0,
-                )
+        """Read one torrent's swarm, decide, and throttle its upload or not."""
+        sent = self._webseed_sent.get(key, 0)
+        view = session.swarm_view(key, sent, coverage=False)
+        if view is not None and not view.covered and self.budget.over_budget(key, view):
+            view = session.swarm_view(key, sent, self.gate.claims(key, now).keys())
+        throttle = self.budget.update(key, view, now)
+        if view is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %d peers, %d pieces held, %d only here, %.2f copies sent: %s",
+                      key[:8], view.peers, sum(view.holdings.values()), view.missing,
+                      self.budget.spent(key) / view.size if view.size else 0,
+                      self.budget.why(key))
+        if throttle != session.throttle(key):
+            session.set_throttle(key, throttle)
+            log.info(
+                "%s: upload %s: %s (%.2f copies sent into a swarm of %d peers)",
+                key,
+                _throttle_text(throttle),
+                self.budget.why(key),
+                self.budget.spent(key) / view.size if view is not None and view.size else 0,
+                view.peers if view is not None else 0,
+            )
 
     def swarm_ready(self, key: str, now: float) -> bool:
         """True when the session holds every piece of torrent ``key`` and has peers
@@ -259,3 +271,10 @@ class Seeding:
         ready = st is not None and st.progress >= 1.0 and st.error is None and st.peers > 0
         self._ready[key] = (now, ready)
         return ready
+
+
+def _throttle_text(throttle: Throttle | None) -> str:
+    if throttle is None:
+        return "at full speed"
+    rate = "no cap" if throttle.rate is None else f"{throttle.rate} B/s"
+    return f"throttled to {throttle.slots} unchoked peers, {rate}"

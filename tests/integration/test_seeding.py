@@ -272,7 +272,9 @@ async def test_budget_spent_and_a_seed_connected_caps_the_upload(
         assert entry is not None and entry.info_hash_v1 is not None
         key = seed_key(entry)
         session = env.daemon.seeding.session
-        env.daemon.seeding.budget.stall_after = 3600.0  # these peers never gain a piece
+        budget = env.daemon.seeding.budget
+        budget.stall_after = 3600.0  # these peers never gain a piece
+        budget.tail = 0.0  # and together lack only a copy (the tail is half of one)
         await session.wait_complete(key)
         obj = f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
         port, ih = env.daemon.bound.bittorrent_port, entry.info_hash_v1
@@ -283,16 +285,18 @@ async def test_budget_spent_and_a_seed_connected_caps_the_upload(
             assert (await trio.to_thread.run_sync(_get, obj, half, "127.0.0.7"))[0] == 206
             for peer, held in ((a, range(0, pieces, 2)), (b, range(1, pieces, 2))):
                 await peer.send_all(_bitfield(pieces, held))
-            while session.upload_cap(key) is None:
+            while session.throttle(key) is None:
                 await trio.sleep(0.05)  # polled; bounded by fail_after
-            assert session.upload_cap(key) == env.daemon.config.seeding.swarm_trickle_rate
+            throttle = session.throttle(key)
+            assert throttle is not None
+            assert throttle.rate == env.daemon.config.seeding.swarm_trickle_rate
             view = session.swarm_view(key)
             assert view is not None and view.peers == 2 and view.covered
             busy = await trio.to_thread.run_sync(_get, obj, "bytes=0-99", "127.0.0.7")
             assert busy[0] == 503  # even the address that had those pieces: the swarm has them
             tail = f"bytes={SIZE - 100}-"  # a piece nobody claimed from the web seed
             assert (await trio.to_thread.run_sync(_get, obj, tail, "127.0.0.6"))[0] == 503
-        while session.upload_cap(key) is not None:
+        while session.throttle(key) is not None:
             await trio.sleep(0.05)  # the peers left: uncapped; polled, bounded by fail_after
         assert (await trio.to_thread.run_sync(_get, obj, tail, "127.0.0.6"))[0] == 206
 

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.swarm_budget import SwarmBudget, SwarmView, covers
+from seeder.swarm_budget import NARROW_SLOTS, SwarmBudget, SwarmView, Throttle, missing_pieces
 
 T = "ab" * 20
 SIZE = 1000
-TRICKLE = 4096
+TRICKLE = Throttle(NARROW_SLOTS, 4096)
 
 
-def view(sent: int, *, covered: bool = True, **holdings: int) -> SwarmView:
-    return SwarmView(holdings=holdings or {"a": 1}, covered=covered, sent=sent, size=SIZE)
+PLEN = 10
 
 
-def budget(copies: float = 2.0) -> SwarmBudget:
-    return SwarmBudget(copies, stall_after=5.0, trickle_rate=TRICKLE)
+def view(sent: int, *, missing: int = 0, **holdings: int) -> SwarmView:
+    return SwarmView(holdings=holdings or {"a": 1}, missing=missing, sent=sent, size=SIZE,
+                     piece_length=PLEN)
 
 
-def test_covers_needs_every_piece_in_some_bitfield_or_in_flight() -> None:
-    assert covers([[True, False, False], [False, True, False]], 3, in_flight={2})
-    assert not covers([[True, False, False], [False, True, False]], 3)
-    assert not covers([], 2)
-    assert covers([], 0)
-    assert not covers([[True]], 2)  # a short bitfield holds nothing past its end
+def empty_view(sent: int) -> SwarmView:
+    return SwarmView(holdings={}, missing=SIZE // PLEN, sent=sent, size=SIZE, piece_length=PLEN)
+
+
+def budget(copies: float = 2.0, tail: float = 0.0) -> SwarmBudget:
+    return SwarmBudget(copies, stall_after=5.0, trickle_rate=4096, tail=tail)
+
+
+def test_missing_pieces_are_in_no_bitfield_and_not_in_flight() -> None:
+    assert missing_pieces([[True, False, False], [False, True, False]], 3, in_flight={2}) == 0
+    assert missing_pieces([[True, False, False], [False, True, False]], 3) == 1
+    assert missing_pieces([], 2) == 2
+    assert missing_pieces([], 0) == 0
+    assert missing_pieces([[True]], 2) == 1  # a short bitfield holds nothing past its end
 
 
 def test_full_speed_under_budget_then_trickle_once_spent_and_covered() -> None:
@@ -37,11 +45,11 @@ def test_full_speed_under_budget_then_trickle_once_spent_and_covered() -> None:
     assert b.spent(T) == 2000
 
 
-def test_never_capped_while_a_piece_is_only_in_the_daemon() -> None:
+def test_a_lone_client_is_never_throttled() -> None:
     b = budget()
     b.update(T, view(0, a=0), 0.0)
     for t in range(1, 10):  # a lone client: sent well past the budget, never covered
-        assert b.update(T, view(t * 1000, covered=False, a=t), float(t)) is None
+        assert b.update(T, view(t * 1000, missing=1, a=t), float(t)) is None
     assert not b.throttled(T)
 
 
@@ -65,7 +73,7 @@ def test_an_empty_idle_swarm_is_over_and_the_next_one_gets_a_fresh_budget() -> N
     b = budget()
     b.update(T, view(0, a=0), 0.0)
     assert b.update(T, view(3000, a=9), 1.0) == TRICKLE
-    empty = SwarmView(holdings={}, covered=False, sent=3000, size=SIZE)
+    empty = empty_view(3000)
     assert b.update(T, empty, 2.0) is None  # no peers: no cap, but the swarm may come back
     assert T in b
     assert b.update(T, empty, 5.9) is None
@@ -80,7 +88,7 @@ def test_web_seed_traffic_without_peers_keeps_the_swarm_alive() -> None:
     b = budget()
     b.start(T, 0, 0.0)
     for t in range(1, 8):  # a web seed client only, sending all along
-        empty = SwarmView(holdings={}, covered=False, sent=300 * t, size=SIZE)
+        empty = empty_view(300 * t)
         assert b.update(T, empty, float(t)) is None
         assert T in b
     assert b.update(T, view(2500, a=1), 8.0) == TRICKLE  # its bytes count for the swarm
@@ -116,6 +124,23 @@ def test_no_view_or_no_budget_means_no_cap() -> None:
     assert off.why(T) == "no swarm"
 
 
+def test_over_budget_but_pieces_only_here_means_full_speed() -> None:
+    b = budget()
+    b.update(T, view(0, a=0, b=0, c=0), 0.0)
+    assert b.update(T, view(2000, missing=90, a=2, b=2, c=2), 1.0) is None
+    assert b.why(T) == "budget spent, some pieces only here"
+    assert b.update(T, view(2100, missing=0, a=3, b=4, c=2), 2.0) == TRICKLE
+    assert b.throttled(T)
+
+
+def test_the_swarms_last_pieces_come_at_full_speed() -> None:
+    b = budget(tail=0.5)  # 100 pieces of 10 bytes: the tail is 50 pieces wanted in all
+    b.update(T, view(0, a=0, b=0), 0.0)
+    assert b.update(T, view(2000, a=40, b=40), 1.0) == TRICKLE  # 120 pieces wanted
+    assert b.update(T, view(2000, a=60, b=90), 2.0) is None  # 50 wanted: the tail
+    assert b.why(T) == "the swarm's last pieces"
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         SwarmBudget(-1.0)
@@ -123,6 +148,8 @@ def test_bad_arguments() -> None:
         SwarmBudget(1.0, stall_after=0.0)
     with pytest.raises(ValueError):
         SwarmBudget(1.0, trickle_rate=0)
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, tail=-1.0)
 
 
 def test_over_budget_tells_when_coverage_is_worth_reading() -> None:
