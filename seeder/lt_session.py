@@ -14,8 +14,9 @@ info dict inside) is written after each add, when a download finishes, and for e
 at shutdown; `load_resume` re-adds them at startup so a restart seeds again without reading
 the origin. A resume file whose cache entry is gone is deleted.
 
-Policy (which torrents to seed, when) belongs to the daemon: this module gives `add`,
-`ensure_seeding` (idempotent), `remove`, `has`, `status`, `stats`.
+Policy (which torrents to seed, when, how fast) belongs to the daemon: this module gives
+`add`, `ensure_seeding` (idempotent), `remove`, `has`, `status`, `stats`, and for the swarm
+budget `peered`, `swarm_view` and `set_throttle`.
 """
 
 from __future__ import annotations

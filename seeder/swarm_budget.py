@@ -1,19 +1,25 @@
-"""How much the daemon sends into one swarm: full speed until the swarm holds a copy, then a
-trickle (the daemon's per-torrent byte budget; issue 4, numbers in seeding.py).
+"""How much the daemon sends into one swarm: full speed until the swarm had its copies and
+holds every piece, then a trickle (the per-torrent byte budget; issue 4, numbers in
+seeding.py and benchmarks/README.md).
 
 The daemon seeds at full speed (no super seeding: it made the clients wait on each other) and
 counts what it sends into the current swarm: BitTorrent payload plus web seed bytes. Once
 
 - it has sent ``copies`` times the object into the swarm, and
-- the connected peers together hold every piece (``SwarmView.covered``), and
-- the swarm is not stalled (the peers' pieces grew within the last ``stall_after`` seconds),
+- the connected peers together hold every piece (``SwarmView.covered``; pieces the web seed
+  is sending right now count as held), and
+- the peers still lack more than ``tail`` copies in all, and
+- the swarm is not stalled (a peer gained a piece within the last ``stall_after`` seconds),
 
-the torrent is *throttled*: the session caps its upload to a trickle and the web seed answers
-busy, so the rest of the download flows between the peers. Liveness: the daemon never
+the torrent is *throttled* (`Throttle`): the session leaves two peers unchoked and caps the
+upload to a trickle, the web seed answers busy and stops the responses in flight, so the rest
+of the download flows between the peers. Choking matters: under a bare rate cap the peers'
+requests sat queued at the daemon and the swarm stalled. Liveness: the daemon never
 throttles while some piece exists only in its session (a lone client, or the peers that held
-a piece left: ``covered`` is false), and a swarm that stops making progress gets the daemon
-at full speed again for ``stall_after`` seconds. A swarm that empties (no peers, nothing sent
-for ``stall_after`` seconds) starts a new budget when peers come back.
+a piece left: ``covered`` is false), serves the swarm's last ``tail`` copies at full speed
+(the last few peers trade slowly), and a swarm that stops making progress gets it at full
+speed again for ``stall_after`` seconds. A swarm that empties (no peers, nothing sent for
+``stall_after`` seconds) starts a new budget when peers come back.
 
 Pure: no I/O, no clock (``now`` is an argument, seconds on any monotonic origin). One small
 record per torrent with peers; `forget` drops it.
