@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -251,7 +252,8 @@ async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats
         state=StateConfig(dir=str(work / f"state-{mode}")),
         scanner=ScannerConfig(enabled=False),
         seeding=SeedingConfig(listen_interfaces="127.0.0.1:0", ssrf_mitigation=False,
-                              cache_max_bytes=4 * size),
+                              cache_max_bytes=4 * size, swarm_budget=args.budget,
+                              swarm_trickle_rate=args.trickle),
         buckets=(BucketConfig(
             name=bucket, backend="s3", endpoint_url=proxy_url, region="us-east-1",
             access_key="testing", secret_key="testing", webseed=mode,
@@ -273,6 +275,7 @@ async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats
         tpath.write_bytes(torrent)
         results: list[dict[str, Any]] = []
         t0 = time.monotonic()
+        logging.getLogger("bench").warning("%s: %d clients start", mode, args.clients)
 
         async def one(i: int) -> None:
             bind = f"127.0.0.{i + 2}"
@@ -288,13 +291,20 @@ async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats
         nursery.cancel_scope.cancel()
     total = (await _quiet(stats))["down"] - base
     return Result(
-        name=f"{mode} (super-seed {args.super_seed})",
+        name=f"{mode} ({_policy(args)})",
         s3_bytes=total, s3_hashing=hashing, webseed=int(served),
         bt_upload=st.uploaded if st else 0,
         times=sorted(r["seconds"] for r in results),
         client_web=sum(r["web_seed_bytes"] for r in results),
         client_peer=sum(r["peer_bytes"] for r in results),
     )
+
+
+def _policy(args: argparse.Namespace) -> str:
+    parts = ["super-seed" if args.super_seed == "on" else "no super-seed"]
+    parts.append(f"budget {args.budget:g}, trickle {args.trickle // 1024} KiB/s" if args.budget
+                 else "no budget")
+    return ", ".join(parts)
 
 
 def _plain_get(url: str) -> int:
@@ -345,6 +355,10 @@ def _table(results: list[Result], size: int) -> str:
 
 async def _main(args: argparse.Namespace) -> None:
     import seeder.lt_session
+
+    # The budget's decisions (capped / uncapped, with the copies sent) on stderr.
+    logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)8.0f ms %(message)s")
+    logging.getLogger("seeder.seeding").setLevel(logging.DEBUG if args.verbose else logging.INFO)
 
     seeder.lt_session.SUPER_SEEDING = args.super_seed == "on"
     size = args.size_mib * MIB
@@ -397,12 +411,19 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_moto":
         _moto_main(int(sys.argv[2]))
         return
+    from seeder.config import SeedingConfig
+
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--size-mib", type=int, default=256)
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--cap-mib", type=float, default=20.0, help="per S3 connection, 0 = none")
     p.add_argument("--modes", default="proxy,origin")
-    p.add_argument("--super-seed", choices=("on", "off"), default="on")
+    p.add_argument("--super-seed", choices=("on", "off"), default="off")
+    p.add_argument("--verbose", action="store_true", help="log every budget decision")
+    p.add_argument("--budget", type=float, default=SeedingConfig().swarm_budget,
+                   help="[seeding] swarm_budget: copies per swarm, 0 = off")
+    p.add_argument("--trickle", type=int, default=SeedingConfig().swarm_trickle_rate,
+                   help="[seeding] swarm_trickle_rate, bytes/s")
     trio.run(_main, p.parse_args())
 
 

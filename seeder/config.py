@@ -116,6 +116,8 @@ class SeedingConfig:
     upnp: bool = False
     natpmp: bool = False
     ssrf_mitigation: bool = True
+    swarm_budget: float = 2.0  # copies of an object sent into a swarm before backing off; 0 = off
+    swarm_trickle_rate: int = 64 * 1024  # bytes/s per torrent: budget spent, peers hold all
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +212,12 @@ ARRAYS: dict[str, type] = {"buckets": BucketConfig, "credentials": CredentialCon
 
 # Integer fields that also take a size string ("10GiB").
 SIZE_KEYS = frozenset(
-    {("seeding", "cache_max_bytes"), ("seeding", "upload_rate_limit"), ("buckets", "piece_length")}
+    {
+        ("seeding", "cache_max_bytes"),
+        ("seeding", "upload_rate_limit"),
+        ("seeding", "swarm_trickle_rate"),
+        ("buckets", "piece_length"),
+    }
 )
 # Directory fields: relative values are resolved against the file's directory (or the CWD).
 PATH_KEYS = frozenset({("state", "dir"), ("seeding", "cache_dir"), ("buckets", "path")})
@@ -549,6 +556,8 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("scanner", "interval"): _above(0),
     ("seeding", "listen_interfaces"): _listen_interfaces,
     ("seeding", "connections_limit"): _at_least(1),
+    ("seeding", "swarm_budget"): _at_least(0.0),
+    ("seeding", "swarm_trickle_rate"): _at_least(1),
     ("log", "level"): _one_of(LOG_LEVELS),
     ("log", "format"): _one_of(LOG_FORMATS),
     ("buckets", "name"): _bucket_name,

@@ -8,6 +8,7 @@ run(config)                       trio.run, signals, exit code
     ├── serve_tracker             HTTP + UDP announce/scrape          [tracker.listen]
     ├── serve_metrics             /metrics                            [metrics.listen]
     ├── SeedSession.run           libtorrent, alerts via set_alert_fd [seeding]
+    ├── Seeding.run               swarm budget: upload caps, 2/s      [seeding]
     ├── run_scanner               periodic bucket listing             [scanner]
     ├── status loop               STATUS= lines, gauges
     └── run_watchdog              WATCHDOG=1 from the trio loop
@@ -17,6 +18,7 @@ READY=1 is sent once every listener is bound and the catalog is open.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -40,6 +42,7 @@ from seeder.sdnotify import Notifier, run_watchdog
 from seeder.seedcache import SeedCache
 from seeder.seeding import Seeding
 from seeder.store import Store, make_store
+from seeder.swarm_budget import SwarmBudget
 from seeder.torrents import Listener, TorrentService
 from tracker.core import TrackerCore
 from tracker.httpserve import serve_http
@@ -155,7 +158,11 @@ async def serve(
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=config.generation.threads * 2)
         seeding = _make_seeding(config, state_dir, metrics)
-        tracker = _make_tracker(config, registry, catalog)
+        on_announce = None
+        if seeding is not None:
+            # An announce in a swarm is demand (issue 4): seed it if the session lacks it.
+            on_announce = functools.partial(seeding.on_announce, lookup=catalog.by_info_hash)
+        tracker = _make_tracker(config, registry, catalog, on_announce)
         listeners: list[Listener] = []
         if tracker is not None:
             listeners.append(_TrackerListener(tracker))
@@ -195,6 +202,7 @@ async def serve(
             if seeding is not None:
                 bt_port = await nursery.start(seeding.session.run)
                 restored = seeding.restore(list(catalog.entries()))
+                nursery.start_soon(seeding.run)
                 log.info("seeding %d cached torrents on port %d", restored, bt_port)
             await nursery.start(torrents.run)
             listen = config.server.listen
@@ -278,7 +286,10 @@ class _TrackerListener:
 
 
 def _make_tracker(
-    config: Config, registry: CollectorRegistry, catalog: Catalog
+    config: Config,
+    registry: CollectorRegistry,
+    catalog: Catalog,
+    on_announce: Callable[[bytes], None] | None = None,
 ) -> TrackerCore | None:
     t = config.tracker
     if not t.enabled:
@@ -293,6 +304,7 @@ def _make_tracker(
         open=False,
         trusted_proxies=t.trusted_proxies,
         metrics=TrackerMetrics(registry),
+        on_announce=on_announce,
     )
     for entry in catalog.entries():
         core.register(entry.tracker_hashes)
@@ -304,7 +316,14 @@ def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics) -> Se
         return None
     cache_dir = Path(config.seeding.cache_dir) if config.seeding.cache_dir else state_dir / "seeds"
     cache = SeedCache(cache_dir, config.seeding.cache_max_bytes)
-    return Seeding(SeedSession(config.seeding, state_dir, cache, metrics), cache)
+    return Seeding(
+        SeedSession(config.seeding, state_dir, cache, metrics),
+        cache,
+        budget=SwarmBudget(
+            config.seeding.swarm_budget,
+            trickle_rate=config.seeding.swarm_trickle_rate,
+        ),
+    )
 
 
 def _status_line(daemon: Daemon) -> str:

@@ -8,6 +8,7 @@ reaches the client.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -60,6 +61,11 @@ class WebSeedGateHook(Protocol):
 
     def finished(self, grant: Grant, sent: int) -> None:
         """A granted response ended after ``sent`` body bytes."""
+        ...
+
+    def carry_on(self, grant: Grant) -> bool:
+        """Asked before each chunk of a granted response: False stops it there (the swarm
+        has taken over); the connection is then closed, the client keeps whole pieces."""
         ...
 
 
@@ -329,6 +335,8 @@ class S3Api:
             if grant is not None:
                 self._gate_finished(grant, 0)
             raise
+        if grant is not None:
+            body = _while(body, functools.partial(self._gate_carry_on, grant))
         body = _metered(body, self._served_counter(entry.bucket),
                         None if grant is None else lambda sent: self._gate_finished(grant, sent))
         headers += [
@@ -373,6 +381,14 @@ class S3Api:
         return _prepend(first, stream)
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _gate_carry_on(self, grant: Grant) -> bool:
+        try:
+            assert self.gate is not None
+            return self.gate.carry_on(grant)
+        except Exception:
+            log.exception("web seed gate failed on %s", grant.torrent)
+            return True
 
     def _gate_finished(self, grant: Grant, sent: int) -> None:
         try:
@@ -463,6 +479,20 @@ async def _metered(
     finally:
         if on_end is not None:
             on_end(sent)
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _while(body: AsyncIterator[bytes], go_on: Callable[[], bool]) -> AsyncIterator[bytes]:
+    """``body``'s chunks while ``go_on()`` says so before each; then it ends early (the
+    shell closes a response shorter than its Content-Length)."""
+    try:
+        async for chunk in body:
+            if not go_on():
+                return
+            yield chunk
+    finally:
         aclose = getattr(body, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -14,8 +14,9 @@ info dict inside) is written after each add, when a download finishes, and for e
 at shutdown; `load_resume` re-adds them at startup so a restart seeds again without reading
 the origin. A resume file whose cache entry is gone is deleted.
 
-Policy (which torrents to seed, when) belongs to the daemon: this module gives `add`,
-`ensure_seeding` (idempotent), `remove`, `has`, `status`, `stats`.
+Policy (which torrents to seed, when, how fast) belongs to the daemon: this module gives
+`add`, `ensure_seeding` (idempotent), `remove`, `has`, `status`, `stats`, and for the swarm
+budget `peered`, `swarm_view` and `set_throttle`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,17 +37,21 @@ import trio
 from seeder import __version__
 from seeder.config import SeedingConfig
 from seeder.seedcache import CacheError, SeedCache
+from seeder.swarm_budget import SwarmView, Throttle, missing_pieces
 
 log = logging.getLogger(__name__)
 
-STATS_INTERVAL = 5.0  # seconds between post_session_stats / post_torrent_updates
+STATS_INTERVAL = 5.0  # seconds between post_session_stats
+UPDATES_INTERVAL = 0.5  # seconds between post_torrent_updates (which torrents have peers)
 LISTEN_DEADLINE = 10.0  # seconds to get a listen socket before run() fails
 RESUME_SAVE_DEADLINE = 10.0  # seconds to collect resume data at shutdown
 STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces when closing
 RESUME_SUFFIX = ".resume"
-# Seed policy (the measured trade-off is in seeding.py): a torrent added whole and with a
-# web seed is super-seeded (BEP 16), so the session's own uploads stay near one copy.
-SUPER_SEEDING = True
+# Seed policy (the measured trade-off is in seeding.py): no super seeding (BEP 16): it kept
+# the daemon near one copy but made the clients wait on each other (15-19 s against 13 s for
+# plain GETs); the per-swarm byte budget (swarm_budget.py) bounds the bytes instead. True
+# super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
+SUPER_SEEDING = False
 
 _ALERT_MASK = (
     lt.alert_category.error
@@ -53,6 +59,9 @@ _ALERT_MASK = (
     | lt.alert_category.storage
     | lt.alert_category.stats
 )
+
+# peer_info.connection_type bits of web seed connections (not peers of the swarm).
+_WEB_SEED_CONNECTIONS = int(lt.peer_info.web_seed) | int(lt.peer_info.http_seed)
 
 _STATE_NAMES = {
     0: "queued_for_checking",
@@ -230,6 +239,8 @@ class SeedSession:
         self._downloading: set[str] = set()  # pinned in the cache until finished
         self._from_cache: set[str] = set()
         self._uploaded: dict[str, int] = {}  # last total_payload_upload seen, for LRU touch
+        self._peered: dict[str, int] = {}  # connected peers, from the last state update
+        self._throttled: dict[str, Throttle] = {}  # torrent -> its throttle (set_throttle)
         self._complete: dict[str, trio.Event] = {}  # set once the torrent has every piece
         self._pending: list[bytes] = []  # ensure_seeding calls made before run started
         self._stopped = False
@@ -309,11 +320,14 @@ class SeedSession:
             self._on_alert(a)
 
     async def _stats_loop(self) -> None:
+        next_stats = 0.0
         while True:
             ses = self._session()
-            ses.post_session_stats()
+            if trio.current_time() >= next_stats:
+                ses.post_session_stats()
+                next_stats = trio.current_time() + self.stats_interval
             ses.post_torrent_updates()
-            await trio.sleep(self.stats_interval)
+            await trio.sleep(min(UPDATES_INTERVAL, self.stats_interval))
 
     async def _shutdown(self, rsock: socket.socket, holder: list[lt.session]) -> None:
         with trio.move_on_after(RESUME_SAVE_DEADLINE) as scope:
@@ -518,6 +532,83 @@ class SeedSession:
         """Keys of the torrents in the session."""
         return list(self._handles)
 
+    def peered(self) -> list[str]:
+        """Keys of the torrents that had connected peers at the last state update (every
+        UPDATES_INTERVAL; libtorrent reports only the torrents whose status changed)."""
+        return [k for k, n in self._peered.items() if n > 0 and k in self._handles]
+
+    def swarm_view(
+        self,
+        info_hash: str,
+        extra_sent: int = 0,
+        in_flight: Collection[int] = (),
+        *,
+        coverage: bool = True,
+    ) -> SwarmView | None:
+        """The torrent's swarm as `swarm_budget` reads it, or None unless the session holds
+        the whole torrent. ``sent`` is its BitTorrent payload upload since it was added,
+        plus ``extra_sent`` (the web seed's bytes for it); ``in_flight``: pieces the web
+        seed is sending to a peer now (they count as held). ``coverage=False`` skips the
+        peers' bitfields (``missing`` is then every piece unless a peer is a seed): they
+        cost a Python list per peer."""
+        handle = self._handles.get(info_hash.lower())
+        if handle is None or not handle.is_valid():
+            return None
+        st = handle.status()
+        if st.progress < 1.0 or st.errc.value():
+            return None
+        ti = handle.torrent_file()
+        num_pieces = ti.num_pieces()
+        bitfields: list[list[bool]] = []
+        holdings: dict[str, int] = {}
+        seeded = False
+        for p in handle.get_peer_info():
+            if p.connection_type & _WEB_SEED_CONNECTIONS:
+                continue
+            ip, port = p.ip
+            holdings[f"{ip}:{port}"] = p.num_pieces
+            if p.num_pieces >= num_pieces:
+                seeded = True
+            elif coverage and not seeded:
+                bitfields.append(p.pieces)
+        if seeded:
+            missing = 0
+        elif coverage:
+            missing = missing_pieces(bitfields, num_pieces, in_flight)
+        else:
+            missing = num_pieces
+        return SwarmView(
+            holdings=holdings,
+            missing=missing,
+            sent=st.total_payload_upload + extra_sent,
+            size=ti.total_size(),
+            piece_length=ti.piece_length(),
+        )
+
+    def set_throttle(self, info_hash: str, throttle: Throttle | None) -> bool:
+        """Apply a `swarm_budget.Throttle` to the torrent (its unchoke slots and upload
+        cap), or lift it (None). False if the torrent is not in the session."""
+        key = info_hash.lower()
+        handle = self._handles.get(key)
+        if handle is None or not handle.is_valid():
+            return False
+        if throttle is None:
+            handle.set_upload_limit(-1)
+            handle.set_max_uploads(-1)
+            self._throttled.pop(key, None)
+        else:
+            # set_max_uploads runs the choker at once: the peers it chokes drop their
+            # requests queued here and ask their other peers. (Under a bare rate cap they
+            # sat queued and the swarm stalled: 5 s measured.)
+            handle.set_max_uploads(max(2, throttle.slots))  # libtorrent's least is 2
+            handle.set_upload_limit(-1 if throttle.rate is None else max(1, throttle.rate))
+            self._throttled[key] = throttle
+        return True
+
+    def throttle(self, info_hash: str) -> Throttle | None:
+        """The torrent's throttle set by `set_throttle`, or None."""
+        return self._throttled.get(info_hash.lower())
+
     def stats(self) -> SeedStats:
         """The latest session totals (as of the last stats interval)."""
         return self._stats
@@ -603,6 +694,7 @@ class SeedSession:
                 with contextlib.suppress(CacheError):
                     self.cache.touch(key)
             self._uploaded[key] = up
+            self._peered[key] = st.num_peers
 
     def _on_session_stats(self, values: dict[str, int]) -> None:
         now = time.monotonic()
@@ -646,6 +738,8 @@ class SeedSession:
         handle = self._handles.pop(key, None)
         self._from_cache.discard(key)
         self._uploaded.pop(key, None)
+        self._peered.pop(key, None)
+        self._throttled.pop(key, None)
         self._complete.pop(key, None)  # evictable means complete: this event is already set
         ses = self._ses
         if handle is not None and ses is not None and handle.is_valid():
@@ -660,6 +754,8 @@ class SeedSession:
             event.set()  # wake waiters: they find the torrent gone
         self._from_cache.discard(key)
         self._uploaded.pop(key, None)
+        self._peered.pop(key, None)
+        self._throttled.pop(key, None)
         if key in self._downloading:
             self._downloading.discard(key)
             if drop_partial:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from tracker import responses, udp_protocol
@@ -41,7 +41,9 @@ class TrackerCore:
     ``trusted_proxies``: IPs/CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` name the client.
     ``accept_ip_param``: honour the announce ``ip`` parameter (off: the socket address
     is the peer's). ``secret``: key of the UDP connection ids (random by default).
-    Raises ValueError for a bad proxy entry or non-positive interval.
+    ``on_announce``: called with the swarm's canonical info-hash (its first registered
+    hash) after every accepted announce (HTTP or UDP) into a registered swarm; it must be
+    cheap and must not raise. Raises ValueError for a bad proxy entry or non-positive interval.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class TrackerCore:
         metrics: TrackerMetrics | None = None,
         rng: random.Random | None = None,
         secret: bytes | None = None,
+        on_announce: Callable[[bytes], None] | None = None,
     ) -> None:
         if interval <= 0 or min_interval < 0 or peer_timeout_factor <= 0:
             raise ValueError("interval and peer_timeout_factor must be positive")
@@ -78,6 +81,7 @@ class TrackerCore:
         self.proxies = parse_proxies(trusted_proxies)
         self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
         self._udp_ips: dict[str, bytes] = {}
+        self.on_announce = on_announce
         self.metrics = metrics
         if metrics is not None:
             s = self.swarms
@@ -147,6 +151,8 @@ class TrackerCore:
         addrs = self.swarms.announce(
             swarm, addr, req.peer_id, req.left == 0, req.event, numwant, FAMILY_ANY, now
         )
+        if self.on_announce is not None and swarm.registered:
+            self.on_announce(swarm.hashes[0])
         if self.metrics is not None:
             self.metrics.announce("http", req.event)
         if req.compact:
@@ -257,6 +263,8 @@ class TrackerCore:
             FAMILY_V4 if len(ip) == 4 else FAMILY_V6,
             now,
         )
+        if self.on_announce is not None and swarm.registered:
+            self.on_announce(swarm.hashes[0])
         if metrics is not None:
             metrics.announce("udp", event)
         return udp_protocol.render_announce(

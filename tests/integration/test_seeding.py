@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ class Env:
 
 
 async def start_daemon(
-    tmp: Path, moto: Any, nursery: trio.Nursery, *, seeding: bool
+    tmp: Path, moto: Any, nursery: trio.Nursery, *, seeding: bool, budget: float = 2.0
 ) -> Env:
     bucket = moto.create_bucket(prefix="seed")
     # The torrent's announce and url-list are fixed at generation: both ports chosen first.
@@ -70,7 +71,8 @@ async def start_daemon(
         state=StateConfig(dir=str(tmp / "state")),
         scanner=ScannerConfig(enabled=False),
         seeding=SeedingConfig(
-            enabled=seeding, listen_interfaces="127.0.0.1:0", ssrf_mitigation=False
+            enabled=seeding, listen_interfaces="127.0.0.1:0", ssrf_mitigation=False,
+            swarm_budget=budget,
         ),
         buckets=(
             BucketConfig(
@@ -306,7 +308,82 @@ async def _swarm_ready(env: Env, key: str) -> None:
         await trio.sleep(0.05)  # polled; bounded by the caller's fail_after
 
 
-async def _bt_handshake(port: int | None, info_hash: bytes) -> trio.SocketStream:
+async def test_budget_spent_and_a_seed_connected_caps_the_upload(
+    tmp_path: Path, moto_server: Any, nursery: trio.Nursery
+) -> None:
+    """Half a copy of budget: two peers connect, the web seed sends that half, then the
+    peers say that together they hold every piece (each lacks some: libtorrent drops a
+    seed's connection to a seed): the session caps the torrent at the trickle rate and the
+    web seed answers busy to everyone; when the peers leave, the cap is lifted."""
+    env = await start_daemon(tmp_path, moto_server, nursery, seeding=True, budget=0.5)
+    data = os.urandom(SIZE)
+    put(env, data)
+    with trio.fail_after(DEADLINE):
+        await trio.to_thread.run_sync(get_torrent, env)
+        entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+        assert entry is not None and entry.info_hash_v1 is not None
+        key = seed_key(entry)
+        session = env.daemon.seeding.session
+        budget = env.daemon.seeding.budget
+        budget.stall_after = 3600.0  # these peers never gain a piece
+        budget.tail = 0.0  # and together lack only a copy (the tail is half of one)
+        await session.wait_complete(key)
+        obj = f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
+        port, ih = env.daemon.bound.bittorrent_port, entry.info_hash_v1
+        pieces = -(-SIZE // entry.piece_length)
+        async with await _bt_handshake(port, ih, b"-TS0001-idle-peer-0a") as a, \
+                await _bt_handshake(port, ih, b"-TS0001-idle-peer-0b") as b:
+            half = f"bytes=0-{SIZE // 2}"
+            assert (await trio.to_thread.run_sync(_get, obj, half, "127.0.0.7"))[0] == 206
+            for peer, held in ((a, range(0, pieces, 2)), (b, range(1, pieces, 2))):
+                await peer.send_all(_bitfield(pieces, held))
+            while session.throttle(key) is None:
+                await trio.sleep(0.05)  # polled; bounded by fail_after
+            throttle = session.throttle(key)
+            assert throttle is not None
+            assert throttle.rate == env.daemon.config.seeding.swarm_trickle_rate
+            view = session.swarm_view(key)
+            assert view is not None and view.peers == 2 and view.covered
+            busy = await trio.to_thread.run_sync(_get, obj, "bytes=0-99", "127.0.0.7")
+            assert busy[0] == 503  # even the address that had those pieces: the swarm has them
+            tail = f"bytes={SIZE - 100}-"  # a piece nobody claimed from the web seed
+            assert (await trio.to_thread.run_sync(_get, obj, tail, "127.0.0.6"))[0] == 503
+        while session.throttle(key) is not None:
+            await trio.sleep(0.05)  # the peers left: uncapped; polled, bounded by fail_after
+        assert (await trio.to_thread.run_sync(_get, obj, tail, "127.0.0.6"))[0] == 206
+
+
+def _bitfield(pieces: int, held: range) -> bytes:
+    """A BitTorrent bitfield message (BEP 3) for ``held`` of ``pieces`` pieces."""
+    bits = bytearray(-(-pieces // 8))
+    for i in held:
+        bits[i // 8] |= 0x80 >> (i % 8)
+    return (1 + len(bits)).to_bytes(4, "big") + b"\x05" + bytes(bits)
+
+
+async def test_a_lone_client_is_never_held_back_by_the_budget(
+    tmp_path: Path, moto_server: Any, nursery: trio.Nursery
+) -> None:
+    """A budget far below one copy: a lone client still completes at full speed (the
+    session holds pieces the client lacks until the end, so it never caps)."""
+    env = await start_daemon(tmp_path, moto_server, nursery, seeding=True, budget=0.01)
+    data = os.urandom(SIZE)
+    put(env, data)
+    with trio.fail_after(DEADLINE):
+        torrent = await trio.to_thread.run_sync(get_torrent, env)
+        tpath = tmp_path / "lone.torrent"
+        tpath.write_bytes(torrent)
+        async with lt_peer(
+            "--torrent", str(tpath), "--save-dir", str(tmp_path / "lone"),
+            "--bind", CLIENTS[0], "--timeout", str(DEADLINE),
+        ) as peer:  # fmt: skip
+            result = await peer.until("finished")
+    assert result["sha1"] == hashlib.sha1(data).hexdigest()
+
+
+async def _bt_handshake(
+    port: int | None, info_hash: bytes, peer_id: bytes = b"-TS0001-idle-peer-01"
+) -> trio.SocketStream:
     """A BitTorrent connection from 127.0.0.8 that completed its handshake (BEP 3) and
     then sits idle: a peer the session counts as connected."""
     assert port is not None
@@ -314,7 +391,6 @@ async def _bt_handshake(port: int | None, info_hash: bytes) -> trio.SocketStream
     await sock.bind(("127.0.0.8", 0))
     await sock.connect(("127.0.0.1", port))
     stream = trio.SocketStream(sock)
-    peer_id = b"-TS0001-idle-peer-01"
     await stream.send_all(b"\x13BitTorrent protocol" + bytes(8) + info_hash + peer_id)
     got = b""
     while len(got) < 68:
@@ -354,3 +430,49 @@ async def _both(a: Any, b: Any) -> tuple[Any, Any]:
         nursery.start_soon(run, 1, b)
     return out[0], out[1]
 
+
+
+async def test_e_an_announce_is_demand(
+    tmp_path: Path, moto_server: Any, nursery: trio.Nursery
+) -> None:
+    """A restarted daemon whose seed cache lost the object never sees GetObjectTorrent for
+    it: a client that has the .torrent file announces, the announce puts the torrent in
+    the session (fetched through the web seed), and the client completes."""
+    data = os.urandom(SIZE)
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as first:
+            env = await start_daemon(tmp_path, moto_server, first, seeding=True)
+            put(env, data)
+            torrent = await trio.to_thread.run_sync(get_torrent, env)
+            entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+            assert entry is not None and entry.info_hash_v1 is not None
+            key = seed_key(entry)
+            await env.daemon.seeding.session.wait_complete(key)
+            config = env.daemon.config
+            first.cancel_scope.cancel()
+        state = Path(config.state.dir)
+        for gone in ("seeds", "resume"):  # the seed cache is lost; the catalog is kept
+            shutil.rmtree(state / gone)
+        daemon: Daemon = await nursery.start(
+            lambda task_status: serve(config, task_status=task_status)
+        )
+        env.daemon = daemon
+        seeding = daemon.seeding
+        assert seeding is not None
+        assert not seeding.session.has(key) and not seeding.cache.is_complete(key)
+        assert seeding.announce_adds == 0
+
+        tpath = tmp_path / "e.torrent"
+        tpath.write_bytes(torrent)
+        async with lt_peer(
+            "--torrent", str(tpath), "--save-dir", str(tmp_path / "e-client"),
+            "--bind", CLIENTS[0], "--timeout", str(DEADLINE),
+        ) as peer:  # fmt: skip
+            result = await peer.until("finished")
+        assert result["sha1"] == hashlib.sha1(data).hexdigest()
+        assert seeding.announce_adds == 1  # added because of the client's announce ...
+        st = await seeding.session.wait_complete(key)
+        assert not st.from_cache and seeding.cache.is_complete(key)
+        assert daemon.registry.get_sample_value(  # ... not because of GetObjectTorrent
+            "seeder_api_requests_total", {"operation": "GetObjectTorrent", "code": "200"}
+        ) is None

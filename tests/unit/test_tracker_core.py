@@ -275,3 +275,21 @@ def test_core_modules_do_not_import_trio():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_on_announce_gets_the_canonical_hash_of_registered_swarms_only():
+    seen: list[bytes] = []
+    v2_20 = bytes(range(50, 70))
+    c = core(on_announce=seen.append)
+    c.register([IH, v2_20])  # a hybrid torrent: v1 first
+    http(c, b"/announce?" + query(ih=v2_20, peer=1, left=5), "127.0.0.2")
+    a = ("127.0.0.3", 5000)
+    c.udp(udp_announce(udp_connect(c, a), left=9), a, 1.0)
+    http(c, b"/announce?" + query(ih=IH2, peer=2), "127.0.0.2")  # unregistered: refused
+    c.udp(udp_announce(udp_connect(c, a), ih=IH2), a, 1.0)
+    http(c, b"/announce?" + query(peer=3, port=0), "127.0.0.2")  # bad port: refused
+    assert seen == [IH, IH]
+    opened: list[bytes] = []
+    o = core(open=True, on_announce=opened.append)
+    http(o, b"/announce?" + query(ih=IH2, peer=1), "127.0.0.2")  # an open swarm: not ours
+    assert opened == []

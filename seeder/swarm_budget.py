@@ -1,0 +1,226 @@
+"""How much the daemon sends into one swarm: full speed until the swarm had its copies and
+holds every piece, then a trickle (the per-torrent byte budget; issue 4, numbers in
+seeding.py and benchmarks/README.md).
+
+The daemon seeds at full speed (no super seeding: it made the clients wait on each other) and
+counts what it sends into the current swarm: BitTorrent payload plus web seed bytes. Once
+
+- it has sent ``copies`` times the object into the swarm, and
+- the connected peers together hold every piece (``SwarmView.covered``; pieces the web seed
+  is sending right now count as held), and
+- the peers still lack more than ``tail`` copies in all, and
+- the swarm is not stalled (a peer gained a piece within the last ``stall_after`` seconds),
+
+the torrent is *throttled* (`Throttle`): the session leaves two peers unchoked and caps the
+upload to a trickle, the web seed answers busy and stops the responses in flight, so the rest
+of the download flows between the peers. Choking matters: under a bare rate cap the peers'
+requests sat queued at the daemon and the swarm stalled. Liveness: the daemon never
+throttles while some piece exists only in its session (a lone client, or the peers that held
+a piece left: ``covered`` is false), serves the swarm's last ``tail`` copies at full speed
+(the last few peers trade slowly), and a swarm that stops making progress gets it at full
+speed again for ``stall_after`` seconds. A swarm that empties (no peers, nothing sent for
+``stall_after`` seconds) starts a new budget when peers come back.
+
+Pure: no I/O, no clock (``now`` is an argument, seconds on any monotonic origin). One small
+record per torrent with peers; `forget` drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "DEFAULT_COPIES",
+    "DEFAULT_STALL_AFTER",
+    "SwarmBudget",
+    "SwarmView",
+    "Throttle",
+    "missing_pieces",
+]
+
+DEFAULT_COPIES = 2.0  # copies of the object sent into a swarm before the daemon backs off
+DEFAULT_STALL_AFTER = 2.0  # s without the peers gaining a piece: the daemon serves again;
+#                            also how long a swarm is empty and idle before it is over
+DEFAULT_TRICKLE_RATE = 64 * 1024  # bytes/s of a swarm that holds every piece, budget spent
+DEFAULT_TAIL = 0.5  # copies: once the peers lack less than this in all, the daemon serves
+#                     them at full speed (the last peers of a swarm trade slowly: 18 s seen)
+NARROW_SLOTS = 2  # unchoked peers of a torrent over budget (libtorrent's least)
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """What the session does to one torrent's upload (None elsewhere: nothing)."""
+
+    slots: int  # unchoked peers at most: the rest are choked, their requests go elsewhere
+    rate: int | None  # upload cap, bytes/s (None: none)
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmView:
+    """One complete torrent's swarm as the daemon's session sees it now."""
+
+    holdings: Mapping[str, int]  # connected BitTorrent peer (endpoint) -> pieces it holds
+    missing: int  # pieces no peer holds (nor gets from the web seed right now): only here
+    sent: int  # the daemon's payload bytes for this torrent, cumulative (BitTorrent + web seed)
+    size: int  # the torrent's total size, bytes
+    piece_length: int
+
+    @property
+    def peers(self) -> int:
+        return len(self.holdings)
+
+    @property
+    def wanted(self) -> int:
+        """Bytes the connected peers still lack, summed over them (about)."""
+        pieces = -(-self.size // self.piece_length) if self.piece_length > 0 else 0
+        return sum(max(0, pieces - n) for n in self.holdings.values()) * self.piece_length
+
+    @property
+    def covered(self) -> bool:
+        """The peers together hold every piece."""
+        return self.missing == 0
+
+
+def missing_pieces(
+    bitfields: Iterable[Sequence[bool]], num_pieces: int, in_flight: Collection[int] = ()
+) -> int:
+    """How many of the pieces ``0..num_pieces-1`` are set in no bitfield and not in
+    ``in_flight`` (being sent to a peer by the web seed right now)."""
+    missing = set(range(num_pieces)).difference(in_flight)
+    for bits in bitfields:
+        if not missing:
+            break
+        missing = {i for i in missing if i >= len(bits) or not bits[i]}
+    return len(missing)
+
+
+@dataclass(slots=True)
+class _Swarm:
+    base: int  # `sent` when this swarm's budget started
+    last_sent: int  # `sent` at the previous update
+    sent_at: float  # when `sent` last grew (or the record was made)
+    holdings: Mapping[str, int]  # the previous update's
+    gained_at: float  # when a peer last gained a piece
+    open_until: float = 0.0  # no throttling before this (after a stall)
+    throttled: bool = False
+    cap: Throttle | None = None  # the last decision
+    why: str = "new swarm"  # the last decision's reason (logs)
+
+
+class SwarmBudget:
+    """Per-torrent upload caps from successive `SwarmView`s (see the module doc).
+
+    ``copies``: the budget, in object sizes, per swarm (0 = never cap).
+    ``stall_after``: seconds without progress after which a capped swarm gets the daemon
+    at full speed again (for as long again); also how long a swarm without peers and
+    without web seed traffic lasts before the next peers get a fresh budget.
+    ``trickle_rate``: the cap, bytes/s, once the budget is spent and the peers hold every
+    piece. Raises ValueError for bad values.
+    """
+
+    def __init__(
+        self,
+        copies: float = DEFAULT_COPIES,
+        stall_after: float = DEFAULT_STALL_AFTER,
+        *,
+        trickle_rate: int = DEFAULT_TRICKLE_RATE,
+        tail: float = DEFAULT_TAIL,
+    ):
+        if copies < 0 or stall_after <= 0 or trickle_rate < 1 or tail < 0:
+            raise ValueError("copies >= 0, stall_after > 0, trickle_rate >= 1, tail >= 0")
+        self.copies = copies
+        self.stall_after = stall_after
+        self.trickle_rate = trickle_rate
+        self.tail = tail
+        self._swarms: dict[str, _Swarm] = {}
+
+    def start(self, torrent: str, sent: int, now: float) -> None:
+        """The torrent sees activity (a web seed request) before any peer is connected: its
+        budget counts from ``sent`` (the cumulative count before this activity). No-op for
+        a torrent whose swarm is already tracked."""
+        if torrent not in self._swarms:
+            self._swarms[torrent] = _Swarm(sent, sent, now, {}, now)
+
+    def update(self, torrent: str, view: SwarmView | None, now: float) -> Throttle | None:
+        """Take the torrent's current view (None: not seeding it whole, e.g. still
+        downloading or gone); how to throttle the torrent now (None: not at all)."""
+        if view is None or self.copies == 0:
+            self._swarms.pop(torrent, None)
+            return None
+        s = self._swarms.get(torrent)
+        if s is None:
+            if view.peers == 0:
+                return None
+            s = self._swarms[torrent] = _Swarm(view.sent, view.sent, now, {}, now)
+        if view.sent != s.last_sent:
+            s.sent_at = now
+        if view.peers == 0 and now - s.sent_at >= self.stall_after:
+            # Nobody connected and nothing sent for a while: the swarm is over; the next
+            # peers start a fresh budget.
+            del self._swarms[torrent]
+            return None
+        before = s.holdings
+        if not before or any(n > before.get(peer, n) for peer, n in view.holdings.items()):
+            s.gained_at = now  # a peer gained a piece, or peers just came: not stalled
+        s.holdings = view.holdings
+        s.last_sent = view.sent
+        stalled = now - s.gained_at >= self.stall_after
+        if s.cap is not None and stalled:
+            s.open_until = now + self.stall_after
+            s.gained_at = now
+        spent = view.sent - s.base >= self.copies * view.size
+        s.throttled = False
+        if not spent:
+            s.why, s.cap = "under budget", None
+        elif stalled or now < s.open_until:
+            s.why, s.cap = "swarm stalled", None
+        elif view.wanted <= self.tail * view.size:
+            s.why, s.cap = "the swarm's last pieces", None
+        elif view.peers == 0:
+            s.why, s.cap = "no peers (web seed traffic only)", None
+        elif not view.covered:
+            # Any throttle here starves or slows the swarm: every client asks the daemon for
+            # its rarest pieces. Measured: a 16 MiB/s cap made a 9 s download 20 s, 8 MiB/s
+            # 30 s, a cap in proportion to the pieces only here 18-22 s; two unchoked peers
+            # at full speed took 1.7-2 copies on their own.
+            s.why, s.cap = "budget spent, some pieces only here", None
+        else:
+            s.why = "budget spent, the swarm holds every piece"
+            s.cap = Throttle(NARROW_SLOTS, self.trickle_rate)
+            s.throttled = True
+        return s.cap
+
+    def over_budget(self, torrent: str, view: SwarmView) -> bool:
+        """True when ``view`` shows the budget of the torrent's current swarm spent (so its
+        coverage is worth reading)."""
+        s = self._swarms.get(torrent)
+        return s is not None and self.copies > 0 and view.sent - s.base >= self.copies * view.size
+
+    def throttled(self, torrent: str) -> bool:
+        """True when the last decision for ``torrent`` was the trickle: the budget is spent
+        and the peers hold every piece (the web seed answers busy then)."""
+        s = self._swarms.get(torrent)
+        return s is not None and s.throttled
+
+    def why(self, torrent: str) -> str:
+        """The reason of the last decision (logs)."""
+        s = self._swarms.get(torrent)
+        return s.why if s is not None else "no swarm"
+
+    def spent(self, torrent: str) -> int:
+        """Bytes sent into the current swarm as of the last update (logs)."""
+        s = self._swarms.get(torrent)
+        return s.last_sent - s.base if s is not None else 0
+
+    def tracked(self) -> list[str]:
+        """Torrents with a live swarm record."""
+        return list(self._swarms)
+
+    def forget(self, torrent: str) -> None:
+        """Drop the torrent's record (it left the session)."""
+        self._swarms.pop(torrent, None)
+
+    def __contains__(self, torrent: object) -> bool:
+        """True when ``torrent`` has a live swarm record."""
+        return torrent in self._swarms

@@ -1,0 +1,160 @@
+"""SwarmBudget: full speed until the swarm had its copies and holds every piece (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seeder.swarm_budget import NARROW_SLOTS, SwarmBudget, SwarmView, Throttle, missing_pieces
+
+T = "ab" * 20
+SIZE = 1000
+TRICKLE = Throttle(NARROW_SLOTS, 4096)
+
+
+PLEN = 10
+
+
+def view(sent: int, *, missing: int = 0, **holdings: int) -> SwarmView:
+    return SwarmView(holdings=holdings or {"a": 1}, missing=missing, sent=sent, size=SIZE,
+                     piece_length=PLEN)
+
+
+def empty_view(sent: int) -> SwarmView:
+    return SwarmView(holdings={}, missing=SIZE // PLEN, sent=sent, size=SIZE, piece_length=PLEN)
+
+
+def budget(copies: float = 2.0, tail: float = 0.0) -> SwarmBudget:
+    return SwarmBudget(copies, stall_after=5.0, trickle_rate=4096, tail=tail)
+
+
+def test_missing_pieces_are_in_no_bitfield_and_not_in_flight() -> None:
+    assert missing_pieces([[True, False, False], [False, True, False]], 3, in_flight={2}) == 0
+    assert missing_pieces([[True, False, False], [False, True, False]], 3) == 1
+    assert missing_pieces([], 2) == 2
+    assert missing_pieces([], 0) == 0
+    assert missing_pieces([[True]], 2) == 1  # a short bitfield holds nothing past its end
+
+
+def test_full_speed_under_budget_then_trickle_once_spent_and_covered() -> None:
+    b = budget()
+    assert b.update(T, view(0, a=0), 0.0) is None
+    assert b.update(T, view(1500, a=5), 1.0) is None
+    assert b.why(T) == "under budget"
+    assert b.update(T, view(2000, a=6), 2.0) == TRICKLE
+    assert b.throttled(T)
+    assert b.spent(T) == 2000
+
+
+def test_a_lone_client_is_never_throttled() -> None:
+    b = budget()
+    b.update(T, view(0, a=0), 0.0)
+    for t in range(1, 10):  # a lone client: sent well past the budget, never covered
+        assert b.update(T, view(t * 1000, missing=1, a=t), float(t)) is None
+    assert not b.throttled(T)
+
+
+def test_budget_counts_from_the_swarms_start() -> None:
+    b = budget()
+    assert b.update(T, view(5000, a=0), 0.0) is None  # sent into an earlier swarm
+    assert b.update(T, view(6000, a=1), 1.0) is None
+    assert b.update(T, view(7000, a=2), 2.0) == TRICKLE
+
+
+def test_start_from_web_seed_activity_counts_bytes_sent_before_peers_connect() -> None:
+    b = budget()
+    b.start(T, 0, 0.0)
+    assert T in b
+    assert b.update(T, view(2500, a=3), 1.0) == TRICKLE  # the web seed's bytes counted
+    b.start(T, 2500, 2.0)  # no-op: already tracked
+    assert b.spent(T) == 2500
+
+
+def test_an_empty_idle_swarm_is_over_and_the_next_one_gets_a_fresh_budget() -> None:
+    b = budget()
+    b.update(T, view(0, a=0), 0.0)
+    assert b.update(T, view(3000, a=9), 1.0) == TRICKLE
+    empty = empty_view(3000)
+    assert b.update(T, empty, 2.0) is None  # no peers: no cap, but the swarm may come back
+    assert T in b
+    assert b.update(T, empty, 5.9) is None
+    assert T in b
+    assert b.update(T, empty, 6.0) is None  # nothing sent for 5 s and nobody here: over
+    assert T not in b
+    assert b.update(T, view(3000, a=0), 7.0) is None
+    assert b.update(T, view(4000, a=1), 8.0) is None  # 1000 into the new swarm
+
+
+def test_web_seed_traffic_without_peers_keeps_the_swarm_alive() -> None:
+    b = budget()
+    b.start(T, 0, 0.0)
+    for t in range(1, 8):  # a web seed client only, sending all along
+        empty = empty_view(300 * t)
+        assert b.update(T, empty, float(t)) is None
+        assert T in b
+    assert b.update(T, view(2500, a=1), 8.0) == TRICKLE  # its bytes count for the swarm
+
+
+def test_a_stalled_swarm_gets_full_speed_again_for_a_while() -> None:
+    b = budget()
+    b.update(T, view(0, a=0), 0.0)
+    assert b.update(T, view(2000, a=1), 1.0) == TRICKLE
+    assert b.update(T, view(2000, a=1), 5.9) == TRICKLE  # no gain yet, not for 5 s
+    assert b.update(T, view(2000, a=1), 6.0) is None
+    assert b.why(T) == "swarm stalled"
+    assert b.update(T, view(2100, a=2), 7.0) is None  # open for stall_after
+    assert b.update(T, view(2200, a=3), 11.1) == TRICKLE
+
+
+def test_a_peer_leaving_is_not_progress_and_a_new_peer_is_not_either() -> None:
+    b = budget()
+    b.update(T, view(0, a=0, b=0), 0.0)
+    assert b.update(T, view(2000, a=5, b=5), 1.0) == TRICKLE
+    b.update(T, view(2000, a=5), 3.0)
+    b.update(T, view(2000, a=5, c=7), 5.0)
+    assert b.update(T, view(2000, a=5, c=7), 6.0) is None  # stalled since 1.0
+
+
+def test_no_view_or_no_budget_means_no_cap() -> None:
+    b = budget()
+    b.update(T, view(0), 0.0)
+    assert b.update(T, None, 1.0) is None
+    assert T not in b
+    off = budget(0.0)
+    assert off.update(T, view(10**9), 0.0) is None
+    assert off.why(T) == "no swarm"
+
+
+def test_over_budget_but_pieces_only_here_means_full_speed() -> None:
+    b = budget()
+    b.update(T, view(0, a=0, b=0, c=0), 0.0)
+    assert b.update(T, view(2000, missing=90, a=2, b=2, c=2), 1.0) is None
+    assert b.why(T) == "budget spent, some pieces only here"
+    assert b.update(T, view(2100, missing=0, a=3, b=4, c=2), 2.0) == TRICKLE
+    assert b.throttled(T)
+
+
+def test_the_swarms_last_pieces_come_at_full_speed() -> None:
+    b = budget(tail=0.5)  # 100 pieces of 10 bytes: the tail is 50 pieces wanted in all
+    b.update(T, view(0, a=0, b=0), 0.0)
+    assert b.update(T, view(2000, a=40, b=40), 1.0) == TRICKLE  # 120 pieces wanted
+    assert b.update(T, view(2000, a=60, b=90), 2.0) is None  # 50 wanted: the tail
+    assert b.why(T) == "the swarm's last pieces"
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        SwarmBudget(-1.0)
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, stall_after=0.0)
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, trickle_rate=0)
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, tail=-1.0)
+
+
+def test_over_budget_tells_when_coverage_is_worth_reading() -> None:
+    b = budget()
+    assert not b.over_budget(T, view(10**6))  # no swarm yet
+    b.update(T, view(100, a=0), 0.0)
+    assert not b.over_budget(T, view(2099))
+    assert b.over_budget(T, view(2100))
