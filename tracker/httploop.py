@@ -66,6 +66,20 @@ _REFUSAL_BODY = b"too many connections\n"
 class _Conn(RequestParser):
     """One connection's state in the loop (the parser state is inherited)."""
 
+    __slots__ = (
+        "closing",
+        "deadline",
+        "drained",
+        "draining",
+        "fd",
+        "linger",
+        "mask",
+        "nodelay",
+        "out",
+        "registered",
+        "sock",
+    )
+
     def __init__(self, sock: socket.socket, client: tuple[str, int], deadline: float) -> None:
         super().__init__(client)
         self.sock = sock

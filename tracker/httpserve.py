@@ -297,6 +297,25 @@ class RequestParser:
     ``release()`` breaks so that a closed connection is freed by refcount, not by the
     cyclic GC (one cycle per connection adds up on a tracker)."""
 
+    __slots__ = (
+        "body_bytes",
+        "broken",
+        "client",
+        "expect_continue",
+        "has_host",
+        "head_bytes",
+        "headers",
+        "in_body",
+        "in_head",
+        "method",
+        "parser",
+        "partial_head",
+        "progressed",
+        "ready",
+        "rejected",
+        "url",
+    )
+
     def __init__(self, client: tuple[str, int]) -> None:
         self.client = client
         self.ready: deque[_Item] = deque()
@@ -646,14 +665,53 @@ def render_response(
     the connection stays open after them. HEAD and 204/304 get the head only; a handler's
     Content-Length that is not its body's length sends the head and closes (rather than
     lie); an unsendable status or header (or a body that is not bytes) becomes a bare 500
-    and a close."""
+    and a close. The same head as the streaming path's (``_plan``), built in one pass:
+    this runs once per tracker announce."""
     body = response.body
-    if not isinstance(body, bytes | bytearray):
+    status = response.status
+    if not isinstance(body, bytes | bytearray) or type(status) is not int:
         return _invalid_response(request, server), False
-    head, close, length, _ = _plan(request, response, keep_alive, server)
-    if not head:
+    close = not keep_alive
+    length = None
+    has_date = has_server = has_connection = False
+    try:
+        lines = [k + b": " + v + b"\r\n" for k, v in response.headers]
+        for k, v in response.headers:
+            name = k.lower()
+            if name == b"content-length":
+                length = int(v)
+            elif name == b"connection":
+                has_connection = True
+                if b"close" in v.lower():
+                    close = True
+            elif name == b"date":
+                has_date = True
+            elif name == b"server":
+                has_server = True
+    except (AttributeError, TypeError, ValueError):
         return _invalid_response(request, server), False
-    if request.method == b"HEAD" or response.status in _NO_BODY_STATUSES:
+    no_body = status in _NO_BODY_STATUSES
+    if length is None and not no_body:
+        lines.append(b"content-length: %d\r\n" % len(body))
+    if close:
+        if not has_connection:
+            lines.append(b"connection: close\r\n")
+    elif request.http_version == b"1.0" and not has_connection:
+        lines.append(b"connection: keep-alive\r\n")
+    fields = b"".join(lines)
+    # One line each: a CR or LF inside a handler's header would forge headers.
+    if not 200 <= status <= 999 or not (fields.count(b"\n") == len(lines) == fields.count(b"\r")):
+        return _invalid_response(request, server), False
+    head = b"".join(
+        (
+            _status_line(status),
+            b"" if has_date else b"date: " + _date.get() + b"\r\n",
+            b"" if has_server else b"server: " + server + b"\r\n",
+            fields,
+            b"\r\n",
+        )
+    )
+    if request.method == b"HEAD" or no_body:
         return head, not close
     if length is not None and length != len(body):
         return head, False
