@@ -1,5 +1,7 @@
-"""The HTTP/1.1 shell shared by the tracker, the S3 API and the metrics endpoint:
-httptools (llhttp) on trio.
+"""The HTTP/1.1 shell of the S3 API and the metrics endpoint: httptools (llhttp) on
+trio, a task per connection. Its request framing (``RequestParser``) and response
+rendering (``render_response``) are sans-I/O and shared with the tracker's one-task
+front, ``tracker.httploop``.
 
 A handler is ``async (Request) -> Response``; this module owns sockets, framing,
 keep-alive, timeouts and the rule that a client never sees a traceback. The APIs served
