@@ -113,6 +113,7 @@ class _Loop:
         self.ep = select.epoll()
         self.conns: dict[int, _Conn] = {}
         self.pending: list[_Conn] = []  # connections with requests left to answer
+        self.late: list[_Conn] = []  # accepted in this batch before their request came
         self.paused: list[socket.socket] = []  # listeners out of resources
         self.resume_at = math.inf
         self.now = trio.current_time()
@@ -162,6 +163,7 @@ class _Loop:
             if self.conns.get(conn.fd) is conn:
                 self.guarded(self.progress, conn)
         conns = self.conns
+        ready_listeners = []
         for fd, _ev in events:
             conn = conns.get(fd)
             if conn is not None:
@@ -170,8 +172,18 @@ class _Loop:
                 else:
                     self.guarded(self.read, conn)
             elif fd in self.listeners:
-                self.accept(self.listeners[fd])
+                ready_listeners.append(self.listeners[fd])
             # else: a connection closed earlier in this batch; its event is stale.
+        # New connections last: the ones already accepted (whose request came after
+        # the accept) go first, which keeps the wait close to first-come first-served.
+        for listener in ready_listeners:
+            self.accept(listener)
+        # Accepted before their request arrived: it usually has by now (the burst took
+        # a while); serving them now rather than after the next poll trims the tail.
+        late, self.late = self.late, []
+        for conn in late:
+            if self.conns.get(conn.fd) is conn and not conn.ready and conn.mask == _IN:
+                self.guarded(self.read, conn)
 
     def guarded(self, step: Callable[[_Conn], None], conn: _Conn) -> None:
         """A bug in serving one connection closes that connection, not the loop."""
@@ -220,6 +232,8 @@ class _Loop:
             conn = _Conn(sock, (addr[0], addr[1]), self.now + self.idle_timeout)
             self.conns[fd] = conn
             self.guarded(self.read, conn)  # the request has usually arrived already
+            if conn.mask == _IN and self.conns.get(fd) is conn:
+                self.late.append(conn)
 
     def refuse(self, sock: socket.socket) -> None:
         try:
