@@ -31,7 +31,7 @@ __all__ = ["TrackerCore", "pack_ip"]
 
 _V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TEXT = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
-_IP_MEMO_MAX = 4096  # UDP client host string -> packed IP; cleared when full
+_IP_MEMO_MAX = 4096  # client host string -> packed IP; cleared when full
 
 
 def pack_ip(host: str) -> bytes | None:
@@ -90,7 +90,7 @@ class TrackerCore:
         )
         self.proxies = tuple(ipaddress.ip_network(p, strict=False) for p in trusted_proxies)
         self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
-        self._udp_ips: dict[str, bytes] = {}
+        self._ips: dict[str, bytes] = {}
         self.metrics = metrics
         if metrics is not None:
             s = self.swarms
@@ -204,8 +204,20 @@ class TrackerCore:
             self.metrics.scrape("http")
         return responses.render_scrape(files)
 
+    def _packed(self, host: str) -> bytes | None:
+        """``pack_ip(host)``, memoised (bounded): clients come back from few addresses."""
+        ip = self._ips.get(host)
+        if ip is None:
+            ip = pack_ip(host)
+            if ip is None:
+                return None
+            if len(self._ips) >= _IP_MEMO_MAX:
+                self._ips.clear()
+            self._ips[host] = ip
+        return ip
+
     def _client_ip(self, host: str, headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
-        ip = pack_ip(host)
+        ip = self._packed(host)
         if not self.proxies or ip is None or not self._trusted(ip):
             return ip
         forwarded = real = None
@@ -236,15 +248,9 @@ class TrackerCore:
 
     def udp(self, data: bytes, client: tuple[str, int], now: float) -> bytes | None:
         """Answer one BEP 15 datagram from ``client`` (host, port); None = no reply."""
-        host = client[0]
-        ip = self._udp_ips.get(host)
+        ip = self._ips.get(client[0]) or self._packed(client[0])
         if ip is None:
-            ip = pack_ip(host)
-            if ip is None:
-                return None
-            if len(self._udp_ips) >= _IP_MEMO_MAX:
-                self._udp_ips.clear()
-            self._udp_ips[host] = ip
+            return None
         source = ip + client[1].to_bytes(2, "big")
         metrics = self.metrics
         try:

@@ -381,9 +381,7 @@ class _Loop:
         if self.conns.get(conn.fd) is conn:
             del self.conns[conn.fd]
         conn.sock.close()
-        conn.release()
-        conn.ready.clear()
-        conn.out = b""
+        conn.release()  # no cycle left: freed by refcount as soon as it is unreferenced
 
 
 async def serve_http_sync(
