@@ -23,6 +23,7 @@ read or answered for it. Handlers cannot stream (the S3 API and /metrics use
 
 from __future__ import annotations
 
+import _socket
 import errno
 import logging
 import math
@@ -80,7 +81,7 @@ class _Conn(RequestParser):
         "sock",
     )
 
-    def __init__(self, sock: socket.socket, client: tuple[str, int], deadline: float) -> None:
+    def __init__(self, sock: _socket.socket, client: tuple[str, int], deadline: float) -> None:
         super().__init__(client)
         self.sock = sock
         self.fd = sock.fileno()
@@ -224,8 +225,9 @@ class _Loop:
                     return
                 continue  # ECONNABORTED and friends: that client is gone already
             # Left in blocking mode: every recv/send passes MSG_DONTWAIT instead, which
-            # saves a syscall per connection.
-            sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+            # saves a syscall per connection. The C socket type, not socket.socket: its
+            # Python-level __init__ and close() wrappers are measurable here too.
+            sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
             if len(self.conns) >= self.max_connections:
                 self.refuse(sock)
                 continue
@@ -235,7 +237,7 @@ class _Loop:
             if conn.mask == _IN and self.conns.get(fd) is conn:
                 self.late.append(conn)
 
-    def refuse(self, sock: socket.socket) -> None:
+    def refuse(self, sock: _socket.socket) -> None:
         try:
             sock.send(self.refusal, _DONTWAIT)  # a new socket's buffer takes it whole
         except OSError:
