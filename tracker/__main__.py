@@ -11,6 +11,7 @@ transport to stdout, then serves until SIGINT/SIGTERM (exit 0). Bad arguments: e
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -110,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         core.register(hashes)
     if not args.open and not args.info_hash:
         logging.getLogger("tracker").warning("no --info-hash and no --open: every announce fails")
+    # Everything built so far (modules, the registered swarms) lives as long as the
+    # process: keep it out of the cyclic GC's full collections, whose pause grows with
+    # the tracked objects (~10 of ~40 ms with 100k peers, measured).
+    gc.freeze()
     try:
         trio.run(_run, core, args)
     except OSError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
@@ -63,10 +64,10 @@ class AnnounceError(ValueError):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
-class AnnounceRequest:
+class AnnounceRequest(NamedTuple):
     """A valid announce. ``left`` is None when the client did not send it (then the peer
-    counts as a leecher); ``numwant`` is the client's wish, uncapped."""
+    counts as a leecher); ``numwant`` is the client's wish, uncapped. A NamedTuple: built
+    on every announce, and a 13-field frozen dataclass cost ~3.5 us to build."""
 
     info_hash: bytes
     peer_id: bytes
@@ -118,8 +119,16 @@ def parse_query(query: bytes) -> dict[bytes, bytes]:
     """
     if len(query) > MAX_QUERY_BYTES:
         raise AnnounceError("query too long", "query")
-    # reversed: later duplicates are overwritten by earlier ones
-    return {k: v for k, _, v in (f.partition(b"=") for f in reversed(query.split(b"&")))}
+    params: dict[bytes, bytes] = {}
+    for field in query.split(b"&"):
+        name, _, value = field.partition(b"=")
+        if name not in params:
+            params[name] = value
+    return params
+
+
+_HASH_MEMO_MAX = 4096  # encoded info_hash -> 20 bytes; a tracker sees few distinct ones
+_hash_memo: dict[bytes, bytes] = {}
 
 
 def _hash(raw: bytes, name: str) -> bytes:
@@ -129,9 +138,23 @@ def _hash(raw: bytes, name: str) -> bytes:
     return value
 
 
+def _info_hash(raw: bytes) -> bytes:
+    """``_hash`` of an info_hash, memoised (bounded): every announce of a torrent sends
+    the same encoding, and decoding it is a measurable part of an announce."""
+    value = _hash_memo.get(raw)
+    if value is None:
+        value = _hash(raw, "info_hash")
+        if len(_hash_memo) >= _HASH_MEMO_MAX:
+            _hash_memo.clear()
+        _hash_memo[raw] = value
+    return value
+
+
 def _uint(raw: bytes | None, name: str, default: int | None) -> int | None:
     if raw is None or raw == b"":
         return default
+    if len(raw) < _MAX_DIGITS and raw.isdigit():
+        return int(raw)  # 19 digits or fewer: always below 2^64
     if len(raw) > _MAX_DIGITS or not raw.isdigit():
         raise AnnounceError(f"{name} is not a number", "counter")
     value = int(raw)
@@ -161,7 +184,7 @@ def parse_announce(query: bytes) -> AnnounceRequest:
     raw = params.get(b"info_hash")
     if raw is None:
         raise AnnounceError("missing info_hash", "info_hash")
-    info_hash = _hash(raw, "info_hash")
+    info_hash = _info_hash(raw)
     raw = params.get(b"peer_id")
     if raw is None:
         raise AnnounceError("missing peer_id", "peer_id")
@@ -185,21 +208,28 @@ def parse_announce(query: bytes) -> AnnounceRequest:
             numwant = DEFAULT_NUMWANT  # -1 is "tracker's choice" in several clients
         else:
             numwant = _uint(numwant_raw, "numwant", DEFAULT_NUMWANT)  # type: ignore[assignment]
-    ip_raw = params.get(b"ip")
+    get = params.get
+    uploaded = _uint(get(b"uploaded"), "uploaded", 0)
+    downloaded = _uint(get(b"downloaded"), "downloaded", 0)
+    left = _uint(get(b"left"), "left", None)
+    no_peer_id = get(b"no_peer_id")
+    key = get(b"key")
+    trackerid = get(b"trackerid")
+    ip_raw = get(b"ip")
     return AnnounceRequest(
-        info_hash=info_hash,
-        peer_id=peer_id,
-        port=port,
-        uploaded=_uint(params.get(b"uploaded"), "uploaded", 0),  # type: ignore[arg-type]
-        downloaded=_uint(params.get(b"downloaded"), "downloaded", 0),  # type: ignore[arg-type]
-        left=_uint(params.get(b"left"), "left", None),
-        event=event,
-        compact=params.get(b"compact") != b"0",
-        no_peer_id=params.get(b"no_peer_id") not in (None, b"0", b""),
-        numwant=numwant,
-        key=_opaque(params.get(b"key"), "key"),
-        trackerid=_opaque(params.get(b"trackerid"), "trackerid"),
-        ip=_opaque(ip_raw, "ip") if ip_raw else None,
+        info_hash,
+        peer_id,
+        port,
+        uploaded,  # type: ignore[arg-type]
+        downloaded,  # type: ignore[arg-type]
+        left,
+        event,
+        get(b"compact") != b"0",
+        no_peer_id is not None and no_peer_id not in (b"0", b""),
+        numwant,
+        None if key is None else _opaque(key, "key"),
+        None if trackerid is None else _opaque(trackerid, "trackerid"),
+        _opaque(ip_raw, "ip") if ip_raw else None,
     )
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # prometheus_client is ~3 MB of RSS that `python -m tracker` 
 __all__ = ["TrackerCore", "pack_ip"]
 
 _TEXT = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
-_IP_MEMO_MAX = 4096  # UDP client host string -> packed IP; cleared when full
+_IP_MEMO_MAX = 4096  # client host string -> packed IP; cleared when full
 
 
 class TrackerCore:
@@ -80,7 +80,7 @@ class TrackerCore:
         )
         self.proxies = parse_proxies(trusted_proxies)
         self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
-        self._udp_ips: dict[str, bytes] = {}
+        self._ips: dict[str, bytes] = {}
         self.on_announce = on_announce
         self.metrics = metrics
         if metrics is not None:
@@ -197,24 +197,30 @@ class TrackerCore:
             self.metrics.scrape("http")
         return responses.render_scrape(files)
 
+    def _packed(self, host: str) -> bytes | None:
+        """``pack_ip(host)``, memoised (bounded): clients come back from few addresses."""
+        ip = self._ips.get(host)
+        if ip is None:
+            ip = pack_ip(host)
+            if ip is None:
+                return None
+            if len(self._ips) >= _IP_MEMO_MAX:
+                self._ips.clear()
+            self._ips[host] = ip
+        return ip
+
     def _client_ip(self, host: str, headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
         if not self.proxies:
-            return pack_ip(host)  # the common case, without the extra call
+            return self._packed(host)  # the common case, memoised, without the extra call
         return client_ip(host, headers, self.proxies)
 
     # -- UDP --------------------------------------------------------------------------
 
     def udp(self, data: bytes, client: tuple[str, int], now: float) -> bytes | None:
         """Answer one BEP 15 datagram from ``client`` (host, port); None = no reply."""
-        host = client[0]
-        ip = self._udp_ips.get(host)
+        ip = self._ips.get(client[0]) or self._packed(client[0])
         if ip is None:
-            ip = pack_ip(host)
-            if ip is None:
-                return None
-            if len(self._udp_ips) >= _IP_MEMO_MAX:
-                self._udp_ips.clear()
-            self._udp_ips[host] = ip
+            return None
         source = ip + client[1].to_bytes(2, "big")
         metrics = self.metrics
         try:

@@ -1,5 +1,7 @@
-"""The HTTP/1.1 shell shared by the tracker, the S3 API and the metrics endpoint:
-httptools (llhttp) on trio.
+"""The HTTP/1.1 shell of the S3 API and the metrics endpoint: httptools (llhttp) on
+trio, a task per connection. Its request framing (``RequestParser``) and response
+rendering (``render_response``) are sans-I/O and shared with the tracker's one-task
+front, ``tracker.httploop``.
 
 A handler is ``async (Request) -> Response``; this module owns sockets, framing,
 keep-alive, timeouts and the rule that a client never sees a traceback. The APIs served
@@ -19,12 +21,21 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 import httptools
 import trio
 
-__all__ = ["Handler", "Request", "Response", "serve_http"]
+__all__ = [
+    "Handler",
+    "Request",
+    "RequestParser",
+    "Response",
+    "error_response",
+    "render_response",
+    "response_head",
+    "serve_http",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +45,10 @@ _MAX_BODY_BYTES = 1 << 20  # nothing here takes a body; refuse floods, drain sma
 _FAIRNESS_EVERY = 16  # requests on one connection between forced checkpoints
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One parsed request. Header names are lower-case bytes, values raw bytes."""
+class Request(NamedTuple):
+    """One parsed request. Header names are lower-case bytes, values raw bytes.
+    (Immutable; a NamedTuple because one is built per request and a frozen dataclass
+    costs several times more to build.)"""
 
     method: bytes
     target: bytes
@@ -277,29 +289,46 @@ class _Reject(Exception):
 _Item = tuple[Request, bool] | int | bytes | None
 
 
-class _Connection:
-    """One client connection: httptools parses what arrives into ``ready``, the serving
-    loop answers it in order. The parser callbacks (``on_*``) are httptools' protocol."""
+class RequestParser:
+    """Sans-I/O request framing shared by the HTTP shells: httptools parses what is fed
+    into ``ready`` (see _Item), with this module's caps (16 KiB head -> 414/431, 1 MiB
+    body -> 413, parser errors -> 400, HTTP/1.1 without Host -> 400). ``broken``: the
+    parser stopped, nothing more is to be read. The ``on_*`` methods are httptools'
+    protocol.
 
-    def __init__(
-        self,
-        stream: _Socket,
-        client: tuple[str, int],
-        handler: Handler,
-        idle_timeout: float,
-        server: bytes,
-    ) -> None:
-        self.stream = stream
+    The parser holds this object and this object the parser: a reference cycle, which
+    ``release()`` breaks so that a closed connection is freed by refcount, not by the
+    cyclic GC (one cycle per connection adds up on a tracker)."""
+
+    __slots__ = (
+        "body_bytes",
+        "broken",
+        "client",
+        "expect_continue",
+        "has_host",
+        "head_bytes",
+        "headers",
+        "in_body",
+        "in_head",
+        "method",
+        "parser",
+        "partial_head",
+        "progressed",
+        "ready",
+        "rejected",
+        "url",
+        "version",
+    )
+
+    def __init__(self, client: tuple[str, int]) -> None:
         self.client = client
-        self.handler = handler
-        self.idle_timeout = idle_timeout
-        self.server = server
         self.ready: deque[_Item] = deque()
         self.rejected = 0
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.broken = False  # the parser stopped: nothing more is read
         # The message being parsed.
         self.method = b""
+        self.version = b"1.1"
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
@@ -310,6 +339,11 @@ class _Connection:
         self.expect_continue = False
         self.progressed = False
         self.partial_head = 0
+
+    def release(self) -> None:
+        """Drop the parser (and so the cycle); nothing may be fed after this."""
+        self.parser = None
+        self.broken = True
 
     # -- httptools callbacks ------------------------------------------------------------
 
@@ -347,8 +381,10 @@ class _Connection:
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.in_body = True
-        self.method = self.parser.get_method()
-        version = self.parser.get_http_version()
+        parser = self.parser
+        self.method = parser.get_method()  # type: ignore[union-attr]
+        version = parser.get_http_version()  # type: ignore[union-attr]
+        self.version = _VERSIONS.get(version) or version.encode()
         if version == "1.1":
             if not self.has_host:
                 self._reject(400)  # RFC 9112 3.2: a 1.1 request without Host is a 400
@@ -367,22 +403,14 @@ class _Connection:
 
     def on_message_complete(self) -> None:
         self.in_body = False
-        version = self.parser.get_http_version()
-        request = Request(
-            method=self.method,
-            target=self.url,
-            headers=tuple(self.headers),
-            client=self.client,
-            http_version=_VERSIONS.get(version) or version.encode(),
-        )
-        self.ready.append((request, self.parser.should_keep_alive()))
+        request = Request(self.method, self.url, tuple(self.headers), self.client, self.version)
+        self.ready.append((request, self.parser.should_keep_alive()))  # type: ignore[union-attr]
 
-    # -- reading ------------------------------------------------------------------------
-
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; complete requests, errors and interim responses go to ``ready``."""
         self.progressed = False
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(data)  # type: ignore[union-attr]
         except httptools.HttpParserUpgrade:
             self.broken = True
             self.ready.append(None)
@@ -400,6 +428,27 @@ class _Connection:
             self.expect_continue = False
             self.ready.append(_CONTINUE)
 
+
+class _Connection(RequestParser):
+    """One client connection of the task-per-connection shell: the parser fills
+    ``ready``, the serving loop answers it in order."""
+
+    def __init__(
+        self,
+        stream: _Socket,
+        client: tuple[str, int],
+        handler: Handler,
+        idle_timeout: float,
+        server: bytes,
+    ) -> None:
+        super().__init__(client)
+        self.stream = stream
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.server = server
+
+    # -- reading ------------------------------------------------------------------------
+
     async def run(self) -> None:
         try:
             await self._serve()
@@ -409,6 +458,7 @@ class _Connection:
             log.debug("connection from %s: %s", self.client, exc)
         finally:
             self.stream.close()
+            self.release()
 
     async def _serve(self) -> None:
         served = 0
@@ -429,7 +479,7 @@ class _Connection:
                 elif item is None:
                     return
                 elif type(item) is int:
-                    await self._send_simple(item, _ERROR_BODIES.get(item, b"bad request\n"))
+                    await self._send_simple(item)
                     return
                 else:
                     await self.stream.send_all(item)
@@ -445,7 +495,7 @@ class _Connection:
                     return  # idle (between or inside requests) for too long
             if not data:
                 return  # EOF; a request cut short is nobody's to answer
-            self._feed(data)
+            self.feed(data)
 
     async def _call(self, request: Request) -> Response:
         try:
@@ -456,82 +506,19 @@ class _Connection:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _head(self, status: int, headers: list[tuple[bytes, bytes]], names: set[bytes]) -> bytes:
-        """The response head, or b"" when the handler's status or headers cannot be sent
-        as they are (a CR or LF in a header would let it forge headers or a response)."""
-        if not 200 <= status <= 999:
-            return b""
-        parts = [_status_line(status)]
-        lines = 2 + len(headers)  # the status line, the headers, the blank line
-        if b"date" not in names:
-            parts += (b"date: ", _date.get(), b"\r\n")
-            lines += 1
-        if b"server" not in names:
-            parts += (b"server: ", self.server, b"\r\n")
-            lines += 1
-        try:
-            for k, v in headers:
-                parts += (k, b": ", v, b"\r\n")
-            parts.append(b"\r\n")
-            head = b"".join(parts)
-        except (TypeError, ValueError):
-            return b""
-        if head.count(b"\n") != lines or head.count(b"\r") != lines:
-            return b""
-        return head
-
     async def _send(self, request: Request, response: Response, keep_alive: bool) -> bool:
         """Write ``response``; False when the connection must close after it."""
-        status = response.status
-        headers = list(response.headers)
         body = response.body
-        head_only = request.method == b"HEAD"
-        close = not keep_alive
-        names = set()
-        length: int | None = None
-        try:
-            for k, v in headers:
-                name = k.lower()
-                names.add(name)
-                if name == b"connection" and b"close" in v.lower():
-                    close = True
-                elif name == b"content-length":
-                    length = int(v)
-        except (AttributeError, TypeError, ValueError):
-            status = -1  # not sendable: becomes a 500 below
-        chunked = False
         if isinstance(body, bytes | bytearray):
-            if length is None and status not in _NO_BODY_STATUSES:
-                headers.append((b"content-length", b"%d" % len(body)))
-        elif length is None:
-            if request.http_version == b"1.1":
-                chunked = True
-                headers.append((b"transfer-encoding", b"chunked"))
-            else:
-                close = True  # HTTP/1.0: the body ends where the connection does
-        if close:
-            if b"connection" not in names:
-                headers.append((b"connection", b"close"))
-        elif request.http_version == b"1.0" and b"connection" not in names:
-            headers.append((b"connection", b"keep-alive"))
-        head = self._head(status, headers, names)
+            # The whole response in one write: one syscall, no checkpoint.
+            data, keep = render_response(request, response, keep_alive, self.server)
+            await self.stream.send_all(data)
+            return keep
+        head, close, length, chunked = _plan(request, response, keep_alive, self.server)
         if not head:
-            log.error("invalid response from handler for %r", request.target[:200])
-            await self.stream.send_all(
-                self._head(500, [(b"content-length", b"0"), (b"connection", b"close")], set())
-            )
+            await self.stream.send_all(_invalid_response(request, self.server))
             return False
-        if isinstance(body, bytes | bytearray):
-            if head_only or status in _NO_BODY_STATUSES:
-                await self.stream.send_all(head)
-            elif length is not None and length != len(body):
-                # A handler's Content-Length that is not the body's: close rather than lie.
-                await self.stream.send_all(head)
-                return False
-            else:
-                # The whole response in one write: one syscall, no checkpoint.
-                await self.stream.send_all(head + body if body else head)
-            return not close
+        head_only = request.method == b"HEAD"
         return (
             await self._stream_body(request, body, head, head_only, length, chunked) and not close
         )
@@ -575,18 +562,9 @@ class _Connection:
             return False  # close-delimited, or shorter than promised: close rather than lie
         return True
 
-    async def _send_simple(self, status: int, body: bytes) -> None:
+    async def _send_simple(self, status: int) -> None:
         """An error answer of our own; the connection closes after it."""
-        head = self._head(
-            status,
-            [
-                (b"content-type", b"text/plain"),
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-            ],
-            set(),
-        )
-        await self.stream.send_all(head + body)
+        await self.stream.send_all(error_response(status, self.server))
         await self._linger()
 
     async def _linger(self) -> None:
@@ -602,3 +580,155 @@ class _Connection:
                     drained += len(chunk)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
+
+
+# -- responses (pure; shared with tracker.httploop) --------------------------------------
+
+
+def response_head(
+    status: int, headers: list[tuple[bytes, bytes]], names: set[bytes], server: bytes
+) -> bytes:
+    """The response head, or b"" when the handler's status or headers cannot be sent
+    as they are (a CR or LF in a header would let it forge headers or a response).
+    ``names``: the lower-case header names already in ``headers`` (Date and Server are
+    added unless there)."""
+    if not 200 <= status <= 999:
+        return b""
+    parts = [_status_line(status)]
+    lines = 2 + len(headers)  # the status line, the headers, the blank line
+    if b"date" not in names:
+        parts += (b"date: ", _date.get(), b"\r\n")
+        lines += 1
+    if b"server" not in names:
+        parts += (b"server: ", server, b"\r\n")
+        lines += 1
+    try:
+        for k, v in headers:
+            parts += (k, b": ", v, b"\r\n")
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+    except (TypeError, ValueError):
+        return b""
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+        return b""
+    return head
+
+
+def _plan(
+    request: Request, response: Response, keep_alive: bool, server: bytes
+) -> tuple[bytes, bool, int | None, bool]:
+    """(head, close, the handler's Content-Length or None, chunked) for ``response``;
+    head is b"" when the response cannot be sent as it is."""
+    status = response.status
+    headers = list(response.headers)
+    body = response.body
+    close = not keep_alive
+    names = set()
+    length: int | None = None
+    try:
+        for k, v in headers:
+            name = k.lower()
+            names.add(name)
+            if name == b"connection" and b"close" in v.lower():
+                close = True
+            elif name == b"content-length":
+                length = int(v)
+    except (AttributeError, TypeError, ValueError):
+        status = -1  # not sendable: becomes a 500
+    chunked = False
+    if isinstance(body, bytes | bytearray):
+        if length is None and status not in _NO_BODY_STATUSES:
+            headers.append((b"content-length", b"%d" % len(body)))
+    elif length is None:
+        if request.http_version == b"1.1":
+            chunked = True
+            headers.append((b"transfer-encoding", b"chunked"))
+        else:
+            close = True  # HTTP/1.0: the body ends where the connection does
+    if close:
+        if b"connection" not in names:
+            headers.append((b"connection", b"close"))
+    elif request.http_version == b"1.0" and b"connection" not in names:
+        headers.append((b"connection", b"keep-alive"))
+    return response_head(status, headers, names, server), close, length, chunked
+
+
+def _invalid_response(request: Request, server: bytes) -> bytes:
+    log.error("invalid response from handler for %r", request.target[:200])
+    return response_head(500, [(b"content-length", b"0"), (b"connection", b"close")], set(), server)
+
+
+def render_response(
+    request: Request, response: Response, keep_alive: bool, server: bytes
+) -> tuple[bytes, bool]:
+    """The wire bytes answering ``request`` with ``response`` (a bytes body), and whether
+    the connection stays open after them. HEAD and 204/304 get the head only; a handler's
+    Content-Length that is not its body's length sends the head and closes (rather than
+    lie); an unsendable status or header (or a body that is not bytes) becomes a bare 500
+    and a close. The same head as the streaming path's (``_plan``), built in one pass:
+    this runs once per tracker announce."""
+    body = response.body
+    status = response.status
+    if not isinstance(body, bytes | bytearray) or type(status) is not int:
+        return _invalid_response(request, server), False
+    close = not keep_alive
+    length = None
+    has_date = has_server = has_connection = False
+    try:
+        lines = [k + b": " + v + b"\r\n" for k, v in response.headers]
+        for k, v in response.headers:
+            name = k.lower()
+            if name == b"content-length":
+                length = int(v)
+            elif name == b"connection":
+                has_connection = True
+                if b"close" in v.lower():
+                    close = True
+            elif name == b"date":
+                has_date = True
+            elif name == b"server":
+                has_server = True
+    except (AttributeError, TypeError, ValueError):
+        return _invalid_response(request, server), False
+    no_body = status in _NO_BODY_STATUSES
+    if length is None and not no_body:
+        lines.append(b"content-length: %d\r\n" % len(body))
+    if close:
+        if not has_connection:
+            lines.append(b"connection: close\r\n")
+    elif request.http_version == b"1.0" and not has_connection:
+        lines.append(b"connection: keep-alive\r\n")
+    fields = b"".join(lines)
+    # One line each: a CR or LF inside a handler's header would forge headers.
+    if not 200 <= status <= 999 or not (fields.count(b"\n") == len(lines) == fields.count(b"\r")):
+        return _invalid_response(request, server), False
+    head = b"".join(
+        (
+            _status_line(status),
+            b"" if has_date else b"date: " + _date.get() + b"\r\n",
+            b"" if has_server else b"server: " + server + b"\r\n",
+            fields,
+            b"\r\n",
+        )
+    )
+    if request.method == b"HEAD" or no_body:
+        return head, not close
+    if length is not None and length != len(body):
+        return head, False
+    return (head + body if body else head), not close
+
+
+def error_response(status: int, server: bytes) -> bytes:
+    """The shell's own error answer for ``status`` (400, 413, 414, 431...), closing."""
+    body = _ERROR_BODIES.get(status, b"bad request\n")
+    head = response_head(
+        status,
+        [
+            (b"content-type", b"text/plain"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+        ],
+        set(),
+        server,
+    )
+    return head + body

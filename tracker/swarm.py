@@ -323,7 +323,6 @@ class Swarms:
     def _window(self, lists: list[list[bytes]], k: int, exclude: bytes) -> list[bytes]:
         """Up to ``k`` addresses from ``lists`` read as one ring, from a random offset,
         without ``exclude``."""
-        lists = [lst for lst in lists if lst]
         total = 0
         for lst in lists:
             total += len(lst)
@@ -334,17 +333,17 @@ class Swarms:
             return out[:k]
         start = int(self.rng.random() * total)  # randrange costs ~4x more
         i = 0
-        while start >= len(lists[i]):
+        while start >= len(lists[i]):  # empty lists are skipped here
             start -= len(lists[i])
             i += 1
         need = k + 1  # one spare, in case the window holds the asker
-        out = []
-        while need:
-            chunk = lists[i][start : start + need]
+        out = lists[i][start : start + need]  # usually the whole window
+        need -= len(out)
+        while need:  # the ring wraps into the next lists (total > need: it ends)
+            i = (i + 1) % len(lists)
+            chunk = lists[i][:need]
             out += chunk
             need -= len(chunk)
-            i = (i + 1) % len(lists)
-            start = 0
         if exclude in out:
             out.remove(exclude)
         else:
