@@ -89,3 +89,19 @@ class Recorder:
             while not predicate():
                 self.changed = trio.Event()
                 await self.changed.wait()
+
+
+async def read_all(stream: trio.SocketStream, deadline: float = 5.0) -> bytes:
+    """Everything the peer sends until it closes (raises trio.TooSlowError past ``deadline``)."""
+    out = bytearray()
+    with trio.fail_after(deadline):
+        while chunk := await stream.receive_some(65536):
+            out += chunk
+    return bytes(out)
+
+
+async def exchange(host: str, port: int, raw: bytes) -> bytes:
+    """Send ``raw`` on a new TCP connection and read until the server closes it."""
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(raw)
+    return await read_all(stream)
