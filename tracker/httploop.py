@@ -58,8 +58,6 @@ _MAX_PENDING_OUT = 65536  # answer no more while this much waits for the client 
 _ACCEPT_PAUSE = 0.1  # out of fds / memory: retry accepting after this long
 _ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _DONTWAIT = socket.MSG_DONTWAIT
-_DEFER_ACCEPT = getattr(socket, "TCP_DEFER_ACCEPT", None)  # Linux only
-_DEFER_ACCEPT_SECONDS = 1
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _INTERNAL_ERROR = Response(500, [(b"content-type", b"text/plain")], b"internal error\n")
@@ -241,12 +239,6 @@ class _Loop:
 
     def refuse(self, sock: _socket.socket) -> None:
         try:
-            # Read what already came (with deferred accept, the request): closing with
-            # unread bytes would send a reset, which can beat the 503 to the client.
-            sock.recv(_RECEIVE_SIZE, _DONTWAIT)
-        except OSError:
-            pass
-        try:
             sock.send(self.refusal, _DONTWAIT)  # a new socket's buffer takes it whole
         except OSError:
             pass
@@ -419,12 +411,6 @@ async def serve_http_sync(
         bound.append((addr[0], addr[1]))
         sock = socket.socket(fileno=lst.socket.detach())
         sock.setblocking(False)
-        if _DEFER_ACCEPT is not None:
-            # Linux: the listener turns readable once the request bytes are there, so
-            # a connection is accepted and answered in one go (no epoll registration
-            # and second wake-up for one accepted before its request). A client that
-            # connects and stays silent is still handed over after about this long.
-            sock.setsockopt(socket.IPPROTO_TCP, _DEFER_ACCEPT, _DEFER_ACCEPT_SECONDS)
         socks.append(sock)
     loop = _Loop(handler, socks, idle_timeout, max_connections, server_header)
     try:
