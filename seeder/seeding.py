@@ -33,7 +33,12 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
 - Rejected, measured: super seeding (BEP 16, lt_session.SUPER_SEEDING): daemon 1.17-1.32x
   but median 15.5-18.7 s (each peer is offered one piece at a time: the clients wait on each
   other); it must also be set at add time (switched on under connected peers it stalled
-  them 70-250 s). Any throttle while some piece is only here: a 16 or 8 MiB/s cap made a
+  them 70-250 s), and it cannot be left either: switched off under connected peers (once
+  they stalled) it froze the swarm for good (14 min, no byte sent); switched off once the
+  peers hold every piece it came too late to help (1.01x, 17.5 s). The web seed answering
+  busy as soon as this session can serve: 3.24x, all of it over BitTorrent (the duplicates
+  move, they do not go away); 4 unchoke slots before the budget is spent: 3.57x.
+  Any throttle while some piece is only here: a 16 or 8 MiB/s cap made a
   9 s download 20 s and 30 s (every client asks the session for its rarest pieces), a cap in
   proportion to the pieces only here 18-22 s, two unchoked peers at full speed still pulled
   1.7-2 copies (3.1-3.5x in all). A bare rate cap once covered: the peers' requests queued
