@@ -19,11 +19,12 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
   the responses in flight; the peers finish among themselves. Back to full speed when a
   piece is only in the session again (peers left), for the swarm's last half copy, after
   2 s without progress, or when it empties. A lone client never reaches the throttle (it
-  holds no piece the session lacks). Measured (proxy mode, 8 clients, 4 runs): daemon
-  3.1-3.5x (without a budget 3.1-3.9x), median 7.1-10.2 s against 12.8 s for the plain GETs
-  (benchmarks/README.md): the time goal is met, the 3x bytes goal narrowly missed. The
-  peers hold every piece only late (2.4-3.3 copies out: the pieces nobody else has are the
-  ones in flight from here), and departing clients take pieces with them.
+  holds no piece the session lacks). Each peer may queue only
+  ``lt_session.PEER_REQUEST_QUEUE`` requests (64 blocks, 1 MiB) here: with libtorrent's
+  2000 every client queued the rare pieces here at once, so the peers held every piece only
+  after 2.4-3.3 copies had left (daemon 3.1-3.5x); with 64 they do after 2.1-2.2 copies.
+  Measured (proxy mode, 8 clients, 2 runs): daemon 2.28-2.31x, median 7.1-7.6 s against
+  12.8 s for the plain GETs (benchmarks/README.md): both goals met.
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
   busy (503 + Retry-After) while this session seeds the whole torrent to connected peers.
