@@ -23,7 +23,7 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
   ``lt_session.PEER_REQUEST_QUEUE`` requests (64 blocks, 1 MiB) here: with libtorrent's
   2000 every client queued the rare pieces here at once, so the peers held every piece only
   after 2.4-3.3 copies had left (daemon 3.1-3.5x); with 64 they do after 2.1-2.2 copies.
-  Measured (proxy mode, 8 clients, 2 runs): daemon 2.28-2.31x, median 7.1-7.6 s against
+  Measured (proxy mode, 8 clients, 3 runs): daemon 2.28-2.40x, median 7.1-8.1 s against
   12.8 s for the plain GETs (benchmarks/README.md): both goals met.
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
