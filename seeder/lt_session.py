@@ -52,6 +52,11 @@ RESUME_SUFFIX = ".resume"
 # plain GETs); the per-swarm byte budget (swarm_budget.py) bounds the bytes instead. True
 # super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
 SUPER_SEEDING = False
+# Requests (16 KiB blocks) one peer may have queued at this session; more are rejected, and
+# the peer asks elsewhere. 64 blocks = 1 MiB in flight per peer. Measured (bench_swarm,
+# proxy, 8 clients, 256 MiB): daemon bytes 2.28-2.40x at 7.1-8.1 s median, against
+# 3.14-3.51x at 7.1-10.2 s with libtorrent's 2000.
+PEER_REQUEST_QUEUE = 64
 
 _ALERT_MASK = (
     lt.alert_category.error
@@ -170,6 +175,10 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
         "announce_to_all_tiers": True,
         "stop_tracker_timeout": STOP_TRACKER_TIMEOUT,
         "enable_ip_notifier": False,
+        # Few requests per peer queued here (libtorrent's default: 2000 blocks, 32 MiB): a
+        # client then asks its other peers for the rest instead of queueing every rare
+        # piece here, where the other clients ask for the same (issue 4: 3.1-3.5x -> 2.3-2.4x).
+        "max_allowed_in_request_queue": PEER_REQUEST_QUEUE,
         "user_agent": f"s3torrent/{__version__} libtorrent/{lt.__version__}",
     }
 
@@ -178,8 +187,10 @@ def seed_flags(web_seeds: object) -> int:
     """Extra torrent flags for a torrent added whole, given its web seeds (any sized
     collection): super seeding when SUPER_SEEDING and it has one. libtorrent 2.1 must be
     told at add time: switched on under connected peers (who saw a full bitfield) it
-    stalled them (a 15 s download took 70-250 s). Without a web seed the session is a lone
-    peer's only source, and super seeding's one piece at a time made that ~10x slower."""
+    stalled them (a 15 s download took 70-250 s), and switched off under connected peers
+    it froze them (14 min, nothing sent; bench_swarm, issue 4 round 2). Without a web seed
+    the session is a lone peer's only source, and super seeding's one piece at a time made
+    that ~10x slower."""
     return int(lt.torrent_flags.super_seeding) if SUPER_SEEDING and web_seeds else 0
 
 

@@ -19,11 +19,12 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
   the responses in flight; the peers finish among themselves. Back to full speed when a
   piece is only in the session again (peers left), for the swarm's last half copy, after
   2 s without progress, or when it empties. A lone client never reaches the throttle (it
-  holds no piece the session lacks). Measured (proxy mode, 8 clients, 4 runs): daemon
-  3.1-3.5x (without a budget 3.1-3.9x), median 7.1-10.2 s against 12.8 s for the plain GETs
-  (benchmarks/README.md): the time goal is met, the 3x bytes goal narrowly missed. The
-  peers hold every piece only late (2.4-3.3 copies out: the pieces nobody else has are the
-  ones in flight from here), and departing clients take pieces with them.
+  holds no piece the session lacks). Each peer may queue only
+  ``lt_session.PEER_REQUEST_QUEUE`` requests (64 blocks, 1 MiB) here: with libtorrent's
+  2000 every client queued the rare pieces here at once, so the peers held every piece only
+  after 2.4-3.3 copies had left (daemon 3.1-3.5x); with 64 they do after 2.1-2.2 copies.
+  Measured (proxy mode, 8 clients, 3 runs): daemon 2.28-2.40x, median 7.1-8.1 s against
+  12.8 s for the plain GETs (benchmarks/README.md): both goals met.
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
   busy (503 + Retry-After) while this session seeds the whole torrent to connected peers.
@@ -33,7 +34,12 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
 - Rejected, measured: super seeding (BEP 16, lt_session.SUPER_SEEDING): daemon 1.17-1.32x
   but median 15.5-18.7 s (each peer is offered one piece at a time: the clients wait on each
   other); it must also be set at add time (switched on under connected peers it stalled
-  them 70-250 s). Any throttle while some piece is only here: a 16 or 8 MiB/s cap made a
+  them 70-250 s), and it cannot be left either: switched off under connected peers (once
+  they stalled) it froze the swarm for good (14 min, no byte sent); switched off once the
+  peers hold every piece it came too late to help (1.01x, 17.5 s). The web seed answering
+  busy as soon as this session can serve: 3.24x, all of it over BitTorrent (the duplicates
+  move, they do not go away); 4 unchoke slots before the budget is spent: 3.57x.
+  Any throttle while some piece is only here: a 16 or 8 MiB/s cap made a
   9 s download 20 s and 30 s (every client asks the session for its rarest pieces), a cap in
   proportion to the pieces only here 18-22 s, two unchoked peers at full speed still pulled
   1.7-2 copies (3.1-3.5x in all). A bare rate cap once covered: the peers' requests queued

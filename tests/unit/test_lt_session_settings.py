@@ -6,7 +6,14 @@ import libtorrent as lt
 import pytest
 
 from seeder.config import SeedingConfig
-from seeder.lt_session import SeedError, SeedStats, parse_torrent, session_settings, torrent_key
+from seeder.lt_session import (
+    PEER_REQUEST_QUEUE,
+    SeedError,
+    SeedStats,
+    parse_torrent,
+    session_settings,
+    torrent_key,
+)
 
 
 def test_settings_follow_the_config() -> None:
@@ -44,6 +51,8 @@ def test_libtorrent_accepts_the_settings() -> None:
     applied = ses.get_settings()
     assert applied["connections_limit"] == SeedingConfig().connections_limit
     assert applied["enable_dht"] is False
+    # The swarm budget relies on it (issue 4): few requests queued per peer.
+    assert applied["max_allowed_in_request_queue"] == PEER_REQUEST_QUEUE < 2000
 
 
 def _torrent(tmp_path, flags: int) -> bytes:
