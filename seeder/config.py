@@ -118,6 +118,7 @@ class SeedingConfig:
     ssrf_mitigation: bool = True
     swarm_budget: float = 2.0  # copies of an object sent into a swarm before backing off; 0 = off
     swarm_trickle_rate: int = 64 * 1024  # bytes/s per torrent: budget spent, peers hold all
+    peer_request_queue: int = 64  # 16 KiB block requests one peer may queue at the session
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,6 +559,7 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("seeding", "connections_limit"): _at_least(1),
     ("seeding", "swarm_budget"): _at_least(0.0),
     ("seeding", "swarm_trickle_rate"): _at_least(1),
+    ("seeding", "peer_request_queue"): _between(2, 2000),
     ("log", "level"): _one_of(LOG_LEVELS),
     ("log", "format"): _one_of(LOG_FORMATS),
     ("buckets", "name"): _bucket_name,

@@ -52,11 +52,6 @@ RESUME_SUFFIX = ".resume"
 # plain GETs); the per-swarm byte budget (swarm_budget.py) bounds the bytes instead. True
 # super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
 SUPER_SEEDING = False
-# Requests (16 KiB blocks) one peer may have queued at this session; more are rejected, and
-# the peer asks elsewhere. 64 blocks = 1 MiB in flight per peer. Measured (bench_swarm,
-# proxy, 8 clients, 256 MiB): daemon bytes 2.28-2.40x at 7.1-8.1 s median, against
-# 3.14-3.51x at 7.1-10.2 s with libtorrent's 2000.
-PEER_REQUEST_QUEUE = 64
 
 _ALERT_MASK = (
     lt.alert_category.error
@@ -178,7 +173,7 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
         # Few requests per peer queued here (libtorrent's default: 2000 blocks, 32 MiB): a
         # client then asks its other peers for the rest instead of queueing every rare
         # piece here, where the other clients ask for the same (issue 4: 3.1-3.5x -> 2.3-2.4x).
-        "max_allowed_in_request_queue": PEER_REQUEST_QUEUE,
+        "max_allowed_in_request_queue": config.peer_request_queue,
         "user_agent": f"s3torrent/{__version__} libtorrent/{lt.__version__}",
     }
 

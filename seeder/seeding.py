@@ -20,7 +20,7 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
   piece is only in the session again (peers left), for the swarm's last half copy, after
   2 s without progress, or when it empties. A lone client never reaches the throttle (it
   holds no piece the session lacks). Each peer may queue only
-  ``lt_session.PEER_REQUEST_QUEUE`` requests (64 blocks, 1 MiB) here: with libtorrent's
+  ``[seeding] peer_request_queue`` requests (64 blocks, 1 MiB) here: with libtorrent's
   2000 every client queued the rare pieces here at once, so the peers held every piece only
   after 2.4-3.3 copies had left (daemon 3.1-3.5x); with 64 they do after 2.1-2.2 copies.
   Measured (proxy mode, 8 clients, 3 runs): daemon 2.28-2.40x, median 7.1-8.1 s against

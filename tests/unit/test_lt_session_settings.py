@@ -7,7 +7,6 @@ import pytest
 
 from seeder.config import SeedingConfig
 from seeder.lt_session import (
-    PEER_REQUEST_QUEUE,
     SeedError,
     SeedStats,
     parse_torrent,
@@ -51,8 +50,12 @@ def test_libtorrent_accepts_the_settings() -> None:
     applied = ses.get_settings()
     assert applied["connections_limit"] == SeedingConfig().connections_limit
     assert applied["enable_dht"] is False
-    # The swarm budget relies on it (issue 4): few requests queued per peer.
-    assert applied["max_allowed_in_request_queue"] == PEER_REQUEST_QUEUE < 2000
+    # The swarm budget relies on it (issue 4): few requests queued per peer by default.
+    assert applied["max_allowed_in_request_queue"] == SeedingConfig().peer_request_queue < 2000
+    wide = lt.session(
+        session_settings(SeedingConfig(listen_interfaces="127.0.0.1:0", peer_request_queue=500))
+    )
+    assert wide.get_settings()["max_allowed_in_request_queue"] == 500
 
 
 def _torrent(tmp_path, flags: int) -> bytes:
