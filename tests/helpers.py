@@ -1,13 +1,23 @@
 """Small helpers shared by tests: a free loopback port, a bounded poller, a pass-through
-store to subclass, and a catalog listener that records."""
+store to subclass, a catalog listener that records, raw HTTP exchanges, and libtorrent
+peer processes (tests/peers/lt_peer.py) read through their JSON events."""
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import trio
+
+LT_PEER = Path(__file__).resolve().parent / "peers" / "lt_peer.py"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -105,3 +115,62 @@ async def exchange(host: str, port: int, raw: bytes) -> bytes:
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(raw)
     return await read_all(stream)
+
+
+@dataclass
+class Peer:
+    """A running lt_peer.py and the JSON events it printed so far."""
+
+    proc: trio.Process
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _buf: bytes = b""
+
+    async def next_event(self) -> dict[str, Any]:
+        while b"\n" not in self._buf:
+            assert self.proc.stdout is not None
+            chunk = await self.proc.stdout.receive_some(65536)
+            if not chunk:
+                raise AssertionError(f"lt_peer exited ({self.proc.returncode}): {self.events}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        event = json.loads(line)
+        self.events.append(event)
+        return event
+
+    async def stop(self) -> int:
+        """Terminate the process by PID (kill after 10 s) and return its exit code."""
+        with trio.CancelScope(shield=True):
+            if self.proc.returncode is None:
+                self.proc.terminate()
+                with trio.move_on_after(10):
+                    return await self.proc.wait()
+                self.proc.kill()
+            return await self.proc.wait()
+
+    async def until(self, kind: str) -> dict[str, Any]:
+        """The next event of ``kind``; AssertionError on an ``error`` event."""
+        while True:
+            event = await self.next_event()
+            if event["event"] == "error":
+                raise AssertionError(f"lt_peer error: {event}")
+            if event["event"] == kind:
+                return event
+
+
+@asynccontextmanager
+async def lt_peer(*args: str) -> AsyncIterator[Peer]:
+    """Start tests/peers/lt_peer.py with ``args``; terminate it by PID on the way out."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, str(LT_PEER), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    peer = Peer(proc)
+    try:
+        yield peer
+    finally:
+        await peer.stop()
+        with trio.CancelScope(shield=True):
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    await stream.aclose()

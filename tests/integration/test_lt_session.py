@@ -4,13 +4,9 @@ and a real moto S3 server as the BEP 19 web seed."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +20,8 @@ from seeder.config import SeedingConfig
 from seeder.lt_session import SeedError, SeedSession, parse_torrent, torrent_key
 from seeder.metrics import SeederMetrics
 from seeder.seedcache import SeedCache
+from tests.helpers import lt_peer
 
-LT_PEER = Path(__file__).resolve().parents[1] / "peers" / "lt_peer.py"
 DEADLINE = 60.0  # seconds for any one wait: 2 busy CI cores
 PIECE = 256 * 1024
 SIZE = 3 * 1024 * 1024 + 12345  # a short last piece
@@ -50,60 +46,6 @@ def write_object(tmp_path: Path, name: str = "object.bin") -> tuple[Path, bytes]
 
 def config() -> SeedingConfig:
     return SeedingConfig(listen_interfaces="127.0.0.1:0")
-
-
-@dataclass
-class Peer:
-    """A running lt_peer.py and the JSON events it printed so far."""
-
-    proc: trio.Process
-    events: list[dict[str, Any]] = field(default_factory=list)
-    _buf: bytes = b""
-
-    async def next_event(self) -> dict[str, Any]:
-        while b"\n" not in self._buf:
-            assert self.proc.stdout is not None
-            chunk = await self.proc.stdout.receive_some(65536)
-            if not chunk:
-                raise AssertionError(f"lt_peer exited ({self.proc.returncode}): {self.events}")
-            self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
-        event = json.loads(line)
-        self.events.append(event)
-        return event
-
-    async def until(self, kind: str) -> dict[str, Any]:
-        """The next event of ``kind``; AssertionError on an ``error`` event."""
-        while True:
-            event = await self.next_event()
-            if event["event"] == "error":
-                raise AssertionError(f"lt_peer error: {event}")
-            if event["event"] == kind:
-                return event
-
-
-@asynccontextmanager
-async def lt_peer(*args: str) -> AsyncIterator[Peer]:
-    """Start tests/peers/lt_peer.py with ``args``; terminate it by PID on the way out."""
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, str(LT_PEER), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        yield Peer(proc)
-    finally:
-        with trio.CancelScope(shield=True):
-            if proc.returncode is None:
-                proc.terminate()
-                with trio.move_on_after(10):
-                    await proc.wait()
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            for stream in (proc.stdin, proc.stdout):
-                if stream is not None:
-                    await stream.aclose()
 
 
 async def download(

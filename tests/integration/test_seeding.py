@@ -30,8 +30,7 @@ from seeder.config import (
 )
 from seeder.daemon import Daemon, serve
 from seeder.seeding import seed_key
-from tests.helpers import free_port
-from tests.integration.test_lt_session import lt_peer
+from tests.helpers import free_port, lt_peer
 from tracker import bencode
 
 DEADLINE = 50.0  # s for one whole case: 2 busy CI cores

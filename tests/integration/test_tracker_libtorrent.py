@@ -3,25 +3,22 @@ through the tracker over HTTP and UDP and complete a transfer; scrapes agree."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote_from_bytes
 
 import pytest
 import trio
 
+from tests.helpers import lt_peer
 from tracker import bencode
 from tracker.core import TrackerCore
 from tracker.service import serve_tracker
 
 lt = pytest.importorskip("libtorrent")
 
-ROOT = Path(__file__).resolve().parents[2]
-LT_PEER = ROOT / "tests" / "peers" / "lt_peer.py"
 DEADLINE = 60  # seconds for one whole test
 SIZE = 3 * 1024 * 1024 + 12345  # a few pieces, not a whole number of them
 
@@ -48,51 +45,6 @@ def info_hashes(torrent: bytes) -> list[bytes]:
     if ih.has_v2():
         out.append(ih.v2.to_bytes()[:20])
     return out
-
-
-class PeerProcess:
-    """One lt_peer.py process; its JSON lines read with deadlines."""
-
-    def __init__(self, proc: trio.Process, name: str, log: Path) -> None:
-        self.proc = proc
-        self.name = name
-        self.log = log
-        self.buf = b""
-
-    @classmethod
-    async def start(cls, tmp: Path, name: str, *args: str) -> PeerProcess:
-        log = tmp / f"{name}.stderr"
-        with log.open("wb") as err:
-            proc = await trio.lowlevel.open_process(
-                [sys.executable, str(LT_PEER), *args],
-                stdin=subprocess.PIPE,  # EOF on it stops the peer if this test dies
-                stdout=subprocess.PIPE,
-                stderr=err,
-            )
-        return cls(proc, name, log)
-
-    async def event(self, wanted: str) -> dict:
-        """The next line with ``event == wanted``; fails on an error line or EOF."""
-        while True:
-            while b"\n" not in self.buf:
-                chunk = await self.proc.stdout.receive_some(65536)
-                if not chunk:
-                    pytest.fail(f"{self.name} exited: {self.log.read_text()[-2000:]}")
-                self.buf += chunk
-            line, _, self.buf = self.buf.partition(b"\n")
-            msg = json.loads(line)
-            if msg["event"] == "error":
-                pytest.fail(f"{self.name}: {msg['message']}")
-            if msg["event"] == wanted:
-                return msg
-
-    async def stop(self) -> int:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            with trio.move_on_after(15):
-                return await self.proc.wait()
-            self.proc.kill()
-        return await self.proc.wait()
 
 
 async def wait_for(predicate, what: str) -> None:
@@ -122,9 +74,8 @@ async def http_scrape(addr: tuple[str, int], hashes: list[bytes]) -> dict:
 async def test_two_libtorrent_peers_meet_through_the_tracker(tmp_path, transport, hybrid,
                                                              open_mode):  # fmt: skip
     core = TrackerCore(interval=60, min_interval=5, open=open_mode)
-    peers: list[PeerProcess] = []
     with trio.fail_after(DEADLINE):
-        async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as peers:
             bound = await nursery.start(serve_tracker, core, ("127.0.0.1", 0), ("127.0.0.1", 0))
             host, port = bound.http if transport == "http" else bound.udp
             url = f"{transport}://{host}:{port}/announce"
@@ -135,36 +86,28 @@ async def test_two_libtorrent_peers_meet_through_the_tracker(tmp_path, transport
                 core.register(hashes)
             (tmp_path / "t.torrent").write_bytes(torrent)
             common = ["--torrent", str(tmp_path / "t.torrent"), "--timeout", "50"]
-            try:
-                seeder = await PeerProcess.start(
-                    tmp_path, "seeder", *common, "--save-dir", str(seed_dir),
-                    "--bind", "127.0.0.2", "--seed",
-                )  # fmt: skip
-                peers.append(seeder)
-                await seeder.event("finished")  # data checked, seeding
-                counts = lambda: core.swarms.scrape(hashes[0])  # noqa: E731
-                await wait_for(lambda: counts() is not None and counts()[0] == 1, "seeder seen")
-                leecher = await PeerProcess.start(
-                    tmp_path, "leecher", *common, "--save-dir", str(tmp_path / "leech"),
-                    "--bind", "127.0.0.3", "--stay",
-                )  # fmt: skip
-                peers.append(leecher)
-                done = await leecher.event("finished")
-                # no web seed and no --peer: the seeder was found through the tracker
-                assert done["sha1"] == sha1.hex() and done["web_seed_bytes"] == 0
-                # completed counted once even though a hybrid announces it twice
-                await wait_for(lambda: counts() == (2, 1, 0), "leecher completed")
-                files = await http_scrape(bound.http, hashes)
-                entry = {b"complete": 2, b"downloaded": 1, b"incomplete": 0}
-                assert files == {h: entry for h in hashes}
-                for p in peers:
-                    assert await p.stop() == 0
-                if transport == "http":
-                    # Both sent "stopped" on the way out. (Over UDP, libtorrent 2.1.1 sends
-                    # no stopped announce when its session closes: nothing to check.)
-                    await wait_for(lambda: counts() == (0, 1, 0), "peers stopped")
-            finally:
-                with trio.CancelScope(shield=True):
-                    for p in peers:
-                        await p.stop()
+            seeder = await peers.enter_async_context(lt_peer(
+                *common, "--save-dir", str(seed_dir), "--bind", "127.0.0.2", "--seed",
+            ))  # fmt: skip
+            await seeder.until("finished")  # data checked, seeding
+            counts = lambda: core.swarms.scrape(hashes[0])  # noqa: E731
+            await wait_for(lambda: counts() is not None and counts()[0] == 1, "seeder seen")
+            leecher = await peers.enter_async_context(lt_peer(
+                *common, "--save-dir", str(tmp_path / "leech"), "--bind", "127.0.0.3",
+                "--stay",
+            ))  # fmt: skip
+            done = await leecher.until("finished")
+            # no web seed and no --peer: the seeder was found through the tracker
+            assert done["sha1"] == sha1.hex() and done["web_seed_bytes"] == 0
+            # completed counted once even though a hybrid announces it twice
+            await wait_for(lambda: counts() == (2, 1, 0), "leecher completed")
+            files = await http_scrape(bound.http, hashes)
+            entry = {b"complete": 2, b"downloaded": 1, b"incomplete": 0}
+            assert files == {h: entry for h in hashes}
+            for p in (seeder, leecher):
+                assert await p.stop() == 0
+            if transport == "http":
+                # Both sent "stopped" on the way out. (Over UDP, libtorrent 2.1.1 sends
+                # no stopped announce when its session closes: nothing to check.)
+                await wait_for(lambda: counts() == (0, 1, 0), "peers stopped")
             nursery.cancel_scope.cancel()
