@@ -58,6 +58,7 @@ _MAX_PENDING_OUT = 65536  # answer no more while this much waits for the client 
 _ACCEPT_PAUSE = 0.1  # out of fds / memory: retry accepting after this long
 _ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _DONTWAIT = socket.MSG_DONTWAIT
+_DONTWAIT_MORE = socket.MSG_DONTWAIT | socket.MSG_MORE
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _INTERNAL_ERROR = Response(500, [(b"content-type", b"text/plain")], b"internal error\n")
@@ -345,8 +346,11 @@ class _Loop:
 
     def flush(self, conn: _Conn) -> bool:
         """Send what the kernel takes now; False when the connection was dropped."""
+        # Closing right after: MSG_MORE holds the tail so that the FIN rides on the
+        # answer's last segment (one segment through both TCP stacks instead of two).
+        flags = _DONTWAIT_MORE if conn.closing else _DONTWAIT
         try:
-            sent = conn.sock.send(conn.out, _DONTWAIT)
+            sent = conn.sock.send(conn.out, flags)
         except BlockingIOError:
             return True
         except OSError:
