@@ -99,10 +99,15 @@ class TrackerCore:
         """Stop serving the torrent and forget its swarm (all aliases, all peers)."""
         self.swarms.unregister(hashes)
 
-    def clean(self, now: float) -> int:
+    def clean(self, now: float, limit: int | None = None) -> int:
         """Drop peers that stopped announcing; returns how many. Call every
-        ``sweep_every`` seconds (cost: the due expiry entries, not the table)."""
-        return self.swarms.clean(now)
+        ``sweep_every`` seconds (cost: the due expiry entries, not the table); with
+        ``limit``, one slice of at most ``limit`` entries, repeat while ``clean_due``."""
+        return self.swarms.clean(now, limit)
+
+    def clean_due(self, now: float) -> bool:
+        """Whether expiry entries are left for ``clean(now)``."""
+        return self.swarms.clean_due(now)
 
     @property
     def sweep_every(self) -> float:

@@ -39,6 +39,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MAX_DATAGRAM = 2048  # a BEP 15 request is <= 98 bytes + BEP 41 options; the rest is junk
+_CLEAN_SLICE = 4096  # expiry entries per slice: ~1 ms, so announces wait no longer
 _UDP_BURST = 64  # datagrams served per wake-up before yielding to the other tasks
 
 
@@ -161,11 +162,15 @@ async def _udp_loop(core: TrackerCore, sock: socket.socket) -> NoReturn:
 async def run_cleaner(
     core: TrackerCore, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> NoReturn:
-    """Call ``core.clean`` every ``core.sweep_every`` seconds, forever."""
+    """Call ``core.clean`` every ``core.sweep_every`` seconds, forever, in slices of
+    ``_CLEAN_SLICE`` entries with the other tasks served between them."""
     task_status.started()
     while True:
         await trio.sleep(core.sweep_every)
-        removed = core.clean(trio.current_time())
+        removed = core.clean(trio.current_time(), _CLEAN_SLICE)
+        while core.clean_due(trio.current_time()):
+            await trio.lowlevel.checkpoint()
+            removed += core.clean(trio.current_time(), _CLEAN_SLICE)
         if removed:
             log.debug("tracker: %d peers expired", removed)
 

@@ -11,8 +11,8 @@ are arguments. Built for the hot path:
   copy or a scan of the swarm). Swap-removal and appends keep reshuffling the order.
 - Expiry is a queue of time buckets: an announce files the peer under the bucket in
   which it expires (once per bucket, so a chatty peer costs a bounded number of
-  entries); ``clean(now)`` pops the due buckets and drops the peers whose deadline
-  was not moved since. No request ever scans a swarm or the whole table.
+  entries); ``clean(now)`` pops the due buckets (in bounded slices if asked) and drops
+  the peers whose deadline was not moved since. No request ever scans a swarm or the whole table.
 - Hybrid torrents announce under two hashes; ``register`` aliases them to one swarm.
 """
 
@@ -378,18 +378,37 @@ class Swarms:
         if not swarm.peers and not swarm.registered:
             self._drop_swarm(swarm)
 
-    def clean(self, now: float) -> int:
+    def clean(self, now: float, limit: int | None = None) -> int:
         """Drop the peers whose deadline passed by ``now``; returns how many. Costs the
-        number of queue entries due (bounded per peer), not the number of peers."""
+        number of queue entries due (bounded per peer), not the number of peers. With
+        ``limit``, looks at no more than ``limit`` entries: one slice of the work, the
+        rest stays due (``clean_due``). A busy tracker files millions of entries per
+        bucket (every re-announce moves its peer to a later one), so the shell cleans
+        in slices rather than stall its loop for a second."""
+        if limit is not None and limit <= 0:
+            raise ValueError("limit must be positive")
         current = int(now / self._width)
-        due = [b for b in self._queue if b <= current]
+        queue = self._queue
+        budget = -1 if limit is None else limit
         removed = 0
-        for bucket in sorted(due):
-            for peer in self._queue.pop(bucket):
+        for bucket in sorted(b for b in queue if b <= current):
+            entries = queue[bucket]
+            # From the end: a partly cleaned bucket stays in place, no copy of the rest.
+            while entries and budget:
+                peer = entries.pop()
+                budget -= 1
                 if peer.swarm is not None and peer.expires == bucket:
                     self._remove(peer, peer.addr)
                     removed += 1
+            if entries:
+                break  # out of budget
+            del queue[bucket]
         return removed
+
+    def clean_due(self, now: float) -> bool:
+        """Whether ``clean(now)`` has entries left to look at."""
+        current = int(now / self._width)
+        return any(b <= current for b in self._queue)
 
     @property
     def sweep_every(self) -> float:

@@ -244,3 +244,33 @@ def test_random_operations_keep_invariants():
         if rng.random() < 0.002:
             s.unregister([rng.choice(hashes)])
     check_invariants(s)
+
+
+def test_clean_in_slices_matches_one_clean():
+    def filled() -> Swarms:
+        s = make(open=True)
+        for i in range(300):
+            announce(s, H1, v4(i), now=0.0)
+        for i in range(0, 300, 3):
+            announce(s, H1, v4(i), now=TIMEOUT)  # refreshed: a stale entry stays queued
+        return s
+
+    late = TIMEOUT * 9 / 8 + 1
+    whole = filled()
+    expected = whole.clean(late)
+    assert expected == 200 and not whole.clean_due(late)
+
+    sliced = filled()
+    entries = sum(len(v) for v in sliced._queue.values())
+    removed, calls = 0, 0
+    while sliced.clean_due(late):
+        before = sum(len(v) for v in sliced._queue.values())
+        removed += sliced.clean(late, limit=7)
+        assert before - sum(len(v) for v in sliced._queue.values()) <= 7
+        calls += 1
+        assert calls <= entries  # bounded: every call consumes at least one entry
+    assert removed == expected and calls > 1
+    assert sliced.scrape(H1) == whole.scrape(H1) == (0, 0, 100)
+    check_invariants(sliced)
+    with pytest.raises(ValueError):
+        sliced.clean(late, limit=0)
