@@ -51,6 +51,14 @@ class SwarmError(ValueError):
         self.code = code
 
 
+def _position(peer: Peer | None, slots: tuple[int, ...]) -> tuple[int, int]:
+    """(index in ``slots`` of the peer's list, its index there), or (-1, 0) if it is in
+    none of them (or not stored)."""
+    if peer is None or peer.slot not in slots:
+        return -1, 0
+    return slots.index(peer.slot), peer.idx
+
+
 class Peer:
     """One peer of one swarm. ``slot`` = family * 2 + role (0 seeder, 1 leecher) names the
     address list it sits in, at index ``idx``. ``swarm`` is None once removed (the expiry
@@ -313,25 +321,34 @@ class Swarms:
         else:
             seed_slots, leech_slots = (0,), (1,)
         if seeder:
-            out = self._window([lists[s] for s in leech_slots], numwant, addr)
+            out = self._window([lists[s] for s in leech_slots], numwant, -1, 0)
             if len(out) < numwant:
-                out += self._window([lists[s] for s in seed_slots], numwant - len(out), addr)
+                j, idx = _position(peer, seed_slots)
+                out += self._window([lists[s] for s in seed_slots], numwant - len(out), j, idx)
             return out
-        chosen = [lists[s] for s in (seed_slots + leech_slots)]
-        return self._window(chosen, numwant, addr)
+        slots = seed_slots + leech_slots
+        j, idx = _position(peer, slots)
+        return self._window([lists[s] for s in slots], numwant, j, idx)
 
-    def _window(self, lists: list[list[bytes]], k: int, exclude: bytes) -> list[bytes]:
+    def _window(self, lists: list[list[bytes]], k: int, skip: int, skip_idx: int) -> list[bytes]:
         """Up to ``k`` addresses from ``lists`` read as one ring, from a random offset,
-        without ``exclude``."""
+        without ``lists[skip][skip_idx]`` (the asker; ``skip`` -1: not in these lists).
+        The asker is found by arithmetic on its position, not by comparing addresses."""
         total = 0
         for lst in lists:
             total += len(lst)
+        asker = -1  # the asker's position in the ring
+        if skip >= 0:
+            asker = skip_idx
+            for m in range(skip):
+                asker += len(lists[m])
         if total <= k + 1:
             out = [a for lst in lists for a in lst]
-            if exclude in out:
-                out.remove(exclude)
+            if asker >= 0:
+                del out[asker]
             return out[:k]
         start = int(self.rng.random() * total)  # randrange costs ~4x more
+        first = start
         i = 0
         while start >= len(lists[i]):  # empty lists are skipped here
             start -= len(lists[i])
@@ -344,8 +361,9 @@ class Swarms:
             chunk = lists[i][:need]
             out += chunk
             need -= len(chunk)
-        if exclude in out:
-            out.remove(exclude)
+        at = (asker - first) % total if asker >= 0 else k + 1
+        if at <= k:
+            del out[at]
         else:
             out.pop()
         return out

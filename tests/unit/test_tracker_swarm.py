@@ -236,9 +236,15 @@ def test_random_operations_keep_invariants():
         h = rng.choice(hashes)
         addr = rng.choice([v4(rng.randrange(60)), v6(rng.randrange(60))])
         event = rng.choice([EVENT_NONE, EVENT_NONE, EVENT_STARTED, EVENT_COMPLETED, EVENT_STOPPED])
+        numwant = rng.randrange(0, 30)
         got = announce(s, h, addr, seeder=rng.random() < 0.3, event=event,
-                       numwant=rng.randrange(0, 30), now=now)  # fmt: skip
+                       numwant=numwant, now=now)  # fmt: skip
         assert addr not in got and len(set(got)) == len(got)
+        swarm = s.get(h)
+        if event != EVENT_STOPPED and swarm is not None:
+            assert set(got) <= set(swarm.peers)
+            others = len(swarm.peers) - (addr in swarm.peers)
+            assert len(got) == min(numwant, others)
         if rng.random() < 0.05:
             s.clean(now)
         if rng.random() < 0.002:
