@@ -260,11 +260,15 @@ class Swarms:
         """Record one announce from the peer at compact ``addr`` (6 or 18 bytes) and return
         up to ``numwant`` compact addresses of other peers, of the ``families`` asked for
         (FAMILY_V4 / FAMILY_V6 bits), never ``addr`` itself. Seeders get leechers first.
-        ``stopped`` removes the peer and returns no peers; ``completed`` counts one
-        download per peer (a hybrid torrent announces it under both hashes)."""
+        ``stopped`` removes the peer and returns no peers. One download is counted per
+        peer (a hybrid torrent announces it under both hashes) on ``completed``, or when
+        a peer stored as a leecher comes back with nothing left (any event): aria2, for
+        one, sends no ``completed`` when it stops right after finishing."""
         peer = swarm.peers.get(addr)
         if event == EVENT_STOPPED:
             if peer is not None:
+                if seeder and peer.slot & 1 and not peer.completed:
+                    swarm.downloaded += 1  # finished, and said only "stopped"
                 self._remove(peer, addr)
             elif not swarm.peers and not swarm.registered:
                 self._drop_swarm(swarm)
@@ -280,6 +284,9 @@ class Swarms:
                 swarm.peers[addr] = peer
                 self._count(slot, 1)
         elif peer.slot != slot:
+            if seeder and peer.slot & 1 and not peer.completed:
+                peer.completed = True  # a leecher that finished, whatever its event says
+                swarm.downloaded += 1
             self._unlink(peer)
             lst = swarm.lists[slot]
             peer.slot = slot

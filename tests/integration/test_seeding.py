@@ -475,3 +475,76 @@ async def test_e_an_announce_is_demand(
         assert daemon.registry.get_sample_value(  # ... not because of GetObjectTorrent
             "seeder_api_requests_total", {"operation": "GetObjectTorrent", "code": "200"}
         ) is None
+
+
+# -- a second BitTorrent implementation: aria2 ------------------------------------------
+
+
+def _metric(env: Env, name: str, labels: dict[str, str]) -> float:
+    return env.daemon.registry.get_sample_value(name, labels) or 0.0
+
+
+async def _aria2(env: Env, torrent: bytes, tag: str, bind: str) -> Path:
+    """Download ``torrent`` with aria2c bound to ``bind`` (no DHT, LPD or PEX: the tracker
+    and the web seed are its only sources); returns the downloaded file. aria2c exits once
+    the download is complete (``--seed-time=0``); cancellation kills it (trio, by PID)."""
+    aria2c = shutil.which("aria2c")
+    if aria2c is None:
+        pytest.skip("aria2c not installed (scripts/test.sh installs Debian's aria2)")
+    tpath = env.tmp / f"{tag}.torrent"
+    tpath.write_bytes(torrent)
+    out = env.tmp / f"{tag}-aria2"
+    cmd = [
+        aria2c, f"--dir={out}", "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
+        "--bt-enable-lpd=false", "--enable-peer-exchange=false", "--disable-ipv6=true",
+        f"--interface={bind}", f"--listen-port={free_port()}", "--file-allocation=none",
+        "--summary-interval=0", "--console-log-level=warn", "--bt-save-metadata=false",
+        "--allow-overwrite=true", str(tpath),
+    ]  # fmt: skip
+    done = await trio.run_process(cmd, capture_stdout=True, capture_stderr=True, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr).decode(errors="replace")[-2000:]
+    return out / Path(KEY).name
+
+
+async def test_aria2_downloads_from_the_seed_it_finds_through_the_tracker(
+    seeding_env: Env,
+) -> None:
+    """aria2 (not libtorrent) with the torrent minus its web seed (url-list is outside
+    ``info``: same info-hash): the daemon's HTTP tracker is its only way to a source. It
+    announces, connects to the daemon's libtorrent seed and completes from it; the
+    tracker counts the download."""
+    env = seeding_env
+    data = os.urandom(SIZE)
+    entry, key, _ = await _complete_in_session(env, data)
+    with trio.fail_after(DEADLINE):
+        meta = bencode.decode(await trio.to_thread.run_sync(get_torrent, env))
+        assert meta.pop(b"url-list")  # it had one: this client must do without
+        path = await _aria2(env, bencode.encode(meta), "aria2-seed", CLIENTS[0])
+        assert path.read_bytes() == data
+        http = {"transport": "http"}
+        # aria2 announced (the session is the other "started") and said only "stopped"
+        # when it finished: the tracker still counts its download (left went to 0).
+        assert _metric(env, "tracker_announces_total", {"event": "started", **http}) == 2
+        assert _metric(env, "tracker_announces_total", {"event": "stopped", **http}) == 1
+        counts = env.daemon.tracker.swarms.scrape(entry.info_hash_v1)
+        assert counts is not None and counts[1] == 1
+        st = env.daemon.seeding.session.status(key)
+        assert st is not None and st.uploaded >= SIZE  # every byte from the daemon's seed
+        assert served(env) == 0
+
+
+async def test_aria2_completes_from_the_web_seed_alone(
+    tmp_path: Path, moto_server: Any, nursery: trio.Nursery
+) -> None:
+    """No session: aria2's only source is the BEP 19 web seed (it asks for
+    ``bytes=X-<end>`` and hangs up early: FIELD-NOTES); the daemon serves every byte."""
+    env = await start_daemon(tmp_path, moto_server, nursery, seeding=False)
+    data = os.urandom(SIZE)
+    put(env, data)
+    with trio.fail_after(DEADLINE):
+        torrent = await trio.to_thread.run_sync(get_torrent, env)
+        path = await _aria2(env, torrent, "aria2-webseed", CLIENTS[1])
+    assert path.read_bytes() == data
+    assert served(env) >= SIZE
+    # The early hang-ups cost the daemon nothing: it still answers.
+    assert await trio.to_thread.run_sync(get_torrent, env) == torrent

@@ -73,6 +73,30 @@ def test_events_started_completed_stopped():
     check_invariants(s)
 
 
+@pytest.mark.parametrize(
+    ("steps", "downloaded"),
+    [
+        # (seeder, event) announces of one peer, and the swarm's ``downloaded`` after them
+        ([(False, EVENT_STARTED), (True, EVENT_COMPLETED)], 1),
+        ([(False, EVENT_STARTED), (True, EVENT_STOPPED)], 1),  # aria2: no "completed"
+        ([(False, EVENT_STARTED), (True, EVENT_NONE), (True, EVENT_COMPLETED)], 1),
+        ([(False, EVENT_STARTED), (True, EVENT_NONE), (True, EVENT_STOPPED)], 1),
+        ([(False, EVENT_STARTED), (True, EVENT_NONE), (False, EVENT_NONE), (True, EVENT_NONE)], 1),
+        ([(True, EVENT_STARTED), (True, EVENT_STOPPED)], 0),  # a seeder from the start
+        ([(False, EVENT_STARTED), (False, EVENT_STOPPED)], 0),  # gave up
+        ([(True, EVENT_STOPPED)], 0),  # never stored
+    ],
+)
+def test_a_download_counts_once_per_peer(steps, downloaded):
+    s = make()
+    s.register([H1])
+    for seeder, event in steps:
+        announce(s, H1, v4(1), seeder=seeder, event=event)
+    counts = s.scrape(H1)
+    assert counts is not None and counts[1] == downloaded
+    check_invariants(s)
+
+
 def test_never_handed_own_address_and_numwant_respected():
     s = make(open=True)
     for n in range(30):
@@ -112,9 +136,9 @@ def test_role_change_moves_between_lists():
     for n in range(5):
         announce(s, H1, v4(n))
     announce(s, H1, v4(2), seeder=True)
-    assert s.scrape(H1) == (1, 0, 4)
+    assert s.scrape(H1) == (1, 1, 4)  # a leecher with nothing left finished: one download
     announce(s, H1, v4(2))
-    assert s.scrape(H1) == (0, 0, 5)
+    assert s.scrape(H1) == (0, 1, 5)
     check_invariants(s)
 
 
