@@ -7,9 +7,18 @@ pinned to one object version (``?torrent&versionId=``). ``Entry.version_id`` is 
 any number of pinned ones. Versions are immutable, so a pinned row never goes stale; the
 current row is stale when the object's ETag differs from the one recorded.
 
+``Entry.object_version`` is the S3 version id of the bytes that were hashed (column
+``object_version``): the pin for a pinned row, what HeadObject said for a current row in a
+versioned bucket, None for unversioned buckets and local directories. The web seed URL of a
+current-object torrent asks for that version, so the torrent keeps describing its web seed's
+bytes after the key is overwritten.
+
 The catalog is a cache: everything in it can be regenerated from the store. That is why an
 unreadable or foreign database file is moved aside and a fresh one started instead of stopping
-the daemon, and why the schema "migration" for an older version is to drop and recreate.
+the daemon. Schema 1 (before ``object_version``) is migrated in place: the column is added,
+NULL in the old rows ("not recorded", the same as no version: the torrent service fills it in,
+and relinks the web seed URL, the next time the object is asked for). Anything older is dropped
+and recreated.
 
 Synchronous on purpose: every statement is a primary-key or index lookup on a small table and
 takes microseconds, less than a thread hop would. The connection is opened with
@@ -34,7 +43,7 @@ __all__ = ["SCHEMA_VERSION", "Catalog", "CatalogError", "Entry"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # The tracker sees v1 info-hashes and BEP 52 v2 hashes truncated to 20 bytes (a hybrid torrent
 # announces under both), so v2 gets a second, truncated column with its own index.
@@ -54,6 +63,7 @@ CREATE TABLE IF NOT EXISTS torrents (
     piece_length    INTEGER NOT NULL,
     format          TEXT    NOT NULL,
     created_at      REAL    NOT NULL,
+    object_version  TEXT,
     PRIMARY KEY (bucket, key, slot)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS torrents_v1 ON torrents (info_hash_v1);
@@ -63,7 +73,7 @@ CREATE INDEX IF NOT EXISTS torrents_v2 ON torrents (info_hash_v2);
 
 _COLUMNS = (
     "bucket, key, slot, etag, size, last_modified, torrent, info_hash_v1, info_hash_v2,"
-    " piece_length, format, created_at"
+    " piece_length, format, created_at, object_version"
 )
 
 TorrentFormat = Literal["v1", "hybrid"]
@@ -89,6 +99,17 @@ class Entry:
     piece_length: int
     format: TorrentFormat
     created_at: float
+    # The S3 version id of the bytes hashed (the web seed URL asks for it); None: unversioned
+    # bucket, local directory, or not recorded (a row from schema 1). A pinned entry's is its pin.
+    object_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.version_id is not None:
+            if self.object_version is None:
+                object.__setattr__(self, "object_version", self.version_id)
+            elif self.object_version != self.version_id:
+                raise ValueError(f"entry pinned to {self.version_id!r} records object version"
+                                 f" {self.object_version!r}")
 
     @property
     def tracker_hashes(self) -> tuple[bytes, ...]:
@@ -178,10 +199,10 @@ class Catalog:
             self._conn.execute(
                 "INSERT OR REPLACE INTO torrents (bucket, key, slot, etag, size, last_modified,"
                 " torrent, info_hash_v1, info_hash_v2, info_hash_v2_20, piece_length, format,"
-                " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " created_at, object_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (entry.bucket, entry.key, slot, entry.etag, entry.size, entry.last_modified,
                  entry.torrent, entry.info_hash_v1, v2, None if v2 is None else v2[:20],
-                 entry.piece_length, entry.format, entry.created_at),
+                 entry.piece_length, entry.format, entry.created_at, entry.object_version),
             )
         return None if old is None else _entry(old)
 
@@ -289,6 +310,9 @@ def _connect(path: str) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
         version = _schema_version(conn)
+        if version == 1:
+            _migrate_1_to_2(conn, path)
+            version = SCHEMA_VERSION
         if version is not None and version != SCHEMA_VERSION:
             if version > SCHEMA_VERSION:
                 raise _Unusable(f"schema version {version} is newer than {SCHEMA_VERSION}")
@@ -311,6 +335,15 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _migrate_1_to_2(conn: sqlite3.Connection, path: str) -> None:
+    """Add ``object_version`` (NULL: not recorded) and keep every row: no torrent is hashed
+    again for the upgrade. One transaction: an interrupted migration leaves schema 1."""
+    log.info("catalog %s: schema 1 -> 2 (object_version column added)", path)
+    # executescript: sqlite3 would run the ALTER outside the transaction a `with conn` opens.
+    conn.executescript("BEGIN; ALTER TABLE torrents ADD COLUMN object_version TEXT;"
+                       " UPDATE schema_version SET version = 2; COMMIT;")
+
+
 def _schema_version(conn: sqlite3.Connection) -> int | None:
     has_table = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='schema_version'"
@@ -326,11 +359,12 @@ def _schema_version(conn: sqlite3.Connection) -> int | None:
 
 def _entry(row: tuple) -> Entry:
     (bucket, key, slot, etag, size, last_modified, torrent, v1, v2, piece_length, fmt,
-     created_at) = row
+     created_at, object_version) = row
     return Entry(
         bucket=bucket, key=key, etag=etag, version_id=slot or None, size=size,
         last_modified=last_modified, torrent=bytes(torrent),
         info_hash_v1=None if v1 is None else bytes(v1),
         info_hash_v2=None if v2 is None else bytes(v2),
         piece_length=piece_length, format=fmt, created_at=created_at,
+        object_version=object_version or None,
     )

@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--piece-size", type=_piece_size, default=0, metavar="N",
                     help="piece length in bytes or with a unit (256KiB); default: automatic")
     mk.add_argument("--announce", metavar="URL", help="tracker announce URL")
-    mk.add_argument("--web-seed", metavar="URL", help="BEP 19 web seed URL")
+    mk.add_argument("--web-seed", metavar="URL",
+                    help="BEP 19 web seed URL (default for s3:// sources: the object's URL, "
+                         "with versionId= of the version hashed in a versioned bucket)")
     mk.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint for s3:// sources")
     return p
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 import urllib.parse
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Protocol
 
 import trio
 
-from seeder import s3errors, s3request, sigv4
+from seeder import metainfo, s3errors, s3request, sigv4
 from seeder.catalog import Entry
 from seeder.conditional import Outcome, Validators, evaluate, http_date, range_applies
 from seeder.config import BucketConfig, Config
@@ -39,9 +40,8 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
-from seeder.torrents import NotQualified, TorrentService, presigns_webseed
+from seeder.torrents import NotQualified, TorrentService, check_qualifies, presigns_webseed
 from seeder.webseed_gate import Busy, Grant
-from tracker import bencode
 from tracker.clientaddr import Network, client_host, parse_proxies
 from tracker.httpserve import Request, Response
 
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 TORRENT_TYPE = b"application/x-bittorrent"
 _STREAM_CHUNK = 256 * 1024
 BUSY_MESSAGE = "The web seed is busy: get these pieces from the swarm."
+SUPERSEDED_REMEMBERED = 4096  # HEADs of superseded versions kept (~200 bytes each)
 
 
 class WebSeedGateHook(Protocol):
@@ -139,6 +140,9 @@ class S3Api:
         self.gate = gate
         self.clock = clock
         self.host_id = secrets.token_urlsafe(24)
+        # (bucket, key, version id) -> HEAD of a superseded version (_superseded), LRU.
+        self._versions: OrderedDict[tuple[str, str, str], ObjectInfo] = OrderedDict()
+        self._versions_of = runtime
 
     async def handle(self, request: Request) -> Response:
         """Answer one request; never raises (except trio.Cancelled)."""
@@ -246,23 +250,21 @@ class S3Api:
     async def _with_presigned_webseed(self, entry: Entry) -> bytes:
         """The torrent, with a fresh presigned object URL as its web seed when
         ``presigns_webseed(bucket)`` (url-list is outside ``info``: the info-hash stays the
-        same). The URL is pinned to the torrent's version, if it has one."""
+        same). The URL is pinned to the version the torrent was hashed from, if it has one."""
         bucket = self.runtime.config.bucket(entry.bucket)
         store = self.runtime.stores.get(entry.bucket)
         if bucket is None or store is None or not presigns_webseed(bucket):
             return entry.torrent
         try:
             url = await trio.to_thread.run_sync(
-                store.presigned_url, entry.key, bucket.presign_webseed, entry.version_id
+                store.presigned_url, entry.key, bucket.presign_webseed, entry.object_version
             )
         except StoreError as exc:
             log.warning("no presigned web seed for %s/%s: %s", entry.bucket, entry.key, exc)
             return entry.torrent
         if not url:
             return entry.torrent
-        meta = bencode.decode(entry.torrent)
-        meta[b"url-list"] = [url.encode()]
-        return bencode.encode(meta)
+        return metainfo.with_url_list(entry.torrent, [url])
 
     async def _entry(self, bucket: str, key: str, version_id: str | None) -> Entry:
         # An object overwritten while it was hashed is hashed again once, at its new ETag;
@@ -291,15 +293,13 @@ class S3Api:
         """``client``: the requester's address (after trusted proxies), whose claims the
         gate keeps."""
         # Only objects that have a torrent are served: this is a web seed, not an S3 proxy.
-        entry = self.torrents.lookup_cached(op.bucket, op.key, op.version_id)
-        if entry is None:
-            raise s3errors.no_such_key(op.key)
-        size = entry.size
+        info, entry = await self._webseed_object(op.bucket, op.key, op.version_id)
+        size = info.size
         # The validators are the torrent's: the bytes served are pinned to that ETag.
-        validators = Validators(entry.etag, entry.last_modified)
+        validators = Validators(info.etag, info.last_modified)
         headers += [
-            (b"etag", f'"{entry.etag}"'.encode()),
-            (b"last-modified", http_date(entry.last_modified)),
+            (b"etag", f'"{info.etag}"'.encode()),
+            (b"last-modified", http_date(info.last_modified)),
         ]
         outcome = evaluate(
             validators,
@@ -323,21 +323,22 @@ class S3Api:
             ranges = None  # as S3: several ranges get the whole object
         start, length = (0, size) if ranges is None else (ranges[0].start, ranges[0].length)
         grant = None
-        if self.gate is not None and request.method == b"GET":
+        # A superseded version (no entry) has left the session: nothing can stand in for it.
+        if self.gate is not None and entry is not None and request.method == b"GET":
             decision = self.gate.admit(entry, start, length, client)
             if isinstance(decision, Busy):
                 # BEP 19 "busy": the client should get these pieces from its peers.
                 raise s3errors.service_unavailable(decision.retry_after, BUSY_MESSAGE)
             grant = decision
         try:
-            body = await self._object_body(entry, start, length)
+            body = await self._object_body(info, entry, start, length)
         except BaseException:
             if grant is not None:
                 self._gate_finished(grant, 0)
             raise
         if grant is not None:
             body = _while(body, functools.partial(self._gate_carry_on, grant))
-        body = _metered(body, self._served_counter(entry.bucket),
+        body = _metered(body, self._served_counter(info.bucket),
                         None if grant is None else lambda sent: self._gate_finished(grant, sent))
         headers += [
             (b"content-type", b"application/octet-stream"),
@@ -349,25 +350,72 @@ class S3Api:
         headers.append((b"content-range", ranges[0].content_range(size)))
         return Response(206, headers, body)
 
-    async def _object_body(self, entry: Entry, start: int, length: int) -> AsyncIterator[bytes]:
-        """The bytes the torrent describes: from the seed cache when it holds them,
-        else from the backend pinned to the torrent's ETag."""
-        path = self.seed_path(entry) if self.seed_path is not None else None
-        if path is not None:
-            return _file_chunks(path, start, length)
-        store = self.runtime.stores.get(entry.bucket)
-        if store is None:
-            raise s3errors.no_such_bucket(entry.bucket)
-        info = ObjectInfo(
+    async def _webseed_object(self, bucket: str, key: str,
+                              version_id: str | None) -> tuple[ObjectInfo, Entry | None]:
+        """The object version a web seed GET serves, and its catalog entry if it has one.
+
+        Without ``versionId``: the current-object torrent's bytes. With one: a torrent pinned
+        to it, or the current-object torrent if that hashed this version, or else (the key
+        has a current-object torrent, so ``versionId`` names a version it superseded: an
+        earlier torrent's web seed asks for it) that version as the backend has it. Versions
+        are immutable, so their HEADs are remembered. NoSuchKey for anything else.
+        """
+        entry = self.torrents.lookup_cached(bucket, key, version_id)
+        if entry is None and version_id is not None:
+            current = self.torrents.lookup_cached(bucket, key)
+            if current is not None and current.object_version == version_id:
+                entry = current
+            elif current is not None:
+                return await self._superseded(bucket, key, version_id), None
+        if entry is None:
+            raise s3errors.no_such_key(key)
+        return ObjectInfo(
             bucket=entry.bucket,
             key=entry.key,
             size=entry.size,
             etag=entry.etag,
             last_modified=entry.last_modified,
-            version_id=entry.version_id,
-        )
+            # Pinned to the version hashed as well as to the ETag: an overwrite not yet
+            # noticed leaves these bytes readable (versioned buckets).
+            version_id=entry.object_version,
+        ), entry
+
+    async def _superseded(self, bucket: str, key: str, version_id: str) -> ObjectInfo:
+        """HEAD of one earlier version of ``key``, remembered (immutable) for later requests."""
+        if self._versions_of is not self.runtime:
+            self._versions.clear()  # reloaded: a bucket may now be another backend
+            self._versions_of = self.runtime
+        found = self._versions.get((bucket, key, version_id))
+        if found is not None:
+            self._versions.move_to_end((bucket, key, version_id))
+            return found
+        store = self.runtime.stores.get(bucket)
+        if store is None:
+            raise s3errors.no_such_bucket(bucket)
+        try:
+            info = await store.head(key, version_id)
+            check_qualifies(info.size, info.sse_c)  # else no torrent was ever made of it
+        except NotQualified:
+            raise s3errors.no_such_key(key) from None
+        except StoreError as exc:
+            raise self._backend_error(exc, bucket, key) from None
+        self._versions[(bucket, key, version_id)] = info
+        if len(self._versions) > SUPERSEDED_REMEMBERED:
+            self._versions.popitem(last=False)
+        return info
+
+    async def _object_body(self, info: ObjectInfo, entry: Entry | None, start: int,
+                           length: int) -> AsyncIterator[bytes]:
+        """The bytes the torrent describes: from the seed cache when it holds them,
+        else from the backend pinned to ``info``'s ETag and version."""
+        path = self.seed_path(entry) if self.seed_path is not None and entry else None
+        if path is not None:
+            return _file_chunks(path, start, length)
+        store = self.runtime.stores.get(info.bucket)
+        if store is None:
+            raise s3errors.no_such_bucket(info.bucket)
         stream = _metered(store.stream(info, start, length, _STREAM_CHUNK),
-                          self._backend_counter(entry.bucket), None)
+                          self._backend_counter(info.bucket), None)
         # Pull the first chunk now, so that a missing or changed object is an S3 error
         # with a proper status rather than a cut-short 200.
         try:
@@ -375,9 +423,9 @@ class S3Api:
         except StopAsyncIteration:
             first = b""
         except ObjectChanged:
-            raise s3errors.no_such_key(entry.key) from None
+            raise s3errors.no_such_key(info.key) from None
         except StoreError as exc:
-            raise self._backend_error(exc, entry.bucket, entry.key) from None
+            raise self._backend_error(exc, info.bucket, info.key) from None
         return _prepend(first, stream)
 
     # -- plumbing -------------------------------------------------------------------------

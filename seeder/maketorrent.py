@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 import trio
 
 from seeder import __version__, hashing, metainfo
 from seeder.config import BucketConfig
 from seeder.store import ObjectInfo, Store, make_store
-from seeder.torrents import check_qualifies
+from seeder.torrents import check_qualifies, object_version
 
 
 def _split_s3(source: str) -> tuple[str, str]:
@@ -82,6 +83,10 @@ async def _make(
         url_list = [web_seed] if web_seed else []
         if not url_list and source.startswith("s3://"):
             origin = store.origin_url(key)
+            version = object_version(info)
+            if origin and version:
+                # As the daemon: the web seed keeps the hashed bytes after an overwrite.
+                origin += "?versionId=" + quote(version, safe="")
             url_list = [origin] if origin else []
         return metainfo.build_torrent(
             bucket=info.bucket,

@@ -65,6 +65,7 @@ __all__ = [
     "piece_length_for",
     "torrent_name",
     "validate",
+    "with_url_list",
 ]
 
 MIN_PIECE_LENGTH = merkle.BLOCK_SIZE  # 16 KiB: BEP 52 block, libtorrent's smallest piece
@@ -267,6 +268,21 @@ def info_hashes(torrent: bytes) -> InfoHashes:
     if v1 is None and v2 is None:
         raise InvalidTorrent("['info']", "neither v1 'pieces' nor v2 'meta version' 2")
     return InfoHashes(v1, v2)
+
+
+def with_url_list(torrent: bytes, urls: list[str]) -> bytes:
+    """``torrent`` with its BEP 19 ``url-list`` set to ``urls`` (empty strings left out; none
+    left: no ``url-list``). Only the top level changes: ``info`` is re-encoded as decoded,
+    which for canonical input (every torrent built here) is its exact bytes, so the
+    info-hashes stay (callers that must be sure compare :func:`info_hashes`).
+    InvalidTorrent if ``torrent`` is not a bencoded dictionary."""
+    top = _decode(torrent)
+    kept = [url.encode() for url in urls if url]
+    if kept:
+        top[b"url-list"] = kept
+    else:
+        top.pop(b"url-list", None)
+    return bencode.encode(top)
 
 
 # -- validation ------------------------------------------------------------------------------

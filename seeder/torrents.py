@@ -15,6 +15,7 @@ after the catalog changed, which is how the tracker and the libtorrent session f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,7 @@ __all__ = [
     "ProgressLog",
     "TorrentService",
     "check_qualifies",
+    "object_version",
     "presigns_webseed",
     "webseed_url",
 ]
@@ -149,6 +151,21 @@ def webseed_url(bucket: BucketConfig, key: str, public_url: str, origin_url: str
     if query:
         url += ("&" if "?" in url else "?") + "&".join(query)
     return url
+
+
+def object_version(info: ObjectInfo, version_id: str | None = None) -> str | None:
+    """The version the web seed URL of a torrent of ``info`` asks for: the pin
+    (``version_id``, as the client named it) or else the version HeadObject reported, None
+    when there is none.
+
+    HeadObject's ``"null"`` version (an object written while versioning was off or
+    suspended) is None too: the next such write replaces it under the same id, so asking
+    for it would not keep the bytes, and the plain URL serves them as well.
+    """
+    if version_id:
+        return version_id
+    version = info.version_id
+    return None if version in (None, "", "null") else version
 
 
 def wanted_piece_length(bucket: BucketConfig, size: int) -> int:
@@ -290,7 +307,14 @@ class TorrentService:
             log.error("%s", exc)
             cached = None
         if cached is not None and is_current(cached, info, bconf):
-            return cached
+            version = object_version(info, version_id)
+            if cached.object_version == version:
+                return cached
+            # Same bytes, another version id (a row from before versions were recorded, or
+            # the same bytes written again): point the web seed at this version, no hashing.
+            relinked = self._relink(store, bconf, cached, info, version)
+            if relinked is not None:
+                return relinked
         return await self._shared_job(store, bconf, info, version_id)
 
     def forget(self, bucket: str, key: str, version_id: str | None = None, *,
@@ -306,6 +330,31 @@ class TorrentService:
             self._notify_removed(old)
             self._update_catalog_gauge()
         return old
+
+    def _webseed_url(self, store: Store, bconf: BucketConfig, key: str,
+                     version: str | None) -> str:
+        return webseed_url(bconf, key, self.config.server.public_url, store.origin_url(key),
+                           version)
+
+    def _relink(self, store: Store, bconf: BucketConfig, cached: Entry, info: ObjectInfo,
+                version: str | None) -> Entry | None:
+        """``cached`` with its web seed URL asking for ``version`` (recorded in the catalog);
+        None (the caller regenerates) if the rewritten torrent would not keep its info-hashes."""
+        try:
+            torrent = metainfo.with_url_list(
+                cached.torrent, [self._webseed_url(store, bconf, cached.key, version)])
+            ih = metainfo.info_hashes(torrent)
+            if (ih.v1, ih.v2) != (cached.info_hash_v1, cached.info_hash_v2):
+                raise metainfo.MetainfoError("the info-hashes changed")
+        except metainfo.MetainfoError as exc:
+            log.warning("cannot relink the web seed of %s/%s, hashing it again: %s",
+                        cached.bucket, cached.key, exc)
+            return None
+        entry = dataclasses.replace(cached, torrent=torrent, object_version=version,
+                                    last_modified=info.last_modified)
+        self._store_entry(entry)
+        log.info("%s/%s: web seed now asks for version %s", cached.bucket, cached.key, version)
+        return entry
 
     # -- generation --------------------------------------------------------------------------
 
@@ -380,6 +429,7 @@ class TorrentService:
         sink = _SafeSink.open(self._chunk_sink_factory, info, name)
         progress = ProgressLog(name, info.size, time.monotonic())
         hashed = 0
+        version = object_version(info, version_id)
 
         def on_progress(done: int) -> None:
             nonlocal hashed
@@ -406,8 +456,9 @@ class TorrentService:
                 bucket=info.bucket, key=info.key, size=info.size, piece_length=piece_length,
                 hashes=hashes, announce=announce,
                 announce_list=[[announce]] if announce else None,
-                url_list=[webseed_url(bconf, info.key, self.config.server.public_url,
-                                      store.origin_url(info.key), version_id)],
+                # The hashed version, also for the current object: after an overwrite the
+                # URL must still give the bytes the piece hashes describe.
+                url_list=[self._webseed_url(store, bconf, info.key, version)],
                 created_by=f"s3torrent/{__version__}",
             )
             ih = metainfo.info_hashes(torrent)
@@ -424,6 +475,7 @@ class TorrentService:
             size=info.size, last_modified=info.last_modified, torrent=torrent,
             info_hash_v1=ih.v1, info_hash_v2=ih.v2, piece_length=piece_length,
             format="hybrid" if hybrid else "v1", created_at=time.time(),
+            object_version=version,
         )
 
     def _store_entry(self, entry: Entry) -> None:

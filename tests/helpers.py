@@ -1,15 +1,16 @@
 """Small helpers shared by tests: a free loopback port, a bounded poller, a pass-through
-store to subclass, a catalog listener that records, raw HTTP exchanges, and libtorrent
-peer processes (tests/peers/lt_peer.py) read through their JSON events."""
+store to subclass, a catalog listener that records, a catalog file of the old schema, raw HTTP
+exchanges, and libtorrent peer processes (tests/peers/lt_peer.py) read through their JSON events."""
 
 from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,40 @@ from typing import Any
 import trio
 
 LT_PEER = Path(__file__).resolve().parent / "peers" / "lt_peer.py"
+
+# The catalog as the daemon wrote it before it recorded object versions (schema 1).
+CATALOG_SCHEMA_1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+INSERT INTO schema_version VALUES (1);
+CREATE TABLE torrents (
+    bucket TEXT NOT NULL, key TEXT NOT NULL, slot TEXT NOT NULL, etag TEXT NOT NULL,
+    size INTEGER NOT NULL, last_modified REAL NOT NULL, torrent BLOB NOT NULL,
+    info_hash_v1 BLOB, info_hash_v2 BLOB, info_hash_v2_20 BLOB, piece_length INTEGER NOT NULL,
+    format TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (bucket, key, slot)
+) WITHOUT ROWID;
+CREATE INDEX torrents_v1 ON torrents (info_hash_v1);
+CREATE INDEX torrents_v2_20 ON torrents (info_hash_v2_20);
+CREATE INDEX torrents_v2 ON torrents (info_hash_v2);
+"""
+
+
+def write_schema_1_catalog(path: Path, entries: Iterable[Any]) -> None:
+    """A schema-1 catalog file at ``path`` holding ``entries`` (catalog.Entry; their
+    ``object_version`` has no column there and is lost)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.executescript(CATALOG_SCHEMA_1)
+            for e in entries:
+                v2 = e.info_hash_v2
+                conn.execute(
+                    "INSERT INTO torrents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (e.bucket, e.key, e.version_id or "", e.etag, e.size, e.last_modified,
+                     e.torrent, e.info_hash_v1, v2, None if v2 is None else v2[:20],
+                     e.piece_length, e.format, e.created_at))
+    finally:
+        conn.close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -316,6 +316,18 @@ def test_make_torrent_errors(tmp_path: Path, args: tuple[str, ...], line: str) -
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blob.bin"]
 
 
+def test_make_torrent_of_a_versioned_object_asks_for_its_version(
+        tmp_path: Path, moto_server, s3_versioned_bucket: str) -> None:
+    bucket = s3_versioned_bucket
+    put = moto_server.client().put_object(Bucket=bucket, Key="v.bin", Body=b"v" * 20_000)
+    r = seeder(tmp_path, "make-torrent", f"s3://{bucket}/v.bin",
+               "--endpoint-url", moto_server.endpoint_url)
+    assert r.returncode == 0, r.stderr
+    meta = bencode.decode((tmp_path / "v.bin.torrent").read_bytes())
+    assert meta[b"url-list"] == [
+        f"{moto_server.endpoint_url}/{bucket}/v.bin?versionId={put['VersionId']}".encode()]
+
+
 def test_make_torrent_s3_object(tmp_path: Path, moto_server, s3_bucket: str) -> None:
     data = b"s3 bytes " * 5000
     moto_server.client().put_object(Bucket=s3_bucket, Key="dir/obj.bin", Body=data)
@@ -325,6 +337,9 @@ def test_make_torrent_s3_object(tmp_path: Path, moto_server, s3_bucket: str) -> 
     info = bencode.decode((tmp_path / "obj.bin.torrent").read_bytes())[b"info"]
     assert (info[b"name"], info[b"length"]) == (b"obj.bin", len(data))
     assert info[b"meta version"] == 2  # --hybrid reached the generator
+
+    assert bencode.decode((tmp_path / "obj.bin.torrent").read_bytes())[b"url-list"] == [
+        f"{moto_server.endpoint_url}/{s3_bucket}/dir/obj.bin".encode()]
 
     r = seeder(tmp_path, "make-torrent", f"s3://{s3_bucket}/absent",
                "--endpoint-url", moto_server.endpoint_url)

@@ -17,7 +17,7 @@ from seeder.catalog import Catalog, Entry
 from seeder.config import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectChanged, ObjectInfo, make_store
 from seeder.torrents import MAX_TORRENT_SIZE, NotQualified, TorrentService
-from tests.helpers import DelegatingStore, Recorder
+from tests.helpers import DelegatingStore, Recorder, write_schema_1_catalog
 from tracker import bencode
 
 PUBLIC = "http://127.0.0.1:8123"
@@ -411,7 +411,7 @@ async def test_s3_origin_webseed_and_pinned_versions(tmp_path, moto_server, s3_v
     bucket = s3_versioned_bucket
     client = moto_server.client()
     v1 = client.put_object(Bucket=bucket, Key="dir/o b.bin", Body=blob(70_000, 1))["VersionId"]
-    client.put_object(Bucket=bucket, Key="dir/o b.bin", Body=blob(80_000, 2))
+    v2 = client.put_object(Bucket=bucket, Key="dir/o b.bin", Body=blob(80_000, 2))["VersionId"]
     bconf = BucketConfig(name=bucket, backend="s3", endpoint_url=moto_server.endpoint_url,
                          region="us-east-1", access_key="testing", secret_key="testing")
     config = Config(server=ServerConfig(public_url=PUBLIC),
@@ -430,15 +430,109 @@ async def test_s3_origin_webseed_and_pinned_versions(tmp_path, moto_server, s3_v
         await store.aclose()
     origin = store.origin_url("dir/o b.bin")
     assert origin is not None and origin.startswith(moto_server.endpoint_url)
+    # The current object's torrent asks for the version it hashed, too (an overwrite would
+    # otherwise hand its web seed other bytes).
     assert current.version_id is None and current.size == 80_000
-    assert bencode.decode(current.torrent)[b"url-list"] == [origin.encode()]
-    assert pinned.version_id == v1 and pinned.size == 70_000
+    assert current.object_version == v2
+    assert bencode.decode(current.torrent)[b"url-list"] == [
+        f"{origin}?versionId={v2}".encode()]
+    assert pinned.version_id == v1 and pinned.object_version == v1 and pinned.size == 70_000
     assert bencode.decode(pinned.torrent)[b"url-list"] == [
         f"{origin}?versionId={v1}".encode()]
     assert load(pinned).info_hashes().v1.to_bytes() == pinned.info_hash_v1
     assert catalog.get(bucket, "dir/o b.bin") == current
     assert catalog.get(bucket, "dir/o b.bin", v1) == pinned
     catalog.close()
+
+
+@asynccontextmanager
+async def s3_service(tmp_path, moto_server, bucket: str, **bucket_kw):
+    """A TorrentService over one moto bucket (origin web seeds) through a CountingStore."""
+    bconf = BucketConfig(name=bucket, backend="s3", endpoint_url=moto_server.endpoint_url,
+                         region="us-east-1", access_key="testing", secret_key="testing",
+                         **bucket_kw)
+    config = Config(server=ServerConfig(public_url=PUBLIC),
+                    tracker=TrackerConfig(public_url=ANNOUNCE), buckets=(bconf,))
+    catalog = Catalog.open(tmp_path / "state" / "catalog.sqlite3")
+    store = CountingStore(make_store(bconf))
+    rec = Recorder()
+    service = TorrentService(catalog, {bucket: store}, config, listeners=[rec])
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            with trio.fail_after(60):
+                yield service, store, rec
+            nursery.cancel_scope.cancel()
+    finally:
+        await store.aclose()
+        catalog.close()
+
+
+def url_list(entry: Entry) -> list[bytes]:
+    return bencode.decode(entry.torrent)[b"url-list"]
+
+
+@pytest.mark.parametrize("webseed", ["origin", "proxy"])
+async def test_an_unversioned_bucket_s_web_seed_asks_for_no_version(
+        tmp_path, moto_server, s3_bucket, webseed):
+    moto_server.client().put_object(Bucket=s3_bucket, Key="o.bin", Body=blob(30_000))
+    async with s3_service(tmp_path, moto_server, s3_bucket, webseed=webseed) as (service, store,
+                                                                                  _):
+        entry = await service.get_torrent(s3_bucket, "o.bin")
+        want = (store.origin_url("o.bin") if webseed == "origin"
+                else f"{PUBLIC}/{s3_bucket}/o.bin")
+        assert entry.object_version is None
+        assert url_list(entry) == [want.encode()]
+
+
+async def test_a_versioned_object_unchanged_gets_byte_identical_torrents(
+        tmp_path, moto_server, s3_versioned_bucket):
+    """Hashed again (catalog lost) the unchanged object makes the same bytes, the version in
+    its web seed URL included; an overwrite makes a torrent asking for the new version."""
+    bucket, client = s3_versioned_bucket, moto_server.client()
+    v1 = client.put_object(Bucket=bucket, Key="k", Body=blob(90_000, 1))["VersionId"]
+    async with s3_service(tmp_path, moto_server, bucket) as (service, store, rec):
+        first = await service.get_torrent(bucket, "k")
+        assert first.object_version == v1
+        assert await service.get_torrent(bucket, "k") == first  # cached: not read again
+        reads = store.reads
+        service.catalog.delete(bucket, "k")
+        again = await service.get_torrent(bucket, "k")
+        assert store.reads > reads  # hashed again...
+        assert again.torrent == first.torrent  # ...into the same bytes
+        v2 = client.put_object(Bucket=bucket, Key="k", Body=blob(90_000, 2))["VersionId"]
+        newer = await service.get_torrent(bucket, "k")
+    origin = store.origin_url("k")
+    assert url_list(first) == [f"{origin}?versionId={v1}".encode()]
+    assert url_list(newer) == [f"{origin}?versionId={v2}".encode()]
+    assert newer.info_hash_v1 != first.info_hash_v1
+    assert [e.info_hash_v1 for e in rec.removed][-1:] == [first.info_hash_v1]
+
+
+async def test_a_schema_1_row_gets_its_version_without_hashing_again(
+        tmp_path, moto_server, s3_versioned_bucket):
+    """A torrent cached by a daemon that recorded no versions (url-list without versionId)
+    is relinked to the version HeadObject reports when the ETag still matches: same
+    info-hash, no read of the object, no listener told of a new torrent."""
+    bucket, client = s3_versioned_bucket, moto_server.client()
+    v1 = client.put_object(Bucket=bucket, Key="d/k", Body=blob(70_000, 3))["VersionId"]
+    async with s3_service(tmp_path / "gen", moto_server, bucket) as (service, store, _):
+        made = await service.get_torrent(bucket, "d/k")
+    origin = store.origin_url("d/k")
+    meta = bencode.decode(made.torrent)
+    meta[b"url-list"] = [origin.encode()]  # what the earlier daemon put there
+    old = dataclasses.replace(made, torrent=bencode.encode(meta), object_version=None)
+    write_schema_1_catalog(tmp_path / "state" / "catalog.sqlite3", [old])
+    async with s3_service(tmp_path, moto_server, bucket) as (service, store, rec):
+        assert service.catalog.get(bucket, "d/k") == old
+        got = await service.get_torrent(bucket, "d/k")
+        assert store.reads == 0 and rec.added == [] and rec.removed == []
+        assert got.object_version == v1
+        assert got.torrent == made.torrent  # what this daemon makes for it
+        assert url_list(got) == [f"{origin}?versionId={v1}".encode()]
+        assert (got.info_hash_v1, got.created_at) == (old.info_hash_v1, old.created_at)
+        assert service.catalog.get(bucket, "d/k") == got
+        assert await service.get_torrent(bucket, "d/k") == got
 
 
 async def test_an_older_job_finishing_late_does_not_replace_a_newer_entry(tmp_path, root):

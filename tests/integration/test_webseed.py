@@ -8,6 +8,7 @@ presigned); presigned web seeds of requester-pays buckets usable with no extra h
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ from seeder.config import (
 )
 from seeder.daemon import Daemon, serve
 from seeder.s3errors import S3Error
+from tests.helpers import lt_peer
 from tests.integration.test_api import Env, fetch, run_sync
 from tracker import bencode
 
@@ -261,7 +263,7 @@ async def test_curl_time_condition_and_etag_compare(env: Env, tmp_path: Path) ->
 # -- web seed URLs pinned to a version --------------------------------------------------------
 
 
-def signed_torrent_url(env: Env, bucket: str, key: str, version: str) -> str:
+def signed_torrent_url(env: Env, bucket: str, key: str, version: str | None) -> str:
     """A presigned GetObjectTorrent URL of this daemon (the private bucket needs one)."""
     import boto3
     from botocore.config import Config as BotoConfig
@@ -276,7 +278,8 @@ def signed_torrent_url(env: Env, bucket: str, key: str, version: str) -> str:
         # botocore's GetObjectTorrent has no VersionId (S3's does): sign it into the query.
         request.url += "&versionId=" + urllib.parse.quote(version, safe="")
 
-    client.meta.events.register("before-sign.s3.GetObjectTorrent", add_version)
+    if version is not None:
+        client.meta.events.register("before-sign.s3.GetObjectTorrent", add_version)
     return client.generate_presigned_url(
         "get_object_torrent", Params={"Bucket": bucket, "Key": key}, ExpiresIn=300
     )
@@ -315,6 +318,131 @@ async def test_a_version_pinned_web_seed_fetches_that_version_after_an_overwrite
     assert (status, body) == (200, old)
     status, _, body = await run_sync(fetch, seed_url, "GET", {"Range": "bytes=100-199"})
     assert (status, body) == (206, old[100:200])
+
+
+async def current_torrent(env: Env, role: str, key: str) -> dict:
+    """The torrent of the object now at ``key`` (no versionId), asked as ``role`` needs."""
+    bucket = env.buckets[role]
+    if role == "priv":
+        status, _, body = await run_sync(fetch, await run_sync(
+            signed_torrent_url, env, bucket, key, None))
+        assert status == 200, body
+        return bencode.decode(body)
+    payer = {"x-amz-request-payer": "requester"} if role == "rp" else None
+    return await torrent_of(env, bucket, key, None, payer)
+
+
+def seed_url_of(env: Env, meta: dict, role: str, version: str) -> str:
+    """The torrent's one web seed URL, checked to ask for ``version``, made fetchable here."""
+    (seed,) = meta[b"url-list"]
+    url = seed.decode()
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    assert query["versionId"] == [version]
+    if role == "proxy":
+        assert url.startswith(PUBLIC_URL + "/")
+        url = env.url + url[len(PUBLIC_URL):]
+    elif role in ("priv", "rp"):
+        assert "X-Amz-Signature" in query
+    else:
+        assert url.startswith(env.moto.endpoint_url + "/")
+    return url
+
+
+@pytest.mark.parametrize("role", ["pub", "proxy", "priv", "rp"])
+async def test_the_current_object_s_web_seed_keeps_its_version_after_an_overwrite(
+    env: Env, role: str
+) -> None:
+    """``?torrent`` without versionId on a versioned bucket: the web seed URL (plain origin,
+    this daemon's, or presigned) asks for the version that was hashed. After an overwrite the
+    earlier torrent's URL still gives the old bytes, the ones its piece hashes describe,
+    before and after the daemon made the new torrent; the new torrent's URL the new bytes."""
+    bucket, key = env.buckets[role], "dir/cur ü.bin"
+    s3 = env.moto.client()
+    old, new = os.urandom(70_000), os.urandom(80_000)
+    v1 = s3.put_object(Bucket=bucket, Key=key, Body=old, ACL="public-read")["VersionId"]
+    first = await current_torrent(env, role, key)
+    old_url = seed_url_of(env, first, role, v1)
+    v2 = s3.put_object(Bucket=bucket, Key=key, Body=new, ACL="public-read")["VersionId"]
+
+    async def check_old() -> None:
+        status, headers, body = await run_sync(fetch, old_url)
+        assert (status, body) == (200, old)
+        if role == "proxy":  # S3's own validators at the origin; these are the daemon's
+            assert headers["etag"] == f'"{hashlib.md5(old).hexdigest()}"'
+        status, _, body = await run_sync(fetch, old_url, "GET", {"Range": "bytes=100-199"})
+        assert (status, body) == (206, old[100:200])
+
+    await check_old()  # overwritten, the daemon has not noticed yet
+    second = await current_torrent(env, role, key)
+    assert second[b"info"] != first[b"info"]
+    new_url = seed_url_of(env, second, role, v2)
+    await check_old()  # the daemon's torrent is now the new one
+    status, _, body = await run_sync(fetch, new_url)
+    assert (status, body) == (200, new)
+
+
+@pytest.mark.parametrize("role", ["pub", "proxy"])
+async def test_libtorrent_finishes_an_earlier_torrent_from_its_web_seed(
+    env: Env, role: str, tmp_path: Path
+) -> None:
+    """The case this is for (FIELD-NOTES: an overwritten object's web seed fails the piece
+    hashes and libtorrent bans it): a client holding the torrent made before the overwrite,
+    started after the daemon made the new one, downloads the old bytes from the web seed."""
+    bucket, key = env.buckets[role], "lt.bin"
+    s3 = env.moto.client()
+    old = os.urandom(3 * 262144 + 999)
+    s3.put_object(Bucket=bucket, Key=key, Body=old, ACL="public-read")
+    meta = await torrent_of(env, bucket, key)
+    s3.put_object(Bucket=bucket, Key=key, Body=os.urandom(len(old)), ACL="public-read")
+    assert (await torrent_of(env, bucket, key))[b"info"] != meta[b"info"]
+    if role == "proxy":  # the daemon's web seed at its test address (outside info)
+        (seed,) = meta[b"url-list"]
+        meta[b"url-list"] = [env.url.encode() + seed[len(PUBLIC_URL):]]
+    path = tmp_path / "old.torrent"
+    path.write_bytes(bencode.encode(meta))
+    async with lt_peer("--torrent", str(path), "--save-dir", str(tmp_path / "dl"),
+                       "--bind", "127.0.0.2", "--timeout", "60", "--no-ssrf") as peer:
+        with trio.fail_after(90):
+            done = await peer.until("finished")
+    assert done["sha1"] == hashlib.sha1(old).hexdigest()
+    assert done["web_seed_bytes"] == len(old)
+
+
+async def test_a_superseded_version_through_this_daemon_s_web_seed(env: Env) -> None:
+    """Proxy mode, the version an earlier torrent hashed: its own validators, conditional
+    requests and ranges as for any web seed answer; only versions of a key that has a torrent
+    are served (else 404 NoSuchKey, as for any object without one)."""
+    bucket, key = env.buckets["proxy"], "sup.bin"
+    s3 = env.moto.client()
+    old, new = os.urandom(60_000), os.urandom(61_000)
+    v1 = s3.put_object(Bucket=bucket, Key=key, Body=old)["VersionId"]
+    await torrent_of(env, bucket, key)
+    s3.put_object(Bucket=bucket, Key=key, Body=new)
+    await torrent_of(env, bucket, key)  # the current torrent is now v2's
+    url = f"{env.url}/{bucket}/{key}?versionId={urllib.parse.quote(v1, safe='')}"
+    old_etag, new_etag = (f'"{hashlib.md5(b).hexdigest()}"' for b in (old, new))
+    status, headers, body = await run_sync(fetch, url, "HEAD")
+    assert (status, headers["etag"], headers["content-length"], body) == (
+        200, old_etag, str(len(old)), b"")
+    modified = headers["last-modified"]
+    for extra, want in [
+        ({"If-None-Match": old_etag}, 304),
+        ({"If-Match": new_etag}, 412),
+        ({"If-Match": old_etag}, 200),
+        ({"If-Modified-Since": modified}, 304),
+        ({"Range": "bytes=-10", "If-Range": old_etag}, 206),
+        ({"Range": "bytes=-10", "If-Range": new_etag}, 200),  # whole object: never mixed
+    ]:
+        status, _, body = await run_sync(fetch, url, "GET", extra)
+        assert status == want, extra
+        assert body == {200: old, 206: old[-10:], 304: b"", 412: body}[status]
+    # The plain URL is the current torrent's: v2.
+    status, _, body = await run_sync(fetch, f"{env.url}/{bucket}/{key}")
+    assert (status, body) == (200, new)
+    for target in (f"{bucket}/{key}?versionId=no-such-version",
+                   f"{bucket}/other.bin?versionId={urllib.parse.quote(v1, safe='')}"):
+        status, _, body = await run_sync(fetch, f"{env.url}/{target}")
+        assert status == 404 and b"<Code>NoSuchKey</Code>" in body, target
 
 
 async def test_requester_pays_presigned_web_seed_needs_no_header(env: Env) -> None:

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from seeder.catalog import SCHEMA_VERSION, Catalog, CatalogError, Entry
+from tests.helpers import write_schema_1_catalog
 
 
 def entry(key: str = "a/b.bin", *, bucket: str = "bk", etag: str = "e1",
@@ -181,3 +182,41 @@ def test_unwritable_location_raises_catalog_error(tmp_path):
 def test_entry_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry().etag = "x"  # type: ignore[misc]
+
+
+def test_the_object_version_is_recorded(path):
+    cur = dataclasses.replace(entry(etag="e2", seed=2), object_version="v2")
+    with Catalog.open(path) as cat:
+        cat.put(cur)
+        cat.put(entry(key="plain", seed=3))
+    with Catalog.open(path) as cat:
+        assert cat.get("bk", "a/b.bin").object_version == "v2"
+        assert cat.get("bk", "plain").object_version is None
+
+
+def test_a_pinned_entry_records_its_pin_as_the_object_version():
+    assert entry(version_id="v1").object_version == "v1"
+    assert dataclasses.replace(entry(version_id="v1"), object_version="v1").object_version == "v1"
+    with pytest.raises(ValueError, match="pinned"):
+        dataclasses.replace(entry(version_id="v1"), object_version="v2")
+
+
+def test_a_schema_1_catalog_is_migrated_keeping_its_rows(path):
+    cur, pinned = entry(etag="e2", seed=2, hybrid=True), entry(version_id="v1", seed=1)
+    write_schema_1_catalog(path, [cur, pinned])
+    with Catalog.open(path) as cat:
+        assert cat.count() == 2
+        got = cat.get("bk", "a/b.bin")
+        assert got == cur and got.object_version is None  # not recorded
+        assert cat.get("bk", "a/b.bin", "v1") == pinned  # the pin is its version
+        assert cat.by_info_hash(cur.info_hash_v2[:20]) == cur
+        later = dataclasses.replace(cur, object_version="v2")
+        assert cat.put(later) == cur
+    assert not any(".broken-" in p.name for p in path.parent.iterdir())
+    with Catalog.open(path) as cat:  # reopened at schema 2: nothing migrates twice
+        assert cat.get("bk", "a/b.bin") == later
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    finally:
+        conn.close()

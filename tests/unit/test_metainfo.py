@@ -171,6 +171,20 @@ def test_trackers_and_web_seeds_do_not_change_the_info_hash() -> None:
     assert a == b
 
 
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_with_url_list_is_what_build_torrent_makes_with_that_url(hybrid: bool) -> None:
+    data = content(3 * PL + 5)
+    pinned = WEBSEED + "?versionId=v%201"
+    relinked = metainfo.with_url_list(make(data, hybrid=hybrid), [pinned])
+    assert relinked == make(data, hybrid=hybrid, url_list=[pinned])
+    assert metainfo.info_hashes(relinked) == metainfo.info_hashes(make(data, hybrid=hybrid))
+    # No URL left: no url-list, as build_torrent leaves it out.
+    assert metainfo.with_url_list(relinked, [""]) == make(data, hybrid=hybrid, url_list=[])
+    assert metainfo.with_url_list(make(data, hybrid=hybrid, url_list=[]), [pinned]) == relinked
+    with pytest.raises(metainfo.InvalidTorrent):
+        metainfo.with_url_list(b"li1ee", [pinned])
+
+
 def test_bucket_and_key_are_part_of_the_info_hash() -> None:
     data = content(PL)
     base = metainfo.info_hashes(make(data))

@@ -13,6 +13,7 @@ from seeder.torrents import (
     NotQualified,
     ProgressLog,
     check_qualifies,
+    object_version,
     presigns_webseed,
     webseed_url,
 )
@@ -169,3 +170,21 @@ def test_progress_every_ten_percent_or_ten_seconds():
 def test_progress_silent_for_quick_jobs():
     p = ProgressLog("bk/k", 10 * MiB, started=0.0)
     assert all(p.update(n * MiB, n * 0.4) is None for n in range(11))
+
+
+@pytest.mark.parametrize(
+    ("head_version", "pin", "want"),
+    [
+        (None, None, None),  # unversioned bucket, local directory
+        ("null", None, None),  # written while versioning was off: the next write reuses "null"
+        ("", None, None),
+        ("3HL4kqtJ", None, "3HL4kqtJ"),  # the current object of a versioned bucket
+        ("3HL4kqtJ", "3HL4kqtJ", "3HL4kqtJ"),  # ?torrent&versionId=
+        (None, "v/1 +", "v/1 +"),
+        ("null", "null", "null"),  # a pin is kept as asked (an Entry's pin is its version)
+    ],
+)
+def test_object_version(head_version, pin, want):
+    info = ObjectInfo(bucket="bk", key="k", size=1, etag="e", last_modified=1.0,
+                      version_id=head_version)
+    assert object_version(info, pin) == want
