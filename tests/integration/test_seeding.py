@@ -6,8 +6,10 @@ other and the daemon through the tracker only."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import subprocess
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -548,3 +550,66 @@ async def test_aria2_completes_from_the_web_seed_alone(
     assert served(env) >= SIZE
     # The early hang-ups cost the daemon nothing: it still answers.
     assert await trio.to_thread.run_sync(get_torrent, env) == torrent
+
+
+# -- a third one: Transmission -------------------------------------------------------------
+
+
+async def test_transmission_announces_and_completes_from_the_web_seed(
+    tmp_path: Path, moto_server: Any, nursery: trio.Nursery
+) -> None:
+    """Transmission (it refuses peers on 127.0.0.0/8: FIELD-NOTES, so its only source here
+    is the BEP 19 web seed, which it asks one piece per request) gets the torrent through
+    GetObjectTorrent, announces to the daemon's HTTP tracker (started, then completed) and
+    completes; the tracker counts the download."""
+    cli = shutil.which("transmission-cli")
+    if cli is None:
+        pytest.skip("transmission-cli not installed (scripts/test.sh installs it)")
+    env = await start_daemon(tmp_path, moto_server, nursery, seeding=False)
+    data = os.urandom(SIZE)
+    put(env, data)
+    conf = tmp_path / "transmission"
+    conf.mkdir()
+    (conf / "settings.json").write_text(json.dumps({
+        "dht-enabled": False, "lpd-enabled": False, "pex-enabled": False,
+        "port-forwarding-enabled": False, "rpc-enabled": False, "utp-enabled": False,
+        "bind-address-ipv4": CLIENTS[2], "bind-address-ipv6": "::1",
+        "peer-port": free_port(), "message-level": 1,
+    }))  # fmt: skip
+    done = tmp_path / "transmission-done"
+    finish = tmp_path / "finish.sh"
+    finish.write_text(f"#!/bin/sh\ntouch {done}\n")
+    finish.chmod(0o755)
+    out = tmp_path / "transmission-out"
+    out.mkdir()
+    with trio.fail_after(DEADLINE):
+        torrent = await trio.to_thread.run_sync(get_torrent, env)
+        tpath = tmp_path / "t.torrent"
+        tpath.write_bytes(torrent)
+        proc = await trio.lowlevel.open_process(
+            [cli, "-g", str(conf), "-w", str(out), "-f", str(finish), str(tpath)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        http = {"transport": "http"}
+        completed = {"event": "completed", **http}
+        try:
+            while not done.exists():
+                await trio.sleep(0.1)  # polled; bounded by fail_after
+            # Its "completed" announce follows the finish script, asynchronously.
+            while _metric(env, "tracker_announces_total", completed) < 1:
+                await trio.sleep(0.1)  # polled; bounded by fail_after
+        finally:
+            proc.terminate()  # it would seed on: stop it, by PID
+            with trio.CancelScope(shield=True), trio.move_on_after(10):
+                await proc.wait()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert (out / Path(KEY).name).read_bytes() == data
+    assert served(env) >= SIZE
+    assert _metric(env, "tracker_announces_total", {"event": "started", **http}) == 1
+    assert _metric(env, "tracker_announces_total", completed) == 1
+    entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
+    assert entry is not None
+    counts = env.daemon.tracker.swarms.scrape(entry.info_hash_v1)
+    assert counts is not None and counts[1] == 1
