@@ -105,8 +105,11 @@ class Daemon:
                 log.warning("reload: [%s] changed; it takes effect at the next restart", section)
         new = _keep_sections(new, old)
         new_by_name = {b.name: b for b in new.buckets}
+        old_by_name = {b.name: b for b in old.buckets}
+        changed = {n for n in old_by_name.keys() | new_by_name.keys()
+                   if old_by_name.get(n) != new_by_name.get(n)}
         for b in old.buckets:
-            if new_by_name.get(b.name) != b:
+            if b.name in changed:
                 store = self.stores.pop(b.name, None)
                 if store is not None:
                     await store.aclose()
@@ -116,9 +119,9 @@ class Daemon:
         self.config = new
         self.torrents.config = new
         self.api.runtime = Runtime.build(new, self.stores)
-        # A bucket's web seed settings may have changed: cached torrents and the session
-        # follow them now, not at each object's next request.
-        self.torrents.relink_all()
+        # A changed bucket's web seed settings: its cached torrents and the session follow
+        # them now, not at each object's next request. (Other sections wait for a restart.)
+        self.torrents.relink_all(changed)
         log.info(
             "reloaded config: %d buckets, %d credentials", len(new.buckets), len(new.credentials)
         )
