@@ -206,6 +206,24 @@ class Catalog:
             )
         return None if old is None else _entry(old)
 
+    def put_many(self, entries: list[Entry]) -> None:
+        """Insert or replace the rows of ``entries`` in one transaction (one commit for all:
+        relinking a whole catalog at startup). Nothing is returned of the rows replaced."""
+        rows = [
+            (e.bucket, e.key, e.version_id or "", e.etag, e.size, e.last_modified, e.torrent,
+             e.info_hash_v1, e.info_hash_v2,
+             None if e.info_hash_v2 is None else e.info_hash_v2[:20],
+             e.piece_length, e.format, e.created_at, e.object_version)
+            for e in entries
+        ]
+        with self._guard(), self._conn:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO torrents (bucket, key, slot, etag, size, last_modified,"
+                " torrent, info_hash_v1, info_hash_v2, info_hash_v2_20, piece_length, format,"
+                " created_at, object_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+
     def delete(self, bucket: str, key: str, version_id: str | None = None) -> Entry | None:
         """Remove the current-object row (or the pinned ``version_id`` row); return what it held."""
         slot = version_id or ""

@@ -30,9 +30,9 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry
 
-from seeder import __version__
+from seeder import __version__, metainfo
 from seeder import config as config_mod
-from seeder.catalog import Catalog, Entry
+from seeder.catalog import Catalog, CatalogError, Entry
 from seeder.config import Config
 from seeder.handlers import Runtime, S3Api
 from seeder.lt_session import SeedSession
@@ -105,8 +105,11 @@ class Daemon:
                 log.warning("reload: [%s] changed; it takes effect at the next restart", section)
         new = _keep_sections(new, old)
         new_by_name = {b.name: b for b in new.buckets}
+        old_by_name = {b.name: b for b in old.buckets}
+        changed = {n for n in old_by_name.keys() | new_by_name.keys()
+                   if old_by_name.get(n) != new_by_name.get(n)}
         for b in old.buckets:
-            if new_by_name.get(b.name) != b:
+            if b.name in changed:
                 store = self.stores.pop(b.name, None)
                 if store is not None:
                     await store.aclose()
@@ -116,6 +119,9 @@ class Daemon:
         self.config = new
         self.torrents.config = new
         self.api.runtime = Runtime.build(new, self.stores)
+        # A changed bucket's web seed settings: its cached torrents and the session follow
+        # them now, not at each object's next request. (Other sections wait for a restart.)
+        self.torrents.relink_all(changed)
         log.info(
             "reloaded config: %d buckets, %d credentials", len(new.buckets), len(new.credentials)
         )
@@ -157,7 +163,7 @@ async def serve(
     try:
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=config.generation.threads * 2)
-        seeding = _make_seeding(config, state_dir, metrics)
+        seeding = _make_seeding(config, state_dir, metrics, catalog)
         on_announce = None
         if seeding is not None:
             # An announce in a swarm is demand (issue 4): seed it if the session lacks it.
@@ -197,6 +203,9 @@ async def serve(
             seeding=seeding,
             tracker=tracker,
         )
+        # The config may have moved the tracker or a web seed since the catalog's torrents
+        # were made: relink them before the session resumes them and anyone asks.
+        torrents.relink_all()
         async with trio.open_nursery() as nursery:
             bt_port = None
             if seeding is not None:
@@ -284,6 +293,9 @@ class _TrackerListener:
     def torrent_removed(self, entry: Entry) -> None:
         self.core.unregister(entry.tracker_hashes)
 
+    def torrent_relinked(self, entry: Entry) -> None:
+        pass  # same info-hashes: nothing to register
+
 
 def _make_tracker(
     config: Config,
@@ -311,19 +323,30 @@ def _make_tracker(
     return core
 
 
-def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics) -> Seeding | None:
+def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,
+                  catalog: Catalog) -> Seeding | None:
     if not config.seeding.enabled:
         return None
     cache_dir = Path(config.seeding.cache_dir) if config.seeding.cache_dir else state_dir / "seeds"
     cache = SeedCache(cache_dir, config.seeding.cache_max_bytes)
     return Seeding(
-        SeedSession(config.seeding, state_dir, cache, metrics),
+        SeedSession(config.seeding, state_dir, cache, metrics,
+                    links_of=functools.partial(_catalog_links, catalog)),
         cache,
         budget=SwarmBudget(
             config.seeding.swarm_budget,
             trickle_rate=config.seeding.swarm_trickle_rate,
         ),
     )
+
+
+def _catalog_links(catalog: Catalog, key: str) -> metainfo.Links | None:
+    """The links of the catalog's torrent with seed key ``key`` (info-hash hex), if any."""
+    try:
+        entry = catalog.by_info_hash(bytes.fromhex(key))
+        return None if entry is None else metainfo.links(entry.torrent)
+    except (ValueError, CatalogError):  # MetainfoError is a ValueError
+        return None
 
 
 def _status_line(daemon: Daemon) -> str:

@@ -14,9 +14,15 @@ info dict inside) is written after each add, when a download finishes, and for e
 at shutdown; `load_resume` re-adds them at startup so a restart seeds again without reading
 the origin. A resume file whose cache entry is gone is deleted.
 
+Trackers and web seeds follow the catalog, not the resume data: the resume data keeps the
+links the torrent had when it was saved, and the config may have moved the tracker or the
+web seed since (the catalog was relinked at startup). `load_resume` asks ``links_of`` for
+each resumed torrent's current links and adds it with those; `set_links` replaces them on a
+running torrent (``replace_trackers``, ``add_url_seed`` / ``remove_url_seed``).
+
 Policy (which torrents to seed, when, how fast) belongs to the daemon: this module gives
 `add`, `ensure_seeding` (idempotent), `remove`, `has`, `status`, `stats`, and for the swarm
-budget `peered`, `swarm_view` and `set_throttle`.
+budget `peered`, `swarm_view` and `set_throttle`, and `set_links`.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ import trio
 
 from seeder import __version__
 from seeder.config import SeedingConfig
+from seeder.metainfo import Links
 from seeder.seedcache import CacheError, SeedCache
 from seeder.swarm_budget import SwarmView, Throttle, missing_pieces
 
@@ -200,6 +207,14 @@ def url_list(torrent: bytes) -> list[bytes]:
     return [u for u in value if isinstance(u, bytes) and u] if isinstance(value, list) else []
 
 
+def tracker_tiers(links: Links) -> list[tuple[str, int]]:
+    """The (url, tier) list libtorrent makes of a torrent with ``links``: ``announce-list``
+    when it has one (BEP 12: ``announce`` is then ignored), else ``announce`` alone."""
+    if links.announce_list:
+        return [(url, tier) for tier, urls in enumerate(links.announce_list) for url in urls]
+    return [(links.announce, 0)] if links.announce else []
+
+
 def torrent_key(ti: lt.torrent_info) -> str:
     """The seed cache key of a torrent: v1 info-hash hex, or the v2 one if v2-only."""
     return _key(ti.info_hashes())
@@ -232,14 +247,18 @@ class SeedSession:
         metrics: Any = None,
         *,
         stats_interval: float = STATS_INTERVAL,
+        links_of: Callable[[str], Links | None] | None = None,
     ) -> None:
         """``metrics``: a seeder.metrics.SeederMetrics (or None): its session counters,
-        peers/torrents gauges and seed cache metrics are fed at every stats interval."""
+        peers/torrents gauges and seed cache metrics are fed at every stats interval.
+        ``links_of(key)``: the links a torrent resumed from resume data gets (the catalog's
+        torrent's); None, or no such callable: the links saved in its resume data."""
         self.config = config
         self.resume_dir = Path(state_dir) / "resume"
         self.cache = cache
         self.metrics = metrics
         self.stats_interval = stats_interval
+        self.links_of = links_of
         self._ses: lt.session | None = None
         self._handles: dict[str, lt.torrent_handle] = {}
         self._downloading: set[str] = set()  # pinned in the cache until finished
@@ -454,6 +473,7 @@ class SeedSession:
                 continue
             params.save_path = str(cache_path)
             params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+            self._current_links(key, params)
             if not self.cache.is_complete(key):
                 self.cache.pin(key)
                 self._downloading.add(key)
@@ -474,6 +494,74 @@ class SeedSession:
         if added:
             log.info("resumed %d torrents from %s", added, self.resume_dir)
         return added
+
+    def _current_links(self, key: str, params: lt.add_torrent_params) -> None:
+        """Give a resumed torrent the links ``links_of`` has for it, in place of the resume
+        data's (which are what the torrent had when it was saved)."""
+        if self.links_of is None:
+            return
+        try:
+            links = self.links_of(key)
+        except Exception:  # the catalog failing costs the new links, not the torrent
+            log.exception("%s: cannot look up its current links", key)
+            return
+        if links is None:
+            return
+        tiers = tracker_tiers(links)
+        if ([(u, t) for u, t in zip(params.trackers, params.tracker_tiers, strict=False)] != tiers
+                or list(params.url_seeds) != list(links.url_list)):
+            log.info("%s: resumed with the catalog's tracker and web seed URLs", key)
+        params.trackers = [url for url, _ in tiers]
+        params.tracker_tiers = [tier for _, tier in tiers]
+        params.url_seeds = list(links.url_list)
+
+    def set_links(self, info_hash: str, links: Links) -> bool:
+        """Make a torrent in the session announce to ``links``' trackers and fetch from its
+        web seeds (replacing the ones it has; new trackers are announced to at once). The
+        resume data is saved again when something changed. False if the torrent is not in
+        the session."""
+        key = info_hash.lower()
+        handle = self._handles.get(key)
+        if handle is None or not handle.is_valid():
+            return False
+        changed = False
+        tiers = tracker_tiers(links)
+        if self.trackers(key) != tiers:
+            entries = []
+            for url, tier in tiers:
+                entry = lt.announce_entry(url)
+                entry.tier = tier
+                entries.append(entry)
+            handle.replace_trackers(entries)
+            changed = True
+        have, want = set(handle.url_seeds()), set(links.url_list)
+        for url in have - want:
+            handle.remove_url_seed(url)
+        for url in want - have:
+            handle.add_url_seed(url)
+        changed = changed or have != want
+        if changed:
+            handle.save_resume_data(lt.torrent_handle.save_info_dict)
+            log.info("%s: trackers %s, web seeds %s", key,
+                     ", ".join(url for url, _ in tiers) or "none",
+                     ", ".join(links.url_list) or "none")
+        return True
+
+    def trackers(self, info_hash: str) -> list[tuple[str, int]] | None:
+        """The torrent's trackers as libtorrent has them, (url, tier); None if not in the
+        session."""
+        handle = self._handles.get(info_hash.lower())
+        if handle is None or not handle.is_valid():
+            return None
+        return [(t["url"], t["tier"]) for t in handle.trackers()]
+
+    def web_seeds(self, info_hash: str) -> list[str] | None:
+        """The torrent's BEP 19 web seeds as libtorrent has them (sorted); None if not in
+        the session."""
+        handle = self._handles.get(info_hash.lower())
+        if handle is None or not handle.is_valid():
+            return None
+        return sorted(handle.url_seeds())
 
     def remove(self, info_hash: str, *, delete_files: bool = False) -> bool:
         """Stop seeding a torrent; False if it was not in the session.

@@ -8,7 +8,9 @@ Shape (v1, the default) follows Amazon S3's own torrents (field notes)::
 - ``name`` is the last segment of the key. ``x-amz-bucket`` and ``x-amz-key`` are inside
   ``info``, as at AWS, so the same bytes under two keys make two torrents (two info-hashes).
 - ``url-list`` (BEP 19 web seed) and the trackers are outside ``info``: they can change
-  without changing the info-hash.
+  without changing the info-hash. :class:`Links` holds the three; :func:`links` reads them
+  and :func:`with_links` rewrites them, copying every other top-level value (``info``
+  included) byte for byte, without decoding it.
 - No ``creation date`` and nothing machine-specific: the same object, piece length and format
   give the same bytes and info-hashes on any machine, after any restart.
 - Bencoding is canonical (keys sorted by raw bytes), so the info-hash is the hash of the
@@ -41,6 +43,7 @@ Pure: bytes and dataclasses in and out, no I/O.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,15 +59,18 @@ __all__ = [
     "EmptyObjectError",
     "InfoHashes",
     "InvalidTorrent",
+    "Links",
     "MetainfoError",
     "PieceHashes",
     "build_torrent",
     "check_piece_length",
     "info_hashes",
+    "links",
     "num_pieces",
     "piece_length_for",
     "torrent_name",
     "validate",
+    "with_links",
     "with_url_list",
 ]
 
@@ -129,6 +135,33 @@ class InfoHashes:
         return tuple(h[:SHA1_SIZE] for h in (self.v1, self.v2) if h is not None)
 
 
+@dataclass(frozen=True, slots=True)
+class Links:
+    """What a client follows out of a torrent, all outside ``info``: ``announce``,
+    ``announce-list`` (BEP 12 tiers) and ``url-list`` (BEP 19 web seeds).
+
+    Normal form (:meth:`of`, what :func:`build_torrent` writes and :func:`links` reads back):
+    no empty URL, no empty tier, ``announce`` None rather than ``""``. Two torrents with
+    equal ``Links`` have equal ``announce``, ``announce-list`` and ``url-list`` bytes.
+    """
+
+    announce: str | None = None
+    announce_list: tuple[tuple[str, ...], ...] = ()
+    url_list: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, announce: str | None = None,
+           announce_list: Iterable[Iterable[str]] | None = None,
+           url_list: Iterable[str] | None = None) -> Links:
+        """The normal form of these links (empty strings and tiers left out)."""
+        tiers = (tuple(url for url in tier if url) for tier in announce_list or ())
+        return cls(
+            announce or None,
+            tuple(tier for tier in tiers if tier),
+            tuple(url for url in url_list or () if url),
+        )
+
+
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
@@ -186,8 +219,8 @@ def build_torrent(
     size: int,
     hashes: PieceHashes,
     announce: str | None,
-    announce_list: list[list[str]] | None,
-    url_list: list[str] | None,
+    announce_list: Iterable[Iterable[str]] | None,
+    url_list: Iterable[str] | None,
     created_by: str,
     piece_length: int | None = None,
 ) -> bytes:
@@ -237,15 +270,7 @@ def build_torrent(
             top[b"piece layers"] = {root: bytes(layer)}
     elif hashes.piece_layer is not None:
         raise MetainfoError("a piece layer without a pieces root")
-    if announce:
-        top[b"announce"] = announce
-    tiers = [[url for url in tier if url] for tier in announce_list or []]
-    tiers = [tier for tier in tiers if tier]
-    if tiers:
-        top[b"announce-list"] = tiers
-    urls = [url for url in url_list or [] if url]
-    if urls:
-        top[b"url-list"] = urls
+    top.update(_link_values(Links.of(announce, announce_list, url_list)))
     top[b"created by"] = created_by
     top[b"info"] = info
     return bencode.encode(top)
@@ -270,19 +295,157 @@ def info_hashes(torrent: bytes) -> InfoHashes:
     return InfoHashes(v1, v2)
 
 
-def with_url_list(torrent: bytes, urls: list[str]) -> bytes:
+def links(torrent: bytes) -> Links:
+    """The links of torrent bytes, in normal form (see :class:`Links`). A ``url-list`` that is
+    one string (BEP 19 allows it) reads as a list of one.
+
+    Cheap on big torrents: the top level is walked without decoding ``info`` or ``piece
+    layers`` (their strings are skipped by length); only the three link values are decoded.
+    Raises InvalidTorrent if ``torrent`` is not a bencoded dictionary or a link has the
+    wrong type. URLs are read as UTF-8 (other bytes kept as surrogate escapes).
+    """
+    values = _top_level(torrent)
+    announce = announce_list = url_list = None
+    if b"announce" in values:
+        announce = _link_text(_link_value(torrent, values[b"announce"], "announce"), "announce")
+    if b"announce-list" in values:
+        raw = _link_value(torrent, values[b"announce-list"], "announce-list")
+        if not isinstance(raw, list) or not all(isinstance(tier, list) for tier in raw):
+            raise InvalidTorrent(_path(b"announce-list"), "must be a list of lists")
+        announce_list = [[_link_text(url, "announce-list") for url in tier] for tier in raw]
+    if b"url-list" in values:
+        raw = _link_value(torrent, values[b"url-list"], "url-list")
+        raw = [raw] if isinstance(raw, bytes) else raw
+        if not isinstance(raw, list):
+            raise InvalidTorrent(_path(b"url-list"), "must be a string or a list")
+        url_list = [_link_text(url, "url-list") for url in raw]
+    return Links.of(announce, announce_list, url_list)
+
+
+def with_links(torrent: bytes, new: Links) -> bytes:
+    """``torrent`` with its ``announce``, ``announce-list`` and ``url-list`` replaced by
+    ``new`` (each left out when empty, as :func:`build_torrent` does).
+
+    Every other top-level value (``info``, ``piece layers``, ``created by``, ...) is copied
+    byte for byte, never decoded and encoded again, so ``info`` and the info-hashes cannot
+    change; top-level keys come out sorted, so canonical input gives canonical output, equal
+    to what :func:`build_torrent` makes with those links. InvalidTorrent if ``torrent`` is not
+    a bencoded dictionary.
+    """
+    values = _top_level(torrent)
+    parts: dict[bytes, bytes] = {
+        key: torrent[start:end] for key, (start, end) in values.items() if key not in _LINK_KEYS
+    }
+    parts.update((key, bencode.encode(value)) for key, value in _link_values(new).items())
+    out = [b"d"]
+    for key in sorted(parts):
+        out += [b"%d:" % len(key), key, parts[key]]
+    out.append(b"e")
+    return b"".join(out)
+
+
+def with_url_list(torrent: bytes, urls: Iterable[str]) -> bytes:
     """``torrent`` with its BEP 19 ``url-list`` set to ``urls`` (empty strings left out; none
-    left: no ``url-list``). Only the top level changes: ``info`` is re-encoded as decoded,
-    which for canonical input (every torrent built here) is its exact bytes, so the
-    info-hashes stay (callers that must be sure compare :func:`info_hashes`).
-    InvalidTorrent if ``torrent`` is not a bencoded dictionary."""
-    top = _decode(torrent)
-    kept = [url.encode() for url in urls if url]
-    if kept:
-        top[b"url-list"] = kept
-    else:
-        top.pop(b"url-list", None)
-    return bencode.encode(top)
+    left: no ``url-list``), its trackers kept; as :func:`with_links`."""
+    current = links(torrent)
+    return with_links(torrent, Links.of(current.announce, current.announce_list, urls))
+
+
+_LINK_KEYS = (b"announce", b"announce-list", b"url-list")
+
+
+def _link_values(new: Links) -> dict[bytes, Any]:
+    """The top-level keys and values that carry ``new`` (empty ones left out)."""
+    out: dict[bytes, Any] = {}
+    if new.announce:
+        out[b"announce"] = _text(new.announce)
+    if new.announce_list:
+        out[b"announce-list"] = [[_text(url) for url in tier] for tier in new.announce_list]
+    if new.url_list:
+        out[b"url-list"] = [_text(url) for url in new.url_list]
+    return out
+
+
+def _link_value(torrent: bytes, span: tuple[int, int], name: str) -> Any:
+    try:
+        return bencode.decode(torrent[span[0]:span[1]])
+    except bencode.BencodeError as exc:
+        raise InvalidTorrent(_path(name.encode()), str(exc)) from None
+
+
+def _link_text(value: Any, name: str) -> str:
+    if not isinstance(value, bytes):
+        raise InvalidTorrent(_path(name.encode()), "holds a URL that is not a string")
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _top_level(torrent: bytes) -> dict[bytes, tuple[int, int]]:
+    """Each top-level key of a bencoded dictionary -> the (start, end) of its value's bytes.
+
+    Values are skipped, not decoded: strings by their length prefix, so the walk costs a
+    few steps per key whatever the size of ``pieces``. Structure is checked (every value
+    complete, the dictionary closed, nothing after it, keys unique); ``info``'s contents are
+    not validated (:func:`validate` does that).
+    """
+    data = bytes(torrent)
+    if data[:1] != b"d":
+        raise InvalidTorrent("", "not a dictionary")
+    out: dict[bytes, tuple[int, int]] = {}
+    i = 1
+    while True:
+        if i >= len(data):
+            raise InvalidTorrent("", "invalid bencoding: the dictionary is not closed")
+        if data[i : i + 1] == b"e":
+            break
+        if not data[i : i + 1].isdigit():
+            raise InvalidTorrent("", f"invalid bencoding: a key must be a string (at {i})")
+        start = i
+        i = _skip(data, i)
+        key = data[data.index(b":", start) + 1 : i]
+        if key in out:
+            raise InvalidTorrent("", f"invalid bencoding: key {key!r} twice")
+        start = i
+        i = _skip(data, i)
+        out[key] = (start, i)
+    if i + 1 != len(data):
+        raise InvalidTorrent("", "invalid bencoding: data after the dictionary")
+    return out
+
+
+def _skip(data: bytes, i: int) -> int:
+    """The offset just past the bencoded value starting at ``data[i]``. InvalidTorrent if it
+    is malformed or cut short. Bounded: every step moves ``i`` forward."""
+    depth = 0
+    n = len(data)
+    while i < n:
+        c = data[i]
+        if c == 0x69:  # i<digits>e
+            end = data.find(b"e", i + 1)
+            digits = data[i + 1 : end].removeprefix(b"-")
+            if end < 0 or not digits.isdigit():
+                break
+            i = end + 1
+        elif c in (0x6C, 0x64):  # l, d
+            depth += 1
+            i += 1
+            continue
+        elif c == 0x65:  # e
+            if depth == 0:
+                break
+            depth -= 1
+            i += 1
+        elif 0x30 <= c <= 0x39:  # <length>:<bytes>
+            colon = data.find(b":", i)
+            if colon < 0 or not data[i:colon].isdigit():
+                break
+            i = colon + 1 + int(data[i:colon])
+            if i > n:
+                break
+        else:
+            break
+        if depth == 0:
+            return i
+    raise InvalidTorrent("", f"invalid bencoding at offset {min(i, n)}")
 
 
 # -- validation ------------------------------------------------------------------------------

@@ -6,6 +6,8 @@
   an announce in its swarm. libtorrent then fetches it through its web seed (S3 is the first
   peer) into the cache, and seeds from there.
 - A retired torrent (object changed or deleted) leaves the session and the cache.
+- A relinked torrent (same info-hashes, the config moved its tracker or web seed) keeps
+  seeding with the new trackers and web seeds.
 
 Keeping the daemon's bytes near two copies of an object however many clients fetch it,
 without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorrent clients,
@@ -56,6 +58,7 @@ from pathlib import Path
 
 import trio
 
+from seeder import metainfo
 from seeder.catalog import Entry
 from seeder.lt_session import SeedSession
 from seeder.seedcache import CacheError, CacheWriter, SeedCache
@@ -122,6 +125,10 @@ class Seeding:
     def torrent_added(self, entry: Entry) -> None:
         if self.cache.is_complete(seed_key(entry)):
             self.session.ensure_seeding(entry.torrent)
+
+    def torrent_relinked(self, entry: Entry) -> None:
+        """Same torrent, other trackers or web seeds: the session follows."""
+        self.session.set_links(seed_key(entry), metainfo.links(entry.torrent))
 
     def torrent_removed(self, entry: Entry) -> None:
         key = seed_key(entry)

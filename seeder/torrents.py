@@ -11,6 +11,16 @@ Generation is bounded globally by ``generation.concurrency``; each job hashes wi
 ``generation.threads`` worker threads and may stream the bytes it reads into the seed cache
 (``chunk_sink_factory``). Listeners hear ``torrent_added(entry)`` / ``torrent_removed(entry)``
 after the catalog changed, which is how the tracker and the libtorrent session follow along.
+
+Links follow the config. A torrent's tracker and web seed URLs (:func:`torrent_links`: from
+``[tracker]``, ``[server] public_url`` and the bucket's web seed settings) are outside
+``info``, so a config change does not change the object's torrent, only its links. A cached
+torrent whose links differ from what the config now gives is *relinked*: its links are
+rewritten (``metainfo.with_links``, no hashing), the info-hashes checked equal, the catalog
+row replaced, and listeners hear ``torrent_relinked(entry)`` (the session updates its
+trackers and web seeds). This happens on GetObjectTorrent (an unchanged torrent costs one
+walk of its top level, no encoding) and for the whole catalog at startup and after a reload
+(:meth:`TorrentService.relink_all`).
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ __all__ = [
     "check_qualifies",
     "object_version",
     "presigns_webseed",
+    "torrent_links",
     "webseed_url",
 ]
 
@@ -83,6 +94,8 @@ class Listener(Protocol):
 
     def torrent_added(self, entry: Entry) -> None: ...
     def torrent_removed(self, entry: Entry) -> None: ...
+    def torrent_relinked(self, entry: Entry) -> None:
+        """Same info-hashes, other trackers or web seeds (``entry.torrent`` has them)."""
 
 
 ChunkSinkFactory = Callable[[ObjectInfo], ChunkSink | None]
@@ -153,6 +166,22 @@ def webseed_url(bucket: BucketConfig, key: str, public_url: str, origin_url: str
     return url
 
 
+def torrent_links(config: Config, bucket: BucketConfig, key: str, origin_url: str | None,
+                  version: str | None) -> metainfo.Links:
+    """The links a torrent of ``bucket``/``key`` gets under ``config`` (what generation writes
+    and what a cached torrent is relinked to): ``announce`` and a one-tier ``announce-list`` of
+    ``[tracker] public_url`` while the tracker is enabled, else none; ``url-list``:
+    :func:`webseed_url` (none when that is ``""``). ``origin_url``: the store's public URL of
+    the object; ``version``: the object version hashed (:func:`object_version`)."""
+    tracker = config.tracker
+    announce = tracker.public_url if tracker.enabled and tracker.public_url else None
+    return metainfo.Links.of(
+        announce,
+        [[announce]] if announce else None,
+        [webseed_url(bucket, key, config.server.public_url, origin_url, version)],
+    )
+
+
 def object_version(info: ObjectInfo, version_id: str | None = None) -> str | None:
     """The version the web seed URL of a torrent of ``info`` asks for: the pin
     (``version_id``, as the client named it) or else the version HeadObject reported, None
@@ -184,6 +213,35 @@ def is_current(entry: Entry, info: ObjectInfo, bucket: BucketConfig) -> bool:
     if entry.format != bucket.torrent_format:
         return False
     return not (bucket.piece_length and entry.piece_length != bucket.piece_length)
+
+
+def _relinked(cached: Entry, links: metainfo.Links, version: str | None,
+              last_modified: float) -> Entry | None:
+    """``cached`` with ``links`` and ``version`` recorded; None (with a warning) if the
+    rewritten torrent would not keep its info-hashes or cannot be read."""
+    try:
+        torrent = metainfo.with_links(cached.torrent, links)
+        ih = metainfo.info_hashes(torrent)
+        if (ih.v1, ih.v2) != (cached.info_hash_v1, cached.info_hash_v2):
+            raise metainfo.MetainfoError("the info-hashes changed")
+    except metainfo.MetainfoError as exc:
+        log.warning("cannot relink %s/%s, hashing it again: %s", cached.bucket, cached.key, exc)
+        return None
+    return dataclasses.replace(cached, torrent=torrent, object_version=version,
+                               last_modified=last_modified)
+
+
+def _links_or_none(entry: Entry) -> metainfo.Links | None:
+    try:
+        return metainfo.links(entry.torrent)
+    except metainfo.MetainfoError:
+        return None
+
+
+def _has_links(entry: Entry, want: metainfo.Links) -> bool:
+    """Whether ``entry``'s torrent carries ``want`` (an unreadable one does not: relinking
+    then fails its checks and the object is hashed again)."""
+    return _links_or_none(entry) == want
 
 
 @dataclass(slots=True)
@@ -308,11 +366,13 @@ class TorrentService:
             cached = None
         if cached is not None and is_current(cached, info, bconf):
             version = object_version(info, version_id)
-            if cached.object_version == version:
+            want = self._links(store, bconf, cached.key, version)
+            if cached.object_version == version and _has_links(cached, want):
                 return cached
-            # Same bytes, another version id (a row from before versions were recorded, or
-            # the same bytes written again): point the web seed at this version, no hashing.
-            relinked = self._relink(store, bconf, cached, info, version)
+            # Same bytes, other links: another version id (a row from before versions were
+            # recorded, or the same bytes written again), or the config's tracker / web seed
+            # changed. Rewrite the links, no hashing.
+            relinked = self._relink(cached, want, version, info.last_modified)
             if relinked is not None:
                 return relinked
         return await self._shared_job(store, bconf, info, version_id)
@@ -331,29 +391,53 @@ class TorrentService:
             self._update_catalog_gauge()
         return old
 
-    def _webseed_url(self, store: Store, bconf: BucketConfig, key: str,
-                     version: str | None) -> str:
-        return webseed_url(bconf, key, self.config.server.public_url, store.origin_url(key),
-                           version)
-
-    def _relink(self, store: Store, bconf: BucketConfig, cached: Entry, info: ObjectInfo,
-                version: str | None) -> Entry | None:
-        """``cached`` with its web seed URL asking for ``version`` (recorded in the catalog);
-        None (the caller regenerates) if the rewritten torrent would not keep its info-hashes."""
+    def relink_all(self, buckets: Iterable[str] | None = None) -> int:
+        """Relink every catalog torrent of a configured bucket (of ``buckets``, if given)
+        whose links differ from what the config gives now (see the module docstring); the
+        number relinked. No store access: the links depend on the config, the key and the
+        recorded object version. For startup (before the session resumes) and after a
+        reload. Synchronous, tens of microseconds per torrent. Catalog errors are logged,
+        never raised."""
+        relinked = 0
         try:
-            torrent = metainfo.with_url_list(
-                cached.torrent, [self._webseed_url(store, bconf, cached.key, version)])
-            ih = metainfo.info_hashes(torrent)
-            if (ih.v1, ih.v2) != (cached.info_hash_v1, cached.info_hash_v2):
-                raise metainfo.MetainfoError("the info-hashes changed")
-        except metainfo.MetainfoError as exc:
-            log.warning("cannot relink the web seed of %s/%s, hashing it again: %s",
-                        cached.bucket, cached.key, exc)
-            return None
-        entry = dataclasses.replace(cached, torrent=torrent, object_version=version,
-                                    last_modified=info.last_modified)
-        self._store_entry(entry)
-        log.info("%s/%s: web seed now asks for version %s", cached.bucket, cached.key, version)
+            names = self.catalog.buckets()
+            if buckets is not None:
+                names &= set(buckets)
+            for bucket in sorted(names):
+                store, bconf = self.stores.get(bucket), self.config.bucket(bucket)
+                if store is None or bconf is None:
+                    continue  # the scanner drops entries of buckets no longer configured
+                batch = []
+                for entry in self.catalog.entries(bucket):
+                    want = self._links(store, bconf, entry.key, entry.object_version)
+                    if not _has_links(entry, want):
+                        new = _relinked(entry, want, entry.object_version, entry.last_modified)
+                        if new is not None:  # else hashed again at its next request
+                            batch.append(new)
+                self.catalog.put_many(batch)  # one commit: ~10x faster than one per row
+                relinked += len(batch)
+                for entry in batch:
+                    self._notify_relinked(entry)
+        except CatalogError as exc:
+            log.error("relinking the catalog stopped: %s", exc)
+        if relinked:
+            log.info("relinked %d torrents to the configured tracker and web seed URLs",
+                     relinked)
+        return relinked
+
+    def _links(self, store: Store, bconf: BucketConfig, key: str,
+               version: str | None) -> metainfo.Links:
+        return torrent_links(self.config, bconf, key, store.origin_url(key), version)
+
+    def _relink(self, cached: Entry, links: metainfo.Links, version: str | None,
+                last_modified: float) -> Entry | None:
+        """``cached`` relinked (:func:`_relinked`), stored in the catalog, listeners told;
+        None (the caller regenerates) if it cannot be."""
+        entry = _relinked(cached, links, version, last_modified)
+        if entry is not None:
+            self._store_entry(entry)
+            log.info("%s/%s: relinked (tracker %s, web seed %s)", cached.bucket, cached.key,
+                     links.announce or "none", ", ".join(links.url_list) or "none")
         return entry
 
     # -- generation --------------------------------------------------------------------------
@@ -450,15 +534,13 @@ class TorrentService:
                 read_ahead=self.config.generation.read_ahead,
                 on_chunk=None if sink is None else sink.write, on_progress=on_progress,
             )
-            tracker = self.config.tracker
-            announce = tracker.public_url if tracker.enabled and tracker.public_url else None
+            # The hashed version, also for the current object: after an overwrite the web
+            # seed URL must still give the bytes the piece hashes describe.
+            links = self._links(store, bconf, info.key, version)
             torrent = metainfo.build_torrent(
                 bucket=info.bucket, key=info.key, size=info.size, piece_length=piece_length,
-                hashes=hashes, announce=announce,
-                announce_list=[[announce]] if announce else None,
-                # The hashed version, also for the current object: after an overwrite the
-                # URL must still give the bytes the piece hashes describe.
-                url_list=[self._webseed_url(store, bconf, info.key, version)],
+                hashes=hashes, announce=links.announce, announce_list=links.announce_list,
+                url_list=links.url_list,
                 created_by=f"s3torrent/{__version__}",
             )
             ih = metainfo.info_hashes(torrent)
@@ -494,6 +576,8 @@ class TorrentService:
             self._notify_removed(old)
         if old is None or old.tracker_hashes != entry.tracker_hashes:
             self._notify_added(entry)
+        elif old.torrent != entry.torrent and _links_or_none(old) != _links_or_none(entry):
+            self._notify_relinked(entry)
         self._update_catalog_gauge()
 
     # -- listeners and gauges ----------------------------------------------------------------
@@ -504,6 +588,13 @@ class TorrentService:
                 listener.torrent_added(entry)
             except Exception:
                 log.exception("listener %r failed on torrent_added", listener)
+
+    def _notify_relinked(self, entry: Entry) -> None:
+        for listener in self.listeners:
+            try:
+                listener.torrent_relinked(entry)
+            except Exception:
+                log.exception("listener %r failed on torrent_relinked", listener)
 
     def _notify_removed(self, entry: Entry) -> None:
         for listener in self.listeners:

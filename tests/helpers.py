@@ -119,6 +119,7 @@ class Recorder:
     def __init__(self) -> None:
         self.added: list = []
         self.removed: list = []
+        self.relinked: list = []
         self.changed = trio.Event()
 
     def torrent_added(self, entry) -> None:
@@ -127,6 +128,10 @@ class Recorder:
 
     def torrent_removed(self, entry) -> None:
         self.removed.append(entry)
+        self.changed.set()
+
+    def torrent_relinked(self, entry) -> None:
+        self.relinked.append(entry)
         self.changed.set()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from seeder import metainfo
 from seeder.catalog import Catalog, Entry
 from seeder.config import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectChanged, ObjectInfo, make_store
@@ -563,3 +564,53 @@ def load_entry_template() -> Entry:
     return Entry(bucket="bk", key="k", etag="x", version_id=None, size=1, last_modified=0.0,
                  torrent=b"d4:infodee", info_hash_v1=b"\x01" * 20, info_hash_v2=None,
                  piece_length=16384, format="v1", created_at=0.0)
+
+
+async def test_a_config_change_relinks_the_cached_torrent_on_request(tmp_path, root):
+    """The tracker URL and the daemon's address change under a running service (no
+    relink_all): the next request rewrites the cached torrent's links, hashes nothing, tells
+    the listeners it was relinked (not added), and the request after gets the same entry."""
+    write(root / "k", blob(300_000))
+    config = make_config(root, webseed="proxy")
+    async with running(tmp_path, config) as (service, store, rec):
+        first = await service.get_torrent("bk", "k")
+        reads = store.reads
+        service.config = dataclasses.replace(
+            config, server=ServerConfig(public_url="https://torrents.example.com"),
+            tracker=TrackerConfig(public_url="https://torrents.example.com/announce"))
+        got = await service.get_torrent("bk", "k")
+        assert store.reads == reads and rec.added == [first] and rec.removed == []
+        assert rec.relinked == [got]
+        assert metainfo.links(got.torrent) == metainfo.Links(
+            "https://torrents.example.com/announce",
+            (("https://torrents.example.com/announce",),),
+            ("https://torrents.example.com/bk/k",))
+        assert metainfo.info_hashes(got.torrent) == metainfo.info_hashes(first.torrent)
+        assert (got.info_hash_v1, got.etag, got.created_at) == (
+            first.info_hash_v1, first.etag, first.created_at)
+        assert service.catalog.get("bk", "k") == got
+        again = await service.get_torrent("bk", "k")
+        assert again == got and rec.relinked == [got]  # current now: nothing rewritten
+        # Tracker off: the links go, and relink_all finds nothing more to do afterwards.
+        service.config = dataclasses.replace(
+            service.config, tracker=TrackerConfig(enabled=False))
+        assert service.relink_all() == 1
+        off = service.catalog.get("bk", "k")
+        assert b"announce" not in bencode.decode(off.torrent)
+        assert await service.get_torrent("bk", "k") == off
+        assert service.relink_all() == 0 and len(rec.relinked) == 2
+        assert store.reads == reads
+
+
+async def test_an_unreadable_cached_torrent_is_hashed_again_not_served(tmp_path, root):
+    write(root / "k", blob(100_000))
+    async with running(tmp_path, make_config(root)) as (service, store, rec):
+        first = await service.get_torrent("bk", "k")
+        service.catalog.put(dataclasses.replace(first, torrent=b"d4:info"))
+        reads = store.reads
+        got = await service.get_torrent("bk", "k")
+        assert store.reads > reads
+        assert got.torrent == first.torrent
+        # Same info-hashes: not a new torrent for the tracker and the session, which take
+        # the links of the good one.
+        assert rec.added == [first] and rec.relinked == [got]

@@ -62,6 +62,21 @@ def test_put_replaces_and_returns_old(path):
         assert cat.by_info_hash(new.info_hash_v1) == new
 
 
+def test_put_many_inserts_and_replaces_in_one_go(path):
+    with Catalog.open(path) as cat:
+        old = entry("a", seed=1, hybrid=True)
+        cat.put(old)
+        new = dataclasses.replace(old, torrent=b"d4:infodee", object_version="v9")
+        pinned = entry("a", version_id="v1", seed=3)
+        cat.put_many([new, pinned, entry("b", seed=2)])
+        cat.put_many([])
+    with Catalog.open(path) as cat:
+        assert cat.get("bk", "a") == new
+        assert cat.get("bk", "a", "v1") == pinned
+        assert cat.by_info_hash(new.info_hash_v2[:20]) == new
+        assert cat.count() == 3
+
+
 def test_pinned_versions_live_beside_the_current_row(path):
     with Catalog.open(path) as cat:
         cur = entry(etag="e2", seed=2)

@@ -185,6 +185,134 @@ def test_with_url_list_is_what_build_torrent_makes_with_that_url(hybrid: bool) -
         metainfo.with_url_list(b"li1ee", [pinned])
 
 
+# -- links: announce, announce-list, url-list --------------------------------------------------
+
+NEW_LINKS = metainfo.Links.of(
+    "https://torrents.example.com/announce",
+    [["https://torrents.example.com/announce"], ["udp://backup.example.com:6969"]],
+    ["https://torrents.example.com/bucket/dir/file.bin?versionId=v%201"],
+)
+
+
+def _info_bytes(torrent: bytes) -> bytes:
+    """The raw bytes of the top-level ``info`` value (found by walking the file, not through
+    the module under test)."""
+    top = bencode.decode(torrent)
+    raw = bencode.encode(top[b"info"])
+    assert torrent.count(raw) == 1
+    return raw
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_links_reads_what_build_torrent_wrote(hybrid: bool) -> None:
+    data = content(3 * PL + 5)
+    assert metainfo.links(make(data, hybrid=hybrid)) == metainfo.Links(
+        ANNOUNCE, ((ANNOUNCE,),), (WEBSEED,))
+    none = metainfo.build_torrent(
+        bucket="bucket", key="k", size=len(data), hashes=reference_hashes(data, PL, hybrid),
+        announce=None, announce_list=None, url_list=None, created_by="x")
+    assert metainfo.links(none) == metainfo.Links()
+
+
+@pytest.mark.parametrize("hybrid", [False, True])
+def test_with_links_is_what_build_torrent_makes_with_those_links(hybrid: bool) -> None:
+    data = content(3 * PL + 5)
+    made = make(data, hybrid=hybrid)
+    relinked = metainfo.with_links(made, NEW_LINKS)
+    assert relinked == metainfo.build_torrent(
+        bucket="bucket", key="dir/file.bin", size=len(data),
+        hashes=reference_hashes(data, PL, hybrid), announce=NEW_LINKS.announce,
+        announce_list=NEW_LINKS.announce_list, url_list=NEW_LINKS.url_list,
+        created_by="s3torrent/0.1.0")
+    metainfo.validate(relinked)  # canonical: keys sorted, nothing duplicated
+    assert bencode.encode(bencode.decode(relinked)) == relinked
+    assert _info_bytes(relinked) == _info_bytes(made)
+    assert metainfo.info_hashes(relinked) == metainfo.info_hashes(made)
+    assert metainfo.links(relinked) == NEW_LINKS
+    # Back again, and no links at all: the keys leave, as build_torrent leaves them out.
+    assert metainfo.with_links(relinked, metainfo.links(made)) == made
+    bare = metainfo.with_links(made, metainfo.Links.of(None, [[""]], [""]))
+    assert not {b"announce", b"announce-list", b"url-list"} & set(bencode.decode(bare))
+    assert _info_bytes(bare) == _info_bytes(made)
+    assert metainfo.with_links(bare, metainfo.links(made)) == made
+
+
+def test_with_links_unchanged_gives_the_same_bytes() -> None:
+    made = make(content(2 * PL), hybrid=True)
+    assert metainfo.with_links(made, metainfo.links(made)) == made
+
+
+def test_with_links_copies_info_as_it_is_even_when_not_canonical() -> None:
+    # An info dict with unsorted keys: decoding and encoding it again would sort them (and
+    # change the info-hash); the rewrite copies it byte for byte.
+    odd_info = b"d4:name1:x6:lengthi5e12:piece lengthi16384e6:pieces20:" + b"p" * 20 + b"e"
+    assert bencode.encode(bencode.decode(odd_info)) != odd_info
+    torrent = b"d8:announce8:http://a4:info" + odd_info + b"8:url-list8:http://ue"
+    out = metainfo.with_links(torrent, NEW_LINKS)
+    assert b"4:info" + odd_info in out
+    assert metainfo.links(out) == NEW_LINKS
+
+
+def test_with_url_list_keeps_the_trackers() -> None:
+    made = make(content(PL))
+    relinked = metainfo.with_url_list(metainfo.with_links(made, NEW_LINKS), [WEBSEED])
+    assert metainfo.links(relinked) == metainfo.Links(
+        NEW_LINKS.announce, NEW_LINKS.announce_list, (WEBSEED,))
+
+
+def test_links_reads_a_single_string_url_list() -> None:
+    torrent = bencode.encode({b"info": {b"x": 1}, b"url-list": WEBSEED.encode()})
+    assert metainfo.links(torrent) == metainfo.Links(url_list=(WEBSEED,))
+
+
+@pytest.mark.parametrize(
+    ("torrent", "problem"),
+    [
+        (b"li1ee", "not a dictionary"),
+        (b"d4:infode", "not closed"),
+        (b"d4:infodee8:url-list", "invalid bencoding"),
+        (b"d4:infodeex", "after the dictionary"),
+        (b"d4:infode4:infodee", "twice"),
+        (b"di1ei2ee", "a key must be a string"),
+        (b"d4:info99:abce", "invalid bencoding"),
+        (b"d4:infoi1x2ee", "invalid bencoding"),
+        (b"d8:announcei1ee", "not a string"),
+        (b"d13:announce-listl3:abcee", "a list of lists"),
+        (b"d8:url-listi1ee", "a string or a list"),
+    ],
+)
+def test_links_and_with_links_refuse_broken_torrents(torrent: bytes, problem: str) -> None:
+    with pytest.raises(InvalidTorrent, match=problem):
+        metainfo.links(torrent)
+    if "string" not in problem and "lists" not in problem:
+        with pytest.raises(InvalidTorrent, match=problem):
+            metainfo.with_links(torrent, NEW_LINKS)
+
+
+@given(st.binary(max_size=120))
+def test_links_on_garbage_gives_links_or_invalid_torrent(junk: bytes) -> None:
+    for candidate in (junk, b"d" + junk, b"d4:info" + junk):
+        try:
+            metainfo.links(candidate)
+            metainfo.with_links(candidate, NEW_LINKS)
+        except InvalidTorrent:
+            pass
+
+
+_url = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+
+
+@given(st.one_of(st.none(), _url), st.lists(st.lists(_url, max_size=3), max_size=3),
+       st.lists(_url, max_size=3), st.booleans())
+def test_with_links_round_trips(announce, tiers, urls, hybrid) -> None:
+    made = make(content(2 * PL + 1), hybrid=hybrid)
+    want = metainfo.Links.of(announce, tiers, urls)
+    out = metainfo.with_links(made, want)
+    assert metainfo.links(out) == want
+    assert _info_bytes(out) == _info_bytes(made)
+    assert bencode.encode(bencode.decode(out)) == out
+
+
 def test_bucket_and_key_are_part_of_the_info_hash() -> None:
     data = content(PL)
     base = metainfo.info_hashes(make(data))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.config import BucketConfig
+from seeder.config import BucketConfig, Config, ServerConfig, TrackerConfig
+from seeder.metainfo import Links
 from seeder.scanner import plan
 from seeder.store import ObjectInfo
 from seeder.torrents import (
@@ -15,6 +16,7 @@ from seeder.torrents import (
     check_qualifies,
     object_version,
     presigns_webseed,
+    torrent_links,
     webseed_url,
 )
 
@@ -146,6 +148,37 @@ def test_webseed_url_private_and_requester_pays(bucket, origin, version, want):
 def test_presigns_webseed(kwargs, want):
     assert presigns_webseed(BucketConfig(name="bk", backend="s3", **kwargs)) is want
     assert presigns_webseed(BucketConfig(name="bk", backend="local", **kwargs)) is False
+
+
+# -- a torrent's links ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tracker", "public_url", "bucket", "origin", "want"),
+    [
+        (TrackerConfig(public_url="http://t:6969/announce"), "http://d",
+         BucketConfig(name="bk"), "https://s3/bk/k",
+         Links("http://t:6969/announce", (("http://t:6969/announce",),), ("https://s3/bk/k",))),
+        # Behind a domain name, proxy mode: the daemon's new URL.
+        (TrackerConfig(public_url="https://torrents.example.com/announce"),
+         "https://torrents.example.com", BucketConfig(name="bk", webseed="proxy"),
+         "https://s3/bk/k",
+         Links("https://torrents.example.com/announce",
+               (("https://torrents.example.com/announce",),),
+               ("https://torrents.example.com/bk/k?versionId=v1",))),
+        # Tracker off: no announce at all.
+        (TrackerConfig(enabled=False, public_url="http://t/announce"), "http://d",
+         BucketConfig(name="bk"), "https://s3/bk/k", Links(url_list=("https://s3/bk/k",))),
+        # No web seed (non-public bucket): no url-list.
+        (TrackerConfig(public_url=""), "http://d", BucketConfig(name="bk", public=False),
+         "https://s3/bk/k", Links()),
+    ],
+)
+def test_torrent_links(tracker, public_url, bucket, origin, want):
+    config = Config(server=ServerConfig(public_url=public_url), tracker=tracker,
+                    buckets=(bucket,))
+    version = "v1" if bucket.webseed == "proxy" else None
+    assert torrent_links(config, bucket, "k", origin, version) == want
 
 
 # -- progress lines ---------------------------------------------------------------------------
