@@ -207,18 +207,12 @@ async def serve(
         # were made: relink them before the session resumes them and anyone asks.
         torrents.relink_all()
         async with trio.open_nursery() as nursery:
-            bt_port = None
-            if seeding is not None:
-                bt_port = await nursery.start(seeding.session.run)
-                restored = seeding.restore(list(catalog.entries()))
-                nursery.start_soon(seeding.run)
-                log.info("seeding %d cached torrents on port %d", restored, bt_port)
             await nursery.start(torrents.run)
             listen = config.server.listen
             s3_bound = await _start_listener(
                 nursery, f"S3 API on {listen}", serve_http, api.handle, listen.host, listen.port
             )
-            bound = Bound(s3=s3_bound[0], bittorrent_port=bt_port)
+            bound = Bound(s3=s3_bound[0])
             if config.metrics.listen is not None:
                 m = config.metrics.listen
                 bound.metrics = (
@@ -237,6 +231,16 @@ async def serve(
                     nursery, f"tracker on {where}", serve_tracker, tracker, http, udp
                 )
                 bound.tracker_http, bound.tracker_udp = tb.http, tb.udp
+            # The session last: its resumed torrents announce at once and may fetch through
+            # this daemon's web seed, so the tracker and the S3 API must be listening (a
+            # refused first announce backs off for ~15 s, the seed invisible meanwhile).
+            # Requests before it runs are fine: ensure_seeding queues until then.
+            if seeding is not None:
+                bound.bittorrent_port = await nursery.start(seeding.session.run)
+                restored = seeding.restore(list(catalog.entries()))
+                nursery.start_soon(seeding.run)
+                log.info("seeding %d cached torrents on port %d", restored,
+                         bound.bittorrent_port)
             daemon.bound = bound
             if config.scanner.enabled:
                 nursery.start_soon(_scanner, daemon)

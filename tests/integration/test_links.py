@@ -226,7 +226,7 @@ webseed = "{webseed}"
 
 
 async def test_the_session_resumed_after_a_restart_announces_to_the_new_tracker(
-    tmp_path: Path, moto_server: Any
+    tmp_path: Path, moto_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Restarted with another tracker URL and S3 address: the session (resumed from its
     resume data, which hold the old links) announces to the new tracker and has the new web
@@ -262,6 +262,10 @@ async def test_the_session_resumed_after_a_restart_announces_to_the_new_tracker(
             while (daemon.registry.get_sample_value(
                     "tracker_announces_total", {"event": "started", "transport": "http"}) or 0) < 1:
                 await trio.sleep(0.05)
+            # ... at its first try: the tracker listened before the session resumed anything
+            # (a refused announce backs off for ~15 s, the seed invisible meanwhile).
+            refused = [r.getMessage() for r in caplog.records if "tracker error" in r.getMessage()]
+            assert refused == []
 
             torrent = await trio.to_thread.run_sync(get_torrent, daemon, bucket)
             assert generations(daemon) == 0
