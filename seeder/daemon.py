@@ -210,7 +210,7 @@ async def serve(
             # The tracker listens before the session resumes its torrents: their first
             # announce goes to this tracker, and one refused (HTTP) or unanswered (UDP)
             # delays the seed's start in its swarms by libtorrent's retry backoff (measured
-            # after a restart: 16 s over HTTP, 40-95 s with a UDP tier). Announces that come
+            # after a restart: 16 s over HTTP, 39 s with a UDP tier). Announces that come
             # in before the session runs queue their torrents (ensure_seeding).
             tb = None
             if tracker is not None:
