@@ -71,6 +71,9 @@ class TrackerConfig:
     listen: HostPort | None = HostPort("127.0.0.1", 6969)
     udp_listen: HostPort | None = None
     public_url: str = "http://127.0.0.1:6969/announce"
+    # The UDP tracker's announce URL (BEP 15), written as the first announce-list tier
+    # (torrents.torrent_links); "" = none. Only with udp_listen set and the tracker enabled.
+    udp_public_url: str = ""
     interval: int = 1800
     min_interval: int = 300
     peer_timeout_factor: float = 2.0
@@ -490,6 +493,16 @@ def _url(schemes: tuple[str, ...], *, empty_ok: bool = False) -> Callable[[objec
     return check
 
 
+def _udp_url(v: object) -> str | None:
+    """A ``udp://host:port[/path]`` URL or ``""``. The port is required: UDP trackers have no
+    default port. The path is BEP 41 "URL data" that
+    the UDP tracker ignores, so any path (usually ``/announce``) is accepted."""
+    problem = _url(("udp",), empty_ok=True)(v)
+    if problem is None and v and not urllib.parse.urlsplit(v).port:  # type: ignore[arg-type]
+        problem = f"bad URL {v!r}: needs a port 1-65535 (udp://host:port/announce)"
+    return problem
+
+
 def _networks(v: object) -> str | None:
     for item in v:  # type: ignore[attr-defined]
         try:
@@ -544,6 +557,7 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("server", "public_url"): _url(("http", "https")),
     ("server", "trusted_proxies"): _networks,
     ("tracker", "public_url"): _url(("http", "https", "udp"), empty_ok=True),
+    ("tracker", "udp_public_url"): _udp_url,
     ("tracker", "interval"): _at_least(1),
     ("tracker", "min_interval"): _at_least(1),
     ("tracker", "peer_timeout_factor"): _at_least(1.0),
@@ -760,6 +774,12 @@ def _check_config(
         if t.enabled and t.listen is None and t.udp_listen is None:
             at(sect["tracker"], "listen", "tracker.listen",
                "the tracker is enabled but neither listen nor udp_listen is set")
+        if t.udp_public_url and not t.enabled:
+            at(sect["tracker"], "udp_public_url", "tracker.udp_public_url",
+               "set, but the tracker is disabled (enabled = false)")
+        elif t.udp_public_url and t.udp_listen is None:
+            at(sect["tracker"], "udp_public_url", "tracker.udp_public_url",
+               "set, but tracker.udp_listen is not: clients would announce to nothing")
     listeners: list[tuple[str, HostPort | None]] = []
     if isinstance(srv := parts["server"], ServerConfig):
         listeners.append(("server", srv.listen))

@@ -207,6 +207,18 @@ async def serve(
         # were made: relink them before the session resumes them and anyone asks.
         torrents.relink_all()
         async with trio.open_nursery() as nursery:
+            # Listeners first, the libtorrent session last (below): see there.
+            tb = None
+            if tracker is not None:
+                t = config.tracker
+                http = (t.listen.host, t.listen.port) if t.listen else None
+                udp = (t.udp_listen.host, t.udp_listen.port) if t.udp_listen else None
+                where = " and ".join(
+                    f"{kind} {hp}" for kind, hp in (("HTTP", t.listen), ("UDP", t.udp_listen)) if hp
+                )
+                tb = await _start_listener(
+                    nursery, f"tracker on {where}", serve_tracker, tracker, http, udp
+                )
             await nursery.start(torrents.run)
             listen = config.server.listen
             s3_bound = await _start_listener(
@@ -220,21 +232,14 @@ async def serve(
                         nursery, f"metrics on {m}", serve_metrics, registry, m.host, m.port
                     )
                 )[0]
-            if tracker is not None:
-                t = config.tracker
-                http = (t.listen.host, t.listen.port) if t.listen else None
-                udp = (t.udp_listen.host, t.udp_listen.port) if t.udp_listen else None
-                where = " and ".join(
-                    f"{kind} {hp}" for kind, hp in (("HTTP", t.listen), ("UDP", t.udp_listen)) if hp
-                )
-                tb = await _start_listener(
-                    nursery, f"tracker on {where}", serve_tracker, tracker, http, udp
-                )
+            if tb is not None:
                 bound.tracker_http, bound.tracker_udp = tb.http, tb.udp
             # The session last: its resumed torrents announce at once and may fetch through
-            # this daemon's web seed, so the tracker and the S3 API must be listening (a
-            # refused first announce backs off for ~15 s, the seed invisible meanwhile).
-            # Requests before it runs are fine: ensure_seeding queues until then.
+            # this daemon's web seed, so the tracker and the S3 API must be listening. A
+            # refused (HTTP) or unanswered (UDP) first announce delays the seed in its
+            # swarms by libtorrent's retry backoff (measured after a restart: 16 s over
+            # HTTP, 39 s with a UDP tier). Requests before it runs are fine:
+            # ensure_seeding queues until then.
             if seeding is not None:
                 bound.bittorrent_port = await nursery.start(seeding.session.run)
                 restored = seeding.restore(list(catalog.entries()))

@@ -169,15 +169,23 @@ def webseed_url(bucket: BucketConfig, key: str, public_url: str, origin_url: str
 def torrent_links(config: Config, bucket: BucketConfig, key: str, origin_url: str | None,
                   version: str | None) -> metainfo.Links:
     """The links a torrent of ``bucket``/``key`` gets under ``config`` (what generation writes
-    and what a cached torrent is relinked to): ``announce`` and a one-tier ``announce-list`` of
-    ``[tracker] public_url`` while the tracker is enabled, else none; ``url-list``:
-    :func:`webseed_url` (none when that is ``""``). ``origin_url``: the store's public URL of
-    the object; ``version``: the object version hashed (:func:`object_version`)."""
+    and what a cached torrent is relinked to); ``origin_url``: the store's public URL of the
+    object; ``version``: the object version hashed (:func:`object_version`).
+
+    Trackers, only while the tracker is enabled (else none): ``announce-list`` (BEP 12) has
+    a tier of ``[tracker] udp_public_url`` (when set) ahead of one of ``public_url`` (when
+    set; one tier if both are the same URL), so a client tries the cheaper UDP tracker first
+    and falls back to HTTP. ``announce`` is ``public_url`` (what clients without
+    announce-list support use, many of which have no UDP tracker support either), else the
+    UDP URL. ``url-list``: :func:`webseed_url` (none when that is ``""``).
+    """
     tracker = config.tracker
-    announce = tracker.public_url if tracker.enabled and tracker.public_url else None
+    http = tracker.public_url if tracker.enabled else ""
+    udp = tracker.udp_public_url if tracker.enabled else ""
+    tiers = [[url] for url in dict.fromkeys((udp, http)) if url]
     return metainfo.Links.of(
-        announce,
-        [[announce]] if announce else None,
+        http or udp or None,
+        tiers,
         [webseed_url(bucket, key, config.server.public_url, origin_url, version)],
     )
 
@@ -436,8 +444,10 @@ class TorrentService:
         entry = _relinked(cached, links, version, last_modified)
         if entry is not None:
             self._store_entry(entry)
-            log.info("%s/%s: relinked (tracker %s, web seed %s)", cached.bucket, cached.key,
-                     links.announce or "none", ", ".join(links.url_list) or "none")
+            trackers = [url for tier in links.announce_list for url in tier]
+            log.info("%s/%s: relinked (trackers %s, web seed %s)", cached.bucket, cached.key,
+                     ", ".join(trackers) or links.announce or "none",
+                     ", ".join(links.url_list) or "none")
         return entry
 
     # -- generation --------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """A torrent's links follow the config: the daemon in-process over a moto bucket, restarted
-on the same state dir with another ``server.public_url`` / ``tracker.public_url`` / tracker
-switch, or reloaded with another bucket ``webseed`` mode. GetObjectTorrent then gives the
-same info-hash with the new links and hashes nothing; the libtorrent session, resumed from
-its resume data, announces to the new tracker and a real libtorrent client completes from
-it."""
+on the same state dir with another ``server.public_url`` / ``tracker.public_url`` /
+``tracker.udp_public_url`` / tracker switch, or reloaded with another bucket ``webseed``
+mode. GetObjectTorrent then gives the same info-hash with the new links and hashes nothing;
+the libtorrent session, resumed from its resume data, announces to the new tracker(s) and a
+real libtorrent client completes from it."""
 
 from __future__ import annotations
 
@@ -60,14 +60,22 @@ class Ports:
     def announce(self) -> str:
         return f"http://127.0.0.1:{self.tracker}/announce"
 
+    @property
+    def udp_announce(self) -> str:
+        return f"udp://127.0.0.1:{self.tracker}/announce"
+
 
 def make_config(tmp: Path, moto: Any, bucket: str, ports: Ports, *, seeding: bool = False,
-                tracker: bool = True, webseed: str = "proxy") -> Config:
+                tracker: bool = True, webseed: str = "proxy", udp: bool = False) -> Config:
+    """``udp``: the UDP tracker on, on the HTTP tracker's port number, advertised by
+    ``udp_public_url`` (:attr:`Ports.udp_announce`)."""
     return Config(
         server=ServerConfig(listen=HostPort("127.0.0.1", ports.s3), public_url=ports.public),
         tracker=TrackerConfig(
-            enabled=tracker, listen=HostPort("127.0.0.1", ports.tracker), udp_listen=None,
-            public_url=ports.announce, interval=60, min_interval=1,
+            enabled=tracker, listen=HostPort("127.0.0.1", ports.tracker),
+            udp_listen=HostPort("127.0.0.1", ports.tracker) if udp else None,
+            public_url=ports.announce, udp_public_url=ports.udp_announce if udp else "",
+            interval=60, min_interval=1,
         ),
         metrics=MetricsConfig(listen=None),
         state=StateConfig(dir=str(tmp / "state")),
@@ -119,6 +127,12 @@ async def generate_then_restart(tmp: Path, moto: Any, first: Config,
         after = await trio.to_thread.run_sync(get_torrent, daemon, second.buckets[0].name)
         nursery.cancel_scope.cancel()
     return before, after, daemon
+
+
+def announces(daemon: Daemon, transport: str, *events: str) -> float:
+    """Announces the daemon's tracker served over ``transport`` with one of ``events``."""
+    return sum(daemon.registry.get_sample_value(
+        "tracker_announces_total", {"event": e, "transport": transport}) or 0.0 for e in events)
 
 
 def put(moto: Any, bucket: str, data: bytes) -> None:
@@ -281,6 +295,66 @@ async def test_the_session_resumed_after_a_restart_announces_to_the_new_tracker(
                 result = await peer.until("finished")
             assert result["sha1"] == hashlib.sha1(data).hexdigest()
             assert result["peer_bytes"] >= SIZE and result["web_seed_bytes"] == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_restart_with_a_udp_url_puts_the_udp_tier_first_and_clients_announce_there(
+    tmp_path: Path, moto_server: Any
+) -> None:
+    """Restarted with ``tracker.udp_public_url`` set: the cached torrent is relinked at
+    startup (no hashing) to ``[[udp], [http]]`` with ``announce`` still HTTP; the session,
+    resumed, announces to both tiers; a libtorrent client whose torrent has no web seed
+    announces over UDP only (the first tier answers, so it never falls back to HTTP), finds
+    the session there and downloads everything from it."""
+    bucket = moto_server.create_bucket(prefix="links")
+    data = os.urandom(SIZE)
+    put(moto_server, bucket, data)
+    ports = Ports.fresh()
+    first = make_config(tmp_path, moto_server, bucket, ports, seeding=True)
+    second = make_config(tmp_path, moto_server, bucket, ports, seeding=True, udp=True)
+    want = metainfo.Links.of(ports.announce, [[ports.udp_announce], [ports.announce]],
+                             [f"{ports.public}/{bucket}/{KEY}"])
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            daemon = await start(nursery, first)
+            before = await trio.to_thread.run_sync(get_torrent, daemon, bucket)
+            assert metainfo.links(before).announce_list == ((ports.announce,),)
+            key = seed_key(daemon.torrents.lookup_cached(bucket, KEY))
+            await daemon.seeding.session.wait_complete(key)
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            daemon = await start(nursery, second)
+            # relink_all at startup, before any request: the catalog row and the session.
+            assert metainfo.links(daemon.torrents.lookup_cached(bucket, KEY).torrent) == want
+            session = daemon.seeding.session
+            assert session.trackers(key) == [(ports.udp_announce, 0), (ports.announce, 1)]
+            st = await session.wait_complete(key)
+            assert st.downloaded == 0
+            # The session announces to every tier: its "started" reaches both transports.
+            for transport in ("udp", "http"):
+                while announces(daemon, transport, "started") < 1:
+                    await trio.sleep(0.05)
+
+            torrent = await trio.to_thread.run_sync(get_torrent, daemon, bucket)
+            assert generations(daemon) == 0
+            assert metainfo.info_hashes(torrent) == metainfo.info_hashes(before)
+            assert metainfo.links(torrent) == want
+            udp_before = announces(daemon, "udp", "started")
+            http_before = announces(daemon, "http", "started", "completed", "stopped")
+            # Without its web seed, the client's only source is the session, found through
+            # the tracker.
+            tpath = tmp_path / "client.torrent"
+            tpath.write_bytes(metainfo.with_url_list(torrent, []))
+            async with lt_peer(
+                "--torrent", str(tpath), "--save-dir", str(tmp_path / "client"),
+                "--bind", "127.0.0.2", "--timeout", str(DEADLINE),
+            ) as peer:  # fmt: skip
+                result = await peer.until("finished")
+            assert result["sha1"] == hashlib.sha1(data).hexdigest()
+            assert result["peer_bytes"] >= SIZE and result["web_seed_bytes"] == 0
+            assert announces(daemon, "udp", "started") == udp_before + 1
+            assert announces(daemon, "http", "started", "completed", "stopped") == http_before
             nursery.cancel_scope.cancel()
 
 

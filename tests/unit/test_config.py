@@ -185,6 +185,7 @@ enabled = true
 listen = ""
 udp_listen = "0.0.0.0:6969"
 public_url = "udp://tracker.example.com:6969/announce"
+udp_public_url = "udp://tracker.example.com:6969"
 interval = 600
 min_interval = 60
 peer_timeout_factor = 3
@@ -264,7 +265,8 @@ def test_full_file(here: Path) -> None:
         ),
         tracker=C.TrackerConfig(
             enabled=True, listen=None, udp_listen=HostPort("0.0.0.0", 6969),
-            public_url="udp://tracker.example.com:6969/announce", interval=600,
+            public_url="udp://tracker.example.com:6969/announce",
+            udp_public_url="udp://tracker.example.com:6969", interval=600,
             min_interval=60, peer_timeout_factor=3.0, max_swarms=10, max_peers_per_swarm=20,
             max_numwant=30, trusted_proxies=(),
         ),
@@ -366,6 +368,13 @@ def test_env_overrides_every_kind(here: Path) -> None:
     assert cfg.credentials == (CredentialConfig("ak", "sk", ("data",)),)
 
 
+def test_env_sets_the_udp_announce_url(here: Path) -> None:
+    cfg = load(write(here, BASE), {"SEEDER_TRACKER_UDP_LISTEN": "0.0.0.0:6969",
+                                   "SEEDER_TRACKER_UDP_PUBLIC_URL": "udp://t.example:6969/announce"})
+    assert cfg.tracker.udp_public_url == "udp://t.example:6969/announce"
+    assert cfg.tracker.public_url == C.TrackerConfig().public_url  # the HTTP one stays
+
+
 def test_env_wins_over_file(here: Path) -> None:
     text = '[log]\nlevel = "debug"\n' + BASE
     assert load(write(here, text), {"SEEDER_LOG_LEVEL": "error"}).log.level == "error"
@@ -422,6 +431,7 @@ def test_env_overrides_the_embedded_default_bucket(tmp_path: Path, monkeypatch) 
 S3 = '[[buckets]]\nname = "s3b"\nbackend = "s3"\n'
 POW2 = "must be 0 (automatic) or a power of two of at least 16 KiB (16384)"
 HOSTPORT = 'expected "host:port" or "[ipv6]:port"'
+UDP_LISTEN = '[tracker]\nudp_listen = "0.0.0.0:6969"\n'
 
 BAD_FILES: list[tuple[str, str, list[str]]] = [
     # (id, file text appended to BASE, expected problems; "F" stands for "seeder.toml")
@@ -476,6 +486,20 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
      ["F: tracker.peer_timeout_factor: must be at least 1.0, got 0.5"]),
     ("numwant", "[tracker]\nmax_numwant = 0\n",
      ["F: tracker.max_numwant: must be at least 1, got 0"]),
+    ("udp url scheme", UDP_LISTEN + 'udp_public_url = "http://t:6969/announce"\n',
+     ["F: tracker.udp_public_url: bad URL 'http://t:6969/announce': expected udp://"]),
+    ("udp url without port", UDP_LISTEN + 'udp_public_url = "udp://t/announce"\n',
+     ["F: tracker.udp_public_url: bad URL 'udp://t/announce': "
+      "needs a port 1-65535 (udp://host:port/announce)"]),
+    ("udp url port 0", UDP_LISTEN + 'udp_public_url = "udp://t:0"\n',
+     ["F: tracker.udp_public_url: bad URL 'udp://t:0': "
+      "needs a port 1-65535 (udp://host:port/announce)"]),
+    ("udp url without udp listener", '[tracker]\nudp_public_url = "udp://t:6969/announce"\n',
+     ["F: tracker.udp_public_url: set, but tracker.udp_listen is not: "
+      "clients would announce to nothing"]),
+    ("udp url, tracker disabled",
+     UDP_LISTEN + 'enabled = false\nudp_public_url = "udp://t:6969/announce"\n',
+     ["F: tracker.udp_public_url: set, but the tracker is disabled (enabled = false)"]),
     ("tracker without listeners", '[tracker]\nlisten = ""\n',
      ["F: tracker.listen: the tracker is enabled but neither listen nor udp_listen is set"]),
     ("same listen twice", '[metrics]\nlisten = "127.0.0.1:8000"\n',
@@ -634,6 +658,9 @@ BAD_ENV: list[tuple[str, dict[str, str], list[str]]] = [
     ("secret never echoed", {"SEEDER_CREDENTIALS_0_ACCESS_KEY": "a",
                              "SEEDER_CREDENTIALS_0_SECRET_KEY": ""},
      ["env SEEDER_CREDENTIALS_0_SECRET_KEY: credentials[0].secret_key: must not be empty"]),
+    ("udp url without udp listener", {"SEEDER_TRACKER_UDP_PUBLIC_URL": "udp://t:6969"},
+     ["env SEEDER_TRACKER_UDP_PUBLIC_URL: tracker.udp_public_url: set, but "
+      "tracker.udp_listen is not: clients would announce to nothing"]),
 ]
 
 

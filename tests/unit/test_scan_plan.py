@@ -172,6 +172,23 @@ def test_presigns_webseed(kwargs, want):
         # No web seed (non-public bucket): no url-list.
         (TrackerConfig(public_url=""), "http://d", BucketConfig(name="bk", public=False),
          "https://s3/bk/k", Links()),
+        # A UDP tracker URL: its tier first, the HTTP one as the fallback tier; announce
+        # (for clients without announce-list, often without UDP too) stays HTTP.
+        (TrackerConfig(public_url="http://t:6969/announce", udp_public_url="udp://t:6969"),
+         "http://d", BucketConfig(name="bk"), "https://s3/bk/k",
+         Links("http://t:6969/announce", (("udp://t:6969",), ("http://t:6969/announce",)),
+               ("https://s3/bk/k",))),
+        # UDP only (no HTTP announce URL): announce is the UDP URL, one tier.
+        (TrackerConfig(public_url="", udp_public_url="udp://t:6969/announce"), "http://d",
+         BucketConfig(name="bk", public=False), "https://s3/bk/k",
+         Links("udp://t:6969/announce", (("udp://t:6969/announce",),))),
+        # The same URL twice (public_url may be udp:// too): one tier.
+        (TrackerConfig(public_url="udp://t:6969", udp_public_url="udp://t:6969"), "http://d",
+         BucketConfig(name="bk", public=False), "https://s3/bk/k",
+         Links("udp://t:6969", (("udp://t:6969",),))),
+        # Tracker off: no trackers at all, the UDP one neither.
+        (TrackerConfig(enabled=False, udp_public_url="udp://t:6969"), "http://d",
+         BucketConfig(name="bk", public=False), "https://s3/bk/k", Links()),
     ],
 )
 def test_torrent_links(tracker, public_url, bucket, origin, want):
