@@ -44,9 +44,11 @@ from seeder.seeding import Seeding
 from seeder.store import Store, make_store
 from seeder.swarm_budget import SwarmBudget
 from seeder.torrents import Listener, TorrentService
+from tracker.clock import MonotonicClock
 from tracker.core import TrackerCore
 from tracker.httpserve import serve_http
 from tracker.metrics import TrackerMetrics
+from tracker.secret import load_or_create
 from tracker.service import serve_tracker
 
 log = logging.getLogger(__name__)
@@ -168,7 +170,7 @@ async def serve(
         if seeding is not None:
             # An announce in a swarm is demand (issue 4): seed it if the session lacks it.
             on_announce = functools.partial(seeding.on_announce, lookup=catalog.by_info_hash)
-        tracker = _make_tracker(config, registry, catalog, on_announce)
+        tracker = _make_tracker(config, registry, catalog, state_dir, on_announce)
         listeners: list[Listener] = []
         if tracker is not None:
             listeners.append(_TrackerListener(tracker))
@@ -310,11 +312,19 @@ def _make_tracker(
     config: Config,
     registry: CollectorRegistry,
     catalog: Catalog,
+    state_dir: Path,
     on_announce: Callable[[bytes], None] | None = None,
 ) -> TrackerCore | None:
     t = config.tracker
     if not t.enabled:
         return None
+    # The UDP connection-id key outlives a restart (with the monotonic clock `run` uses),
+    # so clients that connected just before it keep announcing (tracker.secret).
+    key_path = state_dir / "tracker.key"
+    try:
+        secret = load_or_create(key_path)
+    except OSError as exc:
+        raise DaemonError(f"tracker key {key_path}: {exc.strerror or exc}") from None
     core = TrackerCore(
         interval=t.interval,
         min_interval=t.min_interval,
@@ -326,6 +336,7 @@ def _make_tracker(
         trusted_proxies=t.trusted_proxies,
         metrics=TrackerMetrics(registry),
         on_announce=on_announce,
+        secret=secret,
     )
     for entry in catalog.entries():
         core.register(entry.tracker_hashes)
@@ -411,7 +422,7 @@ def run(config: Config, config_path: str | None = None) -> int:
     Raises DaemonError (one line for the operator) when it cannot start.
     """
     try:
-        return trio.run(_main, config, config_path)
+        return trio.run(_main, config, config_path, clock=MonotonicClock())
     except BaseExceptionGroup as group:
         found, _ = group.split(DaemonError)
         if found is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import struct
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, replace
@@ -36,6 +38,7 @@ from seeder.daemon import Daemon, serve
 from seeder.seeding import seed_key
 from tests.helpers import free_port, lt_peer
 from tracker import bencode
+from tracker.udp_protocol import PROTOCOL_ID
 
 DEADLINE = 50.0  # s for one whole case: 2 busy CI cores
 SIZE = 1024 * 1024 + 777  # 5 pieces of 256 KiB
@@ -432,3 +435,37 @@ async def test_a_presigned_web_seed_comes_with_the_new_tracker(
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(seed).query)
         assert seed.startswith(moto_server.endpoint_url) and "X-Amz-Signature" in query
     assert metainfo.info_hashes(after) == metainfo.info_hashes(before)
+
+
+async def test_udp_connection_ids_outlive_a_restart(tmp_path: Path, moto_server: Any) -> None:
+    """The UDP tracker's connection-id key lives in the state dir: a client that connected
+    before a restart announces with the same id after it (BEP 15 ids last two minutes)."""
+    bucket = moto_server.create_bucket(prefix="links")
+    put(moto_server, bucket, os.urandom(SIZE))
+    config = make_config(tmp_path, moto_server, bucket, Ports.fresh(), udp=True)
+    server = ("127.0.0.1", config.tracker.udp_listen.port)
+    client = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await client.bind(("127.0.0.1", 0))  # one client port: the id is bound to it
+
+    async def exchange(packet: bytes) -> bytes:
+        await client.sendto(packet, server)
+        return (await client.recvfrom(4096))[0]
+
+    with client, trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            daemon = await start(nursery, config)
+            await trio.to_thread.run_sync(get_torrent, daemon, bucket)
+            info_hash = daemon.torrents.lookup_cached(bucket, KEY).info_hash_v1
+            action, _, cid = struct.unpack(
+                ">IIQ", await exchange(struct.pack(">QII", PROTOCOL_ID, 0, 1)))
+            assert action == 0
+            nursery.cancel_scope.cancel()
+        assert (tmp_path / "state" / "tracker.key").stat().st_mode & 0o777 == 0o600
+        async with trio.open_nursery() as nursery:
+            daemon = await start(nursery, config)
+            reply = await exchange(struct.pack(
+                ">QII20s20sQQQIIIiH", cid, 1, 2, info_hash, b"-YY0001-" + bytes(12),
+                0, SIZE, 0, 2, 0, 0, 50, 6881))  # fmt: skip
+            assert struct.unpack(">II", reply[:8]) == (1, 2)  # an announce answer, no error
+            assert announces(daemon, "udp", "started") == 1
+            nursery.cancel_scope.cancel()

@@ -176,3 +176,57 @@ def test_cli_bad_arguments_exit_2(args, message):
     proc = subprocess.run([sys.executable, "-m", "tracker", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=DEADLINE)  # fmt: skip
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def _udp_exchange(sock: socket.socket, port: int, packet: bytes) -> bytes:
+    sock.sendto(packet, ("127.0.0.1", port))
+    return sock.recv(4096)
+
+
+def _cli_udp(args: list[str]) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracker", *args, "--open", "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    _, kind, _, port = proc.stdout.readline().split()
+    assert kind == "udp"
+    return proc, int(port)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, err
+
+
+@pytest.mark.parametrize("keep_key", [True, False])
+def test_cli_connection_ids_outlive_a_restart_with_a_secret_file(tmp_path, keep_key):
+    """A client connects, the tracker restarts on the same port, the client announces with
+    the id it holds: accepted when the key is kept in --secret-file (and the clock is the
+    system's monotonic one, not trio's per-run offset), refused without."""
+    key = tmp_path / "tracker.key"
+    extra = ["--secret-file", str(key)] if keep_key else []
+    # One client socket throughout: the id is bound to the client's address and port.
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(DEADLINE)
+    proc, port = _cli_udp(["--udp", "127.0.0.1:0", *extra])
+    try:
+        reply = _udp_exchange(client, port, struct.pack(">QII", PROTOCOL_ID, 0, 5))
+        action, _, cid = struct.unpack(">IIQ", reply)
+        assert action == 0
+    finally:
+        _stop(proc)
+    if keep_key:
+        assert len(key.read_bytes()) == 32 and key.stat().st_mode & 0o777 == 0o600
+    proc, port2 = _cli_udp(["--udp", f"127.0.0.1:{port}", *extra])
+    try:
+        assert port2 == port
+        packet = struct.pack(">QII20s20sQQQIIIiH", cid, 1, 6, IH, b"-YY0001-" + bytes(12),
+                             0, 100, 0, 2, 0, 0, 50, 6881)  # fmt: skip
+        action, tid = struct.unpack(">II", _udp_exchange(client, port, packet)[:8])
+        assert tid == 6 and action == (1 if keep_key else 3)  # 1 announce, 3 error
+    finally:
+        _stop(proc)
+        client.close()
