@@ -141,6 +141,21 @@ def announces(daemon: Daemon, transport: str, *events: str) -> float:
 def put(moto: Any, bucket: str, data: bytes) -> None:
     moto.client().put_object(Bucket=bucket, Key=KEY, Body=data, ACL="public-read")
 
+async def download_from_the_seed_only(tmp: Path, torrent: bytes, data: bytes) -> None:
+    """A libtorrent client on 127.0.0.2 given ``torrent`` without its web seed (url-list is
+    outside ``info``: same swarm) completes with every byte from BitTorrent peers: the
+    daemon's session, which it can only have found through the torrent's tracker."""
+    tpath = tmp / "client.torrent"
+    tpath.write_bytes(metainfo.with_url_list(torrent, []))
+    async with lt_peer(
+        "--torrent", str(tpath), "--save-dir", str(tmp / "client"),
+        "--bind", "127.0.0.2", "--timeout", str(DEADLINE),
+    ) as peer:  # fmt: skip
+        result = await peer.until("finished")
+    assert result["sha1"] == hashlib.sha1(data).hexdigest()
+    assert result["peer_bytes"] >= SIZE and result["web_seed_bytes"] == 0
+
+
 
 @pytest.mark.parametrize("change", ["server", "tracker", "tracker off", "unchanged"])
 async def test_restarted_with_other_urls_the_torrent_gets_them_without_hashing(
@@ -288,16 +303,8 @@ async def test_the_session_resumed_after_a_restart_announces_to_the_new_tracker(
             assert generations(daemon) == 0
             assert metainfo.links(torrent).announce == new_ports.announce
             # Without its web seed, the client's only source is the session, found through
-            # the new tracker.
-            tpath = tmp_path / "client.torrent"
-            tpath.write_bytes(metainfo.with_url_list(torrent, []))
-            async with lt_peer(
-                "--torrent", str(tpath), "--save-dir", str(tmp_path / "client"),
-                "--bind", "127.0.0.2", "--timeout", str(DEADLINE),
-            ) as peer:  # fmt: skip
-                result = await peer.until("finished")
-            assert result["sha1"] == hashlib.sha1(data).hexdigest()
-            assert result["peer_bytes"] >= SIZE and result["web_seed_bytes"] == 0
+            # the tracker.
+            await download_from_the_seed_only(tmp_path, torrent, data)
             nursery.cancel_scope.cancel()
 
 
@@ -347,15 +354,7 @@ async def test_a_restart_with_a_udp_url_puts_the_udp_tier_first_and_clients_anno
             http_before = announces(daemon, "http", "started", "completed", "stopped")
             # Without its web seed, the client's only source is the session, found through
             # the tracker.
-            tpath = tmp_path / "client.torrent"
-            tpath.write_bytes(metainfo.with_url_list(torrent, []))
-            async with lt_peer(
-                "--torrent", str(tpath), "--save-dir", str(tmp_path / "client"),
-                "--bind", "127.0.0.2", "--timeout", str(DEADLINE),
-            ) as peer:  # fmt: skip
-                result = await peer.until("finished")
-            assert result["sha1"] == hashlib.sha1(data).hexdigest()
-            assert result["peer_bytes"] >= SIZE and result["web_seed_bytes"] == 0
+            await download_from_the_seed_only(tmp_path, torrent, data)
             assert announces(daemon, "udp", "started") == udp_before + 1
             assert announces(daemon, "http", "started", "completed", "stopped") == http_before
             nursery.cancel_scope.cancel()
