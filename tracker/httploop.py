@@ -24,7 +24,6 @@ read or answered for it. Handlers cannot stream (the S3 API and /metrics use
 from __future__ import annotations
 
 import _socket
-import errno
 import logging
 import math
 import select
@@ -35,10 +34,13 @@ from typing import NoReturn
 import trio
 
 from tracker.httpserve import (
+    ACCEPT_BURST,
+    ACCEPT_RESOURCE_ERRNOS,
     Request,
     RequestParser,
     Response,
     error_response,
+    open_listeners,
     render_response,
 )
 
@@ -52,11 +54,9 @@ _RECEIVE_SIZE = 65536
 _MAX_DRAIN = 1 << 20  # bytes read and dropped after an error answer (as httpserve)
 _LINGER = 1.0  # seconds a half-closed connection is drained after an error answer
 _MAX_EVENTS = 256  # ready fds served per wake-up
-_ACCEPT_BURST = 64  # connections accepted per listener event
 _ANSWERS_PER_TURN = 32  # pipelined requests answered per connection before the others
 _MAX_PENDING_OUT = 65536  # answer no more while this much waits for the client to read
 _ACCEPT_PAUSE = 0.1  # out of fds / memory: retry accepting after this long
-_ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _DONTWAIT = socket.MSG_DONTWAIT
 _DONTWAIT_MORE = socket.MSG_DONTWAIT | socket.MSG_MORE
 _IN = select.EPOLLIN
@@ -212,13 +212,13 @@ class _Loop:
         # through the family/type enum properties (measurable per connection here).
         accept = listener._accept  # type: ignore[attr-defined]
         family = self.families[listener.fileno()]
-        for _ in range(_ACCEPT_BURST):
+        for _ in range(ACCEPT_BURST):
             try:
                 fd, addr = accept()
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
                     log.error("accept: %s; retrying in %.1f s", exc, _ACCEPT_PAUSE)
                     self.ep.unregister(listener.fileno())
                     self.paused.append(listener)
@@ -407,15 +407,7 @@ async def serve_http_sync(
     options mean what they mean for ``tracker.httpserve.serve_http``. Never returns
     unless cancelled; a handler's exception becomes a 500 and a log line.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=1024)
-    bound = []
-    socks = []
-    for lst in listeners:
-        addr = lst.socket.getsockname()
-        bound.append((addr[0], addr[1]))
-        sock = socket.socket(fileno=lst.socket.detach())
-        sock.setblocking(False)
-        socks.append(sock)
+    bound, socks = await open_listeners(host, port)
     loop = _Loop(handler, socks, idle_timeout, max_connections, server_header)
     try:
         task_status.started(bound)

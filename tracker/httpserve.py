@@ -27,11 +27,14 @@ import httptools
 import trio
 
 __all__ = [
+    "ACCEPT_BURST",
+    "ACCEPT_RESOURCE_ERRNOS",
     "Handler",
     "Request",
     "RequestParser",
     "Response",
     "error_response",
+    "open_listeners",
     "render_response",
     "response_head",
     "serve_http",
@@ -113,11 +116,7 @@ async def serve_http(
     ``max_connections`` open connections, new ones get 503 and are closed. Never returns
     unless cancelled; a handler's exception becomes a 500 and a log line, never a crash.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=1024)
-    bound = [_sockname(lst.socket.getsockname()) for lst in listeners]
-    # trio binds (every address family of ``host``, SO_REUSEADDR, backlog); the serving
-    # is done on plain non-blocking sockets (see _Socket).
-    socks = [socket.socket(fileno=lst.socket.detach()) for lst in listeners]
+    bound, socks = await open_listeners(host, port)
     # A plain counter: one trio task runs at a time, and a CapacityLimiter's per-task
     # bookkeeping is measurable on a tracker that sees one connection per announce.
     open_connections = 0
@@ -137,7 +136,6 @@ async def serve_http(
     try:
         async with trio.open_nursery() as nursery:
             for listener in socks:
-                listener.setblocking(False)
                 nursery.start_soon(_accept_loop, listener, nursery, on_connection)
             task_status.started(bound)
             await trio.sleep_forever()
@@ -148,9 +146,21 @@ async def serve_http(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-_ACCEPT_BURST = 64
+async def open_listeners(host: str, port: int) -> tuple[list[tuple[str, int]], list[socket.socket]]:
+    """Bind ``host:port`` (port 0 picks one): the bound ``(host, port)`` of each listener and
+    the listeners as plain non-blocking sockets, for both HTTP fronts. trio binds (every
+    address family of ``host``, SO_REUSEADDR, backlog); the serving is done on plain sockets."""
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=1024)
+    bound = [_sockname(lst.socket.getsockname()) for lst in listeners]
+    socks = [socket.socket(fileno=lst.socket.detach()) for lst in listeners]
+    for sock in socks:
+        sock.setblocking(False)
+    return bound, socks
+
+
+ACCEPT_BURST = 64  # connections accepted per wake-up of a listener
 # What trio.serve_listeners also treats as "out of resources, retry soon".
-_ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 async def _accept_loop(
@@ -160,13 +170,13 @@ async def _accept_loop(
 ) -> NoReturn:
     while True:
         await trio.lowlevel.wait_readable(listener)
-        for _ in range(_ACCEPT_BURST):
+        for _ in range(ACCEPT_BURST):
             try:
                 sock, addr = listener.accept()
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                if exc.errno in ACCEPT_RESOURCE_ERRNOS:
                     log.error("accept: %s; retrying in 0.1 s", exc)
                     await trio.sleep(0.1)
                 break  # ECONNABORTED and friends: that client is gone already
