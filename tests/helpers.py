@@ -214,3 +214,17 @@ async def lt_peer(*args: str) -> AsyncIterator[Peer]:
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
                     await stream.aclose()
+
+
+async def lt_download(torrent: bytes, workdir: Path, bind: str, timeout: float,
+                      *extra: str) -> dict[str, Any]:
+    """Download ``torrent`` with an lt_peer.py process bound to ``bind`` (its .torrent file
+    and save dir under ``workdir``); its ``finished`` event (sha1, bytes per source, ...)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tpath = workdir / "client.torrent"
+    tpath.write_bytes(torrent)
+    async with lt_peer(
+        "--torrent", str(tpath), "--save-dir", str(workdir / "data"),
+        "--bind", bind, "--timeout", str(timeout), *extra,
+    ) as peer:  # fmt: skip
+        return await peer.until("finished")

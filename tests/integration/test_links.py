@@ -36,7 +36,7 @@ from seeder.config import (
 )
 from seeder.daemon import Daemon, serve
 from seeder.seeding import seed_key
-from tests.helpers import free_port, lt_peer
+from tests.helpers import free_port, lt_download
 from tracker import bencode
 from tracker.udp_protocol import PROTOCOL_ID
 
@@ -145,13 +145,8 @@ async def download_from_the_seed_only(tmp: Path, torrent: bytes, data: bytes) ->
     """A libtorrent client on 127.0.0.2 given ``torrent`` without its web seed (url-list is
     outside ``info``: same swarm) completes with every byte from BitTorrent peers: the
     daemon's session, which it can only have found through the torrent's tracker."""
-    tpath = tmp / "client.torrent"
-    tpath.write_bytes(metainfo.with_url_list(torrent, []))
-    async with lt_peer(
-        "--torrent", str(tpath), "--save-dir", str(tmp / "client"),
-        "--bind", "127.0.0.2", "--timeout", str(DEADLINE),
-    ) as peer:  # fmt: skip
-        result = await peer.until("finished")
+    result = await lt_download(metainfo.with_url_list(torrent, []), tmp / "client",
+                               "127.0.0.2", DEADLINE)
     assert result["sha1"] == hashlib.sha1(data).hexdigest()
     assert result["peer_bytes"] >= SIZE and result["web_seed_bytes"] == 0
 

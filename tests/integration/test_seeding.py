@@ -32,7 +32,7 @@ from seeder.config import (
 )
 from seeder.daemon import Daemon, serve
 from seeder.seeding import seed_key
-from tests.helpers import free_port, lt_peer
+from tests.helpers import free_port, lt_download
 from tracker import bencode
 
 DEADLINE = 50.0  # s for one whole case: 2 busy CI cores
@@ -109,16 +109,10 @@ def announce_failure(env: Env, info_hash: bytes) -> bytes | None:
 
 async def swarm(env: Env, torrent: bytes, tag: str) -> list[dict[str, Any]]:
     """Run the four downloaders at once; their ``finished`` events."""
-    tpath = env.tmp / f"{tag}.torrent"
-    tpath.write_bytes(torrent)
     results: list[dict[str, Any]] = []
 
     async def one(bind: str) -> None:
-        async with lt_peer(
-            "--torrent", str(tpath), "--save-dir", str(env.tmp / f"{tag}-{bind}"),
-            "--bind", bind, "--timeout", str(DEADLINE),
-        ) as peer:  # fmt: skip
-            results.append(await peer.until("finished"))
+        results.append(await lt_download(torrent, env.tmp / f"{tag}-{bind}", bind, DEADLINE))
 
     async with trio.open_nursery() as nursery:
         for bind in CLIENTS:
@@ -372,13 +366,7 @@ async def test_a_lone_client_is_never_held_back_by_the_budget(
     put(env, data)
     with trio.fail_after(DEADLINE):
         torrent = await trio.to_thread.run_sync(get_torrent, env)
-        tpath = tmp_path / "lone.torrent"
-        tpath.write_bytes(torrent)
-        async with lt_peer(
-            "--torrent", str(tpath), "--save-dir", str(tmp_path / "lone"),
-            "--bind", CLIENTS[0], "--timeout", str(DEADLINE),
-        ) as peer:  # fmt: skip
-            result = await peer.until("finished")
+        result = await lt_download(torrent, tmp_path / "lone", CLIENTS[0], DEADLINE)
     assert result["sha1"] == hashlib.sha1(data).hexdigest()
 
 
@@ -463,13 +451,7 @@ async def test_e_an_announce_is_demand(
         assert not seeding.session.has(key) and not seeding.cache.is_complete(key)
         assert seeding.announce_adds == 0
 
-        tpath = tmp_path / "e.torrent"
-        tpath.write_bytes(torrent)
-        async with lt_peer(
-            "--torrent", str(tpath), "--save-dir", str(tmp_path / "e-client"),
-            "--bind", CLIENTS[0], "--timeout", str(DEADLINE),
-        ) as peer:  # fmt: skip
-            result = await peer.until("finished")
+        result = await lt_download(torrent, tmp_path / "e-client", CLIENTS[0], DEADLINE)
         assert result["sha1"] == hashlib.sha1(data).hexdigest()
         assert seeding.announce_adds == 1  # added because of the client's announce ...
         st = await seeding.session.wait_complete(key)

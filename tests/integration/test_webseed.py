@@ -38,7 +38,7 @@ from seeder.config import (
 )
 from seeder.daemon import Daemon, serve
 from seeder.s3errors import S3Error
-from tests.helpers import lt_peer
+from tests.helpers import lt_download
 from tests.integration.test_api import Env, fetch, run_sync
 from tracker import bencode
 
@@ -390,12 +390,9 @@ async def test_libtorrent_finishes_an_earlier_torrent_from_its_web_seed(
     if role == "proxy":  # the daemon's web seed at its test address (outside info)
         (seed,) = meta[b"url-list"]
         meta[b"url-list"] = [env.url.encode() + seed[len(PUBLIC_URL):]]
-    path = tmp_path / "old.torrent"
-    path.write_bytes(bencode.encode(meta))
-    async with lt_peer("--torrent", str(path), "--save-dir", str(tmp_path / "dl"),
-                       "--bind", "127.0.0.2", "--timeout", "60", "--no-ssrf") as peer:
-        with trio.fail_after(90):
-            done = await peer.until("finished")
+    with trio.fail_after(90):
+        done = await lt_download(bencode.encode(meta), tmp_path / "dl", "127.0.0.2", 60,
+                                 "--no-ssrf")
     assert done["sha1"] == hashlib.sha1(old).hexdigest()
     assert done["web_seed_bytes"] == len(old)
 
