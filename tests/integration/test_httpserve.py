@@ -269,16 +269,18 @@ async def test_connection_cap_answers_503(nursery: trio.Nursery, shell: str) -> 
 # -- streaming (the task shell only) ------------------------------------------------------
 
 
+def _get(host: str, port: int, path: str) -> tuple[int, bytes]:
+    """GET ``path`` with http.client (it decodes chunked bodies): (status, body)."""
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
 async def test_streamed_body(nursery: trio.Nursery) -> None:
     host, port = await start(nursery)
 
-    def fetch() -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(host, port, timeout=5)
-        conn.request("GET", "/stream")
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-
-    status, body = await trio.to_thread.run_sync(fetch)
+    status, body = await trio.to_thread.run_sync(_get, host, port, "/stream")
     assert (status, body) == (200, b"chunk0;chunk1;chunk2;")
 
 
@@ -293,14 +295,8 @@ async def test_short_stream_closes_instead_of_lying(nursery: trio.Nursery) -> No
 async def test_streamed_body_without_length(nursery: trio.Nursery) -> None:
     host, port = await start(nursery)
 
-    def fetch() -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection(host, port, timeout=5)
-        conn.request("GET", "/unframed")
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-
     # HTTP/1.1: chunked, and http.client decodes it.
-    assert await trio.to_thread.run_sync(fetch) == (200, b"no length")
+    assert await trio.to_thread.run_sync(_get, host, port, "/unframed") == (200, b"no length")
     raw = await exchange(
         host, port, b"GET /unframed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
