@@ -1,4 +1,4 @@
-"""Torrent generation throughput from a local file: seeder.hashing vs mktorrent, same run.
+"""Torrent generation throughput from a local file: seeder.torrent.hashing vs mktorrent, same run.
 
 Creates a file of random bytes (default 1 GiB) in a temporary directory, reads it once so it
 sits in the page cache, then alternates, per round: our pipeline (``hashing.hash_object`` over
@@ -33,8 +33,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seeder import __version__, hashing, metainfo
+from seeder import __version__
 from seeder.store.local import LocalStore
+from seeder.torrent import hashing, metainfo
 
 MiB = 1024 * 1024
 WRITE_CHUNK = 16 * MiB

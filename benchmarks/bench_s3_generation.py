@@ -53,9 +53,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from seeder import __version__, hashing, metainfo
+from seeder import __version__
 from seeder.store import ObjectInfo
 from seeder.store.s3 import S3Store
+from seeder.torrent import hashing, metainfo
 
 MiB = 1024 * 1024
 BUCKET = "bench"

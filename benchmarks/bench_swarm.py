@@ -226,7 +226,7 @@ async def _run_client(bind: str, torrent: Path, save: Path, t0: float) -> dict[s
 
 async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats: Path,
                       bucket: str, size: int, work: Path) -> Result:
-    from seeder.config import (
+    from seeder.config.load import (
         BucketConfig,
         Config,
         HostPort,
@@ -237,8 +237,8 @@ async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats
         StateConfig,
         TrackerConfig,
     )  # fmt: skip
-    from seeder.daemon import Daemon, serve
-    from seeder.seeding import seed_key
+    from seeder.ops.daemon import Daemon, serve
+    from seeder.seed.policy import seed_key
 
     s3_port, tracker_port = _free_port(), _free_port()
     public = f"http://127.0.0.1:{s3_port}"
@@ -354,13 +354,14 @@ def _table(results: list[Result], size: int) -> str:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    import seeder.lt_session
+    import seeder.seed.session
 
     # The budget's decisions (capped / uncapped, with the copies sent) on stderr.
     logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)8.0f ms %(message)s")
-    logging.getLogger("seeder.seeding").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logging.getLogger("seeder.seed.policy").setLevel(level)
 
-    seeder.lt_session.SUPER_SEEDING = args.super_seed == "on"
+    seeder.seed.session.SUPER_SEEDING = args.super_seed == "on"
     size = args.size_mib * MIB
     work = Path(tempfile.mkdtemp(prefix="bench-swarm-"))
     stats = work / "proxy.json"
@@ -411,7 +412,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_moto":
         _moto_main(int(sys.argv[2]))
         return
-    from seeder.config import SeedingConfig
+    from seeder.config.load import SeedingConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--size-mib", type=int, default=256)

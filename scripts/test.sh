@@ -20,5 +20,5 @@ if ((${#need_apt[@]})); then
 fi
 
 python3 -m pip install -q -e '.[test]'
-python3 -m ruff check seeder tracker tests benchmarks
+python3 -m ruff check httpshell seeder tracker tests benchmarks
 python3 -m pytest "$@"

@@ -2,7 +2,7 @@
 
 import sys
 
-from seeder.cli import main
+from seeder.ops.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,8 +19,8 @@ import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
+from httpshell.serve import Handler, Request, Response, serve_http
 from seeder import __version__
-from tracker.httpserve import Handler, Request, Response, serve_http
 
 __all__ = ["SeederMetrics", "counter_delta", "make_metrics_handler", "serve_metrics"]
 
@@ -222,7 +222,7 @@ async def serve_metrics(
     """Serve ``registry`` at ``http://host:port/metrics`` until cancelled.
 
     Reports the bound ``[(host, port), ...]`` through ``task_status.started`` (port 0
-    picks a free one). Built on ``tracker.httpserve.serve_http``: keep-alive, timeouts
+    picks a free one). Built on ``httpshell.serve.serve_http``: keep-alive, timeouts
     and the no-traceback rule come from there. Never returns unless cancelled.
     """
     await serve_http(

@@ -3,7 +3,7 @@
 
 ```
 serve_tracker(core, http, udp)     one nursery; a crash of any child cancels all
-├── serve_http_sync(handler)       /announce, /scrape (tracker.httploop: one task, one epoll set)
+├── serve_http_sync(handler)       /announce, /scrape (httpshell.epoll: one task, one epoll set)
 ├── serve_tracker_udp              BEP 15, one datagram at a time
 └── run_cleaner                    core.clean(now) every core.sweep_every seconds
 ```
@@ -22,9 +22,9 @@ from typing import NoReturn
 
 import trio
 
+from httpshell.epoll import serve_http_sync
+from httpshell.serve import Request, Response
 from tracker.core import TrackerCore
-from tracker.httploop import serve_http_sync
-from tracker.httpserve import Request, Response
 
 __all__ = [
     "TrackerBound",
@@ -52,7 +52,7 @@ class TrackerBound:
 
 
 def make_sync_http_handler(core: TrackerCore) -> Callable[[Request], Response]:
-    """A synchronous handler (``tracker.httploop``) answering ``/announce`` and ``/scrape``
+    """A synchronous handler (``httpshell.epoll``) answering ``/announce`` and ``/scrape``
     from ``core``."""
     metrics = core.metrics
     http = core.http

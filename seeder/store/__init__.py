@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from seeder.config import BucketConfig
+    from seeder.config.load import BucketConfig
 
 __all__ = [
     "DEFAULT_STREAM_CHUNK",
@@ -151,7 +151,7 @@ class BlockingReader(Protocol):
 
     Made by :meth:`SupportsBlockingRead.open_reader`. Reading happens in the calling thread
     into the caller's buffer: no trio hop and no new ``bytes`` per read, which is what makes
-    hashing from a store as cheap as hashing a file (``seeder.hashing``).
+    hashing from a store as cheap as hashing a file (``seeder.torrent.hashing``).
 
     Thread-safe: several threads may call :meth:`read_into` at once with their own buffers.
     Never call it from the trio thread (it blocks). :meth:`close` only after every

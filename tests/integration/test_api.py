@@ -22,7 +22,7 @@ import trio
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from seeder.config import (
+from seeder.config.load import (
     BucketConfig,
     Config,
     CredentialConfig,
@@ -34,7 +34,7 @@ from seeder.config import (
     StateConfig,
     TrackerConfig,
 )
-from seeder.daemon import Daemon, serve
+from seeder.ops.daemon import Daemon, serve
 from tests.helpers import free_port
 from tracker import bencode
 

@@ -1,4 +1,4 @@
-"""seeder.hashing over the real local store, judged by libtorrent's own create_torrent.
+"""seeder.torrent.hashing over the real local store, judged by libtorrent's own create_torrent.
 
 For each file, libtorrent hashes the same bytes with the same piece length (v1 and hybrid);
 our pipeline's pieces, pieces root and piece layer must equal its, and libtorrent must load
@@ -21,8 +21,6 @@ import libtorrent as lt
 import pytest
 import trio
 
-from seeder import hashing, metainfo
-from seeder.metainfo import MetainfoError, PieceHashes
 from seeder.store import (
     BlockingReader,
     ObjectChanged,
@@ -32,6 +30,8 @@ from seeder.store import (
 )
 from seeder.store.local import LocalReader, LocalStore
 from seeder.store.s3 import S3Store
+from seeder.torrent import hashing, metainfo
+from seeder.torrent.metainfo import MetainfoError, PieceHashes
 from tests.conftest import MotoServer
 
 KiB = 1024

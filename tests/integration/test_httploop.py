@@ -1,4 +1,4 @@
-"""tracker.httploop (the tracker's one-task HTTP front) over real loopback sockets.
+"""httpshell.epoll (the tracker's one-task HTTP front) over real loopback sockets.
 
 The contract it shares with the task shell runs against both in test_httpserve.py; here
 are its own edges: requests split across reads, long pipelines, a client that never reads,
@@ -11,9 +11,9 @@ import socket
 import pytest
 import trio
 
+from httpshell.epoll import serve_http_sync
+from httpshell.serve import Request, Response
 from tests.helpers import exchange, read_all
-from tracker.httploop import serve_http_sync
-from tracker.httpserve import Request, Response
 
 
 def handler(request: Request) -> Response:

@@ -14,9 +14,9 @@ import pytest
 import trio
 import trio.testing
 
+from httpshell.epoll import serve_http_sync
+from httpshell.serve import Request, Response, serve_http
 from tests.helpers import exchange, read_all
-from tracker.httploop import serve_http_sync
-from tracker.httpserve import Request, Response, serve_http
 
 
 def answer(request: Request) -> Response:

@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 import trio
 
-from seeder import config as config_mod
-from seeder import metainfo
-from seeder.config import (
+from seeder.config import load as config_mod
+from seeder.config.load import (
     BucketConfig,
     Config,
     CredentialConfig,
@@ -34,8 +33,9 @@ from seeder.config import (
     StateConfig,
     TrackerConfig,
 )
-from seeder.daemon import Daemon, serve
-from seeder.seeding import seed_key
+from seeder.ops.daemon import Daemon, serve
+from seeder.seed.policy import seed_key
+from seeder.torrent import metainfo
 from tests.helpers import free_port, lt_download
 from tracker import bencode
 from tracker.udp_protocol import PROTOCOL_ID

@@ -15,11 +15,11 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from seeder import lt_session
-from seeder.config import SeedingConfig
-from seeder.lt_session import SeedError, SeedSession, parse_torrent, torrent_key
+from seeder.config.load import SeedingConfig
 from seeder.metrics import SeederMetrics
-from seeder.seedcache import SeedCache
+from seeder.seed import session as lt_session
+from seeder.seed.cache import SeedCache
+from seeder.seed.session import SeedError, SeedSession, parse_torrent, torrent_key
 from tests.helpers import lt_peer
 
 DEADLINE = 60.0  # seconds for any one wait: 2 busy CI cores

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from seeder.catalog import Catalog, Entry
-from seeder.config import BucketConfig, Config, GenerationConfig
-from seeder.scanner import run_scanner, scan_once
+from seeder.config.load import BucketConfig, Config, GenerationConfig
+from seeder.ops.scanner import run_scanner, scan_once
 from seeder.store import ObjectInfo, StoreUnavailable, make_store
-from seeder.torrents import MAX_TORRENT_SIZE, TorrentService
+from seeder.torrent.catalog import Catalog, Entry
+from seeder.torrent.service import MAX_TORRENT_SIZE, TorrentService
 from tests.helpers import DelegatingStore, Recorder
 
 

@@ -15,7 +15,7 @@ import trio
 import trio.socket
 import trio.testing
 
-from seeder.sdnotify import Notifier, run_watchdog
+from seeder.ops.sdnotify import Notifier, run_watchdog
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_a_missing_socket_is_logged_not_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     n = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
-    with caplog.at_level(logging.WARNING, logger="seeder.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="seeder.ops.sdnotify"):
         assert n.ready() is False
     assert "sd_notify" in caplog.text
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from seeder.config import (
+from seeder.config.load import (
     BucketConfig,
     Config,
     HostPort,
@@ -30,8 +30,8 @@ from seeder.config import (
     StateConfig,
     TrackerConfig,
 )
-from seeder.daemon import Daemon, serve
-from seeder.seeding import seed_key
+from seeder.ops.daemon import Daemon, serve
+from seeder.seed.policy import seed_key
 from tests.helpers import free_port, lt_download
 from tracker import bencode
 
@@ -254,7 +254,7 @@ async def test_web_seed_gate_sees_clients_behind_a_trusted_proxy(
     socket peer is a trusted proxy; the request log line names that client too."""
     env = seeding_env
     data = os.urandom(SIZE)
-    caplog.set_level("DEBUG", logger="seeder.handlers")
+    caplog.set_level("DEBUG", logger="seeder.s3api.handlers")
     with trio.fail_after(DEADLINE):
         entry, key, obj = await _complete_in_session(env, data)
 

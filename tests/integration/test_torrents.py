@@ -13,11 +13,11 @@ import pytest
 import trio
 import trio.testing
 
-from seeder import metainfo
-from seeder.catalog import Catalog, Entry
-from seeder.config import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
+from seeder.config.load import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectChanged, ObjectInfo, make_store
-from seeder.torrents import MAX_TORRENT_SIZE, NotQualified, TorrentService
+from seeder.torrent import metainfo
+from seeder.torrent.catalog import Catalog, Entry
+from seeder.torrent.service import MAX_TORRENT_SIZE, NotQualified, TorrentService
 from tests.helpers import DelegatingStore, Recorder, write_schema_1_catalog
 from tracker import bencode
 

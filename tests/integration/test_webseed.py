@@ -22,9 +22,7 @@ from unittest.mock import ANY
 import pytest
 import trio
 
-from seeder import sigv4
-from seeder.conditional import http_date
-from seeder.config import (
+from seeder.config.load import (
     BucketConfig,
     Config,
     CredentialConfig,
@@ -36,8 +34,10 @@ from seeder.config import (
     StateConfig,
     TrackerConfig,
 )
-from seeder.daemon import Daemon, serve
-from seeder.s3errors import S3Error
+from seeder.ops.daemon import Daemon, serve
+from seeder.s3api import sigv4
+from seeder.s3api.conditional import http_date
+from seeder.s3api.errors import S3Error
 from tests.helpers import lt_download
 from tests.integration.test_api import Env, fetch, run_sync
 from tracker import bencode

@@ -1,4 +1,4 @@
-"""seeder.catalog against a real SQLite file in tmp_path (a restart is a reopen)."""
+"""seeder.torrent.catalog against a real SQLite file in tmp_path (a restart is a reopen)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from seeder.catalog import SCHEMA_VERSION, Catalog, CatalogError, Entry
+from seeder.torrent.catalog import SCHEMA_VERSION, Catalog, CatalogError, Entry
 from tests.helpers import write_schema_1_catalog
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.conditional import (
+from seeder.s3api.conditional import (
     Outcome,
     Validators,
     evaluate,

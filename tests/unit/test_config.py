@@ -1,4 +1,4 @@
-"""seeder.config: TOML + SEEDER_* env -> dataclasses, and the exact problem line for each
+"""seeder.config.load: TOML + SEEDER_* env -> dataclasses, and the exact problem line for each
 bad input. Also guards that docs/config.md and config/seeder.toml name every field."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from seeder import config as C
-from seeder.config import (
+from seeder.config import load as C
+from seeder.config.load import (
     BucketConfig,
     Config,
     ConfigError,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from seeder.logs import choose_format, parse_level, setup_logging
+from seeder.ops.logs import choose_format, parse_level, setup_logging
 
 OURS = "_seeder_logs_handler"
 NOISY = ("botocore", "boto3", "s3transfer", "urllib3")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import libtorrent as lt
 import pytest
 
-from seeder.config import SeedingConfig
-from seeder.lt_session import (
+from seeder.config.load import SeedingConfig
+from seeder.seed.session import (
     SeedError,
     SeedStats,
     parse_torrent,

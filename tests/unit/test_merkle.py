@@ -1,4 +1,4 @@
-"""seeder.merkle: BEP 52 trees against a naive full tree and against libtorrent's answers."""
+"""seeder.torrent.merkle: BEP 52 trees against a naive full tree and libtorrent's answers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seeder import merkle
-from seeder.merkle import BLOCK_SIZE, ZERO_HASH, MerkleError
+from seeder.torrent import merkle
+from seeder.torrent.merkle import BLOCK_SIZE, ZERO_HASH, MerkleError
 
 
 def pattern(n: int) -> bytes:
@@ -116,7 +116,7 @@ def test_bad_arguments_raise_merkle_error(call, message: str) -> None:
 
 def test_core_modules_import_no_io_libraries() -> None:
     code = (
-        "import sys, seeder.merkle, seeder.metainfo\n"
+        "import sys, seeder.torrent.merkle, seeder.torrent.metainfo\n"
         "bad = {'trio', 'libtorrent', 'boto3', 'botocore'} & set(sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -1,7 +1,7 @@
-"""seeder.metainfo: piece size policy, AWS-shaped torrents that libtorrent loads, validate().
+"""seeder.torrent.metainfo: piece size policy, AWS-shaped torrents libtorrent loads, validate().
 
 Hashes here come from hashlib over in-memory bytes (a reference independent of
-seeder.hashing); libtorrent's torrent_info is the judge of what a client will load.
+seeder.torrent.hashing); libtorrent's torrent_info is the judge of what a client will load.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seeder import merkle, metainfo
-from seeder.metainfo import (
+from seeder.torrent import merkle, metainfo
+from seeder.torrent.metainfo import (
     EmptyObjectError,
     InfoHashes,
     InvalidTorrent,

@@ -1,4 +1,4 @@
-"""seeder.ranges: RFC 9110 Range parsing against a known size."""
+"""seeder.s3api.ranges: RFC 9110 Range parsing against a known size."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seeder.ranges import MAX_RANGES, ByteRange, RangeNotSatisfiable, coalesce, parse_range
+from seeder.s3api.ranges import MAX_RANGES, ByteRange, RangeNotSatisfiable, coalesce, parse_range
 
 
 @pytest.mark.parametrize(("header", "size", "expected"), [

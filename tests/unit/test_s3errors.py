@@ -1,4 +1,4 @@
-"""seeder.s3errors: S3's codes and statuses, and XML that botocore's own parser reads back."""
+"""seeder.s3api.errors: S3's codes and statuses, and XML that botocore's own parser reads back."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from botocore.parsers import create_parser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seeder import s3errors
-from seeder.s3errors import S3Error, render
+from seeder.s3api import errors as s3errors
+from seeder.s3api.errors import S3Error, render
 
 
 def botocore_reads(status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> dict:

@@ -1,4 +1,4 @@
-"""seeder.s3request: raw request -> GetTorrent | GetObject | S3Error."""
+"""seeder.s3api.request: raw request -> GetTorrent | GetObject | S3Error."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seeder.s3errors import S3Error
-from seeder.s3request import MAX_KEY_BYTES, GetObject, GetTorrent, parse
+from seeder.s3api.errors import S3Error
+from seeder.s3api.request import MAX_KEY_BYTES, GetObject, GetTorrent, parse
 
 BASE = "s3.example.com:8000"
 
@@ -229,8 +229,9 @@ def test_fuzz_only_operations_or_s3errors(method, target, host, base):
 def test_core_imports_no_io_libraries():
     import subprocess
     import sys
-    code = ("import sys, seeder.s3request, seeder.sigv4, seeder.s3errors, seeder.ranges, "
-            "seeder.conditional, tracker.clientaddr\n"
+    code = ("import sys, seeder.s3api.request, seeder.s3api.sigv4, seeder.s3api.errors, "
+            "seeder.s3api.ranges, "
+            "seeder.s3api.conditional, tracker.clientaddr\n"
             "bad = {'trio', 'boto3', 'botocore', 'libtorrent', 'h11'} & set(sys.modules)\n"
             "assert not bad, bad\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

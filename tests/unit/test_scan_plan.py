@@ -1,15 +1,15 @@
-"""seeder.scanner.plan and the qualification / progress / web seed policy of seeder.torrents:
-pure functions, no trio, no store."""
+"""seeder.ops.scanner.plan and the qualification / progress / web seed policy of
+seeder.torrent.service: pure functions, no trio, no store."""
 
 from __future__ import annotations
 
 import pytest
 
-from seeder.config import BucketConfig, Config, ServerConfig, TrackerConfig
-from seeder.metainfo import Links
-from seeder.scanner import plan
+from seeder.config.load import BucketConfig, Config, ServerConfig, TrackerConfig
+from seeder.ops.scanner import plan
 from seeder.store import ObjectInfo
-from seeder.torrents import (
+from seeder.torrent.metainfo import Links
+from seeder.torrent.service import (
     MAX_TORRENT_SIZE,
     NotQualified,
     ProgressLog,

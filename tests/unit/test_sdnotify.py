@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.sdnotify import Notifier, parse_address, render_message, watchdog_interval
+from seeder.ops.sdnotify import Notifier, parse_address, render_message, watchdog_interval
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from seeder.seedcache import CacheError, LruIndex, SeedCache, check_name, normalize_key
+from seeder.seed.cache import CacheError, LruIndex, SeedCache, check_name, normalize_key
 
 H1, H2, H3, H4 = (hashlib.sha1(bytes([i])).hexdigest() for i in range(4))
 H256 = hashlib.sha256(b"v2").hexdigest()

@@ -1,4 +1,4 @@
-"""seeder.sigv4: AWS's published S3 vectors, real botocore/boto3 signatures, and every failure.
+"""seeder.s3api.sigv4: AWS's published S3 vectors, real botocore/boto3 signatures, every failure.
 
 No sockets: boto3 requests are captured in botocore's ``before-send`` hook, exactly as they
 would go on the wire, then fed through ``s3request.parse`` and ``sigv4.verify``.
@@ -20,9 +20,9 @@ from botocore.credentials import Credentials
 from hypothesis import given
 from hypothesis import strategies as st
 
-from seeder import s3request
-from seeder.s3errors import S3Error
-from seeder.sigv4 import (
+from seeder.s3api import request as s3request
+from seeder.s3api.errors import S3Error
+from seeder.s3api.sigv4 import (
     EMPTY_SHA256,
     SignedRequest,
     canonical_query,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.swarm_budget import NARROW_SLOTS, SwarmBudget, SwarmView, Throttle, missing_pieces
+from seeder.seed.swarm_budget import NARROW_SLOTS, SwarmBudget, SwarmView, Throttle, missing_pieces
 
 T = "ab" * 20
 SIZE = 1000

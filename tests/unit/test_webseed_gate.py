@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.webseed_gate import Busy, Grant, WebSeedGate
+from seeder.seed.webseed_gate import Busy, Grant, WebSeedGate
 
 P = 256 * 1024  # piece length
 T = "ab" * 20  # a torrent key

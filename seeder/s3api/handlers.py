@@ -22,13 +22,16 @@ from typing import Protocol
 
 import trio
 
-from seeder import metainfo, s3errors, s3request, sigv4
-from seeder.catalog import Entry
-from seeder.conditional import Outcome, Validators, evaluate, http_date, range_applies
-from seeder.config import BucketConfig, Config
+from httpshell.serve import Request, Response
+from seeder.config.load import BucketConfig, Config
 from seeder.metrics import SeederMetrics
-from seeder.ranges import RangeNotSatisfiable, parse_range
-from seeder.s3errors import S3Error
+from seeder.s3api import errors as s3errors
+from seeder.s3api import request as s3request
+from seeder.s3api import sigv4
+from seeder.s3api.conditional import Outcome, Validators, evaluate, http_date, range_applies
+from seeder.s3api.errors import S3Error
+from seeder.s3api.ranges import RangeNotSatisfiable, parse_range
+from seeder.seed.webseed_gate import Busy, Grant
 from seeder.store import (
     BackendAccessDenied,
     InvalidKey,
@@ -40,10 +43,10 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
-from seeder.torrents import NotQualified, TorrentService, check_qualifies, presigns_webseed
-from seeder.webseed_gate import Busy, Grant
+from seeder.torrent import metainfo
+from seeder.torrent.catalog import Entry
+from seeder.torrent.service import NotQualified, TorrentService, check_qualifies, presigns_webseed
 from tracker.clientaddr import Network, client_host, parse_proxies
-from tracker.httpserve import Request, Response
 
 log = logging.getLogger(__name__)
 

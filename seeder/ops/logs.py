@@ -1,7 +1,7 @@
 """Logging setup: one handler on the root logger, in one of three line formats.
 
-- ``human``: ``2024-05-01 12:00:00,123 INFO seeder.torrents: message key=value``
-- ``journal``: ``<6>seeder.torrents: message key=value`` -- no timestamp (journald adds
+- ``human``: ``2024-05-01 12:00:00,123 INFO seeder.torrent.service: message key=value``
+- ``journal``: ``<6>seeder.torrent.service: message key=value`` -- no timestamp (journald adds
   one) and an sd-daemon(3) priority prefix so ``journalctl -p`` filters by level.
   journald turns every stream line into its own entry, so a traceback's lines all carry
   the record's priority and are indented under the first line.

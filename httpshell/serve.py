@@ -1,7 +1,7 @@
 """The HTTP/1.1 shell of the S3 API and the metrics endpoint: httptools (llhttp) on
 trio, a task per connection. Its request framing (``RequestParser``) and response
 rendering (``render_response``) are sans-I/O and shared with the tracker's one-task
-front, ``tracker.httploop``.
+front, ``httpshell.epoll``.
 
 A handler is ``async (Request) -> Response``; this module owns sockets, framing,
 keep-alive, timeouts and the rule that a client never sees a traceback. The APIs served
@@ -592,7 +592,7 @@ class _Connection(RequestParser):
                 pass
 
 
-# -- responses (pure; shared with tracker.httploop) --------------------------------------
+# -- responses (pure; shared with httpshell.epoll) --------------------------------------
 
 
 def response_head(

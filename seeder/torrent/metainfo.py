@@ -31,7 +31,7 @@ and at least 16 KiB (BEP 52's block size, and libtorrent's minimum): :func:`chec
 Empty objects: no torrent. A torrent of zero bytes has no pieces, libtorrent refuses to load
 one, and BEP 52 gives an empty file no pieces root. :func:`build_torrent` raises
 :class:`EmptyObjectError` (``message`` = "Torrent creation is not supported for empty objects"),
-which the S3 API answers with 400 InvalidRequest (``seeder.torrents.check_qualifies`` refuses
+which the S3 API answers with 400 InvalidRequest (``seeder.torrent.service.check_qualifies`` refuses
 such objects before hashing, with the same words).
 
 :func:`validate` checks torrent bytes apart from building them; each failure names the key
@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from seeder import merkle
+from seeder.torrent import merkle
 from tracker import bencode
 
 __all__ = [

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import trio
 
 from seeder.store import NoSuchKey, ObjectInfo, Store, StoreError
-from seeder.torrents import NotQualified, TorrentService, check_qualifies
+from seeder.torrent.service import NotQualified, TorrentService, check_qualifies
 
 __all__ = ["ScanPlan", "ScanSummary", "plan", "run_scanner", "scan_once"]
 

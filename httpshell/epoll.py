@@ -5,12 +5,12 @@ so a task per connection (spawn, scheduler trips, an epoll registration per wait
 more than the announce itself. Here ONE task owns a ``select.epoll`` set holding the
 listeners and their connections, parks on ``trio.lowlevel.wait_readable`` of that set
 when nothing is ready, and serves every ready fd synchronously: accept all pending,
-``recv``, parse (:class:`tracker.httpserve.RequestParser`: same httptools parser and
+``recv``, parse (:class:`httpshell.serve.RequestParser`: same httptools parser and
 caps), call the handler, ``send``, close or keep. A connection that closes after one
 answer (what real clients do) never touches the epoll set: the request is usually there
 by the time it is accepted.
 
-Same behaviour as ``tracker.httpserve.serve_http`` for bytes responses: keep-alive and
+Same behaviour as ``httpshell.serve.serve_http`` for bytes responses: keep-alive and
 pipelining (answered in order), ``Connection: close``, HTTP/1.0, HEAD, 100-continue,
 caps (16 KiB head -> 414/431, 1 MiB body -> 413, parser errors -> 400, each answered,
 then a half-close and a short drain), idle timeout (no progress either way for
@@ -33,7 +33,7 @@ from typing import NoReturn
 
 import trio
 
-from tracker.httpserve import (
+from httpshell.serve import (
     ACCEPT_BURST,
     ACCEPT_RESOURCE_ERRNOS,
     Request,
@@ -404,7 +404,7 @@ async def serve_http_sync(
     (``Request -> Response`` with a bytes body) until cancelled, from this one task.
 
     Reports the bound ``[(host, port), ...]`` through ``task_status.started``. The
-    options mean what they mean for ``tracker.httpserve.serve_http``. Never returns
+    options mean what they mean for ``httpshell.serve.serve_http``. Never returns
     unless cancelled; a handler's exception becomes a 500 and a log line.
     """
     bound, socks = await open_listeners(host, port)

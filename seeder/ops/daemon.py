@@ -30,23 +30,24 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry
 
-from seeder import __version__, metainfo
-from seeder import config as config_mod
-from seeder.catalog import Catalog, CatalogError, Entry
-from seeder.config import Config
-from seeder.handlers import Runtime, S3Api
-from seeder.lt_session import SeedSession
+from httpshell.serve import serve_http
+from seeder import __version__
+from seeder.config import load as config_mod
+from seeder.config.load import Config
 from seeder.metrics import SeederMetrics, serve_metrics
-from seeder.scanner import run_scanner
-from seeder.sdnotify import Notifier, run_watchdog
-from seeder.seedcache import SeedCache
-from seeder.seeding import Seeding
+from seeder.ops.scanner import run_scanner
+from seeder.ops.sdnotify import Notifier, run_watchdog
+from seeder.s3api.handlers import Runtime, S3Api
+from seeder.seed.cache import SeedCache
+from seeder.seed.policy import Seeding
+from seeder.seed.session import SeedSession
+from seeder.seed.swarm_budget import SwarmBudget
 from seeder.store import Store, make_store
-from seeder.swarm_budget import SwarmBudget
-from seeder.torrents import Listener, TorrentService
+from seeder.torrent import metainfo
+from seeder.torrent.catalog import Catalog, CatalogError, Entry
+from seeder.torrent.service import Listener, TorrentService
 from tracker.clock import MonotonicClock
 from tracker.core import TrackerCore
-from tracker.httpserve import serve_http
 from tracker.metrics import TrackerMetrics
 from tracker.secret import load_or_create
 from tracker.service import serve_tracker

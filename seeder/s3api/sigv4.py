@@ -48,8 +48,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote_to_bytes
 
-from seeder import s3errors
-from seeder.s3errors import S3Error
+from seeder.s3api import errors as s3errors
+from seeder.s3api.errors import S3Error
 
 __all__ = [
     "ALGORITHM",

@@ -9,10 +9,11 @@ from urllib.parse import quote
 
 import trio
 
-from seeder import __version__, hashing, metainfo
-from seeder.config import BucketConfig
+from seeder import __version__
+from seeder.config.load import BucketConfig
 from seeder.store import ObjectInfo, Store, make_store
-from seeder.torrents import check_qualifies, object_version
+from seeder.torrent import hashing, metainfo
+from seeder.torrent.service import check_qualifies, object_version
 
 
 def _split_s3(source: str) -> tuple[str, str]:

@@ -37,8 +37,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from seeder import s3errors
-from seeder.sigv4 import SignedRequest, percent_decode
+from seeder.s3api import errors as s3errors
+from seeder.s3api.sigv4 import SignedRequest, percent_decode
 
 __all__ = ["MAX_KEY_BYTES", "GetObject", "GetTorrent", "S3Operation", "parse"]
 

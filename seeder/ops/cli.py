@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from seeder import __version__
-from seeder.config import (
+from seeder.config.load import (
     LOG_FORMATS,
     LOG_LEVELS,
     Config,
@@ -122,7 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
             log, format=args.log_format or log.format, level=args.log_level or log.level
         )
         config = dataclasses.replace(config, log=log)
-    from seeder.logs import setup_logging
+    from seeder.ops.logs import setup_logging
 
     setup_logging(log.level, log.format)
     if args.config is None:
@@ -130,8 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
         if sample is not None:
             import logging
 
-            logging.getLogger("seeder.cli").info("created a sample object %s", sample)
-    from seeder import daemon
+            logging.getLogger("seeder.ops.cli").info("created a sample object %s", sample)
+    from seeder.ops import daemon
 
     # An absolute path: SIGHUP re-reads the file whatever the working directory is by then.
     config_path = os.path.abspath(args.config) if args.config is not None else None
@@ -157,7 +157,7 @@ def _output_name(source: str) -> str:
 
 
 def _make_torrent(args: argparse.Namespace) -> int:
-    from seeder.maketorrent import make_torrent
+    from seeder.torrent.maketorrent import make_torrent
 
     data = make_torrent(
         args.source,

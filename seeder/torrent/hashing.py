@@ -31,7 +31,7 @@ Otherwise (a store with only ``read``) the *read pipeline* below runs:
   CapacityLimiter, alive for the whole object) take chunks from a queue as soon as they are
   read; hashlib releases the GIL on large buffers, so they hash in parallel.
   The same thread computes the chunk's v1 SHA-1 piece hashes and, for hybrid, the BEP 52
-  SHA-256 block hashes folded into one piece-layer node per piece (``seeder.merkle``).
+  SHA-256 block hashes folded into one piece-layer node per piece (``seeder.torrent.merkle``).
 - Results are put back in object order; ``on_chunk(offset, data)`` and
   ``on_progress(bytes_done)`` are called from the trio thread strictly in offset order.
 
@@ -52,8 +52,6 @@ from collections.abc import Callable
 
 import trio
 
-from seeder import merkle, metainfo
-from seeder.metainfo import PieceHashes
 from seeder.store import (
     BlockingReader,
     ObjectChanged,
@@ -61,6 +59,8 @@ from seeder.store import (
     Store,
     SupportsBlockingRead,
 )
+from seeder.torrent import merkle, metainfo
+from seeder.torrent.metainfo import PieceHashes
 
 __all__ = ["CHUNK_TARGET", "OnChunk", "chunk_length", "hash_chunk", "hash_object"]
 

@@ -41,10 +41,10 @@ import libtorrent as lt
 import trio
 
 from seeder import __version__
-from seeder.config import SeedingConfig
-from seeder.metainfo import Links
-from seeder.seedcache import CacheError, SeedCache
-from seeder.swarm_budget import SwarmView, Throttle, missing_pieces
+from seeder.config.load import SeedingConfig
+from seeder.seed.cache import CacheError, SeedCache
+from seeder.seed.swarm_budget import SwarmView, Throttle, missing_pieces
+from seeder.torrent.metainfo import Links
 
 log = logging.getLogger(__name__)
 

@@ -58,13 +58,13 @@ from pathlib import Path
 
 import trio
 
-from seeder import metainfo
-from seeder.catalog import Entry
-from seeder.lt_session import SeedSession
-from seeder.seedcache import CacheError, CacheWriter, SeedCache
+from seeder.seed.cache import CacheError, CacheWriter, SeedCache
+from seeder.seed.session import SeedSession
+from seeder.seed.swarm_budget import SwarmBudget, Throttle
+from seeder.seed.webseed_gate import Busy, Grant, WebSeedGate
 from seeder.store import ObjectInfo
-from seeder.swarm_budget import SwarmBudget, Throttle
-from seeder.webseed_gate import Busy, Grant, WebSeedGate
+from seeder.torrent import metainfo
+from seeder.torrent.catalog import Entry
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ For a file of at most one piece the root is over its leaves padded only to the n
 two (not to a whole piece), and there is no piece layer. Both cases are the same rule: the
 leaf row is padded to ``next_pow2(number of blocks)``; the piece layer is a shortcut through it.
 
-Pure functions over bytes; the hashing pipeline (``seeder.hashing``) calls
+Pure functions over bytes; the hashing pipeline (``seeder.torrent.hashing``) calls
 :func:`piece_root` per piece in worker threads and :func:`root_from_layer` once at the end.
 """
 
