@@ -238,7 +238,6 @@ async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats
         TrackerConfig,
     )  # fmt: skip
     from seeder.ops.daemon import Daemon, serve
-    from seeder.seed.policy import seed_key
 
     s3_port, tracker_port = _free_port(), _free_port()
     public = f"http://127.0.0.1:{s3_port}"
@@ -268,7 +267,7 @@ async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats
         torrent = await trio.to_thread.run_sync(lambda: urllib.request.urlopen(url).read())
         entry = daemon.torrents.lookup_cached(bucket, KEY)
         assert entry is not None and daemon.seeding is not None
-        key = seed_key(entry)
+        key = entry.seed_key
         await daemon.seeding.session.wait_complete(key)
         hashing = (await _quiet(stats))["down"] - base
         tpath = work / f"{mode}.torrent"

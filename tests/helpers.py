@@ -37,7 +37,7 @@ CREATE INDEX torrents_v2 ON torrents (info_hash_v2);
 
 
 def write_schema_1_catalog(path: Path, entries: Iterable[Any]) -> None:
-    """A schema-1 catalog file at ``path`` holding ``entries`` (catalog.Entry; their
+    """A schema-1 catalog file at ``path`` holding ``entries`` (entry.Entry; their
     ``object_version`` has no column there and is lost)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path)

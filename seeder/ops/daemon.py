@@ -44,7 +44,8 @@ from seeder.seed.session import SeedSession
 from seeder.seed.swarm_budget import SwarmBudget
 from seeder.store import Store, make_store
 from seeder.torrent import metainfo
-from seeder.torrent.catalog import Catalog, CatalogError, Entry
+from seeder.torrent.catalog import Catalog, CatalogError
+from seeder.torrent.entry import Entry
 from seeder.torrent.service import Listener, TorrentService
 from tracker.clock import MonotonicClock
 from tracker.core import TrackerCore

@@ -44,7 +44,7 @@ from seeder.store import (
     StoreUnavailable,
 )
 from seeder.torrent import metainfo
-from seeder.torrent.catalog import Entry
+from seeder.torrent.entry import Entry
 from seeder.torrent.service import NotQualified, TorrentService, check_qualifies, presigns_webseed
 from tracker.clientaddr import Network, client_host, parse_proxies
 

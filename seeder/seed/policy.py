@@ -64,7 +64,7 @@ from seeder.seed.swarm_budget import SwarmBudget, Throttle
 from seeder.seed.webseed_gate import Busy, Grant, WebSeedGate
 from seeder.store import ObjectInfo
 from seeder.torrent import metainfo
-from seeder.torrent.catalog import Entry
+from seeder.torrent.entry import Entry
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,6 @@ SWARM_STATUS_TTL = 1.0  # s: a torrent's session status is asked of libtorrent a
 BUDGET_INTERVAL = 0.5  # s between swarm budget decisions (run)
 ANNOUNCE_RETRY = 30.0  # s: an announced torrent the session lacks is looked up this rarely
 ANNOUNCE_TRIED_MAX = 10_000  # torrents remembered for ANNOUNCE_RETRY (cleared when full)
-
-
-def seed_key(entry: Entry) -> str:
-    """The seed cache / session key of a catalog entry (v1 info-hash hex; every torrent
-    the daemon makes has a v1 part)."""
-    h = entry.info_hash_v1 if entry.info_hash_v1 is not None else (entry.info_hash_v2 or b"")[:20]
-    return h.hex()
 
 
 def torrent_name(key: str) -> str:
@@ -123,15 +116,15 @@ class Seeding:
     # -- catalog listener ------------------------------------------------------------------
 
     def torrent_added(self, entry: Entry) -> None:
-        if self.cache.is_complete(seed_key(entry)):
+        if self.cache.is_complete(entry.seed_key):
             self.session.ensure_seeding(entry.torrent)
 
     def torrent_relinked(self, entry: Entry) -> None:
         """Same torrent, other trackers or web seeds: the session follows."""
-        self.session.set_links(seed_key(entry), metainfo.links(entry.torrent))
+        self.session.set_links(entry.seed_key, metainfo.links(entry.torrent))
 
     def torrent_removed(self, entry: Entry) -> None:
-        key = seed_key(entry)
+        key = entry.seed_key
         self.gate.forget(key)
         self.budget.forget(key)
         self._ready.pop(key, None)
@@ -143,7 +136,7 @@ class Seeding:
 
     def on_demand(self, entry: Entry) -> None:
         """Someone wants this torrent: make sure the session seeds it."""
-        if not self.session.has(seed_key(entry)):
+        if not self.session.has(entry.seed_key):
             self.session.ensure_seeding(entry.torrent)
 
     def on_announce(self, info_hash: bytes, lookup: Callable[[bytes], Entry | None]) -> None:
@@ -153,7 +146,11 @@ class Seeding:
         Called for every announce, so cheap when the session has it already (a dict
         lookup); otherwise the catalog is asked at most once per ANNOUNCE_RETRY seconds
         per torrent (a torrent that cannot be added, e.g. no cache room, is not retried on
-        every announce). Never raises: a failure is logged."""
+        every announce). Never raises: a failure is logged.
+
+        The swarm's hash is the entry's first tracker hash: the seed key for v1 and hybrid
+        torrents, the truncated v2 hash for v2-only ones (whose seed key is the full v2 hex,
+        so the session is asked again once the entry is found)."""
         key = info_hash.hex()
         if self.session.has(key):
             return
@@ -166,7 +163,9 @@ class Seeding:
         self._announce_tried[key] = now
         try:
             entry = lookup(info_hash)
-            if entry is None or seed_key(entry) != key:
+            if entry is None or entry.tracker_hashes[:1] != (info_hash,):
+                return
+            if self.session.has(entry.seed_key):
                 return
             if self.session.ensure_seeding(entry.torrent):
                 self.announce_adds += 1
@@ -178,7 +177,7 @@ class Seeding:
         """At startup: seed every catalog torrent whose bytes are in the cache; the count."""
         added = 0
         for entry in entries:
-            key = seed_key(entry)
+            key = entry.seed_key
             if not self.session.has(key) and self.cache.is_complete(key):
                 added += self.session.ensure_seeding(entry.torrent)
         return added
@@ -188,7 +187,7 @@ class Seeding:
     def cached_file(self, entry: Entry) -> Path | None:
         """The object's bytes in the seed cache, when complete (the web seed serves them
         from there instead of reading the origin again)."""
-        key = seed_key(entry)
+        key = entry.seed_key
         if not self.cache.is_complete(key):
             return None
         root = self.cache.lookup(key)
@@ -202,7 +201,7 @@ class Seeding:
     def admit(self, entry: Entry, start: int, length: int, client: str) -> Grant | Busy:
         """Serve this web seed request, or answer busy (see webseed_gate): busy only while
         the session seeds the whole torrent to connected peers."""
-        key = seed_key(entry)
+        key = entry.seed_key
         now = self.clock()
         if now - self._cleaned >= self.gate.claim_ttl:
             self._cleaned = now

@@ -44,6 +44,7 @@ from seeder import __version__
 from seeder.config.load import SeedingConfig
 from seeder.seed.cache import CacheError, SeedCache
 from seeder.seed.swarm_budget import SwarmView, Throttle, missing_pieces
+from seeder.torrent.entry import seed_key
 from seeder.torrent.metainfo import Links
 
 log = logging.getLogger(__name__)
@@ -216,12 +217,16 @@ def tracker_tiers(links: Links) -> list[tuple[str, int]]:
 
 
 def torrent_key(ti: lt.torrent_info) -> str:
-    """The seed cache key of a torrent: v1 info-hash hex, or the v2 one if v2-only."""
+    """The seed key (`seeder.torrent.entry.seed_key`) of a parsed torrent."""
     return _key(ti.info_hashes())
 
 
 def _key(hashes: Any) -> str:
-    return str(hashes.v1) if hashes.has_v1() else str(hashes.v2)
+    """The seed key of libtorrent's ``info_hash_t``."""
+    return seed_key(
+        hashes.v1.to_bytes() if hashes.has_v1() else None,
+        hashes.v2.to_bytes() if hashes.has_v2() else None,
+    )
 
 
 def parse_torrent(torrent: bytes) -> lt.torrent_info:

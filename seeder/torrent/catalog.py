@@ -35,11 +35,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-__all__ = ["SCHEMA_VERSION", "Catalog", "CatalogError", "Entry"]
+from seeder.torrent.entry import Entry
+
+__all__ = ["SCHEMA_VERSION", "Catalog", "CatalogError"]
 
 log = logging.getLogger(__name__)
 
@@ -76,50 +76,9 @@ _COLUMNS = (
     " piece_length, format, created_at, object_version"
 )
 
-TorrentFormat = Literal["v1", "hybrid"]
-
 
 class CatalogError(Exception):
     """The catalog file cannot be opened or used (permissions, disk full, closed catalog)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One generated torrent and the object state it was generated from."""
-
-    bucket: str
-    key: str
-    etag: str
-    version_id: str | None  # the pinned version; None = the current object at `key`
-    size: int
-    last_modified: float
-    torrent: bytes
-    info_hash_v1: bytes | None  # 20 bytes
-    info_hash_v2: bytes | None  # 32 bytes (hybrid)
-    piece_length: int
-    format: TorrentFormat
-    created_at: float
-    # The S3 version id of the bytes hashed (the web seed URL asks for it); None: unversioned
-    # bucket, local directory, or not recorded (a row from schema 1). A pinned entry's is its pin.
-    object_version: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.version_id is not None:
-            if self.object_version is None:
-                object.__setattr__(self, "object_version", self.version_id)
-            elif self.object_version != self.version_id:
-                raise ValueError(f"entry pinned to {self.version_id!r} records object version"
-                                 f" {self.object_version!r}")
-
-    @property
-    def tracker_hashes(self) -> tuple[bytes, ...]:
-        """The 20-byte hashes this torrent announces under: v1 and/or v2 truncated."""
-        out = []
-        if self.info_hash_v1 is not None:
-            out.append(self.info_hash_v1)
-        if self.info_hash_v2 is not None:
-            out.append(self.info_hash_v2[:20])
-        return tuple(out)
 
 
 class Catalog:

@@ -39,7 +39,8 @@ from seeder import __version__
 from seeder.config.load import BucketConfig, Config
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectInfo, Store, StoreUnavailable
 from seeder.torrent import hashing, metainfo
-from seeder.torrent.catalog import Catalog, CatalogError, Entry
+from seeder.torrent.catalog import Catalog, CatalogError
+from seeder.torrent.entry import Entry, seed_key
 
 __all__ = [
     "MAX_TORRENT_SIZE",
@@ -561,8 +562,7 @@ class TorrentService:
             raise
         if sink is not None:
             # commit fsyncs the whole object: seconds for a big one, so not on the trio thread.
-            key = (ih.v1 if ih.v1 is not None else ih.v2[:20]).hex()
-            await trio.to_thread.run_sync(sink.commit, key)
+            await trio.to_thread.run_sync(sink.commit, seed_key(ih.v1, ih.v2))
         return Entry(
             bucket=info.bucket, key=info.key, etag=info.etag, version_id=version_id,
             size=info.size, last_modified=info.last_modified, torrent=torrent,

@@ -34,7 +34,6 @@ from seeder.config.load import (
     TrackerConfig,
 )
 from seeder.ops.daemon import Daemon, serve
-from seeder.seed.policy import seed_key
 from seeder.torrent import metainfo
 from tests.helpers import free_port, lt_download
 from tracker import bencode
@@ -233,7 +232,7 @@ webseed = "{webseed}"
             origin = daemon.stores[bucket].origin_url(KEY)
             assert metainfo.links(before).url_list == (origin,)
             entry = daemon.torrents.lookup_cached(bucket, KEY)
-            key = seed_key(entry)
+            key = entry.seed_key
             session = daemon.seeding.session
             await session.wait_complete(key)
             assert session.web_seeds(key) == [origin]
@@ -270,7 +269,7 @@ async def test_the_session_resumed_after_a_restart_announces_to_the_new_tracker(
             daemon = await start(nursery, first)
             await trio.to_thread.run_sync(get_torrent, daemon, bucket)
             entry = daemon.torrents.lookup_cached(bucket, KEY)
-            key = seed_key(entry)
+            key = entry.seed_key
             session = daemon.seeding.session
             await session.wait_complete(key)
             assert session.trackers(key) == [(old_ports.announce, 0)]
@@ -324,7 +323,7 @@ async def test_a_restart_with_a_udp_url_puts_the_udp_tier_first_and_clients_anno
             daemon = await start(nursery, first)
             before = await trio.to_thread.run_sync(get_torrent, daemon, bucket)
             assert metainfo.links(before).announce_list == ((ports.announce,),)
-            key = seed_key(daemon.torrents.lookup_cached(bucket, KEY))
+            key = daemon.torrents.lookup_cached(bucket, KEY).seed_key
             await daemon.seeding.session.wait_complete(key)
             nursery.cancel_scope.cancel()
 
@@ -369,7 +368,7 @@ async def test_the_old_links_in_resume_data_stay_when_the_catalog_has_none(
             daemon = await start(nursery, config)
             await trio.to_thread.run_sync(get_torrent, daemon, bucket)
             entry = daemon.torrents.lookup_cached(bucket, KEY)
-            key = seed_key(entry)
+            key = entry.seed_key
             await daemon.seeding.session.wait_complete(key)
             daemon.catalog.delete(bucket, KEY)  # behind the service's back: no listener told
             nursery.cancel_scope.cancel()

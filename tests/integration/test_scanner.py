@@ -13,7 +13,8 @@ import trio
 from seeder.config.load import BucketConfig, Config, GenerationConfig
 from seeder.ops.scanner import run_scanner, scan_once
 from seeder.store import ObjectInfo, StoreUnavailable, make_store
-from seeder.torrent.catalog import Catalog, Entry
+from seeder.torrent.catalog import Catalog
+from seeder.torrent.entry import Entry
 from seeder.torrent.service import MAX_TORRENT_SIZE, TorrentService
 from tests.helpers import DelegatingStore, Recorder
 

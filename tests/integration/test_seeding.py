@@ -31,7 +31,6 @@ from seeder.config.load import (
     TrackerConfig,
 )
 from seeder.ops.daemon import Daemon, serve
-from seeder.seed.policy import seed_key
 from tests.helpers import free_port, lt_download
 from tracker import bencode
 
@@ -152,13 +151,13 @@ async def test_a_seeding_from_the_cache(seeding_env: Env) -> None:
         entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
         assert entry is not None
         session = env.daemon.seeding.session
-        st = await session.wait_complete(seed_key(entry))
+        st = await session.wait_complete(entry.seed_key)
         assert st.from_cache  # the generator streamed it into the cache: no second read
         check(await swarm(env, torrent, "a"), data)
         # Every client found the swarm through the daemon's tracker (the session too).
         while started_announces(env) < len(CLIENTS) + 1:
             await trio.sleep(0.05)  # polled; bounded by fail_after
-        st = session.status(seed_key(entry))
+        st = session.status(entry.seed_key)
         assert st is not None and st.downloaded == 0
 
 
@@ -170,7 +169,7 @@ async def test_b_not_in_cache_session_fetches_through_the_web_seed(seeding_env: 
         await trio.to_thread.run_sync(get_torrent, env)
         entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
         assert entry is not None
-        key = seed_key(entry)
+        key = entry.seed_key
         seeding = env.daemon.seeding
         assert seeding.session.remove(key, delete_files=True)
         assert not seeding.cache.is_complete(key)
@@ -207,7 +206,7 @@ async def test_d_overwritten_object_retires_the_old_torrent(seeding_env: Env) ->
         old = env.daemon.torrents.lookup_cached(env.bucket, KEY)
         assert old is not None and old.info_hash_v1 is not None
         session = env.daemon.seeding.session
-        assert session.has(seed_key(old))
+        assert session.has(old.seed_key)
         assert await trio.to_thread.run_sync(announce_failure, env, old.info_hash_v1) is None
 
         data = os.urandom(SIZE - 1000)
@@ -217,8 +216,8 @@ async def test_d_overwritten_object_retires_the_old_torrent(seeding_env: Env) ->
         assert new is not None and new.info_hash_v1 != old.info_hash_v1
         failure = await trio.to_thread.run_sync(announce_failure, env, old.info_hash_v1)
         assert failure == b"unregistered torrent"
-        assert not session.has(seed_key(old))
-        assert session.has(seed_key(new))
+        assert not session.has(old.seed_key)
+        assert session.has(new.seed_key)
         check(await swarm(env, torrent, "d"), data)
 
 
@@ -292,7 +291,7 @@ async def _complete_in_session(env: Env, data: bytes) -> tuple[Any, str, str]:
     await trio.to_thread.run_sync(get_torrent, env)
     entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
     assert entry is not None and entry.info_hash_v1 is not None
-    key = seed_key(entry)
+    key = entry.seed_key
     await env.daemon.seeding.session.wait_complete(key)
     return entry, key, f"{env.url}/{env.bucket}/{urllib.parse.quote(KEY)}"
 
@@ -317,7 +316,7 @@ async def test_budget_spent_and_a_seed_connected_caps_the_upload(
         await trio.to_thread.run_sync(get_torrent, env)
         entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
         assert entry is not None and entry.info_hash_v1 is not None
-        key = seed_key(entry)
+        key = entry.seed_key
         session = env.daemon.seeding.session
         budget = env.daemon.seeding.budget
         budget.stall_after = 3600.0  # these peers never gain a piece
@@ -435,7 +434,7 @@ async def test_e_an_announce_is_demand(
             torrent = await trio.to_thread.run_sync(get_torrent, env)
             entry = env.daemon.torrents.lookup_cached(env.bucket, KEY)
             assert entry is not None and entry.info_hash_v1 is not None
-            key = seed_key(entry)
+            key = entry.seed_key
             await env.daemon.seeding.session.wait_complete(key)
             config = env.daemon.config
             first.cancel_scope.cancel()

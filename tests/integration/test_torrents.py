@@ -16,7 +16,8 @@ import trio.testing
 from seeder.config.load import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectChanged, ObjectInfo, make_store
 from seeder.torrent import metainfo
-from seeder.torrent.catalog import Catalog, Entry
+from seeder.torrent.catalog import Catalog
+from seeder.torrent.entry import Entry
 from seeder.torrent.service import MAX_TORRENT_SIZE, NotQualified, TorrentService
 from tests.helpers import DelegatingStore, Recorder, write_schema_1_catalog
 from tracker import bencode

@@ -7,7 +7,8 @@ import sqlite3
 
 import pytest
 
-from seeder.torrent.catalog import SCHEMA_VERSION, Catalog, CatalogError, Entry
+from seeder.torrent.catalog import SCHEMA_VERSION, Catalog, CatalogError
+from seeder.torrent.entry import Entry
 from tests.helpers import write_schema_1_catalog
 
 

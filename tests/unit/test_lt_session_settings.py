@@ -13,6 +13,8 @@ from seeder.seed.session import (
     session_settings,
     torrent_key,
 )
+from seeder.torrent.entry import seed_key
+from seeder.torrent.metainfo import info_hashes
 
 
 def test_settings_follow_the_config() -> None:
@@ -72,6 +74,16 @@ def test_key_is_v1_hex_or_v2_hex_for_v2_only(tmp_path) -> None:
     assert torrent_key(hybrid) == str(hybrid.info_hashes().v1)
     v2 = parse_torrent(_torrent(tmp_path, lt.create_torrent.v2_only))
     assert len(torrent_key(v2)) == 64
+
+
+@pytest.mark.parametrize(
+    "flags", [lt.create_torrent.v1_only, 0, lt.create_torrent.v2_only], ids=["v1", "hybrid", "v2"]
+)
+def test_session_key_is_the_seed_key(tmp_path, flags: int) -> None:
+    """The session and the catalog name a torrent alike (one seed_key), v2-only included."""
+    torrent = _torrent(tmp_path, flags)
+    ih = info_hashes(torrent)
+    assert torrent_key(parse_torrent(torrent)) == seed_key(ih.v1, ih.v2)
 
 
 @pytest.mark.parametrize(
