@@ -226,7 +226,7 @@ async def _run_client(bind: str, torrent: Path, save: Path, t0: float) -> dict[s
 
 async def _swarm_mode(mode: str, args: argparse.Namespace, proxy_url: str, stats: Path,
                       bucket: str, size: int, work: Path) -> Result:
-    from seeder.config.load import (
+    from seeder.config import (
         BucketConfig,
         Config,
         HostPort,
@@ -411,7 +411,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_moto":
         _moto_main(int(sys.argv[2]))
         return
-    from seeder.config.load import SeedingConfig
+    from seeder.config import SeedingConfig
 
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--size-mib", type=int, default=256)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from seeder import __version__
-from seeder.config.load import (
+from seeder.config import (
     LOG_FORMATS,
     LOG_LEVELS,
     Config,

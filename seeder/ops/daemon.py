@@ -32,8 +32,7 @@ from prometheus_client import CollectorRegistry
 
 from httpshell.serve import serve_http
 from seeder import __version__
-from seeder.config import load as config_mod
-from seeder.config.load import Config
+from seeder.config import Config, ConfigError, load
 from seeder.metrics import SeederMetrics, serve_metrics
 from seeder.ops.scanner import run_scanner
 from seeder.ops.sdnotify import Notifier, run_watchdog
@@ -97,8 +96,8 @@ class Daemon:
         """
         self.notifier.reloading()
         try:
-            new = config_mod.load(self.config_path, os.environ if environ is None else environ)
-        except config_mod.ConfigError as exc:
+            new = load(self.config_path, os.environ if environ is None else environ)
+        except ConfigError as exc:
             for problem in exc.problems:
                 log.error("reload refused: %s", problem)
             self.notifier.ready()

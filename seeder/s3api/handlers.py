@@ -23,7 +23,7 @@ from typing import Protocol
 import trio
 
 from httpshell.serve import Request, Response
-from seeder.config.load import BucketConfig, Config
+from seeder.config import BucketConfig, Config
 from seeder.metrics import SeederMetrics
 from seeder.s3api import errors as s3errors
 from seeder.s3api import request as s3request

@@ -41,7 +41,7 @@ import libtorrent as lt
 import trio
 
 from seeder import __version__
-from seeder.config.load import SeedingConfig
+from seeder.config import SeedingConfig
 from seeder.seed.cache import CacheError, SeedCache
 from seeder.seed.swarm_budget import SwarmView, Throttle, missing_pieces
 from seeder.torrent.entry import seed_key

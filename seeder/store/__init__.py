@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from seeder.config.load import BucketConfig
+    from seeder.config import BucketConfig
 
 __all__ = [
     "DEFAULT_STREAM_CHUNK",

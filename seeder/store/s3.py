@@ -36,7 +36,7 @@ from urllib.parse import quote, urlsplit
 
 import trio
 
-from seeder.config.load import BucketConfig
+from seeder.config import BucketConfig
 from seeder.store import (
     DEFAULT_STREAM_CHUNK,
     BackendAccessDenied,

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import trio
 
 from seeder import __version__
-from seeder.config.load import BucketConfig
+from seeder.config import BucketConfig
 from seeder.store import ObjectInfo, Store, make_store
 from seeder.torrent import hashing, metainfo
 from seeder.torrent.service import check_qualifies, object_version

@@ -36,7 +36,7 @@ from urllib.parse import quote
 import trio
 
 from seeder import __version__
-from seeder.config.load import BucketConfig, Config
+from seeder.config import BucketConfig, Config
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectInfo, Store, StoreUnavailable
 from seeder.torrent import hashing, metainfo
 from seeder.torrent.catalog import Catalog, CatalogError

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from seeder import __version__
-from seeder.config.load import SAMPLE_BODY
+from seeder.config import SAMPLE_BODY
 from tests.helpers import free_port, wait_until
 from tracker import bencode
 

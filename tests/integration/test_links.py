@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 import trio
 
-from seeder.config import load as config_mod
-from seeder.config.load import (
+from seeder.config import (
     BucketConfig,
     Config,
     CredentialConfig,
@@ -32,6 +31,7 @@ from seeder.config.load import (
     ServerConfig,
     StateConfig,
     TrackerConfig,
+    load,
 )
 from seeder.ops.daemon import Daemon, serve
 from seeder.torrent import metainfo
@@ -224,7 +224,7 @@ webseed = "{webseed}"
 """)
 
     write_config("origin")
-    config = config_mod.load(str(conf), {})
+    config = load(str(conf), {})
     with trio.fail_after(DEADLINE):
         async with trio.open_nursery() as nursery:
             daemon = await start(nursery, config, conf)

@@ -15,7 +15,7 @@ import pytest
 import trio
 from prometheus_client import CollectorRegistry
 
-from seeder.config.load import SeedingConfig
+from seeder.config import SeedingConfig
 from seeder.metrics import SeederMetrics
 from seeder.seed import session as lt_session
 from seeder.seed.cache import SeedCache

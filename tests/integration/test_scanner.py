@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from seeder.config.load import BucketConfig, Config, GenerationConfig
+from seeder.config import BucketConfig, Config, GenerationConfig
 from seeder.ops.scanner import run_scanner, scan_once
 from seeder.store import ObjectInfo, StoreUnavailable, make_store
 from seeder.torrent.catalog import Catalog

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import trio
 
-from seeder.config.load import (
+from seeder.config import (
     BucketConfig,
     Config,
     HostPort,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from seeder.config.load import BucketConfig
+from seeder.config import BucketConfig
 from seeder.store import (
     BlockingReader,
     InvalidKey,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
-from seeder.config.load import BucketConfig
+from seeder.config import BucketConfig
 from seeder.store import (
     BackendAccessDenied,
     BlockingReader,

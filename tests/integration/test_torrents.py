@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from seeder.config.load import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
+from seeder.config import BucketConfig, Config, GenerationConfig, ServerConfig, TrackerConfig
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectChanged, ObjectInfo, make_store
 from seeder.torrent import metainfo
 from seeder.torrent.catalog import Catalog

@@ -22,7 +22,7 @@ from unittest.mock import ANY
 import pytest
 import trio
 
-from seeder.config.load import (
+from seeder.config import (
     BucketConfig,
     Config,
     CredentialConfig,

@@ -1,4 +1,4 @@
-"""seeder.config.load: TOML + SEEDER_* env -> dataclasses, and the exact problem line for each
+"""seeder.config: TOML + SEEDER_* env -> dataclasses, and the exact problem line for each
 bad input. Also guards that docs/config.md and config/seeder.toml name every field."""
 
 from __future__ import annotations
@@ -9,19 +9,30 @@ from pathlib import Path
 
 import pytest
 
-from seeder.config import load as C
-from seeder.config.load import (
+from seeder.config import (
+    SAMPLE_BODY,
     BucketConfig,
     Config,
     ConfigError,
     CredentialConfig,
+    GenerationConfig,
     HostPort,
+    LogConfig,
+    MetricsConfig,
+    ScannerConfig,
+    SeedingConfig,
+    ServerConfig,
+    StateConfig,
+    TrackerConfig,
     check,
     ensure_default_bucket,
     load,
     parse_host_port,
     parse_size,
 )
+from seeder.config.rules import CHECKS
+from seeder.config.schema import ARRAYS, SECTIONS
+from seeder.config.values import KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "config.md"
@@ -136,7 +147,7 @@ def test_no_file_gives_the_embedded_default(tmp_path: Path, monkeypatch) -> None
     cfg = load(None, {})
     # Everything but the paths is the dataclass default; paths are absolute under the CWD.
     assert cfg == Config(
-        state=C.StateConfig(dir=str(tmp_path / "state")),
+        state=StateConfig(dir=str(tmp_path / "state")),
         buckets=(BucketConfig(name="data", path=str(tmp_path / "data")),),
     )
     assert not (tmp_path / "data").exists()  # load never creates anything
@@ -144,7 +155,7 @@ def test_no_file_gives_the_embedded_default(tmp_path: Path, monkeypatch) -> None
 
 def test_empty_file_gives_dataclass_defaults_and_no_buckets(here: Path) -> None:
     cfg = load(write(here, ""), {})
-    assert cfg == Config(state=C.StateConfig(dir=str(here / "state")))
+    assert cfg == Config(state=StateConfig(dir=str(here / "state")))
 
 
 def test_ensure_default_bucket_creates_sample_once(tmp_path: Path, monkeypatch) -> None:
@@ -152,7 +163,7 @@ def test_ensure_default_bucket_creates_sample_once(tmp_path: Path, monkeypatch) 
     cfg = load(None, {})
     sample = ensure_default_bucket(cfg)
     assert sample == tmp_path / "data" / "hello.txt"
-    assert sample.read_bytes() == C.SAMPLE_BODY
+    assert sample.read_bytes() == SAMPLE_BODY
     sample.write_bytes(b"edited")
     assert ensure_default_bucket(cfg) is None  # not empty: left alone
     assert sample.read_bytes() == b"edited"
@@ -258,28 +269,28 @@ secret_key = "x"
 def test_full_file(here: Path) -> None:
     cfg = load(write(here, FULL), {})
     assert cfg == Config(
-        server=C.ServerConfig(
+        server=ServerConfig(
             listen=HostPort("::1", 8080),
             public_url="https://torrents.example.com/",
             trusted_proxies=("127.0.0.1", "10.0.0.0/8"),
         ),
-        tracker=C.TrackerConfig(
+        tracker=TrackerConfig(
             enabled=True, listen=None, udp_listen=HostPort("0.0.0.0", 6969),
             public_url="udp://tracker.example.com:6969/announce",
             udp_public_url="udp://tracker.example.com:6969", interval=600,
             min_interval=60, peer_timeout_factor=3.0, max_swarms=10, max_peers_per_swarm=20,
             max_numwant=30, trusted_proxies=(),
         ),
-        metrics=C.MetricsConfig(listen=None),
-        state=C.StateConfig(dir=str(here / "var" / "state")),
-        generation=C.GenerationConfig(threads=4, concurrency=3, read_ahead=8),
-        scanner=C.ScannerConfig(enabled=False, interval=2.5),
-        seeding=C.SeedingConfig(
+        metrics=MetricsConfig(listen=None),
+        state=StateConfig(dir=str(here / "var" / "state")),
+        generation=GenerationConfig(threads=4, concurrency=3, read_ahead=8),
+        scanner=ScannerConfig(enabled=False, interval=2.5),
+        seeding=SeedingConfig(
             enabled=False, listen_interfaces="0.0.0.0:6881,[::]:6881",
             cache_max_bytes=1024**3, upload_rate_limit=1_000_000, connections_limit=50,
             dht=True, lsd=True, upnp=True, natpmp=True, ssrf_mitigation=False,
         ),
-        log=C.LogConfig(level="debug", format="json"),
+        log=LogConfig(level="debug", format="json"),
         buckets=(
             BucketConfig(name="data", path=str(here / "data"), public=False,
                          torrent_format="hybrid", webseed="proxy", piece_length=256 * 1024,
@@ -372,7 +383,7 @@ def test_env_sets_the_udp_announce_url(here: Path) -> None:
     cfg = load(write(here, BASE), {"SEEDER_TRACKER_UDP_LISTEN": "0.0.0.0:6969",
                                    "SEEDER_TRACKER_UDP_PUBLIC_URL": "udp://t.example:6969/announce"})
     assert cfg.tracker.udp_public_url == "udp://t.example:6969/announce"
-    assert cfg.tracker.public_url == C.TrackerConfig().public_url  # the HTTP one stays
+    assert cfg.tracker.public_url == TrackerConfig().public_url  # the HTTP one stays
 
 
 def test_env_wins_over_file(here: Path) -> None:
@@ -714,7 +725,7 @@ def _toml_literal(value: object) -> str:
 def _all_fields() -> list[tuple[str, str, dataclasses.Field]]:
     return [
         (section, f.name, f)
-        for section, cls in {**C.SECTIONS, **C.ARRAYS}.items()
+        for section, cls in {**SECTIONS, **ARRAYS}.items()
         for f in dataclasses.fields(cls)
     ]
 
@@ -726,7 +737,7 @@ def _doc_sections() -> dict[str, str]:
 
 
 def test_docs_have_every_section_and_nothing_else() -> None:
-    assert sorted(_doc_sections()) == sorted({**C.SECTIONS, **C.ARRAYS})
+    assert sorted(_doc_sections()) == sorted({**SECTIONS, **ARRAYS})
 
 
 @pytest.mark.parametrize(("section", "key", "f"), _all_fields(),
@@ -783,7 +794,7 @@ def test_example_loads(tmp_path: Path) -> None:
 
 
 def test_every_field_has_a_converter_and_known_kind() -> None:
-    assert set(C.KINDS) == {(s, k) for s, k, _ in _all_fields()}
-    assert set(C.KINDS.values()) <= {"bool", "int", "size", "float", "str", "optstr",
+    assert set(KINDS) == {(s, k) for s, k, _ in _all_fields()}
+    assert set(KINDS.values()) <= {"bool", "int", "size", "float", "str", "optstr",
                                      "hostport", "opthostport", "strlist"}
-    assert set(C.CHECKS) <= set(C.KINDS)
+    assert set(CHECKS) <= set(KINDS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import libtorrent as lt
 import pytest
 
-from seeder.config.load import SeedingConfig
+from seeder.config import SeedingConfig
 from seeder.seed.session import (
     SeedError,
     SeedStats,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.config.load import BucketConfig, Config, ServerConfig, TrackerConfig
+from seeder.config import BucketConfig, Config, ServerConfig, TrackerConfig
 from seeder.ops.scanner import plan
 from seeder.store import ObjectInfo
 from seeder.torrent.metainfo import Links
