@@ -16,20 +16,18 @@ import errno
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
 import trio
 
-from httpshell.epoll import serve_http_sync
-from httpshell.serve import Request, Response
+from httpshell import Request, Response, serve_http_sync
 from tracker.core import TrackerCore
 
 __all__ = [
     "TrackerBound",
     "TrackerCore",
-    "make_http_handler",
     "make_sync_http_handler",
     "run_cleaner",
     "serve_tracker",
@@ -73,16 +71,6 @@ def make_sync_http_handler(core: TrackerCore) -> Callable[[Request], Response]:
         if status == 200:
             metrics.observe("http", time.perf_counter() - start)
         return Response(status, headers, body)
-
-    return handle
-
-
-def make_http_handler(core: TrackerCore) -> Callable[[Request], Awaitable[Response]]:
-    """The same as an ``httpserve`` (async) handler."""
-    handle_sync = make_sync_http_handler(core)
-
-    async def handle(request: Request) -> Response:
-        return handle_sync(request)
 
     return handle
 
