@@ -5,7 +5,7 @@ so a task per connection (spawn, scheduler trips, an epoll registration per wait
 more than the announce itself. Here ONE task owns a ``select.epoll`` set holding the
 listeners and their connections, parks on ``trio.lowlevel.wait_readable`` of that set
 when nothing is ready, and serves every ready fd synchronously: accept all pending,
-``recv``, parse (:class:`httpshell.serve.RequestParser`: same httptools parser and
+``recv``, parse (:class:`httpshell.parser.RequestParser`: same httptools parser and
 caps), call the handler, ``send``, close or keep. A connection that closes after one
 answer (what real clients do) never touches the epoll set: the request is usually there
 by the time it is accepted.
@@ -33,16 +33,10 @@ from typing import NoReturn
 
 import trio
 
-from httpshell.serve import (
-    ACCEPT_BURST,
-    ACCEPT_RESOURCE_ERRNOS,
-    Request,
-    RequestParser,
-    Response,
-    error_response,
-    open_listeners,
-    render_response,
-)
+from httpshell.listeners import ACCEPT_BURST, ACCEPT_RESOURCE_ERRNOS, open_listeners
+from httpshell.messages import Request, Response
+from httpshell.parser import RequestParser
+from httpshell.render import error_response, render_response
 
 __all__ = ["SyncHandler", "serve_http_sync"]
 

@@ -19,7 +19,7 @@ import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import choose_encoder
 
-from httpshell.serve import Handler, Request, Response, serve_http
+from httpshell import Handler, Request, Response, serve_http
 from seeder import __version__
 
 __all__ = ["SeederMetrics", "counter_delta", "make_metrics_handler", "serve_metrics"]

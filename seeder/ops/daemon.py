@@ -30,7 +30,7 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry
 
-from httpshell.serve import serve_http
+from httpshell import serve_http
 from seeder import __version__
 from seeder.config import Config, ConfigError, load
 from seeder.metrics import SeederMetrics, serve_metrics

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import trio
 
-from httpshell.serve import Request, Response
+from httpshell import Request, Response
 from seeder.config import BucketConfig, Config
 from seeder.metrics import SeederMetrics
 from seeder.s3api import errors as s3errors

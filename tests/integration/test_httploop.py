@@ -11,8 +11,7 @@ import socket
 import pytest
 import trio
 
-from httpshell.epoll import serve_http_sync
-from httpshell.serve import Request, Response
+from httpshell import Request, Response, serve_http_sync
 from tests.helpers import exchange, read_all
 
 

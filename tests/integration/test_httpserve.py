@@ -14,8 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from httpshell.epoll import serve_http_sync
-from httpshell.serve import Request, Response, serve_http
+from httpshell import Request, Response, serve_http, serve_http_sync
 from tests.helpers import exchange, read_all
 
 
