@@ -67,9 +67,10 @@ class WebSeedGateHook(Protocol):
         """A granted response ended after ``sent`` body bytes."""
         ...
 
-    def carry_on(self, grant: Grant) -> bool:
-        """Asked before each chunk of a granted response: False stops it there (the swarm
-        has taken over); the connection is then closed, the client keeps whole pieces."""
+    def carry_on(self, grant: Grant, sent: int) -> bool:
+        """Asked before each chunk of a granted response with the body bytes handed to the
+        socket so far: False stops it there (the swarm has taken over); the connection is
+        then closed, the client keeps what it got."""
         ...
 
 
@@ -433,10 +434,10 @@ class S3Api:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _gate_carry_on(self, grant: Grant) -> bool:
+    def _gate_carry_on(self, grant: Grant, sent: int) -> bool:
         try:
             assert self.gate is not None
-            return self.gate.carry_on(grant)
+            return self.gate.carry_on(grant, sent)
         except Exception:
             log.exception("web seed gate failed on %s", grant.torrent)
             return True
@@ -535,14 +536,20 @@ async def _metered(
             await aclose()
 
 
-async def _while(body: AsyncIterator[bytes], go_on: Callable[[], bool]) -> AsyncIterator[bytes]:
-    """``body``'s chunks while ``go_on()`` says so before each; then it ends early (the
-    shell closes a response shorter than its Content-Length)."""
+async def _while(
+    body: AsyncIterator[bytes], go_on: Callable[[int], bool]
+) -> AsyncIterator[bytes]:
+    """``body``'s chunks while ``go_on(sent)`` says so before each (``sent``: the bytes the
+    consumer took before asking for this chunk, i.e. for a response body, handed to the
+    socket); then it ends early (the shell closes a response shorter than its
+    Content-Length)."""
+    sent = 0
     try:
         async for chunk in body:
-            if not go_on():
+            if not go_on(sent):
                 return
             yield chunk
+            sent += len(chunk)
     finally:
         aclose = getattr(body, "aclose", None)
         if aclose is not None:

@@ -99,7 +99,8 @@ class Seeding:
         self.clock = clock
         self._ready: dict[str, tuple[float, bool]] = {}  # key -> (asked at, swarm ready)
         self._cleaned = clock()
-        self._webseed_sent: dict[str, int] = {}  # key -> web seed body bytes served
+        self._webseed_sent: dict[str, int] = {}  # key -> web seed body bytes sent
+        self._counted: dict[int, int] = {}  # live grant serial -> its bytes counted so far
         self._announce_tried: dict[str, float] = {}  # key -> last announce-demand lookup
         self.announce_adds = 0  # torrents added because of an announce (logs, tests)
 
@@ -215,26 +216,36 @@ class Seeding:
             st = self.session.status(key)
             if st is not None and st.progress >= 1.0:
                 self.budget.start(key, st.uploaded + self._webseed_sent.get(key, 0), now)
-        decision = self.gate.admit(
+        # Nothing is counted here: a granted range (aria2 asks for the rest of the file and
+        # hangs up early) counts as its bytes are sent (`carry_on`, `finished`).
+        return self.gate.admit(
             key, entry.piece_length, start, length, client, now,
             swarm_ready=self.swarm_ready(key, now),
         )
-        if isinstance(decision, Grant):
-            # Counted when promised (a 16 MiB range takes a while): `finished` takes back
-            # what was not sent.
-            self._webseed_sent[key] = self._webseed_sent.get(key, 0) + length
-        return decision
 
-    def carry_on(self, grant: Grant) -> bool:
-        """Stop a web seed response midway once the torrent is throttled (the swarm holds
-        every piece and had its budget): up to 16 MiB ranges are in flight then."""
-        return not self.budget.throttled(grant.torrent)
+    def carry_on(self, grant: Grant, sent: int) -> bool:
+        """``sent`` body bytes of ``grant`` went to the socket: count them into the swarm's
+        budget and move its claims on. False stops the response: the torrent is throttled
+        (the swarm holds every piece and had its budget), or its next pieces are another
+        client's (see webseed_gate)."""
+        self._count_sent(grant, sent)
+        if self.budget.throttled(grant.torrent):
+            return False
+        now = self.clock()
+        return self.gate.progress(
+            grant, sent, now, swarm_ready=self.swarm_ready(grant.torrent, now)
+        )
 
     def finished(self, grant: Grant, sent: int) -> None:
+        self._count_sent(grant, sent)
+        self._counted.pop(grant.serial, None)
         self.gate.finished(grant, sent)
-        unsent = grant.length - max(sent, 0)
-        if unsent > 0 and grant.torrent in self._webseed_sent:
-            self._webseed_sent[grant.torrent] -= unsent
+
+    def _count_sent(self, grant: Grant, sent: int) -> None:
+        new = min(sent, grant.length) - self._counted.get(grant.serial, 0)
+        if new > 0:
+            self._counted[grant.serial] = self._counted.get(grant.serial, 0) + new
+            self._webseed_sent[grant.torrent] = self._webseed_sent.get(grant.torrent, 0) + new
 
     # -- swarm budget (swarm_budget) ------------------------------------------------------------
 
@@ -260,7 +271,7 @@ class Seeding:
         sent = self._webseed_sent.get(key, 0)
         view = session.swarm_view(key, sent, coverage=False)
         if view is not None and not view.covered and self.budget.over_budget(key, view):
-            view = session.swarm_view(key, sent, self.gate.claims(key, now).keys())
+            view = session.swarm_view(key, sent, self.gate.in_flight(key))
         throttle = self.budget.update(key, view, now)
         if view is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("%s: %d peers, %d pieces held, %d only here, %.2f copies sent: %s",

@@ -6,8 +6,8 @@ The daemon seeds at full speed (no super seeding: it made the clients wait on ea
 counts what it sends into the current swarm: BitTorrent payload plus web seed bytes. Once
 
 - it has sent ``copies`` times the object into the swarm, and
-- the connected peers together hold every piece (``SwarmView.covered``; pieces the web seed
-  is sending right now count as held), and
+- the connected peers together hold every piece (``SwarmView.covered``; pieces a live web
+  seed response has started sending count as held, not the rest of its range), and
 - the peers still lack more than ``tail`` copies in all, and
 - the swarm is not stalled (a peer gained a piece within the last ``stall_after`` seconds),
 
@@ -62,7 +62,8 @@ class SwarmView:
 
     holdings: Mapping[str, int]  # connected BitTorrent peer (endpoint) -> pieces it holds
     missing: int  # pieces no peer holds (nor gets from the web seed right now): only here
-    sent: int  # the daemon's payload bytes for this torrent, cumulative (BitTorrent + web seed)
+    sent: int  # the daemon's payload bytes for this torrent, cumulative: BitTorrent + web seed
+    #            bytes handed to the socket (never a granted range before it is sent)
     size: int  # the torrent's total size, bytes
     piece_length: int
 
@@ -86,7 +87,7 @@ def missing_pieces(
     bitfields: Iterable[Sequence[bool]], num_pieces: int, in_flight: Collection[int] = ()
 ) -> int:
     """How many of the pieces ``0..num_pieces-1`` are set in no bitfield and not in
-    ``in_flight`` (being sent to a peer by the web seed right now)."""
+    ``in_flight`` (started by a live web seed response)."""
     missing = set(range(num_pieces)).difference(in_flight)
     for bits in bitfields:
         if not missing:

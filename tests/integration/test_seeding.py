@@ -347,6 +347,62 @@ async def test_budget_spent_and_a_seed_connected_caps_the_upload(
         assert (await trio.to_thread.run_sync(_get, obj, tail, "127.0.0.6"))[0] == 206
 
 
+async def test_an_open_ended_range_cut_short_does_not_spend_the_budget(
+    tmp_path: Path, moto_server: Any, nursery: trio.Nursery
+) -> None:
+    """aria2 asks ``bytes=N-`` and hangs up early: the swarm budget counts the bytes that
+    went to the socket, not the range granted (it counted the whole rest of the file and
+    throttled a swarm that had got almost nothing); the pieces it never reached are free
+    for the next client, and a range read whole counts whole."""
+    env = await start_daemon(tmp_path, moto_server, nursery, seeding=True, budget=0.5)
+    data = os.urandom(SIZE)
+    with trio.fail_after(DEADLINE):
+        entry, key, obj = await _complete_in_session(env, data)
+        seeding = env.daemon.seeding
+        async with await _bt_handshake(env.daemon.bound.bittorrent_port, entry.info_hash_v1):
+            await _swarm_ready(env, key)
+            head = await trio.to_thread.run_sync(_get_and_hang_up, obj, "bytes=0-", 16384)
+            assert head == data[:16384]
+            while seeding.gate.live():
+                await trio.sleep(0.02)  # the handler saw the hang-up; polled, bounded
+            seeding.tick(seeding.clock())
+            spent = seeding.budget.spent(key)
+            assert spent < SIZE // 4, spent  # promised: SIZE (two budgets); sent: little
+            assert seeding.session.throttle(key) is None
+            # Pieces past what went out are free for another address.
+            rest = await trio.to_thread.run_sync(_get, obj, f"bytes={SIZE // 2}-", "127.0.0.7")
+            assert rest[0] == 206 and rest[2] == data[SIZE // 2:]
+            while seeding.gate.live():
+                await trio.sleep(0.02)  # polled, bounded by fail_after
+            seeding.tick(seeding.clock())
+            assert seeding.budget.spent(key) - spent == SIZE - SIZE // 2  # read whole: counted
+
+
+def _get_and_hang_up(url: str, range_: str, keep: int) -> bytes:
+    """A ranged GET from 127.0.0.6 with a small receive buffer that reads ``keep`` body
+    bytes and closes the connection (as aria2 does with ``bytes=N-``)."""
+    import socket
+
+    parts = urllib.parse.urlsplit(url)
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.bind(("127.0.0.6", 0))
+        sock.connect((parts.hostname, parts.port))
+        sock.sendall(
+            f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nRange: {range_}\r\n\r\n"
+            .encode()
+        )
+        got = b""
+        while b"\r\n\r\n" not in got or len(got.split(b"\r\n\r\n", 1)[1]) < keep:
+            chunk = sock.recv(4096)
+            assert chunk, "the web seed closed early"
+            got += chunk
+        head, body = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 206"), head
+        return body[:keep]
+
+
 def _bitfield(pieces: int, held: range) -> bytes:
     """A BitTorrent bitfield message (BEP 3) for ``held`` of ``pieces`` pieces."""
     bits = bytearray(-(-pieces // 8))
