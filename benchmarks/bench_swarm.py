@@ -353,14 +353,14 @@ def _table(results: list[Result], size: int) -> str:
 
 
 async def _main(args: argparse.Namespace) -> None:
-    import seeder.seed.session
+    import seeder.seed.settings
 
     # The budget's decisions (capped / uncapped, with the copies sent) on stderr.
     logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)8.0f ms %(message)s")
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.getLogger("seeder.seed.policy").setLevel(level)
 
-    seeder.seed.session.SUPER_SEEDING = args.super_seed == "on"
+    seeder.seed.settings.SUPER_SEEDING = args.super_seed == "on"
     size = args.size_mib * MIB
     work = Path(tempfile.mkdtemp(prefix="bench-swarm-"))
     stats = work / "proxy.json"

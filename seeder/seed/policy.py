@@ -33,7 +33,7 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
   Otherwise it always serves (seeding disabled, torrent not in the session, still
   downloading: the swarm could not stand in). libtorrent 2.1 never asks a web seed again
   after one busy answer, which is safe only because this session is then a complete seeder.
-- Rejected, measured: super seeding (BEP 16, lt_session.SUPER_SEEDING): daemon 1.17-1.32x
+- Rejected, measured: super seeding (BEP 16, seed.settings.SUPER_SEEDING): daemon 1.17-1.32x
   but median 15.5-18.7 s (each peer is offered one piece at a time: the clients wait on each
   other); it must also be set at add time (switched on under connected peers it stalled
   them 70-250 s), and it cannot be left either: switched off under connected peers (once

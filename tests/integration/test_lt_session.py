@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from seeder.config import SeedingConfig
 from seeder.metrics import SeederMetrics
-from seeder.seed import session as lt_session
+from seeder.seed import settings as lt_settings
 from seeder.seed.cache import SeedCache
 from seeder.seed.session import SeedError, SeedSession, parse_torrent, torrent_key
 from tests.helpers import lt_peer
@@ -158,7 +158,7 @@ async def test_restart_seeds_from_resume_data_without_downloading(
 ) -> None:
     # The client gets a copy without the web seed: a super-seeding daemon would make it
     # wait on piece announcements this test is not about.
-    monkeypatch.setattr(lt_session, "SUPER_SEEDING", False)
+    monkeypatch.setattr(lt_settings, "SUPER_SEEDING", False)
     bucket = moto_server.create_bucket()
     obj, data = write_object(tmp_path)
     s3 = moto_server.client()

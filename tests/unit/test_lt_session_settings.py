@@ -1,4 +1,5 @@
-"""The pure parts of seeder/lt_session.py: settings from config, keys, the STATUS= line."""
+"""The pure parts of the libtorrent session (seeder/seed/settings.py, stats.py): settings from
+config, keys, the STATUS= line."""
 
 from __future__ import annotations
 

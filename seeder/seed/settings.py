@@ -1,0 +1,127 @@
+"""What the seeder tells libtorrent: session settings, per-torrent add flags, and the pure
+helpers that read a torrent the way libtorrent does (its web seeds, tracker tiers, seed key).
+
+No session here: every function is pure over its arguments (libtorrent types in, plain values
+out), so the unit tests need no running session.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libtorrent as lt
+
+from seeder import __version__
+from seeder.config import SeedingConfig
+from seeder.torrent.entry import seed_key
+from seeder.torrent.metainfo import Links
+
+__all__ = [
+    "ALERT_MASK",
+    "STOP_TRACKER_TIMEOUT",
+    "SUPER_SEEDING",
+    "SeedError",
+    "key_of",
+    "parse_torrent",
+    "seed_flags",
+    "session_settings",
+    "torrent_key",
+    "tracker_tiers",
+    "url_list",
+]
+
+ALERT_MASK = (
+    lt.alert_category.error
+    | lt.alert_category.status
+    | lt.alert_category.storage
+    | lt.alert_category.stats
+)
+
+STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces when closing
+# Seed policy (the measured trade-off is in seed/policy.py): no super seeding (BEP 16): it kept
+# the daemon near one copy but made the clients wait on each other (15-19 s against 13 s for
+# plain GETs); the per-swarm byte budget (seed/swarm_budget.py) bounds the bytes instead. True
+# super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
+SUPER_SEEDING = False
+
+
+class SeedError(Exception):
+    """A torrent cannot be seeded: bad metainfo, or no room in the seed cache."""
+
+
+def session_settings(config: SeedingConfig) -> dict[str, Any]:
+    """The lt.session settings dict for `config` (pure)."""
+    return {
+        "listen_interfaces": config.listen_interfaces,
+        "upload_rate_limit": config.upload_rate_limit,
+        "connections_limit": config.connections_limit,
+        "enable_dht": config.dht,
+        "enable_lsd": config.lsd,
+        "enable_upnp": config.upnp,
+        "enable_natpmp": config.natpmp,
+        "ssrf_mitigation": config.ssrf_mitigation,
+        "alert_mask": ALERT_MASK,
+        # Many users behind one NAT address must all be served, not one at a time.
+        "allow_multiple_connections_per_ip": True,
+        # A seeder is a peer in every swarm it holds: announce everywhere it can.
+        "announce_to_all_trackers": True,
+        "announce_to_all_tiers": True,
+        "stop_tracker_timeout": STOP_TRACKER_TIMEOUT,
+        "enable_ip_notifier": False,
+        # Few requests per peer queued here (libtorrent's default: 2000 blocks, 32 MiB): a
+        # client then asks its other peers for the rest instead of queueing every rare
+        # piece here, where the other clients ask for the same (issue 4: 3.1-3.5x -> 2.3-2.4x).
+        "max_allowed_in_request_queue": config.peer_request_queue,
+        "user_agent": f"s3torrent/{__version__} libtorrent/{lt.__version__}",
+    }
+
+
+def seed_flags(web_seeds: object) -> int:
+    """Extra torrent flags for a torrent added whole, given its web seeds (any sized
+    collection): super seeding when SUPER_SEEDING and it has one. libtorrent 2.1 must be
+    told at add time: switched on under connected peers (who saw a full bitfield) it
+    stalled them (a 15 s download took 70-250 s), and switched off under connected peers
+    it froze them (14 min, nothing sent; bench_swarm, issue 4 round 2). Without a web seed
+    the session is a lone peer's only source, and super seeding's one piece at a time made
+    that ~10x slower."""
+    return int(lt.torrent_flags.super_seeding) if SUPER_SEEDING and web_seeds else 0
+
+
+def url_list(torrent: bytes) -> list[bytes]:
+    """The BEP 19 web seeds (``url-list``) of metainfo bytes; [] if none or unreadable."""
+    try:
+        value = lt.bdecode(bytes(torrent)).get(b"url-list")
+    except (RuntimeError, AttributeError, TypeError):
+        return []
+    if isinstance(value, bytes):
+        return [value] if value else []
+    return [u for u in value if isinstance(u, bytes) and u] if isinstance(value, list) else []
+
+
+def tracker_tiers(links: Links) -> list[tuple[str, int]]:
+    """The (url, tier) list libtorrent makes of a torrent with ``links``: ``announce-list``
+    when it has one (BEP 12: ``announce`` is then ignored), else ``announce`` alone."""
+    if links.announce_list:
+        return [(url, tier) for tier, urls in enumerate(links.announce_list) for url in urls]
+    return [(links.announce, 0)] if links.announce else []
+
+
+def torrent_key(ti: lt.torrent_info) -> str:
+    """The seed key (`seeder.torrent.entry.seed_key`) of a parsed torrent."""
+    return key_of(ti.info_hashes())
+
+
+def key_of(hashes: Any) -> str:
+    """The seed key of libtorrent's ``info_hash_t``."""
+    return seed_key(
+        hashes.v1.to_bytes() if hashes.has_v1() else None,
+        hashes.v2.to_bytes() if hashes.has_v2() else None,
+    )
+
+
+def parse_torrent(torrent: bytes) -> lt.torrent_info:
+    """Metainfo bytes -> lt.torrent_info; SeedError if libtorrent refuses them."""
+    try:
+        return lt.torrent_info(bytes(torrent))
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise SeedError(f"bad torrent: {e}") from None

@@ -1,0 +1,114 @@
+"""The session's torrents: their libtorrent handles and the bookkeeping around each.
+
+Keys are seed keys (`seeder.torrent.entry.seed_key`). A torrent is either seeding from the
+seed cache (``from_cache``) or downloading into a pinned cache entry (``downloading``) until
+libtorrent has flushed every piece; `flushed` then completes the cache entry. Used on the trio
+thread only, except `evict`, which the cache may call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import libtorrent as lt
+import trio
+
+from seeder.seed.cache import CacheError, SeedCache
+from seeder.seed.settings import key_of
+from seeder.seed.swarm_budget import Throttle
+
+__all__ = ["TorrentTable"]
+
+log = logging.getLogger("seeder.seed.session")  # the session's lines, whichever module
+
+
+class TorrentTable:
+    """Handles by seed key, and what the session knows of each torrent."""
+
+    def __init__(self, cache: SeedCache) -> None:
+        self.cache = cache
+        self.handles: dict[str, lt.torrent_handle] = {}
+        self.downloading: set[str] = set()  # pinned in the cache until finished
+        self.from_cache: set[str] = set()
+        self.uploaded: dict[str, int] = {}  # last total_payload_upload seen, for LRU touch
+        self.peered: dict[str, int] = {}  # connected peers, from the last state update
+        self.throttled: dict[str, Throttle] = {}  # torrent -> its throttle (set_throttle)
+        self.complete: dict[str, trio.Event] = {}  # set once the torrent has every piece
+
+    def valid(self, key: str) -> lt.torrent_handle | None:
+        """The torrent's handle if it is in the session and valid, else None."""
+        handle = self.handles.get(key)
+        if handle is None or not handle.is_valid():
+            return None
+        return handle
+
+    def completed(self, key: str) -> None:
+        """The torrent has every piece: wake `SeedSession.wait_complete`."""
+        self.complete.setdefault(key, trio.Event()).set()
+
+    def finished(self, handle: lt.torrent_handle) -> None:
+        """libtorrent says the torrent has every piece (torrent_finished_alert)."""
+        if not handle.is_valid():
+            return
+        key = key_of(handle.info_hashes())
+        if key in self.downloading:
+            # Pieces pass their hash check before libtorrent writes them out: the entry is
+            # complete (trusted for seed_mode) only once its buffers are flushed.
+            handle.flush_cache()
+        elif key in self.handles:
+            self.completed(key)
+
+    def flushed(self, handle: lt.torrent_handle) -> None:
+        """A download's pieces are on disk (cache_flushed_alert): its cache entry is complete."""
+        if not handle.is_valid():
+            return
+        key = key_of(handle.info_hashes())
+        if key not in self.downloading:
+            return
+        self.downloading.discard(key)
+        self.cache.complete(key)
+        self.completed(key)
+        handle.save_resume_data(lt.torrent_handle.save_info_dict)
+        log.info("downloaded %s into the seed cache: seeding", key)
+
+    def state_update(self, statuses: list[Any]) -> None:
+        """Record each torrent's upload and peers (state_update_alert)."""
+        # Uploading counts as use of the cache entry (LRU).
+        for st in statuses:
+            key = key_of(st.info_hashes)
+            up = st.total_payload_upload
+            if up > self.uploaded.get(key, 0):
+                with contextlib.suppress(CacheError):
+                    self.cache.touch(key)
+            self.uploaded[key] = up
+            self.peered[key] = st.num_peers
+
+    def evict(self, key: str) -> lt.torrent_handle | None:
+        """Drop the torrent's bookkeeping as its cache entry is evicted; its handle, if any."""
+        handle = self.handles.pop(key, None)
+        self.from_cache.discard(key)
+        self.uploaded.pop(key, None)
+        self.peered.pop(key, None)
+        self.throttled.pop(key, None)
+        self.complete.pop(key, None)  # evictable means complete: this event is already set
+        return handle
+
+    def forget(self, key: str, *, drop_partial: bool) -> None:
+        """Drop the torrent's bookkeeping (waiters wake and find it gone); a download's
+        pinned cache entry is dropped (``drop_partial``) or unpinned."""
+        self.handles.pop(key, None)
+        event = self.complete.pop(key, None)
+        if event is not None:
+            event.set()  # wake waiters: they find the torrent gone
+        self.from_cache.discard(key)
+        self.uploaded.pop(key, None)
+        self.peered.pop(key, None)
+        self.throttled.pop(key, None)
+        if key in self.downloading:
+            self.downloading.discard(key)
+            if drop_partial:
+                self.cache.remove(key)
+            else:
+                self.cache.unpin(key)
