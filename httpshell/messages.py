@@ -21,6 +21,7 @@ class Request(NamedTuple):
     headers: tuple[tuple[bytes, bytes], ...]
     client: tuple[str, int]
     http_version: bytes = b"1.1"
+    body: bytes = b""  # the whole request body (at most parser.MAX_BODY_BYTES, 1 MiB)
 
     def header(self, name: bytes) -> bytes | None:
         """First value of header ``name`` (give it lower-case), or None."""

@@ -16,7 +16,7 @@ __all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "RECEIVE_SIZE", "RequestParser"
 
 RECEIVE_SIZE = 65536  # bytes the shell reads per receive (the partial-head cap counts on it)
 MAX_HEADER_BYTES = 16384
-MAX_BODY_BYTES = 1 << 20  # nothing here takes a body; refuse floods, drain small ones
+MAX_BODY_BYTES = 1 << 20  # the largest body a handler gets (POST /-/events); beyond: 413
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # A header line still being received is buffered inside httptools, where it cannot be
 # measured; it is bounded by the bytes received since the parser last reported progress.
@@ -38,7 +38,8 @@ _Item = tuple[Request, bool] | int | bytes | None
 class RequestParser:
     """Sans-I/O request framing shared by the HTTP shells: httptools parses what is fed
     into ``ready`` (see _Item), with this module's caps (16 KiB head -> 414/431, 1 MiB
-    body -> 413, parser errors -> 400, HTTP/1.1 without Host -> 400). ``broken``: the
+    body -> 413, parser errors -> 400, HTTP/1.1 without Host -> 400); a request's body is
+    collected whole into ``Request.body``. ``broken``: the
     parser stopped, nothing more is to be read. The ``on_*`` methods are httptools'
     protocol.
 
@@ -47,6 +48,7 @@ class RequestParser:
     cyclic GC (one cycle per connection adds up on a tracker)."""
 
     __slots__ = (
+        "body",
         "body_bytes",
         "broken",
         "client",
@@ -78,6 +80,7 @@ class RequestParser:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
+        self.body: list[bytes] = []
         self.body_bytes = 0
         self.in_head = False
         self.in_body = False
@@ -100,6 +103,7 @@ class RequestParser:
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.body = []
         self.head_bytes = self.body_bytes = 0
         self.in_head = True
         self.has_host = self.expect_continue = False
@@ -146,10 +150,13 @@ class RequestParser:
         self.body_bytes += len(body)
         if self.body_bytes > MAX_BODY_BYTES:
             self._reject(413)
+        self.body.append(body)
 
     def on_message_complete(self) -> None:
         self.in_body = False
-        request = Request(self.method, self.url, tuple(self.headers), self.client, self.version)
+        body = self.body
+        request = Request(self.method, self.url, tuple(self.headers), self.client, self.version,
+                          body[0] if len(body) == 1 else b"".join(body))
         self.ready.append((request, self.parser.should_keep_alive()))  # type: ignore[union-attr]
 
     def feed(self, data: bytes) -> None:

@@ -4,8 +4,9 @@ rendering (``httpshell.render``) are sans-I/O and shared with the tracker's one-
 front, ``httpshell.epoll``.
 
 A handler is ``async (Request) -> Response``; this module owns sockets, keep-alive,
-timeouts and the rule that a client never sees a traceback. The APIs served here are
-GET/HEAD only, so request bodies are drained (up to a cap) and ignored. The parser is
+timeouts and the rule that a client never sees a traceback. A request body (at most
+1 MiB, else 413) reaches the handler whole in ``Request.body``; the GET/HEAD APIs ignore
+it, ``POST /-/events`` reads it. The parser is
 llhttp's (via httptools); the response head is written here, which is most of what h11
 cost per request (parsing, then formatting and validating the answer).
 """

@@ -99,6 +99,21 @@ class SeederMetrics:
             registry=registry,
         )
 
+        # S3 event notifications (POST /-/events).
+        self.events_total = Counter(
+            "seeder_events_total",
+            "Object events and SNS messages received, by result: accepted (queued), "
+            "ignored (unknown bucket, not newer than the key's last sequencer, other event "
+            "types, test events), refused (401/403/400/413/405), busy (503, queue full).",
+            ["result"],
+            registry=registry,
+        )
+        self.events_queued = Gauge(
+            "seeder_events_queued",
+            "Object keys waiting for an event worker.",
+            registry=registry,
+        )
+
         # Object store backends.
         self.backend_errors_total = Counter(
             "seeder_backend_errors_total",

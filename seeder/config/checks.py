@@ -13,6 +13,7 @@ from seeder.config.schema import (
     S3_ONLY_KEYS,
     BucketConfig,
     CredentialConfig,
+    EventsConfig,
     HostPort,
     MetricsConfig,
     ServerConfig,
@@ -53,6 +54,10 @@ def cross_check(
         elif t.udp_public_url and t.udp_listen is None:
             at(sect["tracker"], "udp_public_url", "tracker.udp_public_url",
                "set, but tracker.udp_listen is not: clients would announce to nothing")
+    ev = parts["events"]
+    if isinstance(ev, EventsConfig) and ev.enabled and not ev.token:
+        at(sect["events"], "enabled", "events.token",
+           "missing: required when events.enabled is true (or set SEEDER_EVENTS_TOKEN)")
     listeners: list[tuple[str, HostPort | None]] = []
     if isinstance(srv := parts["server"], ServerConfig):
         listeners.append(("server", srv.listen))

@@ -141,6 +141,15 @@ def _not_empty(v: object) -> str | None:
     return "must not be empty" if not v else None
 
 
+def _topic_arns(v: object) -> str | None:
+    for arn in v:  # type: ignore[attr-defined]
+        parts = arn.split(":")
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or not (
+                parts[1] and parts[5]):
+            return f"{arn!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC)"
+    return None
+
+
 def _credential_buckets(v: object) -> str | None:
     return 'must name at least one bucket, or "*" for all' if not v else None
 
@@ -161,6 +170,7 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("generation", "concurrency"): _at_least(1),
     ("generation", "read_ahead"): _at_least(1),
     ("scanner", "interval"): _above(0),
+    ("events", "sns_topic_arns"): _topic_arns,
     ("seeding", "listen_interfaces"): _listen_interfaces,
     ("seeding", "connections_limit"): _at_least(1),
     ("seeding", "swarm_budget"): _at_least(0.0),

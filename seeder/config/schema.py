@@ -27,6 +27,7 @@ __all__ = [
     "BucketConfig",
     "Config",
     "CredentialConfig",
+    "EventsConfig",
     "GenerationConfig",
     "HostPort",
     "LogConfig",
@@ -96,6 +97,15 @@ class ScannerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """``POST /-/events`` (seeder/events): S3 event notifications instead of polling."""
+
+    enabled: bool = False
+    token: str = field(default="", repr=False)  # required when enabled; SEEDER_EVENTS_TOKEN
+    sns_topic_arns: tuple[str, ...] = ()  # SNS topics whose subscriptions are confirmed
+
+
+@dataclass(frozen=True, slots=True)
 class SeedingConfig:
     enabled: bool = True
     listen_interfaces: str = "0.0.0.0:6881"
@@ -156,6 +166,7 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     scanner: ScannerConfig = field(default_factory=ScannerConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     seeding: SeedingConfig = field(default_factory=SeedingConfig)
     log: LogConfig = field(default_factory=LogConfig)
     buckets: tuple[BucketConfig, ...] = ()
@@ -183,6 +194,7 @@ SECTIONS: dict[str, type] = {
     "state": StateConfig,
     "generation": GenerationConfig,
     "scanner": ScannerConfig,
+    "events": EventsConfig,
     "seeding": SeedingConfig,
     "log": LogConfig,
 }
@@ -200,6 +212,8 @@ SIZE_KEYS = frozenset(
 # Directory fields: relative values are resolved against the file's directory (or the CWD).
 PATH_KEYS = frozenset({("state", "dir"), ("seeding", "cache_dir"), ("buckets", "path")})
 # Never echoed back in a problem line.
-SECRET_KEYS = frozenset({("buckets", "secret_key"), ("credentials", "secret_key")})
+SECRET_KEYS = frozenset(
+    {("buckets", "secret_key"), ("credentials", "secret_key"), ("events", "token")}
+)
 # Keys of a local bucket that only mean something for s3.
 S3_ONLY_KEYS = ("endpoint_url", "region", "addressing_style", "access_key", "secret_key")

@@ -4,7 +4,9 @@
 run(config)                       trio.run, signals, exit code
 └── serve(config)                 one nursery; a crash of any child cancels all
     ├── TorrentService.run        generation jobs (single flight, bounded)
+    ├── EventEndpoint.run         S3 event workers                    [events]
     ├── serve_http (S3 API)       GetObjectTorrent + web seed        [server.listen]
+                                  (+ POST /-/events when [events] enabled)
     ├── serve_tracker             HTTP + UDP announce/scrape          [tracker.listen]
     ├── serve_metrics             /metrics                            [metrics.listen]
     ├── SeedSession.run           libtorrent, alerts via set_alert_fd [seeding]
@@ -33,6 +35,7 @@ from prometheus_client import CollectorRegistry
 from httpshell import serve_http
 from seeder import __version__
 from seeder.config import Config, ConfigError, load
+from seeder.events.endpoint import EventEndpoint
 from seeder.metrics import SeederMetrics, serve_metrics
 from seeder.ops.scanner import run_scanner
 from seeder.ops.sdnotify import Notifier, run_watchdog
@@ -84,6 +87,7 @@ class Daemon:
     notifier: Notifier
     seeding: Seeding | None = None
     tracker: TrackerCore | None = None
+    events: EventEndpoint | None = None
     bound: Bound | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
@@ -106,6 +110,8 @@ class Daemon:
         for section in _RESTART_SECTIONS:
             if getattr(old, section) != getattr(new, section):
                 log.warning("reload: [%s] changed; it takes effect at the next restart", section)
+        if new.events.enabled and self.events is None:
+            log.warning("reload: [events] enabled; POST /-/events is served after a restart")
         new = _keep_sections(new, old)
         new_by_name = {b.name: b for b in new.buckets}
         old_by_name = {b.name: b for b in old.buckets}
@@ -193,6 +199,10 @@ async def serve(
             on_demand=seeding.on_demand if seeding else None,
             gate=seeding,
         )
+        # Events reach the torrent service like requests do (so, in a cluster, its shared
+        # catalog); the endpoint answers while [events] enabled, even after a reload.
+        events = EventEndpoint(torrents, metrics=metrics) if config.events.enabled else None
+        handler = api.handle if events is None else events.route(api.handle)
         daemon = Daemon(
             config=config,
             config_path=config_path,
@@ -205,6 +215,7 @@ async def serve(
             notifier=notifier,
             seeding=seeding,
             tracker=tracker,
+            events=events,
         )
         # The config may have moved the tracker or a web seed since the catalog's torrents
         # were made: relink them before the session resumes them and anyone asks.
@@ -223,9 +234,11 @@ async def serve(
                     nursery, f"tracker on {where}", serve_tracker, tracker, http, udp
                 )
             await nursery.start(torrents.run)
+            if events is not None:
+                await nursery.start(events.run)
             listen = config.server.listen
             s3_bound = await _start_listener(
-                nursery, f"S3 API on {listen}", serve_http, api.handle, listen.host, listen.port
+                nursery, f"S3 API on {listen}", serve_http, handler, listen.host, listen.port
             )
             bound = Bound(s3=s3_bound[0])
             if config.metrics.listen is not None:

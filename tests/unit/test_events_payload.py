@@ -42,8 +42,8 @@ def refused(body: bytes, content_type: bytes | None = JSON, sns: bytes | None = 
 def test_minio_put() -> None:
     d = parse_delivery(raw("minio_put.json"), JSON)
     assert d == Delivery("minio", (ObjectEvent(
-        "photos", KEY, "created", sequencer="187E5C5B8A7D1E40", etag="b6d81b360a5672d80c27430f39153e2c",
-        size=1048576, name="s3:ObjectCreated:Put"),))
+        "photos", KEY, "created", sequencer="187E5C5B8A7D1E40",
+        etag="b6d81b360a5672d80c27430f39153e2c", size=1048576, name="s3:ObjectCreated:Put"),))
 
 
 def test_minio_delete() -> None:

@@ -38,9 +38,13 @@ ALLOWED: dict[str, frozenset[str]] = {
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
          "seeder.seed", "tracker", "httpshell"}
     ),
+    "seeder.events": frozenset(
+        {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
+         "httpshell"}
+    ),
     "seeder.ops": frozenset(
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
-         "seeder.seed", "seeder.s3api", "tracker", "httpshell"}
+         "seeder.seed", "seeder.s3api", "seeder.events", "tracker", "httpshell"}
     ),
     "seeder.__main__": frozenset({"seeder.ops"}),
 }
@@ -62,6 +66,10 @@ PURE = (
     "seeder.s3api.request",
     "seeder.seed.swarm_budget",
     "seeder.seed.webseed_gate",
+    "seeder.events.payload",
+    "seeder.events.auth",
+    "seeder.events.ordering",
+    "seeder.events.pending",
 )
 IO_LIBRARIES = ("trio", "boto3", "botocore", "libtorrent", "prometheus_client", "sqlite3",
                 "coredis", "redis")
