@@ -43,6 +43,7 @@ __all__ = [
     "request_time_too_skewed",
     "service_unavailable",
     "signature_does_not_match",
+    "signature_does_not_match_v2",
     "slow_down",
 ]
 
@@ -168,6 +169,18 @@ def signature_does_not_match(access_key: str, string_to_sign: str, signature_pro
         extra=(("AWSAccessKeyId", access_key), ("StringToSign", string_to_sign),
                ("SignatureProvided", signature_provided),
                ("CanonicalRequest", canonical_request)))
+
+
+def signature_does_not_match_v2(access_key: str, string_to_sign: str, signature_provided: str,
+                                string_to_sign_bytes: str) -> S3Error:
+    """SigV2's form: S3 echoes the StringToSign and its bytes in hex (``"47 45 54 ..."``)."""
+    return S3Error(
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method.", 403,
+        extra=(("AWSAccessKeyId", access_key), ("StringToSign", string_to_sign),
+               ("SignatureProvided", signature_provided),
+               ("StringToSignBytes", string_to_sign_bytes)))
 
 
 def request_time_too_skewed(request_time: str, server_time: str) -> S3Error:
