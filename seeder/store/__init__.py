@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from seeder.config import BucketConfig
+    from seeder.store.paging import ListPage
 
 __all__ = [
     "DEFAULT_STREAM_CHUNK",
@@ -32,6 +33,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "SupportsBlockingRead",
+    "SupportsListPage",
     "make_store",
 ]
 
@@ -194,6 +196,19 @@ class SupportsBlockingRead(Protocol):
     async def open_reader(self, info: ObjectInfo) -> BlockingReader:
         """A reader of the object version ``info`` describes. Errors as :meth:`Store.read`
         (NoSuchKey, ObjectChanged if it already moved, ...). The caller closes it."""
+        ...
+
+
+@runtime_checkable
+class SupportsListPage(Protocol):
+    """A store that lists one ListObjects page at a time from any position (LocalStore,
+    S3Store): what the S3 API's ListObjects answers from. Optional capability; without
+    it the caller groups :meth:`Store.list` with ``seeder.store.paging.group``."""
+
+    async def list_page(self, prefix: str, delimiter: str, after: str,
+                        limit: int) -> ListPage:
+        """The page of keys under ``prefix`` after ``after`` (``seeder.store.paging`` has
+        the rules), at most ``limit`` (<= 1000) entries. Errors as :meth:`Store.list`."""
         ...
 
 

@@ -42,6 +42,8 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
+from seeder.store.localwalk import SortedDirs, regular_info, walk_from
+from seeder.store.paging import ListPage, group
 
 LIST_BATCH = 500  # entries walked per worker-thread hop while listing
 MAX_KEY_BYTES = 1024  # S3's own limit on a key's UTF-8 length
@@ -171,6 +173,7 @@ class LocalStore:
         self.bucket = bucket
         self.root = os.path.realpath(root)
         self._limiter = trio.CapacityLimiter(max(1, threads))
+        self._dirs = SortedDirs()
 
     def __repr__(self) -> str:
         return f"LocalStore({self.bucket!r}, {self.root!r})"
@@ -326,6 +329,18 @@ class LocalStore:
                     return
         finally:
             walker.close()
+
+    async def list_page(self, prefix: str, delimiter: str, after: str,
+                        limit: int) -> ListPage:
+        """One ListObjects page (``seeder.store.paging``), walked from ``after`` in one
+        worker-thread hop: a sorted directory per level and a stat per key returned."""
+        def page() -> ListPage:
+            self._check_root()
+            walk = walk_from(self.root, prefix, delimiter, after, self._dirs,
+                             regular_info(self.root, self._info))
+            return group(walk, prefix, delimiter, after, limit)
+
+        return await self._run(page)
 
     async def read(self, info: ObjectInfo, start: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``start`` (short only at EOF). ValueError if

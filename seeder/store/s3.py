@@ -47,6 +47,7 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
+from seeder.store.paging import MAX_PAGE, ListPage, group
 
 CONNECT_TIMEOUT = 5.0  # seconds per connection attempt
 READ_TIMEOUT = 30.0  # seconds of silence on a socket before botocore gives up
@@ -496,6 +497,39 @@ class S3Store:
                     etag=_unquote_etag(obj.get("ETag")),
                     last_modified=_timestamp(obj.get("LastModified")),
                 )
+
+    async def list_page(self, prefix: str, delimiter: str, after: str,
+                        limit: int) -> ListPage:
+        """One ListObjects page (``seeder.store.paging``): one ListObjectsV2 call to the
+        backend with the same prefix, delimiter and ``StartAfter``, so nothing but the page
+        is held. A backend that lists the ``after`` common prefix again (moto does; S3
+        skips it) has it dropped here, which is why one more entry is asked for."""
+        what = f"s3://{self.bucket}/ (list)"
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix,
+                                  "MaxKeys": min(max(limit, 0) + 1, MAX_PAGE)}
+        if delimiter:
+            params["Delimiter"] = delimiter
+        if after:
+            params["StartAfter"] = after
+        for name in ("RequestPayer", "ExpectedBucketOwner"):
+            if name in self._extra:
+                params[name] = self._extra[name]
+
+        def call() -> Mapping[str, Any]:
+            return self._get_client().list_objects_v2(**params)
+
+        page = await self._run(call, what)
+        items: list[ObjectInfo | str] = [
+            ObjectInfo(bucket=self.bucket, key=obj["Key"], size=int(obj.get("Size", 0)),
+                       etag=_unquote_etag(obj.get("ETag")),
+                       last_modified=_timestamp(obj.get("LastModified")))
+            for obj in page.get("Contents", ())]
+        items += [cp["Prefix"] for cp in page.get("CommonPrefixes", ()) if "Prefix" in cp]
+        items.sort(key=lambda i: i if isinstance(i, str) else i.key)
+        found = group(items, prefix, delimiter, after, limit)
+        if page.get("IsTruncated") and not found.truncated:
+            return ListPage(found.objects, found.prefixes, True)
+        return found
 
     def _get_params(self, info: ObjectInfo, first: int, last: int) -> dict[str, Any]:
         params: dict[str, Any] = {
