@@ -45,6 +45,7 @@ __all__ = [
     "signature_does_not_match",
     "signature_does_not_match_v2",
     "slow_down",
+    "xml_text",
 ]
 
 MAX_SKEW_SECONDS = 900  # S3's RequestTimeTooSkewed window: 15 minutes either way
@@ -100,6 +101,11 @@ class S3Error(Exception):
 def _xml_text(value: str) -> str:
     value = _NOT_XML_CHAR.sub("\ufffd", value)
     return _TO_ESCAPE.sub(lambda m: _ESCAPES[m.group()], value)
+
+
+def xml_text(value: str) -> str:
+    """``value`` as XML character data (escaped; characters XML cannot carry -> U+FFFD)."""
+    return _xml_text(value)
 
 
 def render(err: S3Error, request_id: str, host_id: str = "") -> tuple[

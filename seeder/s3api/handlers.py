@@ -28,6 +28,8 @@ from seeder.metrics import SeederMetrics
 from seeder.s3api import errors as s3errors
 from seeder.s3api import request as s3request
 from seeder.s3api import sigv4
+from seeder.s3api.auth import authenticate
+from seeder.s3api.bucketreads import BucketReads, operation_name
 from seeder.s3api.conditional import Outcome, Validators, evaluate, http_date, range_applies
 from seeder.s3api.errors import S3Error
 from seeder.s3api.ranges import RangeNotSatisfiable, parse_range
@@ -103,11 +105,6 @@ class Runtime:
         )
 
 
-def _base_domain(public_url: str) -> str | None:
-    host = urllib.parse.urlsplit(public_url).hostname
-    return host.lower() if host else None
-
-
 def content_disposition(key: str) -> bytes:
     """``attachment`` with the torrent's file name: a plain ASCII ``filename`` fallback
     (quotes and controls replaced) and RFC 6266/5987 ``filename*`` for the exact UTF-8 name."""
@@ -147,6 +144,7 @@ class S3Api:
         # (bucket, key, version id) -> HEAD of a superseded version (_superseded), LRU.
         self._versions: OrderedDict[tuple[str, str, str], ObjectInfo] = OrderedDict()
         self._versions_of = runtime
+        self.reads = BucketReads(self._backend_error)
 
     async def handle(self, request: Request) -> Response:
         """Answer one request; never raises (except trio.Cancelled)."""
@@ -159,9 +157,9 @@ class S3Api:
                 request.method,
                 request.target,
                 request.headers,
-                _base_domain(self.runtime.config.server.public_url),
+                s3request.base_domain(self.runtime.config.server.public_url),
             )
-            operation = "GetObjectTorrent" if isinstance(op, s3request.GetTorrent) else "GetObject"
+            operation = operation_name(op)
             response = await self._dispatch(request, op, request_id, client)
         except S3Error as err:
             response = self._error(err, request_id)
@@ -185,37 +183,56 @@ class S3Api:
     async def _dispatch(
         self,
         request: Request,
-        op: s3request.GetTorrent | s3request.GetObject,
+        op: s3request.S3Operation,
         request_id: str,
         client: str,
     ) -> Response:
         resource = op.resource
-        try:
-            bucket = self._authorize(request, op)
-        except S3Error as err:
-            raise err.with_resource(resource) from None
         headers = [
             (b"x-amz-request-id", request_id.encode()),
             (b"x-amz-id-2", self.host_id.encode()),
         ]
+        runtime = self.runtime
+        try:
+            if isinstance(op, s3request.ListService):
+                access_key = self._access_key(op.signed, None, request)
+                status, headers, body = await self.reads.list_buckets(
+                    runtime.config, lambda b: b.public if access_key is None
+                    else b.public or runtime.can_read(access_key, b.name), headers)
+                return Response(status, headers, body)
+            bucket = self._authorize(request, op)
+        except S3Error as err:
+            raise err.with_resource(resource) from None
         if bucket.requester_pays:
             headers.append((b"x-amz-request-charged", b"requester"))
         try:
+            if isinstance(op, s3request.BucketRead):
+                status, headers, body = await self.reads.bucket(bucket, runtime.stores, op,
+                                                                headers)
+                return Response(status, headers, body)
             if isinstance(op, s3request.GetTorrent):
                 return await self._get_torrent(op, headers)
             return await self._get_object(request, op, headers, client)
         except S3Error as err:
             raise err.with_resource(resource) from None
 
+    def _access_key(self, signed: sigv4.SignedRequest | None, virtual_bucket: str | None,
+                    request: Request) -> str | None:
+        """The verified access key (None: anonymous), SigV4 or (``server.sigv2``) SigV2."""
+        signed = signed or sigv4.SignedRequest.from_http(request.method, request.target,
+                                                         request.headers)
+        return authenticate(signed, self.runtime.secrets, self.clock(),
+                            allow_sigv2=getattr(self.runtime.config.server, "sigv2", True),
+                            virtual_bucket=virtual_bucket)
+
     def _authorize(
-        self, request: Request, op: s3request.GetTorrent | s3request.GetObject
+        self, request: Request,
+        op: s3request.GetTorrent | s3request.GetObject | s3request.BucketRead
     ) -> BucketConfig:
         runtime = self.runtime
         bucket = runtime.config.bucket(op.bucket)
-        signed = op.signed or sigv4.SignedRequest.from_http(
-            request.method, request.target, request.headers
-        )
-        access_key = sigv4.verify(signed, runtime.secrets, self.clock())
+        access_key = self._access_key(op.signed, op.bucket if op.virtual_host else None,
+                                      request)
         if bucket is None:
             raise s3errors.no_such_bucket(op.bucket)
         if access_key is None:
@@ -297,7 +314,7 @@ class S3Api:
         """``client``: the requester's address (after trusted proxies), whose claims the
         gate keeps."""
         # Only objects that have a torrent are served: this is a web seed, not an S3 proxy.
-        info, entry = await self._webseed_object(op.bucket, op.key, op.version_id)
+        info, entry = await self._webseed_object(op.bucket, op.key, op.version_id, op.head)
         size = info.size
         # The validators are the torrent's: the bytes served are pinned to that ETag.
         validators = Validators(info.etag, info.last_modified)
@@ -335,7 +352,9 @@ class S3Api:
                 raise s3errors.service_unavailable(decision.retry_after, BUSY_MESSAGE)
             grant = decision
         try:
-            body = await self._object_body(info, entry, start, length)
+            # HeadObject: no backend read for a body nobody gets
+            body = _nothing() if op.head else await self._object_body(info, entry, start,
+                                                                      length)
         except BaseException:
             if grant is not None:
                 self._gate_finished(grant, 0)
@@ -354,15 +373,16 @@ class S3Api:
         headers.append((b"content-range", ranges[0].content_range(size)))
         return Response(206, headers, body)
 
-    async def _webseed_object(self, bucket: str, key: str,
-                              version_id: str | None) -> tuple[ObjectInfo, Entry | None]:
+    async def _webseed_object(self, bucket: str, key: str, version_id: str | None,
+                              head: bool = False) -> tuple[ObjectInfo, Entry | None]:
         """The object version a web seed GET serves, and its catalog entry if it has one.
 
         Without ``versionId``: the current-object torrent's bytes. With one: a torrent pinned
         to it, or the current-object torrent if that hashed this version, or else (the key
         has a current-object torrent, so ``versionId`` names a version it superseded: an
         earlier torrent's web seed asks for it) that version as the backend has it. Versions
-        are immutable, so their HEADs are remembered. NoSuchKey for anything else.
+        are immutable, so their HEADs are remembered. ``head`` (HeadObject): any object of
+        the bucket, as the backend has it. NoSuchKey for anything else.
         """
         entry = self.torrents.lookup_cached(bucket, key, version_id)
         if entry is None and version_id is not None:
@@ -371,6 +391,8 @@ class S3Api:
                 entry = current
             elif current is not None:
                 return await self._superseded(bucket, key, version_id), None
+        if entry is None and head:
+            return await self._head(bucket, key, version_id), None
         if entry is None:
             raise s3errors.no_such_key(key)
         return ObjectInfo(
@@ -384,6 +406,15 @@ class S3Api:
             version_id=entry.object_version,
         ), entry
 
+    async def _head(self, bucket: str, key: str, version_id: str | None) -> ObjectInfo:
+        store = self.runtime.stores.get(bucket)
+        if store is None:
+            raise s3errors.no_such_bucket(bucket)
+        try:
+            return await store.head(key, version_id)
+        except StoreError as exc:
+            raise self._backend_error(exc, bucket, key) from None
+
     async def _superseded(self, bucket: str, key: str, version_id: str) -> ObjectInfo:
         """HEAD of one earlier version of ``key``, remembered (immutable) for later requests."""
         if self._versions_of is not self.runtime:
@@ -393,16 +424,11 @@ class S3Api:
         if found is not None:
             self._versions.move_to_end((bucket, key, version_id))
             return found
-        store = self.runtime.stores.get(bucket)
-        if store is None:
-            raise s3errors.no_such_bucket(bucket)
+        info = await self._head(bucket, key, version_id)
         try:
-            info = await store.head(key, version_id)
             check_qualifies(info.size, info.sse_c)  # else no torrent was ever made of it
         except NotQualified:
             raise s3errors.no_such_key(key) from None
-        except StoreError as exc:
-            raise self._backend_error(exc, bucket, key) from None
         self._versions[(bucket, key, version_id)] = info
         if len(self._versions) > SUPERSEDED_REMEMBERED:
             self._versions.popitem(last=False)
@@ -499,6 +525,11 @@ def _store_error(exc: StoreError, bucket: str, key: str) -> S3Error:
         return s3errors.service_unavailable(retry_after=5)
     log.error("backend error for %s/%s: %r", bucket, key, exc)
     return s3errors.internal_error()
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
 
 
 async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -14,8 +14,10 @@ Addressing:
 
 Decisions (S3's behaviour where it has one):
 - Methods other than GET and HEAD: 405 MethodNotAllowed with ``Allow: GET, HEAD``.
-- ``/`` (ListBuckets), ``/{bucket}`` and ``/{bucket}/`` (ListObjects, HeadBucket): 501
-  NotImplemented; this server serves objects and torrents only.
+- ``/`` is ListBuckets (``ListService``); ``/{bucket}`` and ``/{bucket}/`` are ListObjects
+  (v1, or v2 with ``list-type``), HeadBucket (HEAD) or GetBucketLocation (``?location``), all
+  a ``BucketRead`` carrying the decoded query for ``listing.parse_list``; other bucket
+  subresources (``?acl``, ``?versions``, ``?uploads`` ...) are 501 NotImplemented.
 - Known S3 subresources and operations this server does not implement (``?acl``,
   ``?tagging``, ``?uploads``, ``?list-type``, ``?partNumber``, ...): 501 NotImplemented, so a
   client gets an honest "not here" instead of an object body. Unknown parameters are ignored,
@@ -36,11 +38,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from seeder.s3api import errors as s3errors
 from seeder.s3api.sigv4 import SignedRequest, percent_decode
 
-__all__ = ["MAX_KEY_BYTES", "GetObject", "GetTorrent", "S3Operation", "parse"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "BucketRead",
+    "GetObject",
+    "GetTorrent",
+    "ListService",
+    "S3Operation",
+    "base_domain",
+    "parse",
+]
 
 MAX_KEY_BYTES = 1024
 _LEGACY_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{2,254}\Z")
@@ -93,7 +105,37 @@ class GetObject(_Common):
     if_range: str | None = field(default=None, kw_only=True)
 
 
-S3Operation = GetTorrent | GetObject
+@dataclass(frozen=True, slots=True)
+class BucketRead:
+    """A read-only bucket call: ``location`` (GetBucketLocation), else HeadBucket for HEAD,
+    else ListObjects / ListObjectsV2 over ``params`` (decoded query pairs, in order)."""
+
+    bucket: str
+    head: bool = False
+    location: bool = False
+    params: tuple[tuple[str, str], ...] = ()
+    request_payer: bool = field(default=False, kw_only=True)
+    expected_bucket_owner: str | None = field(default=None, kw_only=True)
+    virtual_host: bool = field(default=False, kw_only=True)
+    signed: SignedRequest | None = field(default=None, kw_only=True, compare=False)
+    key = ""
+
+    @property
+    def resource(self) -> str:
+        return f"/{self.bucket}"
+
+
+@dataclass(frozen=True, slots=True)
+class ListService:
+    """``GET /``: ListBuckets."""
+
+    head: bool = False
+    signed: SignedRequest | None = field(default=None, kw_only=True, compare=False)
+    resource = "/"
+
+
+S3Operation = GetTorrent | GetObject | BucketRead | ListService
+_BUCKET_QUERY_OK = frozenset({"list-type", "location"})
 
 
 def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...],
@@ -138,15 +180,14 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
         bucket = bucket_raw.decode("ascii")
     else:
         if raw_path == b"/":
-            raise s3errors.not_implemented("ListBuckets is not implemented by this server")
+            return ListService(method == b"HEAD",
+                               signed=SignedRequest.from_http(method, origin, headers))
         bucket_raw, _, key_raw = raw_path[1:].partition(b"/")
         bucket = _decode(bucket_raw, resource, "bucket")
         if not _LEGACY_BUCKET.match(bucket):
             raise s3errors.invalid_bucket_name(bucket).with_resource(resource)
     if not key_raw:
-        raise s3errors.not_implemented(
-            "Bucket operations (ListObjects, HeadBucket) are not implemented by this server"
-        ).with_resource(resource)
+        return _bucket_read(bucket, method, origin, raw_query, headers, first, virtual)
     key = _decode(key_raw, resource)
     if "\x00" in key:
         raise s3errors.invalid_argument("Object key must not contain NUL", "key").with_resource(
@@ -201,6 +242,37 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
 
 
 _LIST_HEADERS = frozenset({b"if-match", b"if-none-match"})
+
+
+def _bucket_read(bucket: str, method: bytes, origin: bytes, raw_query: bytes,
+                 headers: tuple[tuple[bytes, bytes], ...], first: dict[bytes, bytes],
+                 virtual: bool) -> BucketRead:
+    resource = f"/{bucket}"
+    params: list[tuple[str, str]] = []
+    for piece in raw_query.split(b"&"):
+        if not piece:
+            continue
+        name_raw, _, value_raw = piece.partition(b"=")
+        name = _decode(name_raw, resource, "query")
+        if name in _UNSUPPORTED and name not in _BUCKET_QUERY_OK:
+            raise s3errors.not_implemented(
+                f"The ?{name} subresource is not implemented by this server").with_resource(
+                resource)
+        params.append((name, _decode(value_raw, resource, name)))
+    names = {n for n, _ in params}
+    payer = _text(first.get(b"x-amz-request-payer")) or next(
+        (v for n, v in params if n.lower() == "x-amz-request-payer"), "")
+    return BucketRead(
+        bucket, method == b"HEAD", "location" in names, tuple(params),
+        request_payer=payer.strip().lower() == "requester",
+        expected_bucket_owner=_text(first.get(b"x-amz-expected-bucket-owner")),
+        virtual_host=virtual, signed=SignedRequest.from_http(method, origin, headers))
+
+
+def base_domain(public_url: str) -> str | None:
+    """The host of ``server.public_url``: ``parse``'s ``base_domain``."""
+    host = urlsplit(public_url).hostname
+    return host.lower() if host else None
 
 
 def _text(value: bytes | None) -> str | None:

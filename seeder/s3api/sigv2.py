@@ -18,7 +18,7 @@ it is the ``Expires`` value, and ``x-amz-*`` query parameters count as amz heade
 moves them there when presigning). The path is the raw path as sent, prefixed with
 ``/bucket`` for virtual-hosted requests; sub-resources are S3's list (``torrent``,
 ``versionId``, ``acl``, ``response-*`` ...), their values percent-decoded, as botocore's
-``HmacV1Auth.canonical_resource`` builds them.
+``HmacV1Auth.canonical_resource`` builds them; a bucket alone is ``/bucket/``.
 
 Checks, in order: form (InvalidArgument for a malformed header; AccessDenied for a query
 missing a parameter or a non-numeric ``Expires``, as S3 answers), unknown access key
@@ -81,6 +81,8 @@ def canonical_resource(raw_path: bytes, raw_query: bytes, virtual_bucket: str | 
     path = raw_path.decode("utf-8", "surrogateescape") or "/"
     if virtual_bucket is not None:
         path = f"/{virtual_bucket}{path}"
+    if path.count("/") == 1 and path != "/":
+        path += "/"  # a bucket alone is signed as "/bucket/" (S3's rule, botocore's authPath)
     subs: list[tuple[str, str | None]] = []
     for name_raw, value_raw in _pairs(raw_query):
         name = name_raw.decode("latin-1")

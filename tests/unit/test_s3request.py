@@ -134,6 +134,24 @@ def test_longest_key_allowed():
     assert op.key == key
 
 
+def test_bucket_and_service_reads():
+    from seeder.s3api.request import BucketRead, ListService
+
+    assert isinstance(parse(b"GET", b"/", ((b"host", b"h"),), None), ListService)
+    assert parse(b"HEAD", b"/", ((b"host", b"h"),), None).head
+    op = parse(b"GET", b"/bkt?list-type=2&prefix=a%2Fb&delimiter=/", ((b"host", b"h"),), None)
+    assert isinstance(op, BucketRead) and op.bucket == "bkt" and not op.location
+    assert op.params == (("list-type", "2"), ("prefix", "a/b"), ("delimiter", "/"))
+    assert op.resource == "/bkt"
+    head = parse(b"HEAD", b"/bkt/", ((b"host", b"h"),), None)
+    assert isinstance(head, BucketRead) and head.head
+    loc = parse(b"GET", b"/?location", ((b"host", b"bkt.s3.example.com"),), "s3.example.com")
+    assert isinstance(loc, BucketRead) and loc.location and loc.virtual_host
+    payer = parse(b"GET", b"/bkt", ((b"host", b"h"), (b"x-amz-request-payer", b"requester")),
+                  None)
+    assert payer.request_payer
+
+
 BAD = [
     # (method, target, host, base, code, status)
     (b"PUT", b"/bkt/k", b"h", None, "MethodNotAllowed", 405),
@@ -141,11 +159,10 @@ BAD = [
     (b"DELETE", b"/bkt/k", b"h", None, "MethodNotAllowed", 405),
     (b"OPTIONS", b"*", b"h", None, "MethodNotAllowed", 405),
     (b"get", b"/bkt/k", b"h", None, "MethodNotAllowed", 405),
-    (b"GET", b"/", b"h", None, "NotImplemented", 501),
-    (b"GET", b"/?torrent", b"h", None, "NotImplemented", 501),
-    (b"GET", b"/bkt", b"h", None, "NotImplemented", 501),
-    (b"HEAD", b"/bkt/", b"h", None, "NotImplemented", 501),
-    (b"GET", b"/?list-type=2", b"bkt.s3.example.com", "s3.example.com", "NotImplemented", 501),
+    (b"GET", b"/bkt?acl", b"h", None, "NotImplemented", 501),
+    (b"GET", b"/bkt/?versions", b"h", None, "NotImplemented", 501),
+    (b"GET", b"/?uploads", b"bkt.s3.example.com", "s3.example.com", "NotImplemented", 501),
+    (b"GET", b"/bkt?prefix=%zz", b"h", None, "InvalidURI", 400),
     (b"GET", b"/bkt/k?acl", b"h", None, "NotImplemented", 501),
     (b"GET", b"/bkt/k?tagging", b"h", None, "NotImplemented", 501),
     (b"GET", b"/bkt/k?torrent&acl", b"h", None, "NotImplemented", 501),

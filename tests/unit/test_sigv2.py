@@ -74,6 +74,8 @@ def test_canonical_resource_sub_resources():
         "/b/k?torrent&versionId=a+b"
     assert sigv2.canonical_resource(b"/b/a%20b", b"prefix=x&list-type=2", None) == "/b/a%20b"
     assert sigv2.canonical_resource(b"/", b"", None) == "/"
+    assert sigv2.canonical_resource(b"/bkt", b"acl", None) == "/bkt/?acl"
+    assert sigv2.canonical_resource(b"/", b"", "bkt") == "/bkt/"
 
 
 def botocore_signed(method: str, url: str, headers: dict[str, str] | None = None,
@@ -96,11 +98,15 @@ def botocore_signed(method: str, url: str, headers: dict[str, str] | None = None
     ("/bkt/key.bin", "torrent"),
     ("/bkt/dir/%C3%A9t%C3%A9%20%2B.txt", "torrent&versionId=3%2FL4kqtJl"),
     ("/bkt/", "list-type=2&prefix=a%2Fb&delimiter=%2F"),
+    ("/bkt", "location"),
     ("/", ""),
 ])
 def test_botocore_signatures_verify(query, path, params):
     url = "http://127.0.0.1:8000" + path + ("?" + params if params else "")
-    req = botocore_signed("GET", url, {"x-amz-request-payer": "requester"}, query=query)
+    # a botocore client signs a bucket alone as "/bkt/" (its authPath)
+    auth_path = path + "/" if path.count("/") == 1 and path != "/" else None
+    req = botocore_signed("GET", url, {"x-amz-request-payer": "requester"}, query=query,
+                          auth_path=auth_path)
     assert sigv2.applies(req)
     assert sigv2.verify(req, SECRETS, time.time()) == AK
 
