@@ -53,6 +53,7 @@ class ServerConfig:
     listen: HostPort = HostPort("127.0.0.1", 8000)
     public_url: str = "http://127.0.0.1:8000"
     trusted_proxies: tuple[str, ...] = ()
+    sigv2: bool = True  # accept AWS Signature Version 2 (header and presigned query)
 
 
 @dataclass(frozen=True, slots=True)

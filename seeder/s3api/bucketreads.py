@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import trio
 
-from seeder.config.load import BucketConfig, Config
+from seeder.config import BucketConfig, Config
 from seeder.s3api import listing, results
 from seeder.s3api.errors import S3Error
 from seeder.s3api.request import BucketRead, GetTorrent, ListService, S3Operation

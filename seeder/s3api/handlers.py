@@ -222,7 +222,7 @@ class S3Api:
         signed = signed or sigv4.SignedRequest.from_http(request.method, request.target,
                                                          request.headers)
         return authenticate(signed, self.runtime.secrets, self.clock(),
-                            allow_sigv2=getattr(self.runtime.config.server, "sigv2", True),
+                            allow_sigv2=self.runtime.config.server.sigv2,
                             virtual_bucket=virtual_bucket)
 
     def _authorize(

@@ -22,7 +22,7 @@ from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from seeder.config.load import (
+from seeder.config import (
     BucketConfig,
     Config,
     CredentialConfig,

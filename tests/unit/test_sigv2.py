@@ -196,3 +196,15 @@ def test_garbage_gives_only_s3_errors(path, query, authz):
         sigv2.verify(qreq, SECRETS, T_GET, None)
     except S3Error as err:
         assert err.status in (400, 403)
+
+
+def test_authenticate_switch():
+    from seeder.s3api.auth import authenticate
+
+    assert authenticate(DOC_GET, SECRETS, T_GET, allow_sigv2=True,
+                        virtual_bucket="johnsmith") == AK
+    with pytest.raises(S3Error) as info:
+        authenticate(DOC_GET, SECRETS, T_GET, allow_sigv2=False, virtual_bucket="johnsmith")
+    assert info.value.code == "InvalidRequest" and "AWS4-HMAC-SHA256" in info.value.message
+    assert authenticate(SignedRequest("GET", b"/b/k", b"", ()), SECRETS, T_GET,
+                        allow_sigv2=True) is None
