@@ -1,29 +1,36 @@
 """The bucket scanner: list every bucket periodically, make torrents ahead of requests.
 
-A pass lists each bucket, compares the listing with the catalog (:func:`plan`, pure), asks the
-TorrentService for every new or changed qualifying object (so single flight and the global
-generation bound apply; at most ``generation.concurrency`` scanner requests are in flight), and
-drops catalog entries whose objects are gone. A backend error in one bucket is logged and the
-pass moves on; a bucket whose listing failed drops nothing. Entries of buckets no longer
-configured are dropped. The first pass starts right away, later ones ``interval`` seconds after
-the previous pass ended.
+A pass lists each bucket and merges the listing with the catalog in key order, a page of
+``PAGE`` objects at a time (:func:`plan`, pure, on each page and the catalog rows of its key
+range; memory stays constant whatever the bucket's size). It asks the TorrentService for every
+new or changed qualifying object (so single flight and the generation bounds apply; at most
+``generation.concurrency`` scanner requests are in flight, or ``service.SMALL_JOBS`` for small
+objects) and drops catalog entries whose objects are gone. An unchanged object costs its
+listing entry only: no HEAD, no read. A backend error in one bucket is logged and the pass
+moves on; a listing that failed midway drops nothing past the last page it gave. Entries of
+buckets no longer configured are dropped. The first pass starts right away, later ones
+``interval`` seconds after the previous pass ended.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 import trio
 
 from seeder.store import NoSuchKey, ObjectInfo, Store, StoreError
-from seeder.torrent.service import NotQualified, TorrentService, check_qualifies
+from seeder.torrent.hashing import SMALL_OBJECT
+from seeder.torrent.service import SMALL_JOBS, NotQualified, TorrentService, check_qualifies
 
 __all__ = ["ScanPlan", "ScanSummary", "plan", "run_scanner", "scan_once"]
 
 log = logging.getLogger(__name__)
+
+PAGE = 1000  # listing entries merged with the catalog at once (S3 lists 1000 per request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,28 +108,23 @@ async def scan_once(service: TorrentService, stores: Mapping[str, Store]) -> Sca
     """One pass over every bucket; returns (and logs) what it did."""
     t0 = time.monotonic()
     totals = ScanSummary()
-    for stale in service.catalog.buckets() - set(stores):
-        for entry in service.catalog.entries(stale):
-            if service.forget(entry.bucket, entry.key, entry.version_id):
-                totals.dropped += 1
+    catalog = service.catalog
+    for stale in catalog.buckets() - set(stores):
+        while rows := catalog.slot_page(stale, PAGE):  # bounded: every row found is deleted
+            for key, version_id in rows:
+                if service.forget(stale, key, version_id):
+                    totals.dropped += 1
+                else:
+                    catalog.delete(stale, key, version_id)
     for bucket, store in stores.items():
         totals.buckets += 1
         try:
-            listing = [info async for info in store.list()]
+            await _scan_bucket(service, bucket, store, totals)
         except Exception as exc:
             totals.bucket_errors += 1
-            log.warning("scan: listing bucket %s failed, skipping it this pass: %s: %s",
-                        bucket, type(exc).__name__, exc,
+            log.warning("scan: listing bucket %s failed, skipping the rest of it this pass:"
+                        " %s: %s", bucket, type(exc).__name__, exc,
                         exc_info=not isinstance(exc, StoreError))
-            continue
-        totals.listed += len(listing)
-        cached = service.catalog.etags(bucket)
-        the_plan = plan(listing, cached)
-        totals.skipped += the_plan.skipped
-        for key in the_plan.to_drop:
-            if service.forget(bucket, key, etag=cached.get(key)):
-                totals.dropped += 1
-        await _generate_all(service, bucket, the_plan.to_generate, totals)
     totals.seconds = time.monotonic() - t0
     log.info("scan: %d buckets (%d failed), %d objects listed, %d torrents generated, "
              "%d failed, %d not qualifying, %d dropped, %.1f s",
@@ -131,14 +133,90 @@ async def scan_once(service: TorrentService, stores: Mapping[str, Store]) -> Sca
     return totals
 
 
-async def _generate_all(service: TorrentService, bucket: str, infos: Iterable[ObjectInfo],
-                        totals: ScanSummary) -> None:
-    # Only `limit` tasks exist at once, however long the listing: acquire before spawning.
-    limit = trio.CapacityLimiter(max(1, service.config.generation.concurrency))
+async def _pages(listing: AsyncIterator[ObjectInfo]) -> AsyncIterator[list[ObjectInfo]]:
+    """The listing in pages of up to PAGE objects."""
+    page: list[ObjectInfo] = []
+    async for info in listing:
+        page.append(info)
+        if len(page) >= PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
 
-    async def one(info: ObjectInfo, token: object) -> None:
+
+async def _scan_bucket(service: TorrentService, bucket: str, store: Store,
+                       totals: ScanSummary) -> None:
+    """Merge the bucket's listing with its catalog rows in key order, a page at a time
+    (constant memory); generate and drop as each page says. A listing that fails midway
+    has dropped only what its pages proved gone; a listing out of key order stops the
+    bucket's pass (a merge could not tell deleted keys from late ones)."""
+    catalog = service.catalog
+    after: str | None = None  # the catalog is merged up to and including this key
+    async with trio.open_nursery() as nursery:
+        generate = _Generator(service, bucket, nursery, totals)
+        async for page in _pages(store.list()):
+            upto = page[-1].key
+            if (after is not None and page[0].key < after) or any(
+                    a.key > b.key for a, b in itertools.pairwise(page)):
+                raise StoreError(f"the listing of {bucket} is not in key order")
+            totals.listed += len(page)
+            cached = _cached_for(service, bucket, page, after, upto, totals)
+            the_plan = plan(page, cached)
+            after = upto
+            totals.skipped += the_plan.skipped
+            for key in the_plan.to_drop:
+                if service.forget(bucket, key, etag=cached.get(key)):
+                    totals.dropped += 1
+            for info in the_plan.to_generate:
+                await generate.start(info)
+        # Everything the catalog holds past the last listed key is gone.
+        while rest := catalog.etag_page(bucket, after, None, PAGE):  # bounded: after grows
+            for key, etag in rest:
+                if service.forget(bucket, key, etag=etag):
+                    totals.dropped += 1
+            after = rest[-1][0]
+
+
+def _cached_for(service: TorrentService, bucket: str, page: list[ObjectInfo], after: str | None,
+                upto: str, totals: ScanSummary) -> dict[str, str]:
+    """The catalog's ETags of the keys in ``page``; rows in the page's key range that the page
+    does not list are gone and dropped here (paged too: a range may hide many deletions)."""
+    listed = {info.key for info in page}
+    cached: dict[str, str] = {}
+    while rows := service.catalog.etag_page(bucket, after, upto, PAGE):  # bounded: after grows
+        for key, etag in rows:
+            if key in listed:
+                cached[key] = etag
+            elif service.forget(bucket, key, etag=etag):
+                totals.dropped += 1
+        after = rows[-1][0]
+    return cached
+
+
+class _Generator:
+    """Spawns generation tasks into ``nursery``: only as many exist as the service runs jobs
+    (acquire before spawning); small objects have their own, wider bound (SMALL_JOBS)."""
+
+    def __init__(self, service: TorrentService, bucket: str, nursery: trio.Nursery,
+                 totals: ScanSummary) -> None:
+        self.service = service
+        self.bucket = bucket
+        self.nursery = nursery
+        self.totals = totals
+        self.large = trio.CapacityLimiter(max(1, service.config.generation.concurrency))
+        self.small = trio.CapacityLimiter(SMALL_JOBS)
+
+    async def start(self, info: ObjectInfo) -> None:
+        token = object()
+        limit = self.small if info.size <= SMALL_OBJECT else self.large
+        await limit.acquire_on_behalf_of(token)
+        self.nursery.start_soon(self._one, info, limit, token)
+
+    async def _one(self, info: ObjectInfo, limit: trio.CapacityLimiter, token: object) -> None:
+        bucket, totals = self.bucket, self.totals
         try:
-            await service.get_torrent(bucket, info.key)
+            await self.service.get_torrent(bucket, info.key, listed=info)
             totals.generated += 1
         except NotQualified:
             totals.skipped += 1  # e.g. SSE-C: a listing does not tell, a HEAD does
@@ -152,9 +230,3 @@ async def _generate_all(service: TorrentService, bucket: str, infos: Iterable[Ob
             log.exception("scan: %s/%s: unexpected error", bucket, info.key)
         finally:
             limit.release_on_behalf_of(token)
-
-    async with trio.open_nursery() as nursery:
-        for info in infos:
-            token = object()
-            await limit.acquire_on_behalf_of(token)
-            nursery.start_soon(one, info, token)

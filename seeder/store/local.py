@@ -169,6 +169,9 @@ class LocalReader:
 class LocalStore:
     """The files below ``root`` as bucket ``bucket``. See the module docstring for rules."""
 
+    # A listing entry is the file's stat, all a HEAD gives (TorrentService.get_torrent).
+    listing_is_head = True
+
     def __init__(self, bucket: str, root: str, *, threads: int = 4) -> None:
         self.bucket = bucket
         self.root = os.path.realpath(root)

@@ -88,6 +88,9 @@ class Catalog:
         self._conn = conn
         self._lock = threading.Lock()
         self.path = path
+        # The row count, kept up to date by put/delete once counted: count(*) reads the whole
+        # table (tens of ms at a million rows), and the gauge wants it after every change.
+        self._count: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -148,6 +151,12 @@ class Catalog:
 
         Returns the entry it replaced, if any (so the caller can retire its info-hashes).
         """
+        return self.put_newest(entry, keep_newer=False)[1]
+
+    def put_newest(self, entry: Entry, *, keep_newer: bool = True) -> tuple[bool, Entry | None]:
+        """As :meth:`put`, in one transaction with the check: when ``keep_newer`` and the row
+        holds another ETag of a newer object (jobs for two ETags of one key finished out of
+        order), nothing is written. Returns (written, the row found)."""
         slot = entry.version_id or ""
         v2 = entry.info_hash_v2
         with self._guard(), self._conn:
@@ -155,6 +164,10 @@ class Catalog:
                 f"SELECT {_COLUMNS} FROM torrents WHERE bucket=? AND key=? AND slot=?",
                 (entry.bucket, entry.key, slot),
             ).fetchone()
+            found = None if old is None else _entry(old)
+            if (keep_newer and found is not None and found.etag != entry.etag
+                    and found.last_modified > entry.last_modified):
+                return False, found
             self._conn.execute(
                 "INSERT OR REPLACE INTO torrents (bucket, key, slot, etag, size, last_modified,"
                 " torrent, info_hash_v1, info_hash_v2, info_hash_v2_20, piece_length, format,"
@@ -163,7 +176,9 @@ class Catalog:
                  entry.torrent, entry.info_hash_v1, v2, None if v2 is None else v2[:20],
                  entry.piece_length, entry.format, entry.created_at, entry.object_version),
             )
-        return None if old is None else _entry(old)
+            if old is None and self._count is not None:
+                self._count += 1
+        return True, found
 
     def put_many(self, entries: list[Entry]) -> None:
         """Insert or replace the rows of ``entries`` in one transaction (one commit for all:
@@ -182,6 +197,7 @@ class Catalog:
                 " created_at, object_version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+            self._count = None  # some rows were new, some replaced: counted again when asked
 
     def delete(self, bucket: str, key: str, version_id: str | None = None) -> Entry | None:
         """Remove the current-object row (or the pinned ``version_id`` row); return what it held."""
@@ -195,6 +211,8 @@ class Catalog:
                 self._conn.execute(
                     "DELETE FROM torrents WHERE bucket=? AND key=? AND slot=?", (bucket, key, slot)
                 )
+                if self._count is not None:
+                    self._count -= 1
         return None if old is None else _entry(old)
 
     def keys(self, bucket: str) -> set[str]:
@@ -206,6 +224,33 @@ class Catalog:
         """key -> recorded ETag for the current-object torrents in ``bucket`` (scanner input)."""
         rows = self._all("SELECT key, etag FROM torrents WHERE bucket=? AND slot=''", (bucket,))
         return {k: e for k, e in rows}
+
+    def etag_page(self, bucket: str, after: str | None, upto: str | None,
+                  limit: int = 1000) -> list[tuple[str, str]]:
+        """Up to ``limit`` (key, ETag) of ``bucket``'s current-object rows with ``after`` <
+        key <= ``upto`` (None: unbounded), in key order (UTF-8 byte order, as S3 lists).
+
+        The scanner's merge with a listing page: a primary-key range scan, so a bucket of any
+        size is walked a page at a time in constant memory.
+        """
+        sql = "SELECT key, etag FROM torrents WHERE bucket=? AND slot=''"
+        args: list[object] = [bucket]
+        if after is not None:
+            sql += " AND key>?"
+            args.append(after)
+        if upto is not None:
+            sql += " AND key<=?"
+            args.append(upto)
+        sql += " ORDER BY key LIMIT ?"
+        args.append(limit)
+        return [(k, e) for k, e in self._all(sql, tuple(args))]
+
+    def slot_page(self, bucket: str, limit: int = 1000) -> list[tuple[str, str | None]]:
+        """Up to ``limit`` (key, pinned version or None) of ``bucket``'s rows, in key order
+        (dropping a bucket that is no longer configured, a page at a time)."""
+        rows = self._all("SELECT key, slot FROM torrents WHERE bucket=? ORDER BY key, slot"
+                         " LIMIT ?", (bucket, limit))
+        return [(k, slot or None) for k, slot in rows]
 
     def buckets(self) -> set[str]:
         """Buckets that have at least one entry."""
@@ -245,10 +290,12 @@ class Catalog:
         return None if row is None else _entry(row)
 
     def count(self) -> int:
-        """Number of rows (current and pinned)."""
-        row = self._one("SELECT count(*) FROM torrents", ())
-        assert row is not None
-        return int(row[0])
+        """Number of rows (current and pinned). Counted once, then kept by every change."""
+        if self._count is None:
+            row = self._one("SELECT count(*) FROM torrents", ())
+            assert row is not None
+            self._count = int(row[0])
+        return self._count
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -260,6 +307,7 @@ class Catalog:
             try:
                 yield
             except sqlite3.Error as exc:
+                self._count = None  # a failed change may have been counted: count again
                 raise CatalogError(f"catalog {self.path}: {exc}") from None
 
     def _one(self, sql: str, args: tuple[object, ...]) -> tuple | None:

@@ -282,7 +282,13 @@ def info_hashes(torrent: bytes) -> InfoHashes:
 
     The hash is over the canonical encoding of ``info``: for canonical input (all torrents
     built here, and what :func:`validate` accepts) that is the exact bytes in the file.
+    Those bytes are found by a walk of the top level and hashed as they are when ``info``'s
+    keys are in order (no decoding, no encoding: most of the cost of a small object's
+    torrent otherwise); anything else is decoded and encoded again.
     """
+    fast = _info_hashes_in_place(torrent)
+    if fast is not None:
+        return fast
     top = _decode(torrent)
     info = top.get(b"info")
     if not isinstance(info, dict):
@@ -293,6 +299,26 @@ def info_hashes(torrent: bytes) -> InfoHashes:
     if v1 is None and v2 is None:
         raise InvalidTorrent("['info']", "neither v1 'pieces' nor v2 'meta version' 2")
     return InfoHashes(v1, v2)
+
+
+def _info_hashes_in_place(torrent: bytes) -> InfoHashes | None:
+    """The info-hashes of the ``info`` bytes as they are in ``torrent``, or None when the
+    walk finds anything unusual (info_hashes then takes the slow, canonical path)."""
+    try:
+        span = _top_level(torrent).get(b"info")
+        if span is None:
+            return None
+        raw = bytes(torrent[span[0]:span[1]])
+        keys = _top_level(raw)
+    except InvalidTorrent:
+        return None
+    if list(keys) != sorted(keys):
+        return None
+    version = keys.get(b"meta version")
+    v1 = hashlib.sha1(raw).digest() if b"pieces" in keys else None
+    v2 = (hashlib.sha256(raw).digest()
+          if version is not None and raw[version[0]:version[1]] == b"i2e" else None)
+    return None if v1 is None and v2 is None else InfoHashes(v1, v2)
 
 
 def links(torrent: bytes) -> Links:

@@ -7,7 +7,8 @@ generation job. Jobs run in the service's own nursery (:meth:`TorrentService.run
 that gives up (client hung up, cancelled) does not cancel a job others are waiting on; a job
 that fails hands the same exception to every waiter and caches nothing.
 
-Generation is bounded globally by ``generation.concurrency``; each job hashes with
+Generation is bounded globally by ``generation.concurrency`` (small objects: ``SMALL_JOBS``,
+see there); each job hashes with
 ``generation.threads`` worker threads and may stream the bytes it reads into the seed cache
 (``chunk_sink_factory``). Listeners hear ``torrent_added(entry)`` / ``torrent_removed(entry)``
 after the catalog changed, which is how the tracker and the libtorrent session follow along.
@@ -65,6 +66,12 @@ SSE_C_MESSAGE = (
     "Torrent creation is not supported for objects encrypted with customer-provided keys (SSE-C)"
 )
 EMPTY_MESSAGE = metainfo.EMPTY_MESSAGE
+
+# Jobs for small objects (``hashing.SMALL_OBJECT``: one read, hashed in well under a
+# millisecond) have their own bound, apart from ``generation.concurrency``: their cost is the
+# round trips (a HEAD, a GET, a catalog commit), so many overlap; for an s3 bucket this is the
+# number of small objects whose backend requests are in flight at once.
+SMALL_JOBS = 16
 
 PROGRESS_EVERY_SECONDS = 10.0
 PROGRESS_EVERY_FRACTION = 0.10
@@ -318,6 +325,7 @@ class TorrentService:
         self.listeners: list[Listener] = list(listeners)
         self._chunk_sink_factory = chunk_sink_factory
         self._limiter = trio.CapacityLimiter(max(1, config.generation.concurrency))
+        self._small_limiter = trio.CapacityLimiter(SMALL_JOBS)
         self._jobs: dict[tuple[str, str, str, str], _Job] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -350,8 +358,14 @@ class TorrentService:
         """The cached entry, without touching the store (it may be stale)."""
         return self.catalog.get(bucket, key, version_id)
 
-    async def get_torrent(self, bucket: str, key: str, version_id: str | None = None) -> Entry:
+    async def get_torrent(self, bucket: str, key: str, version_id: str | None = None, *,
+                          listed: ObjectInfo | None = None) -> Entry:
         """The torrent for the object now at (bucket, key[, version_id]), generating it if needed.
+
+        ``listed``: this object's entry in a listing of the store just made (the scanner); it
+        stands in for the HEAD when the store says its listing gives what a HEAD does
+        (``listing_is_head``: a local directory's stat). Reads are pinned to its ETag, so a
+        file changed since fails the job (ObjectChanged), never makes a wrong torrent.
 
         Raises NotQualified (too large, SSE-C, empty), the store's errors (NoSuchBucket,
         NoSuchKey, ObjectChanged, StoreUnavailable, BackendAccessDenied, InvalidKey), and
@@ -360,7 +374,11 @@ class TorrentService:
         """
         store, bconf = self._bucket(bucket)
         try:
-            info = await store.head(key, version_id)
+            if (listed is not None and version_id is None and listed.key == key
+                    and getattr(store, "listing_is_head", False)):
+                info = listed
+            else:
+                info = await store.head(key, version_id)
         except NoSuchKey:
             try:
                 self.forget(bucket, key, version_id)
@@ -486,7 +504,8 @@ class TorrentService:
             if queued:
                 self.metrics.generation_queue_depth.inc()
             try:
-                async with self._limiter:
+                small = info.size <= hashing.SMALL_OBJECT
+                async with self._small_limiter if small else self._limiter:
                     if queued:
                         queued = False
                         self.metrics.generation_queue_depth.dec()
@@ -573,12 +592,10 @@ class TorrentService:
 
     def _store_entry(self, entry: Entry) -> None:
         try:
-            cur = self.catalog.get(entry.bucket, entry.key, entry.version_id)
-            if (cur is not None and cur.etag != entry.etag
-                    and cur.last_modified > entry.last_modified):
-                # Jobs for two ETags of one key finished out of order: keep the newer object.
+            # Jobs for two ETags of one key may finish out of order: keep the newer object.
+            written, old = self.catalog.put_newest(entry)
+            if not written:
                 return
-            old = self.catalog.put(entry)
         except CatalogError as exc:
             # The torrent is still good for the waiters; it just won't survive a restart.
             log.error("cannot record the torrent for %s/%s: %s", entry.bucket, entry.key, exc)

@@ -166,3 +166,48 @@ async def test_run_scanner_passes_at_start_and_periodically(tmp_path, root):
             nursery.cancel_scope.cancel()
         assert [e.key for e in rec.added] == ["first", "second"]
         assert service.catalog.keys("bk") == {"second"}
+
+
+async def test_paged_merge_drops_gaps_and_tail_and_reads_nothing_when_unchanged(
+        tmp_path, root, monkeypatch):
+    """Listing pages of 2 merged with the catalog in key order: rows between listed keys,
+    before the first and after the last are dropped; a rescan of the unchanged bucket reads
+    and hashes nothing (no HEAD either: a local listing is a stat)."""
+    import seeder.ops.scanner as scanner
+
+    monkeypatch.setattr(scanner, "PAGE", 2)
+    for k in ("b", "d", "f", "h", "j"):
+        put_file(root / k, 1000)
+    async with running(tmp_path, {"bk": root}) as (service, stores, rec):
+        first = await scan_once(service, stores)
+        assert (first.listed, first.generated, first.dropped) == (5, 5, 0)
+        for gone in ("a", "c", "c2", "e", "i", "k", "z"):
+            service.catalog.put(fake_entry("bk", gone))
+        heads = []
+        orig_head = stores["bk"].head
+
+        async def counting_head(key, version_id=None):
+            heads.append(key)
+            return await orig_head(key, version_id)
+
+        stores["bk"].head = counting_head
+        read_before = stores["bk"].bytes_read
+        second = await scan_once(service, stores)
+        assert (second.listed, second.generated, second.dropped) == (5, 0, 7)
+        assert service.catalog.keys("bk") == {"b", "d", "f", "h", "j"}
+        assert stores["bk"].bytes_read == read_before and heads == []
+
+
+async def test_listing_out_of_key_order_stops_the_bucket(tmp_path, root):
+    put_file(root / "a", 1000)
+    async with running(tmp_path, {"bk": root}) as (service, stores, rec):
+        service.catalog.put(fake_entry("bk", "m"))
+
+        async def unordered():
+            for key in ("z", "b"):
+                yield ObjectInfo(bucket="bk", key=key, size=10, etag="e", last_modified=0.0)
+
+        stores["bk"].list = unordered
+        summary = await scan_once(service, stores)
+        assert summary.bucket_errors == 1
+        assert service.catalog.keys("bk") == {"m"}  # nothing dropped on a bad merge
