@@ -178,7 +178,7 @@ async def test_paged_merge_drops_gaps_and_tail_and_reads_nothing_when_unchanged(
     monkeypatch.setattr(scanner, "PAGE", 2)
     for k in ("b", "d", "f", "h", "j"):
         put_file(root / k, 1000)
-    async with running(tmp_path, {"bk": root}) as (service, stores, rec):
+    async with running(tmp_path, {"bk": root}) as (service, stores, _rec):
         first = await scan_once(service, stores)
         assert (first.listed, first.generated, first.dropped) == (5, 5, 0)
         for gone in ("a", "c", "c2", "e", "i", "k", "z"):
@@ -200,7 +200,7 @@ async def test_paged_merge_drops_gaps_and_tail_and_reads_nothing_when_unchanged(
 
 async def test_listing_out_of_key_order_stops_the_bucket(tmp_path, root):
     put_file(root / "a", 1000)
-    async with running(tmp_path, {"bk": root}) as (service, stores, rec):
+    async with running(tmp_path, {"bk": root}) as (service, stores, _rec):
         service.catalog.put(fake_entry("bk", "m"))
 
         async def unordered():
