@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools the tests drive for real: systemd-analyze (unit checks), promtool (metrics lint),
-# aria2c and transmission-cli (BitTorrent clients besides libtorrent).
+# aria2c and transmission-cli (BitTorrent clients besides libtorrent), redis-server (cluster mode).
 need_apt=()
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v aria2c >/dev/null 2>&1 || need_apt+=(aria2)
 command -v transmission-cli >/dev/null 2>&1 || need_apt+=(transmission-cli)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null

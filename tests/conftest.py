@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import free_port, wait_until
+from tests.redis_server import RedisServer
 
 # Set at import, before any test builds a boto3 client: real AWS is never reachable from tests.
 AWS_TEST_ENV = {
@@ -160,3 +161,15 @@ def s3_bucket(moto_server: MotoServer) -> str:
 def s3_versioned_bucket(moto_server: MotoServer) -> str:
     """A fresh bucket with versioning enabled."""
     return moto_server.create_bucket(versioned=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server for the whole session (no persistence), stopped by PID. Tests that
+    stop it use their own (``RedisServer(tmp_path)``)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING
 from tracker import responses, udp_protocol
 from tracker.announce import (
     DEFAULT_NUMWANT,
+    EVENT_STOPPED,
     AnnounceError,
     parse_announce,
     parse_scrape,
 )
 from tracker.clientaddr import client_ip, pack_ip, parse_proxies
+from tracker.peerlog import PeerLog
 from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
 
 if TYPE_CHECKING:  # prometheus_client is ~3 MB of RSS that `python -m tracker` never uses
@@ -41,6 +43,7 @@ class TrackerCore:
     ``trusted_proxies``: IPs/CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` name the client.
     ``accept_ip_param``: honour the announce ``ip`` parameter (off: the socket address
     is the peer's). ``secret``: key of the UDP connection ids (random by default).
+    ``peer_log``: told about every accepted announce (a cluster shares them; None: an island).
     ``on_announce``: called with the swarm's canonical info-hash (its first registered
     hash) after every accepted announce (HTTP or UDP) into a registered swarm; it must be
     cheap and must not raise. Raises ValueError for a bad proxy entry or non-positive interval.
@@ -63,6 +66,7 @@ class TrackerCore:
         rng: random.Random | None = None,
         secret: bytes | None = None,
         on_announce: Callable[[bytes], None] | None = None,
+        peer_log: PeerLog | None = None,
     ) -> None:
         if interval <= 0 or min_interval < 0 or peer_timeout_factor <= 0:
             raise ValueError("interval and peer_timeout_factor must be positive")
@@ -82,6 +86,7 @@ class TrackerCore:
         self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
         self._ips: dict[str, bytes] = {}
         self.on_announce = on_announce
+        self.peer_log = peer_log
         self.metrics = metrics
         if metrics is not None:
             s = self.swarms
@@ -153,9 +158,17 @@ class TrackerCore:
             return self._fail(exc)
         addr = ip + req.port.to_bytes(2, "big")
         numwant = req.numwant if req.numwant < self.max_numwant else self.max_numwant
+        peer_log = self.peer_log
+        if peer_log is not None:
+            prev = swarm.peers.get(addr)
+            downloaded = swarm.downloaded
         addrs = self.swarms.announce(
             swarm, addr, req.peer_id, req.left == 0, req.event, numwant, FAMILY_ANY, now
         )
+        if peer_log is not None:
+            peer_log.record(swarm, addr, req.peer_id, None if prev is None else prev.peer_id,
+                            req.left == 0, req.event == EVENT_STOPPED,
+                            swarm.downloaded - downloaded, now)
         if self.on_announce is not None and swarm.registered:
             self.on_announce(swarm.hashes[0])
         if self.metrics is not None:
@@ -264,6 +277,10 @@ class TrackerCore:
         if numwant > self.max_numwant:
             numwant = self.max_numwant
         event = req.event
+        peer_log = self.peer_log
+        if peer_log is not None:
+            prev = swarm.peers.get(source)
+            downloaded = swarm.downloaded
         addrs = self.swarms.announce(
             swarm,
             source,
@@ -274,6 +291,10 @@ class TrackerCore:
             FAMILY_V4 if len(ip) == 4 else FAMILY_V6,
             now,
         )
+        if peer_log is not None:
+            peer_log.record(swarm, source, req.peer_id, None if prev is None else prev.peer_id,
+                            req.left == 0, event == EVENT_STOPPED,
+                            swarm.downloaded - downloaded, now)
         if self.on_announce is not None and swarm.registered:
             self.on_announce(swarm.hashes[0])
         if metrics is not None:

@@ -375,6 +375,78 @@ class Swarms:
             out.pop()
         return out
 
+    # -- peers stored by other trackers (a cluster: tracker.peerlog) -------------------
+
+    def merge_peer(
+        self, info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool, expires: float
+    ) -> bool:
+        """Store a peer another tracker heard from: ``addr`` in the swarm of ``info_hash``
+        until ``expires`` (this tracker's clock), as a seeder or a leecher. The latest word
+        wins: a deadline earlier than the stored one changes nothing. No download is
+        counted (the tracker that heard the peer counts it, ``add_downloaded``). Caps apply
+        as for an announce. False when the swarm is unknown (not registered here) or the
+        peer was not stored."""
+        swarm = self.by_hash.get(info_hash)
+        if swarm is None:
+            return False
+        bucket = int(expires / self._width) + 1
+        peer = swarm.peers.get(addr)
+        if peer is not None and peer.expires > bucket:
+            return False  # this tracker heard from it later
+        slot = (2 if len(addr) == 18 else 0) + (_SEEDER if seeder else _LEECHER)
+        if peer is None:
+            if len(swarm.peers) >= self.max_peers_per_swarm or (
+                self.seeders + self.leechers >= self.max_peers
+            ):
+                return False
+            lst = swarm.lists[slot]
+            peer = Peer(peer_id, swarm, slot, len(lst))
+            lst.append(addr)
+            swarm.peers[addr] = peer
+            self._count(slot, 1)
+        elif peer.slot != slot:
+            if seeder and peer.slot & 1:
+                peer.completed = True  # counted by the tracker that heard it finish
+            self._unlink(peer)
+            lst = swarm.lists[slot]
+            peer.slot = slot
+            peer.idx = len(lst)
+            lst.append(addr)
+            self._count(slot, 1)
+        peer.peer_id = peer_id
+        if peer.expires != bucket:
+            peer.expires = bucket
+            due = self._queue.get(bucket)
+            if due is None:
+                self._queue[bucket] = [peer]
+            else:
+                due.append(peer)
+        return True
+
+    def drop_peer(self, info_hash: bytes, addr: bytes) -> bool:
+        """Remove ``addr`` from the swarm of ``info_hash`` (it stopped, on another
+        tracker). True when it was there."""
+        swarm = self.by_hash.get(info_hash)
+        peer = None if swarm is None else swarm.peers.get(addr)
+        if peer is None:
+            return False
+        self._remove(peer, addr)
+        return True
+
+    def add_downloaded(self, info_hash: bytes, count: int) -> None:
+        """Add downloads another tracker counted to the swarm of ``info_hash``, if known."""
+        swarm = self.by_hash.get(info_hash)
+        if swarm is not None:
+            swarm.downloaded += count
+
+    def registered(self) -> list[Swarm]:
+        """Every registered swarm, once each."""
+        seen: dict[int, Swarm] = {}
+        for swarm in self.by_hash.values():
+            if swarm.registered:
+                seen.setdefault(id(swarm), swarm)
+        return list(seen.values())
+
     # -- removal and expiry -------------------------------------------------------------
 
     def _count(self, slot: int, delta: int) -> None:

@@ -166,11 +166,16 @@ def render_error(transaction_id: int, message: str) -> bytes:
 
 class ConnectionIds:
     """Issue and check BEP 15 connection ids without remembering any: a keyed hash of
-    (client address, time bucket). ``secret`` should be random per process."""
+    (client address, time bucket). ``secret`` should be random per process (or shared by
+    the trackers that must accept each other's ids). ``offset`` is added to ``now``
+    before bucketing: trackers on several machines pass the offset of their clock to the
+    wall clock, so that they agree on the buckets."""
 
-    def __init__(self, secret: bytes, bucket: float = CONNECTION_ID_BUCKET) -> None:
+    def __init__(self, secret: bytes, bucket: float = CONNECTION_ID_BUCKET,
+                 offset: float = 0.0) -> None:
         if not 16 <= len(secret) <= 64:
             raise ValueError("secret must be 16-64 bytes")
+        self._offset = offset
         # A copy of a keyed state skips hashing the key block again: half the cost of a
         # fresh keyed blake2b, same digests.
         self._keyed = hashlib.blake2b(digest_size=8, key=secret)
@@ -186,7 +191,7 @@ class ConnectionIds:
 
     def issue(self, addr: bytes, now: float) -> int:
         """A connection id for the client at compact ``addr`` (IP bytes + 2-byte port)."""
-        bucket = int(now // self._bucket)
+        bucket = int((now + self._offset) // self._bucket)
         hit = self._recent.get(addr)
         if hit is not None and hit[0] == bucket:
             return hit[1]
@@ -198,7 +203,7 @@ class ConnectionIds:
 
     def valid(self, connection_id: int, addr: bytes, now: float) -> bool:
         """Was ``connection_id`` issued to ``addr`` in this bucket or the previous one?"""
-        bucket = int(now // self._bucket)
+        bucket = int((now + self._offset) // self._bucket)
         hit = self._recent.get(addr)
         if hit is not None and hit[0] == bucket and hit[1] == connection_id:
             return True

@@ -95,6 +95,42 @@ def _udp_url(v: object) -> str | None:
     return problem
 
 
+def _redis_url(v: object) -> str | None:
+    """``redis://`` / ``rediss://`` (TLS) with a host, or ``""`` (standalone). The URL's
+    password is never echoed back."""
+    assert isinstance(v, str)
+    if v == "":
+        return None
+    try:
+        parts = urllib.parse.urlsplit(v)
+        shown = v if parts.password is None else v.replace(f":{parts.password}@", ":***@", 1)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError as e:
+        return f"bad URL: {e}"
+    bad = f"bad URL {shown!r}"
+    if any(c.isspace() for c in v):
+        return f"{bad}: contains white space"
+    if parts.scheme not in ("redis", "rediss"):
+        return f"{bad}: expected redis:// or rediss://"
+    if not parts.hostname:
+        return f"{bad}: no host"
+    db = parts.path.lstrip("/")
+    if db and not db.isdigit():
+        return f"{bad}: the path is a database number (redis://host:6379/0)"
+    return None
+
+
+_NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+def _node_id(v: object) -> str | None:
+    assert isinstance(v, str)
+    if v == "" or _NODE_ID_RE.fullmatch(v):
+        return None
+    return (f"bad node id {v!r}: 1-64 letters, digits, '.', '_', ':' or '-', "
+            "starting with a letter or digit")
+
+
 def _networks(v: object) -> str | None:
     for item in v:  # type: ignore[attr-defined]
         try:
@@ -177,6 +213,9 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("seeding", "swarm_trickle_rate"): _at_least(1),
     ("seeding", "peer_request_queue"): _between(2, 2000),
     ("log", "level"): _one_of(LOG_LEVELS),
+    ("cluster", "redis_url"): _redis_url,
+    ("cluster", "node_id"): _node_id,
+    ("cluster", "seed_replicas"): _at_least(1),
     ("log", "format"): _one_of(LOG_FORMATS),
     ("buckets", "name"): _bucket_name,
     ("buckets", "backend"): _one_of(BACKENDS),

@@ -8,6 +8,7 @@ value is converted (``values.convert``), so a new field needs no code beyond its
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "TORRENT_FORMATS",
     "WEBSEEDS",
     "BucketConfig",
+    "ClusterConfig",
     "Config",
     "CredentialConfig",
     "EventsConfig",
@@ -150,6 +152,18 @@ class BucketConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    # Redis shared by the daemons of one cluster (redis:// or rediss://); "" = standalone.
+    redis_url: str = ""
+    node_id: str = ""  # unique per node; "" = the host name
+    seed_replicas: int = 2  # nodes seeding each torrent (rendezvous hashing on live nodes)
+
+    def node(self) -> str:
+        """This node's id: ``node_id``, else the host name."""
+        return self.node_id or socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True)
 class CredentialConfig:
     access_key: str
     secret_key: str
@@ -170,6 +184,7 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     seeding: SeedingConfig = field(default_factory=SeedingConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     buckets: tuple[BucketConfig, ...] = ()
     credentials: tuple[CredentialConfig, ...] = ()
 
@@ -198,6 +213,7 @@ SECTIONS: dict[str, type] = {
     "events": EventsConfig,
     "seeding": SeedingConfig,
     "log": LogConfig,
+    "cluster": ClusterConfig,
 }
 ARRAYS: dict[str, type] = {"buckets": BucketConfig, "credentials": CredentialConfig}
 

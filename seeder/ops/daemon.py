@@ -3,6 +3,7 @@
 ```
 run(config)                       trio.run, signals, exit code
 └── serve(config)                 one nursery; a crash of any child cancels all
+    ├── ClusterNode.run           Redis: shared swarms, catalog, membership [cluster]
     ├── TorrentService.run        generation jobs (single flight, bounded)
     ├── EventEndpoint.run         S3 event workers                    [events]
     ├── serve_http (S3 API)       GetObjectTorrent + web seed        [server.listen]
@@ -34,6 +35,8 @@ from prometheus_client import CollectorRegistry
 
 from httpshell import serve_http
 from seeder import __version__
+from seeder.cluster.node import ClusterNode
+from seeder.cluster.replicas import Replicas
 from seeder.config import Config, ConfigError, load
 from seeder.events.endpoint import EventEndpoint
 from seeder.metrics import SeederMetrics, serve_metrics
@@ -141,7 +144,7 @@ class Daemon:
 # Sections a reload cannot apply to a running daemon (listeners, limiters, the session and
 # the logging setup are built once): they keep their old values until a restart.
 _RESTART_SECTIONS = ("server", "tracker", "metrics", "state", "seeding", "generation", "scanner",
-                     "log")
+                     "log", "cluster")
 
 
 def _keep_sections(new: Config, old: Config) -> Config:
@@ -173,30 +176,43 @@ async def serve(
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=config.generation.threads * 2)
         seeding = _make_seeding(config, state_dir, metrics, catalog)
+        cluster = None
+        if config.cluster.redis_url:
+            c = config.cluster
+            cluster = ClusterNode(c.redis_url, c.node(), c.seed_replicas, registry)
+        # What seeds on demand: the policy, or in a cluster the policy behind the gate of
+        # the torrents this node owns.
+        demand: Seeding | Replicas | None = seeding
+        if cluster is not None and seeding is not None:
+            demand = cluster.replicas(seeding, lambda: list(catalog.entries()))
         on_announce = None
-        if seeding is not None:
+        if demand is not None:
             # An announce in a swarm is demand (issue 4): seed it if the session lacks it.
-            on_announce = functools.partial(seeding.on_announce, lookup=catalog.by_info_hash)
+            on_announce = functools.partial(demand.on_announce, lookup=catalog.by_info_hash)
         tracker = _make_tracker(config, registry, catalog, state_dir, on_announce)
+        if cluster is not None and tracker is not None:
+            cluster.attach_tracker(tracker, on_announce)
         listeners: list[Listener] = []
         if tracker is not None:
             listeners.append(_TrackerListener(tracker))
-        if seeding is not None:
-            listeners.append(seeding)
+        if demand is not None:
+            listeners.append(demand)
         torrents = TorrentService(
             catalog,
             stores,
             config,
             metrics=metrics,
-            chunk_sink_factory=seeding.chunk_sink if seeding else None,
+            chunk_sink_factory=demand.chunk_sink if demand else None,
             listeners=listeners,
         )
+        if cluster is not None:
+            cluster.attach_torrents(torrents)
         api = S3Api(
             Runtime.build(config, stores),
             torrents,
             metrics=metrics,
             seed_path=seeding.cached_file if seeding else None,
-            on_demand=seeding.on_demand if seeding else None,
+            on_demand=demand.on_demand if demand else None,
             gate=seeding,
         )
         # Events reach the torrent service like requests do (so, in a cluster, its shared
@@ -221,7 +237,10 @@ async def serve(
         # were made: relink them before the session resumes them and anyone asks.
         torrents.relink_all()
         async with trio.open_nursery() as nursery:
-            # Listeners first, the libtorrent session last (below): see there.
+            # The cluster first (the tracker's UDP key comes from it), then the listeners,
+            # the libtorrent session last (below): see there.
+            if cluster is not None:
+                await nursery.start(cluster.run)
             tb = None
             if tracker is not None:
                 t = config.tracker
@@ -258,7 +277,8 @@ async def serve(
             # ensure_seeding queues until then.
             if seeding is not None:
                 bound.bittorrent_port = await nursery.start(seeding.session.run)
-                restored = seeding.restore(list(catalog.entries()))
+                assert demand is not None
+                restored = demand.restore(list(catalog.entries()))
                 nursery.start_soon(seeding.run)
                 log.info("seeding %d cached torrents on port %d", restored,
                          bound.bittorrent_port)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -49,6 +49,7 @@ __all__ = [
     "Listener",
     "NotQualified",
     "ProgressLog",
+    "SharedStore",
     "TorrentService",
     "check_qualifies",
     "object_version",
@@ -96,6 +97,20 @@ class ChunkSink(Protocol):
     def write(self, offset: int, data: bytes | memoryview) -> None: ...
     def commit(self, info_hash_hex: str) -> None: ...
     def abort(self) -> None: ...
+
+
+class SharedStore(Protocol):
+    """Torrents shared with other daemons (cluster mode: seeder.cluster.shared_catalog)."""
+
+    async def generate_once(self, bucket: str, key: str, version_id: str | None,
+                            accept: Callable[[Entry], bool],
+                            generate: Callable[[], Awaitable[Entry]]) -> tuple[Entry, bool]:
+        """A shared entry ``accept`` takes, else ``generate()`` run once in the cluster
+        (and shared); the bool says whether it was made here."""
+        ...
+
+    def forgotten(self, entry: Entry) -> None:
+        """This daemon dropped ``entry`` (object gone)."""
 
 
 class Listener(Protocol):
@@ -317,8 +332,10 @@ class TorrentService:
         metrics: Any = None,
         chunk_sink_factory: ChunkSinkFactory | None = None,
         listeners: Iterable[Listener] = (),
+        shared: SharedStore | None = None,
     ) -> None:
         self.catalog = catalog
+        self.shared = shared
         self.stores = stores
         self.config = config
         self.metrics = metrics
@@ -406,8 +423,9 @@ class TorrentService:
         return await self._shared_job(store, bconf, info, version_id)
 
     def forget(self, bucket: str, key: str, version_id: str | None = None, *,
-               etag: str | None = None) -> Entry | None:
-        """Drop the entry (only if it still has ``etag``, when given) and tell the listeners."""
+               etag: str | None = None, share: bool = True) -> Entry | None:
+        """Drop the entry (only if it still has ``etag``, when given) and tell the listeners
+        (and, with ``share``, the other daemons of a cluster)."""
         if etag is not None:
             cur = self.catalog.get(bucket, key, version_id)
             if cur is None or cur.etag != etag:
@@ -417,7 +435,22 @@ class TorrentService:
             log.info("dropped the torrent for %s/%s (object gone)", bucket, key)
             self._notify_removed(old)
             self._update_catalog_gauge()
+            if share and self.shared is not None:
+                self.shared.forgotten(old)
         return old
+
+    def adopt(self, entry: Entry) -> None:
+        """Store a torrent another daemon of the cluster made (listeners told as for one
+        made here; an older object's entry does not replace a newer one). Raises
+        CatalogError."""
+        cur = self.catalog.get(entry.bucket, entry.key, entry.version_id)
+        if cur is not None and cur.etag == entry.etag and cur.torrent == entry.torrent:
+            return
+        self._store_entry(entry)
+
+    def local_entries(self) -> list[Entry]:
+        """Every torrent in this daemon's catalog. Raises CatalogError."""
+        return list(self.catalog.entries())
 
     def relink_all(self, buckets: Iterable[str] | None = None) -> int:
         """Relink every catalog torrent of a configured bucket (of ``buckets``, if given)
@@ -510,7 +543,7 @@ class TorrentService:
                         queued = False
                         self.metrics.generation_queue_depth.dec()
                     started = time.monotonic()
-                    entry = await self._generate(store, bconf, info, version_id, name)
+                    entry = await self._generate_shared(store, bconf, info, version_id, name)
             finally:
                 if queued:
                     self.metrics.generation_queue_depth.dec()
@@ -536,6 +569,27 @@ class TorrentService:
                 self.metrics.generations_total.labels(result=result).inc()
                 if result == "ok":
                     self.metrics.generation_duration_seconds.observe(time.monotonic() - started)
+
+    async def _generate_shared(self, store: Store, bconf: BucketConfig, info: ObjectInfo,
+                               version_id: str | None, name: str) -> Entry:
+        """``_generate``, or in a cluster the torrent another daemon made of the object as
+        it is now (relinked to this daemon's config if its links differ)."""
+        if self.shared is None:
+            return await self._generate(store, bconf, info, version_id, name)
+
+        def accept(entry: Entry) -> bool:
+            return entry.version_id == version_id and is_current(entry, info, bconf)
+
+        entry, made_here = await self.shared.generate_once(
+            info.bucket, info.key, version_id, accept,
+            lambda: self._generate(store, bconf, info, version_id, name))
+        if not made_here:
+            version = object_version(info, version_id)
+            want = self._links(store, bconf, info.key, version)
+            if entry.object_version != version or not _has_links(entry, want):
+                entry = _relinked(entry, want, version, info.last_modified) or entry
+            log.info("took the torrent for %s from the cluster (no hashing)", name)
+        return entry
 
     async def _generate(self, store: Store, bconf: BucketConfig, info: ObjectInfo,
                         version_id: str | None, name: str) -> Entry:

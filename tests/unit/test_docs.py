@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from seeder.cluster.link import ClusterMetrics
 from seeder.metrics import SeederMetrics
 from tracker.metrics import TrackerMetrics
 
@@ -69,8 +70,9 @@ def code_metrics(doc_labels: dict[str, frozenset[str]]) -> tuple[Found, list[str
     """
     registry = CollectorRegistry()
     seeder, tracker = SeederMetrics(registry), TrackerMetrics(registry)
+    cluster = ClusterMetrics(registry)
     problems: list[str] = []
-    for obj in [*vars(seeder).values(), *vars(tracker).values()]:
+    for obj in [*vars(seeder).values(), *vars(tracker).values(), *vars(cluster).values()]:
         if not (hasattr(obj, "labels") and hasattr(obj, "describe")):
             continue  # the registry itself, ProcessCollector, private state
         (family,) = obj.describe()

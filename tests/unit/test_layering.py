@@ -42,9 +42,14 @@ ALLOWED: dict[str, frozenset[str]] = {
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
          "httpshell"}
     ),
+    "seeder.cluster": frozenset(
+        {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
+         "seeder.seed", "tracker", "httpshell"}
+    ),
     "seeder.ops": frozenset(
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
-         "seeder.seed", "seeder.s3api", "seeder.events", "tracker", "httpshell"}
+         "seeder.seed", "seeder.s3api", "seeder.events", "seeder.cluster", "tracker",
+         "httpshell"}
     ),
     "seeder.__main__": frozenset({"seeder.ops"}),
 }
@@ -75,6 +80,10 @@ PURE = (
     "seeder.events.auth",
     "seeder.events.ordering",
     "seeder.events.pending",
+    "seeder.cluster.keys",
+    "seeder.cluster.records",
+    "seeder.cluster.scripts",
+    "seeder.cluster.rendezvous",
 )
 IO_LIBRARIES = ("trio", "boto3", "botocore", "libtorrent", "prometheus_client", "sqlite3",
                 "coredis", "redis")

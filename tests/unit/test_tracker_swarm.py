@@ -304,3 +304,37 @@ def test_clean_in_slices_matches_one_clean():
     check_invariants(sliced)
     with pytest.raises(ValueError):
         sliced.clean(late, limit=0)
+
+
+def test_merge_peer_stores_other_trackers_peers_with_their_deadline():
+    s = make()
+    s.register([H1])
+    assert s.merge_peer(H2, v4(9), PID, False, 50.0) is False  # not registered here
+    assert s.merge_peer(H1, v4(1), PID, False, 50.0)
+    assert s.merge_peer(H1, v6(2), PID, True, 150.0)
+    assert s.scrape(H1) == (1, 0, 1)
+    assert set(announce(s, H1, v4(3), now=10.0)) == {v4(1), v6(2)}
+    # An older word changes nothing; a later one moves the deadline and the role, and
+    # counts no download (the tracker that heard it counted it).
+    assert s.merge_peer(H1, v4(1), PID, True, 20.0) is False
+    assert s.merge_peer(H1, v4(1), b"x" * 20, True, 300.0)
+    assert s.scrape(H1) == (2, 0, 1)
+    assert s.get(H1).peers[v4(1)].peer_id == b"x" * 20
+    check_invariants(s)
+    s.clean(170.0)  # v6(2) expired at 150, v4(3) (announced at 10, timeout 100) at 110
+    assert set(s.get(H1).peers) == {v4(1)}
+    s.add_downloaded(H1, 2)
+    s.add_downloaded(H2, 5)  # unknown: ignored
+    assert s.scrape(H1) == (1, 2, 0)
+    assert s.drop_peer(H1, v4(1)) and not s.drop_peer(H1, v4(1))
+    assert s.scrape(H1) == (0, 2, 0)
+    assert [x.hashes for x in s.registered()] == [(H1,)]
+    check_invariants(s)
+
+
+def test_merge_peer_respects_caps():
+    s = make(max_peers_per_swarm=1)
+    s.register([H1])
+    assert s.merge_peer(H1, v4(1), PID, False, 50.0)
+    assert not s.merge_peer(H1, v4(2), PID, False, 50.0)
+    check_invariants(s)

@@ -1,0 +1,157 @@
+"""The Lua scripts the cluster runs in Redis (data, no I/O here).
+
+Each one is a single round trip that does a whole step atomically, with Redis's own
+clock (``TIME``) so that no two nodes' clocks are ever compared. Works on Redis >= 6.2
+(``ZADD GT``, ``XADD MINID``, exclusive ``XRANGE``; Debian's 7.0 has them) and Valkey.
+The scripts build key names from a prefix argument, so they need one Redis (or Sentinel),
+not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = ["HEARTBEAT", "LEASE_RELEASE", "LEASE_RENEW", "PUBLISH", "PUSH_PULL", "RESYNC"]
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+# Apply one node's batch of peer changes (records.py), append it to the change log, and
+# return what the other nodes appended since ARGV[4].
+# KEYS: 1 change log, 2 downloads hash. ARGV: 1 swarm key prefix, 2 batch, 3 node id,
+# 4 last log id read, 5 max entries to return, 6 ms of log kept, 7 swarm key TTL ms.
+# Returns {now ms, last id read, {id, batch, id, batch, ...}, gap (1: the entry ARGV[4]
+# was trimmed, others after it may have been too, unread: resync)}.
+PUSH_PULL = _NOW + """
+local blob = ARGV[2]
+local n = #blob
+local i = 1
+local pfx = ARGV[1]
+local touched = {}
+local function u32(j)
+  local a, b, c, d = string.byte(blob, j, j + 3)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+while i <= n do
+  local op = string.byte(blob, i)
+  local kind = op % 4
+  local ih = string.sub(blob, i + 1, i + 20)
+  i = i + 21
+  if kind == 2 then
+    redis.call('HINCRBY', KEYS[2], ih, u32(i))
+    i = i + 4
+  else
+    local alen = 6
+    if math.floor(op / 8) % 2 == 1 then alen = 18 end
+    local addr = string.sub(blob, i, i + alen - 1)
+    local pid = string.sub(blob, i + alen, i + alen + 19)
+    local key = pfx .. ih
+    i = i + alen + 20
+    if kind == 1 then
+      redis.call('ZREM', key, addr .. pid)
+    else
+      local ttl = u32(i)
+      i = i + 4
+      if math.floor(op / 16) % 2 == 1 then
+        redis.call('ZREM', key, addr .. string.sub(blob, i, i + 19))
+        i = i + 20
+      end
+      local score = (now + ttl) * 2 + math.floor(op / 4) % 2
+      redis.call('ZADD', key, 'GT', string.format('%.0f', score), addr .. pid)
+      touched[key] = true
+    end
+  end
+end
+local floor = '(' .. string.format('%.0f', now * 2)
+for key in pairs(touched) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
+  redis.call('PEXPIRE', key, ARGV[7])
+end
+if n > 0 then
+  redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%.0f', now - tonumber(ARGV[6])),
+             '*', 'n', ARGV[3], 'd', blob)
+end
+local gap = 0
+local last = ARGV[4]
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then
+  local fms, fseq = string.match(first[1][1], '(%d+)-(%d+)')
+  local lms, lseq = string.match(last, '(%d+)-(%d+)')
+  fms, fseq, lms, lseq = tonumber(fms), tonumber(fseq), tonumber(lms), tonumber(lseq)
+  if lms > 0 and (fms > lms or (fms == lms and fseq > lseq)) then gap = 1 end
+end
+local out = {}
+local entries = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', ARGV[5])
+for _, e in ipairs(entries) do
+  last = e[1]
+  local f = e[2]
+  local node, data = nil, nil
+  for j = 1, #f, 2 do
+    if f[j] == 'n' then node = f[j + 1] elseif f[j] == 'd' then data = f[j + 1] end
+  end
+  if node ~= ARGV[3] and data then
+    out[#out + 1] = e[1]
+    out[#out + 1] = data
+  end
+end
+return {string.format('%.0f', now), last, out, gap}
+"""
+
+# Everything Redis holds for the swarms of ARGV[2..] (info-hashes), and where the change
+# log ends now (read from there on). KEYS: 1 change log, 2 downloads hash.
+# ARGV: 1 swarm key prefix, 2.. info-hashes.
+# Returns {now ms, last log id, {members-with-scores of hash 1, downloads of hash 1, ...}}.
+RESYNC = _NOW + """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local lastid = '0-0'
+if #last > 0 then lastid = last[1][1] end
+local floor = string.format('%.0f', now * 2)
+local out = {}
+for j = 2, #ARGV do
+  local key = ARGV[1] .. ARGV[j]
+  out[#out + 1] = redis.call('ZRANGEBYSCORE', key, floor, '+inf', 'WITHSCORES')
+  out[#out + 1] = redis.call('HGET', KEYS[2], ARGV[j]) or ''
+end
+return {string.format('%.0f', now), lastid, out}
+"""
+
+# A node's heartbeat: record it (Redis clock), forget nodes silent for ARGV[2] ms, and
+# return the live node ids. KEYS: 1 node set. ARGV: 1 node id, 2 dead after ms,
+# 3 "leave" to remove this node (a clean shutdown) instead.
+HEARTBEAT = _NOW + """
+if ARGV[3] == 'leave' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+# Extend a lease this node holds. KEYS: 1 lease. ARGV: 1 token, 2 ms. Returns 1 if held.
+LEASE_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# Give a lease back, only if this node still holds it. KEYS: 1 lease. ARGV: 1 token.
+LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+# Record a catalog change and tell the other nodes. KEYS: 1 record, 2 catalog log.
+# ARGV: 1 node id, 2 'put' or 'del', 3 record name, 4 the record (put), 5 log entries kept.
+PUBLISH = """
+if ARGV[2] == 'put' then
+  redis.call('SET', KEYS[1], ARGV[4])
+else
+  redis.call('DEL', KEYS[1])
+end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'n', ARGV[1], 'o', ARGV[2],
+                  'k', ARGV[3])
+"""

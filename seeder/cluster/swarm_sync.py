@@ -1,0 +1,278 @@
+"""One swarm per torrent across the cluster: this node's announces go to Redis, the other
+nodes' come back into this node's tracker.
+
+Every node answers announces from its own in-memory swarms (the tracker's fast path is
+unchanged but for one dict write per announce, :meth:`SwarmSync.record`). Every
+``FLUSH_EVERY`` seconds one Lua script (``scripts.PUSH_PULL``, one round trip) applies this
+node's coalesced changes to the swarms' sorted sets in Redis, appends them to the change
+log, and returns what the other nodes appended since the last tick; those are merged into
+the local swarms (``Swarms.merge_peer`` / ``drop_peer`` / ``add_downloaded``). A peer
+announced to any node is in every node's answers one tick later; ``stopped`` removes it
+everywhere; every node expires it at the deadline of its last announce, whichever node
+heard it (deadlines travel as "ms to live", converted through the Redis clock).
+
+Catching up: at the first contact, after Redis was unreachable (the link's epoch
+changed), or when the change log was trimmed past what this node read, the node pushes its
+whole local view (Redis may have restarted empty: it runs without persistence in most
+deployments) and reads every registered swarm's sorted set and download count back
+(``scripts.RESYNC``, :meth:`SwarmSync.resync`): every node ends with the union. A swarm
+registered later (a torrent another node made) is read the same way at the next tick. A
+peer that stopped on another node while this one could not hear it stays until its
+deadline.
+
+While Redis is unreachable the changes wait, coalesced per (swarm, peer), at most
+``MAX_PENDING``; beyond that they are dropped and the whole local view is pushed at
+recovery instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import trio
+
+from seeder.cluster import records, scripts
+from seeder.cluster.keys import DEFAULT_KEYS, Keys
+from seeder.cluster.link import ClusterMetrics, RedisLink, Unavailable
+from tracker.core import TrackerCore
+from tracker.swarm import Swarm
+
+__all__ = ["FLUSH_EVERY", "SwarmSync"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 0.1  # s between push/pull round trips
+READ_COUNT = 256  # change-log entries per round trip
+LOG_KEEP_MS = 120_000  # how long the change log keeps a batch (a node reads it every 0.1 s)
+MAX_PENDING = 500_000  # coalesced changes held while Redis is unreachable
+RESYNC_BATCH = 2_000  # swarms per resync round trip
+PUSH_BATCH = 20_000  # peer changes per push round trip (~1 MB)
+SWARM_KEY_MARGIN_MS = 60_000  # a swarm key outlives its last peer's deadline by this
+
+
+class SwarmSync:
+    """The tracker's :class:`~tracker.peerlog.PeerLog` in cluster mode, and its sync task."""
+
+    def __init__(self, link: RedisLink, core: TrackerCore, node_id: str, *,
+                 keys: Keys = DEFAULT_KEYS, metrics: ClusterMetrics | None = None,
+                 flush_every: float = FLUSH_EVERY,
+                 clock: Callable[[], float] = trio.current_time,
+                 on_announce: Callable[[bytes], None] | None = None) -> None:
+        """``on_announce``: told the info-hash of every peer another node stored (the
+        seeding policy's demand hook, as for the tracker's own announces)."""
+        self.link = link
+        self.on_announce = on_announce
+        self.core = core
+        self.node_id = node_id.encode()
+        self.keys = keys
+        self.metrics = metrics
+        self.flush_every = flush_every
+        self.clock = clock
+        self.peer_timeout = core.swarms.peer_timeout
+        # ih + addr -> (peer id, peer id to replace, seeder, stopped, time heard)
+        self._pending: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
+        self._downloads: dict[bytes, int] = {}
+        self._overflow = False  # pending dropped: push the whole local view at recovery
+        self._last_id = b"0-0"
+        self._epoch = 0  # the link epoch caught up with
+        self._watch: set[bytes] = set()
+        self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
+        self.ticks = 0  # round trips done (tests wait on it)
+
+    # -- the tracker's hot path ------------------------------------------------------------
+
+    def record(self, swarm: Swarm, addr: bytes, peer_id: bytes, prev_id: bytes | None,
+               seeder: bool, stopped: bool, downloads: int, now: float) -> None:
+        """PeerLog: one accepted announce (a dict write; coalesced until the next tick)."""
+        ih = swarm.hashes[0]
+        if downloads:
+            self._downloads[ih] = self._downloads.get(ih, 0) + downloads
+        k = ih + addr
+        old = self._pending.get(k)
+        if old is not None:
+            prev_id = old[1]  # Redis still holds what the first pending change replaces
+        elif len(self._pending) >= MAX_PENDING:
+            self._pending.clear()
+            self._overflow = True
+        self._pending[k] = (peer_id, prev_id, seeder, stopped, now)
+
+    def watch(self, hashes: Iterable[bytes]) -> None:
+        """A swarm was registered here: read what Redis holds for it at the next tick."""
+        self._watch.add(next(iter(hashes)))
+
+    # -- the task -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Push and pull every ``flush_every`` seconds, forever. Redis failures are the
+        link's business (degraded); this loop just tries again at the next tick."""
+        task_status.started()
+        while True:
+            try:
+                await self.tick()
+            except Unavailable:
+                pass
+            await trio.sleep(self.flush_every)
+
+    async def tick(self) -> None:
+        """One round: push, pull, and catch up where needed. Raises Unavailable."""
+        if self.link.epoch != self._epoch or self._overflow:
+            epoch = self.link.epoch
+            self._overflow = False
+            self._push_all_later()
+            await self.push_pull()
+            await self.resync(None)
+            self._epoch = max(epoch, 1)
+        elif self._watch:
+            await self.push_pull()
+            watch, self._watch = self._watch, set()
+            await self.resync(watch)
+        else:
+            while await self.push_pull() >= READ_COUNT:
+                pass
+        self.ticks += 1
+
+    async def push_pull(self) -> int:
+        """Send the pending changes, apply the other nodes' new ones; the number of log
+        entries read. Raises Unavailable (unsent changes stay for the next try)."""
+        read = 0
+        while True:
+            pending, downloads = self._pending, self._downloads
+            rest: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
+            if len(pending) > PUSH_BATCH:  # a whole view after an outage: in slices
+                items = list(pending.items())
+                pending, rest = dict(items[:PUSH_BATCH]), dict(items[PUSH_BATCH:])
+            self._pending, self._downloads = rest, {}
+            try:
+                read += await self._push_pull(pending, downloads)
+            except Unavailable:
+                self._restore(pending, downloads)
+                raise
+            if not self._pending or not rest:
+                return read
+
+    async def _push_pull(self, pending: dict[bytes, tuple[bytes, bytes | None, bool, bool,
+                                                          float]],
+                         downloads: dict[bytes, int]) -> int:
+        blob = self._encode(pending, downloads, self.clock())
+        reply = await self.link.script(
+            scripts.PUSH_PULL, [self.keys.log, self.keys.downloads],
+            [self.keys.swarm_prefix, blob, self.node_id, self._last_id, READ_COUNT,
+             LOG_KEEP_MS, self._ttl_arg])
+        if self.metrics is not None and pending:
+            self.metrics.synced_peers.labels(direction="out").inc(len(pending))
+        now_ms, last_id, entries, gap = int(reply[0]), reply[1], reply[2], int(reply[3])
+        self._last_id = last_id
+        if gap:
+            log.info("cluster: the swarm change log moved past this node: reading it all again")
+            self._epoch = 0
+        self._apply(entries, now_ms, self.clock())
+        return len(entries) // 2
+
+    async def resync(self, hashes: Iterable[bytes] | None) -> None:
+        """Read the swarms of ``hashes`` (None: every registered swarm) from Redis into the
+        local ones. Raises Unavailable."""
+        if hashes is None:
+            wanted = [s.hashes[0] for s in self.core.swarms.registered()]
+        else:
+            wanted = list(hashes)
+        for start in range(0, len(wanted), RESYNC_BATCH):
+            batch = wanted[start : start + RESYNC_BATCH]
+            reply = await self.link.script(
+                scripts.RESYNC, [self.keys.log, self.keys.downloads],
+                [self.keys.swarm_prefix, *batch])
+            now_ms, last_id, out = int(reply[0]), reply[1], reply[2]
+            if start == 0 and hashes is None:
+                self._last_id = last_id  # the log from here on; earlier is in the sets
+            local_now = self.clock()
+            for j, ih in enumerate(batch):
+                self._load_swarm(ih, out[2 * j], out[2 * j + 1], now_ms, local_now)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _encode(self, pending: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]],
+                downloads: dict[bytes, int], now: float) -> bytes:
+        parts: list[bytes] = []
+        timeout = self.peer_timeout
+        upsert, stopped_rec = records.encode_upsert, records.encode_stopped
+        for k, (peer_id, prev_id, seeder, stopped, heard) in pending.items():
+            ih, addr = k[:20], k[20:]
+            if stopped:
+                parts.append(stopped_rec(ih, addr, prev_id or peer_id))
+            else:
+                ttl_ms = (heard + timeout - now) * 1000
+                parts.append(upsert(ih, addr, peer_id, seeder, ttl_ms, prev_id))
+        for ih, count in downloads.items():
+            parts.append(records.encode_downloads(ih, count))
+        return b"".join(parts)
+
+    def _restore(self, pending: dict, downloads: dict[bytes, int]) -> None:
+        """Put changes that could not be sent back under the ones recorded meanwhile."""
+        for k, v in self._pending.items():
+            old = pending.get(k)
+            pending[k] = v if old is None else (v[0], old[1], *v[2:])
+        self._pending = pending
+        for ih, n in self._downloads.items():
+            downloads[ih] = downloads.get(ih, 0) + n
+        self._downloads = downloads
+        if len(self._pending) > MAX_PENDING:
+            self._pending.clear()
+            self._overflow = True
+
+    def _push_all_later(self) -> None:
+        """Queue the whole local view as pending changes (catching up)."""
+        now = self.clock()
+        width = self.core.swarms.sweep_every
+        for swarm in self.core.swarms.registered():
+            ih = swarm.hashes[0]
+            for addr, peer in swarm.peers.items():
+                heard = peer.expires * width - self.peer_timeout  # about when it announced
+                self._pending.setdefault(ih + addr, (peer.peer_id, None, not peer.slot & 1,
+                                                     False, min(heard, now)))
+
+    def _apply(self, entries: list[bytes], now_ms: int, local_now: float) -> None:
+        swarms = self.core.swarms
+        changes = 0
+        demand: set[bytes] = set()
+        for j in range(0, len(entries), 2):
+            age_ms = now_ms - int(entries[j].split(b"-", 1)[0])
+            try:
+                for c in records.decode_changes(entries[j + 1]):
+                    changes += 1
+                    if c.kind == records.UPSERT:
+                        expires = local_now + (c.ttl_ms - age_ms) / 1000
+                        if swarms.merge_peer(c.info_hash, c.addr, c.peer_id, c.seeder, expires):
+                            demand.add(c.info_hash)
+                    elif c.kind == records.STOPPED:
+                        swarms.drop_peer(c.info_hash, c.addr)
+                    else:
+                        swarms.add_downloaded(c.info_hash, c.count)
+            except records.RecordError as exc:
+                log.warning("cluster: skipping a swarm change batch: %s", exc)
+        if self.metrics is not None and changes:
+            self.metrics.synced_peers.labels(direction="in").inc(changes)
+        if self.on_announce is not None:
+            for ih in demand:
+                self.on_announce(ih)
+
+    def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
+                    local_now: float) -> None:
+        swarms = self.core.swarms
+        swarm = swarms.get(ih)
+        if swarm is None:
+            return
+        for j in range(0, len(members), 2):
+            member, score = members[j], int(members[j + 1])
+            addr, peer_id = member[:-20], member[-20:]
+            if len(addr) not in (6, 18):
+                continue
+            expires = local_now + ((score >> 1) - now_ms) / 1000
+            swarms.merge_peer(ih, addr, peer_id, bool(score & 1), expires)
+        swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self._downloads.get(ih, 0))
+
+
+def wall_offset(clock: Callable[[], float] = trio.current_time) -> float:
+    """Seconds to add to ``clock()`` to get the wall clock (for UDP connection ids that
+    every node computes alike)."""
+    return time.time() - clock()

@@ -1,0 +1,171 @@
+"""seeder.cluster's pure parts: record codecs, key names, rendezvous hashing, the [cluster]
+config rules, and the swarm sync's coalescing of announces (no Redis)."""
+
+from __future__ import annotations
+
+import collections
+import random
+from pathlib import Path
+
+import pytest
+
+from seeder.cluster import records
+from seeder.cluster.keys import Keys, catalog_name, redact
+from seeder.cluster.rendezvous import owners
+from seeder.cluster.swarm_sync import SwarmSync
+from seeder.config import ConfigError, load
+from seeder.torrent.entry import Entry
+from tracker.core import TrackerCore
+
+IH = b"\x01" * 20
+A4 = bytes([10, 0, 0, 1, 0x1A, 0xE1])
+A6 = b"\x20\x01" + bytes(13) + b"\x01\x1a\xe1"
+P1, P2 = b"-AA0001-" + b"1" * 12, b"-AA0001-" + b"2" * 12
+
+
+def test_peer_changes_round_trip() -> None:
+    blob = b"".join([
+        records.encode_upsert(IH, A4, P1, True, 1234.7, None),
+        records.encode_upsert(IH, A6, P2, False, 5, P1),
+        records.encode_upsert(IH, A4, P1, False, -3, P1),  # same id: no replacement
+        records.encode_stopped(IH, A6, P2),
+        records.encode_downloads(IH, 3),
+    ])
+    got = list(records.decode_changes(blob))
+    assert got == [
+        records.Change(records.UPSERT, IH, A4, P1, True, 1234, 0),
+        records.Change(records.UPSERT, IH, A6, P2, False, 5, 0),
+        records.Change(records.UPSERT, IH, A4, P1, False, 0, 0),
+        records.Change(records.STOPPED, IH, A6, P2, False, 0, 0),
+        records.Change(records.DOWNLOADS, IH, b"", b"", False, 0, 3),
+    ]
+    assert len(records.encode_upsert(IH, A4, P1, True, 1, None)) == 51
+
+
+@pytest.mark.parametrize("blob", [
+    records.encode_upsert(IH, A4, P1, True, 1, None)[:-1],
+    records.encode_downloads(IH, 1)[:-2],
+    bytes([3]) + IH,
+])
+def test_bad_peer_changes_are_refused(blob: bytes) -> None:
+    with pytest.raises(records.RecordError):
+        list(records.decode_changes(blob))
+
+
+def _entry(**kw: object) -> Entry:
+    base = dict(bucket="b", key="k/ü.bin", etag='"e"', version_id=None, size=10,
+                last_modified=1.5, torrent=b"d4:infod...ee", info_hash_v1=b"\x02" * 20,
+                info_hash_v2=None, piece_length=16384, format="v1", created_at=2.0)
+    base.update(kw)
+    return Entry(**base)  # type: ignore[arg-type]
+
+
+def test_catalog_entries_round_trip() -> None:
+    for e in (_entry(), _entry(version_id="v1", info_hash_v2=b"\x03" * 32, format="hybrid")):
+        assert records.decode_entry(records.encode_entry(e)) == e
+
+
+@pytest.mark.parametrize("value", [b"", b"\x00\x00\x00\x05{}", b"\x00\x00\x00\x02[]xx"])
+def test_bad_catalog_records_are_refused(value: bytes) -> None:
+    with pytest.raises(records.RecordError):
+        records.decode_entry(value)
+
+
+def test_keys_and_redaction() -> None:
+    k = Keys(b"x:")
+    assert k.swarm(IH) == b"x:sw:" + IH and k.nodes == b"x:nodes"
+    assert catalog_name("b", "a/b", None) == b"b\0a/b\0"
+    assert catalog_name("b", "a", "v9") == b"b\0a\0v9"
+    assert redact("rediss://u:secret@h:6380/2") == "rediss://u:***@h:6380/2"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_rendezvous_is_stable_balanced_and_moves_little() -> None:
+    nodes = ["a", "b", "c"]
+    items = [f"bucket\0key{i}".encode() for i in range(3000)]
+    before = {i: owners(i, nodes, 2) for i in items}
+    assert all(len(set(o)) == 2 for o in before.values())
+    assert owners(items[0], reversed(nodes), 2) == before[items[0]]  # order-free
+    load_ = collections.Counter(n for o in before.values() for n in o)
+    assert all(1800 < load_[n] < 2200 for n in nodes)  # ~2/3 of the items each
+    # "c" dies: only items it held move, each to "a" and "b".
+    after = {i: owners(i, ["a", "b"], 2) for i in items}
+    assert all(set(after[i]) == {"a", "b"} for i in items)
+    # A fourth node takes about a quarter of the seats, from everyone.
+    four = {i: owners(i, [*nodes, "d"], 2) for i in items}
+    moved = sum(len(set(before[i]) - set(four[i])) for i in items)
+    assert 0.2 < moved / (2 * len(items)) < 0.3
+    assert owners(b"x", ["a"], 2) == ["a"] and owners(b"x", [], 2) == []
+
+
+def _config(here: Path, text: str, env: dict[str, str] | None = None) -> object:
+    (here / "data").mkdir(exist_ok=True)
+    path = here / "seeder.toml"
+    path.write_text(text + '\n[[buckets]]\nname = "data"\npath = "data"\n')
+    return load(path, env or {})
+
+
+def test_cluster_config(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, "")
+    assert (cfg.cluster.redis_url, cfg.cluster.seed_replicas) == ("", 2)  # type: ignore[attr-defined]
+    assert cfg.cluster.node()  # type: ignore[attr-defined]  # the host name
+    cfg = _config(tmp_path, '[cluster]\nredis_url = "rediss://u:p@r:6380/3"\nnode_id = "n-1"\n',
+                  {"SEEDER_CLUSTER_NODE_ID": "n2", "SEEDER_CLUSTER_SEED_REPLICAS": "3"})
+    c = cfg.cluster  # type: ignore[attr-defined]
+    assert (c.redis_url, c.node(), c.seed_replicas) == ("rediss://u:p@r:6380/3", "n2", 3)
+    cfg = _config(tmp_path, "", {"SEEDER_CLUSTER_REDIS_URL": "redis://10.0.0.5:6379/0"})
+    assert cfg.cluster.redis_url == "redis://10.0.0.5:6379/0"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('redis_url = "http://r:6379"', "cluster.redis_url: bad URL 'http://r:6379': expected "
+     "redis:// or rediss://"),
+    ('redis_url = "redis://:hunter2@"', "cluster.redis_url: bad URL 'redis://:***@': no host"),
+    ('redis_url = "redis://r:6379/zero"', "cluster.redis_url: bad URL 'redis://r:6379/zero': "
+     "the path is a database number (redis://host:6379/0)"),
+    ('redis_url = "redis://r:99999"', "cluster.redis_url: bad URL: Port out of range 0-65535"),
+    ('node_id = "a b"', "cluster.node_id: bad node id 'a b'"),
+    ("seed_replicas = 0", "cluster.seed_replicas: must be at least 1, got 0"),
+])
+def test_bad_cluster_config_is_one_line(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _config(tmp_path, f"[cluster]\n{text}\n")
+    (line,) = info.value.problems
+    assert problem in line and "hunter2" not in line
+
+
+class _NoLink:
+    epoch = 0
+
+
+def test_swarm_sync_coalesces_announces() -> None:
+    core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
+    core.register([IH])
+    sync = SwarmSync(_NoLink(), core, "n", clock=lambda: 0.0)  # type: ignore[arg-type]
+    core.peer_log = sync
+    swarm = core.swarms.get(IH)
+    assert swarm is not None
+
+    def q(peer_id: bytes, rest: bytes = b"&left=5") -> bytes:
+        return b"info_hash=" + b"%01" * 20 + b"&port=6881&compact=1&peer_id=" + peer_id + rest
+
+    core.http_announce(q(P1), [], "10.0.0.1", 1.0)
+    core.http_announce(q(P2), [], "10.0.0.1", 2.0)  # same address, new peer id
+    core.http_announce(q(P2, b"&event=completed&left=0"), [], "10.0.0.2", 3.0)
+    pending = dict(sync._pending)
+    assert len(pending) == 2
+    # The first change of 10.0.0.1 added it (nothing in Redis to replace) ...
+    assert pending[IH + A4][:4] == (P2, None, False, False)
+    blob = sync._encode(pending, sync._downloads, 10.0)
+    changes = list(records.decode_changes(blob))
+    assert [(c.kind, c.addr, c.seeder, c.ttl_ms) for c in changes] == [
+        (records.UPSERT, A4, False, 192_000),  # timeout 200 s, heard at 2, flushed at 10
+        (records.UPSERT, bytes([10, 0, 0, 2, 0x1A, 0xE1]), True, 193_000),
+        (records.DOWNLOADS, b"", False, 0),
+    ]
+    # ... a stopped one removes what Redis has: the id stored before.
+    sync._pending.clear()
+    core.http_announce(q(P1, b"&event=stopped&left=5"), [], "10.0.0.1", 4.0)
+    assert sync._pending[IH + A4][:4] == (P1, P2, False, True)
+    (stop,) = records.decode_changes(sync._encode(sync._pending, {}, 5.0))
+    assert (stop.kind, stop.peer_id) == (records.STOPPED, P2)
