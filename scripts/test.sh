@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools the tests drive for real: systemd-analyze (unit checks), promtool (metrics lint),
-# aria2c and transmission-cli (BitTorrent clients besides libtorrent), redis-server (cluster mode).
+# aria2c and transmission-cli (BitTorrent clients besides libtorrent), redis-server (cluster mode),
+# s3cmd (an S3 client).
 need_apt=()
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v aria2c >/dev/null 2>&1 || need_apt+=(aria2)
+command -v s3cmd >/dev/null 2>&1 || need_apt+=(s3cmd)
 command -v transmission-cli >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then

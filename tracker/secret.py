@@ -33,12 +33,12 @@ def load_or_create(path: str | os.PathLike[str]) -> bytes:
     except FileNotFoundError:
         key = None
     except OSError as exc:
-        log.warning("tracker key %s unreadable (%s): writing a new one", path, exc.strerror)
+        log.warning("key file %s unreadable (%s): writing a new one", path, exc.strerror)
         key = None
     if key is not None:
         if len(key) == KEY_BYTES:
             return key
-        log.warning("tracker key %s is %d bytes, not %d: writing a new one",
+        log.warning("key file %s is %d bytes, not %d: writing a new one",
                     path, len(key), KEY_BYTES)  # fmt: skip
     key = secrets.token_bytes(KEY_BYTES)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -214,6 +214,7 @@ async def serve(
             seed_path=seeding.cached_file if seeding else None,
             on_demand=demand.on_demand if demand else None,
             gate=seeding,
+            webseed_key=_webseed_key(state_dir),
         )
         # Events reach the torrent service like requests do (so, in a cluster, its shared
         # catalog); the endpoint answers while [events] enabled, even after a reload.
@@ -340,6 +341,17 @@ class _TrackerListener:
 
     def torrent_relinked(self, entry: Entry) -> None:
         pass  # same info-hashes: nothing to register
+
+
+def _webseed_key(state_dir: Path) -> bytes:
+    """The key of private buckets' web seed capabilities (s3api.capability): kept in the
+    state dir so that torrents handed out before a restart keep working, and the same on
+    every node that shares the file."""
+    key_path = state_dir / "webseed.key"
+    try:
+        return load_or_create(key_path)
+    except OSError as exc:
+        raise DaemonError(f"web seed key {key_path}: {exc.strerror or exc}") from None
 
 
 def _make_tracker(

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
 import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -25,9 +24,9 @@ import trio
 from httpshell import Request, Response
 from seeder.config import BucketConfig, Config
 from seeder.metrics import SeederMetrics
+from seeder.s3api import bodies, capability, sigv4
 from seeder.s3api import errors as s3errors
 from seeder.s3api import request as s3request
-from seeder.s3api import sigv4
 from seeder.s3api.auth import authenticate
 from seeder.s3api.bucketreads import BucketReads, operation_name
 from seeder.s3api.conditional import Outcome, Validators, evaluate, http_date, range_applies
@@ -47,13 +46,18 @@ from seeder.store import (
 )
 from seeder.torrent import metainfo
 from seeder.torrent.entry import Entry
-from seeder.torrent.service import NotQualified, TorrentService, check_qualifies, presigns_webseed
+from seeder.torrent.service import (
+    NotQualified,
+    TorrentService,
+    check_qualifies,
+    presigns_webseed,
+    webseed_url,
+)
 from tracker.clientaddr import Network, client_host, parse_proxies
 
 log = logging.getLogger(__name__)
 
 TORRENT_TYPE = b"application/x-bittorrent"
-_STREAM_CHUNK = 256 * 1024
 BUSY_MESSAGE = "The web seed is busy: get these pieces from the swarm."
 SUPERSEDED_REMEMBERED = 4096  # HEADs of superseded versions kept (~200 bytes each)
 
@@ -129,10 +133,12 @@ class S3Api:
         on_demand: Callable[[Entry], None] | None = None,
         gate: WebSeedGateHook | None = None,
         clock: Callable[[], float] = time.time,
+        webseed_key: bytes | None = None,
     ) -> None:
         """``seed_path``: where the seed cache holds an object's bytes (the web seed serves
         them from there); ``on_demand``: called on every GetObjectTorrent; ``gate``: asked
-        before each web seed GET (None: always serve)."""
+        before each web seed GET (None: always serve); ``webseed_key``: the key of private
+        buckets' web seed capabilities (None: their torrents have no web seed)."""
         self.runtime = runtime
         self.torrents = torrents
         self.metrics = metrics
@@ -140,6 +146,7 @@ class S3Api:
         self.on_demand = on_demand
         self.gate = gate
         self.clock = clock
+        self.webseed_key = webseed_key
         self.host_id = secrets.token_urlsafe(24)
         # (bucket, key, version id) -> HEAD of a superseded version (_superseded), LRU.
         self._versions: OrderedDict[tuple[str, str, str], ObjectInfo] = OrderedDict()
@@ -236,7 +243,7 @@ class S3Api:
         if bucket is None:
             raise s3errors.no_such_bucket(op.bucket)
         if access_key is None:
-            if not bucket.public:
+            if not bucket.public and not self._capable(op):
                 raise s3errors.access_denied()
         elif not runtime.can_read(access_key, bucket.name):
             raise s3errors.access_denied()
@@ -249,6 +256,21 @@ class S3Api:
         ):
             raise s3errors.access_denied()
         return bucket
+
+    def _capable(self, op: s3request.S3Operation) -> bool:
+        """An anonymous web seed request with the capability of the object version the
+        catalog holds for it (the version ``_webseed_object`` would serve)."""
+        if not isinstance(op, s3request.GetObject) or op.webseed_token is None or \
+                self.webseed_key is None:
+            return False
+        entry = self.torrents.lookup_cached(op.bucket, op.key, op.version_id)
+        if entry is None and op.version_id is not None:
+            entry = self.torrents.lookup_cached(op.bucket, op.key)
+            if entry is not None and entry.object_version != op.version_id:
+                entry = None
+        return entry is not None and capability.valid(
+            self.webseed_key, op.webseed_token, entry.bucket, entry.key, entry.etag,
+            entry.object_version)
 
     # -- GetObjectTorrent -----------------------------------------------------------------
 
@@ -274,6 +296,14 @@ class S3Api:
         same). The URL is pinned to the version the torrent was hashed from, if it has one."""
         bucket = self.runtime.config.bucket(entry.bucket)
         store = self.runtime.stores.get(entry.bucket)
+        if bucket is not None and not bucket.public and self.webseed_key is not None and \
+                not presigns_webseed(bucket):
+            # A private bucket: this server's URL with a capability (capability.py).
+            url = webseed_url(replace(bucket, public=True, webseed="proxy"), entry.key,
+                              self.runtime.config.server.public_url, None, entry.object_version)
+            return metainfo.with_url_list(entry.torrent, [capability.with_token(
+                url, capability.token(self.webseed_key, entry.bucket, entry.key, entry.etag,
+                                      entry.object_version))])
         if bucket is None or store is None or not presigns_webseed(bucket):
             return entry.torrent
         try:
@@ -353,15 +383,15 @@ class S3Api:
             grant = decision
         try:
             # HeadObject: no backend read for a body nobody gets
-            body = _nothing() if op.head else await self._object_body(info, entry, start,
+            body = bodies.nothing() if op.head else await self._object_body(info, entry, start,
                                                                       length)
         except BaseException:
             if grant is not None:
                 self._gate_finished(grant, 0)
             raise
         if grant is not None:
-            body = _while(body, functools.partial(self._gate_carry_on, grant))
-        body = _metered(body, self._served_counter(info.bucket),
+            body = bodies.while_(body, functools.partial(self._gate_carry_on, grant))
+        body = bodies.metered(body, self._served_counter(info.bucket),
                         None if grant is None else lambda sent: self._gate_finished(grant, sent))
         headers += [
             (b"content-type", b"application/octet-stream"),
@@ -440,11 +470,11 @@ class S3Api:
         else from the backend pinned to ``info``'s ETag and version."""
         path = self.seed_path(entry) if self.seed_path is not None and entry else None
         if path is not None:
-            return _file_chunks(path, start, length)
+            return bodies.file_chunks(path, start, length)
         store = self.runtime.stores.get(info.bucket)
         if store is None:
             raise s3errors.no_such_bucket(info.bucket)
-        stream = _metered(store.stream(info, start, length, _STREAM_CHUNK),
+        stream = bodies.metered(store.stream(info, start, length, bodies.STREAM_CHUNK),
                           self._backend_counter(info.bucket), None)
         # Pull the first chunk now, so that a missing or changed object is an S3 error
         # with a proper status rather than a cut-short 200.
@@ -456,7 +486,7 @@ class S3Api:
             raise s3errors.no_such_key(info.key) from None
         except StoreError as exc:
             raise self._backend_error(exc, info.bucket, info.key) from None
-        return _prepend(first, stream)
+        return bodies.prepend(first, stream)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -525,81 +555,3 @@ def _store_error(exc: StoreError, bucket: str, key: str) -> S3Error:
         return s3errors.service_unavailable(retry_after=5)
     log.error("backend error for %s/%s: %r", bucket, key, exc)
     return s3errors.internal_error()
-
-
-async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield b""
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        if first:
-            yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        # Release the backend connection now, also when the client hung up mid-body.
-        aclose = getattr(rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _metered(
-    body: AsyncIterator[bytes],
-    on_bytes: Callable[[int], None] | None,
-    on_end: Callable[[int], None] | None,
-) -> AsyncIterator[bytes]:
-    """``body`` unchanged; ``on_bytes(n)`` after each chunk the consumer took (for a
-    response body: handed to the socket), ``on_end(total)`` once it ends, however it ends."""
-    sent = 0
-    try:
-        async for chunk in body:
-            yield chunk
-            sent += len(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    finally:
-        if on_end is not None:
-            on_end(sent)
-        aclose = getattr(body, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _while(
-    body: AsyncIterator[bytes], go_on: Callable[[int], bool]
-) -> AsyncIterator[bytes]:
-    """``body``'s chunks while ``go_on(sent)`` says so before each (``sent``: the bytes the
-    consumer took before asking for this chunk, i.e. for a response body, handed to the
-    socket); then it ends early (the shell closes a response shorter than its
-    Content-Length)."""
-    sent = 0
-    try:
-        async for chunk in body:
-            if not go_on(sent):
-                return
-            yield chunk
-            sent += len(chunk)
-    finally:
-        aclose = getattr(body, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _file_chunks(path: Path, start: int, length: int) -> AsyncIterator[bytes]:
-    def _open() -> int:
-        return os.open(path, os.O_RDONLY)
-
-    fd = await trio.to_thread.run_sync(_open)
-    try:
-        pos, end = start, start + length
-        while pos < end:
-            n = min(_STREAM_CHUNK, end - pos)
-            data = await trio.to_thread.run_sync(os.pread, fd, n, pos)
-            if not data:
-                return  # truncated on disk: the shell closes rather than pad
-            pos += len(data)
-            yield data
-    finally:
-        os.close(fd)

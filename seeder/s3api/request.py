@@ -103,6 +103,7 @@ class GetObject(_Common):
     if_modified_since: str | None = field(default=None, kw_only=True)
     if_unmodified_since: str | None = field(default=None, kw_only=True)
     if_range: str | None = field(default=None, kw_only=True)
+    webseed_token: str | None = field(default=None, kw_only=True)  # capability.PARAM
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +200,7 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
     torrent = False
     version_ids: list[str] = []
     payer_query: str | None = None
+    webseed_token: str | None = None
     for piece in raw_query.split(b"&"):
         if not piece:
             continue
@@ -212,6 +214,8 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
             raise s3errors.not_implemented(
                 f"The ?{name} subresource is not implemented by this server").with_resource(
                 resource)
+        elif name == "webseed-token" and webseed_token is None:
+            webseed_token = _decode(value_raw, resource, name)
         elif name.lower() == "x-amz-request-payer":  # presigned URLs carry it in the query
             payer_query = _decode(value_raw, resource, "x-amz-request-payer")
     if len(version_ids) > 1:
@@ -238,7 +242,7 @@ def parse(method: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...]
         if_none_match=_text(first.get(b"if-none-match")),
         if_modified_since=_text(first.get(b"if-modified-since")),
         if_unmodified_since=_text(first.get(b"if-unmodified-since")),
-        if_range=_text(first.get(b"if-range")))
+        if_range=_text(first.get(b"if-range")), webseed_token=webseed_token)
 
 
 _LIST_HEADERS = frozenset({b"if-match", b"if-none-match"})

@@ -66,6 +66,7 @@ PURE = (
     "seeder.torrent.merkle",
     "seeder.s3api.sigv4",
     "seeder.s3api.sigv2",
+    "seeder.s3api.capability",
     "seeder.s3api.auth",
     "seeder.s3api.listing",
     "seeder.s3api.results",
