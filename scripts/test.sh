@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System tools the tests drive for real: systemd-analyze (unit checks), promtool (metrics lint),
-# aria2c and transmission-cli (BitTorrent clients besides libtorrent), redis-server (cluster mode),
-# s3cmd (an S3 client).
+# aria2c, transmission-cli and qbittorrent-nox (BitTorrent clients besides libtorrent),
+# redis-server (cluster mode), s3cmd (an S3 client).
 need_apt=()
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
@@ -14,6 +14,12 @@ command -v aria2c >/dev/null 2>&1 || need_apt+=(aria2)
 command -v s3cmd >/dev/null 2>&1 || need_apt+=(s3cmd)
 command -v transmission-cli >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The WAN lab (tests/wan/, marker "wan"; skipped unless root with network namespaces):
+# ip and tc, ping, curl, and two more real clients.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v qbittorrent-nox >/dev/null 2>&1 || need_apt+=(qbittorrent-nox)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
