@@ -122,6 +122,26 @@ class SeederMetrics:
             ["bucket", "kind"],
             registry=registry,
         )
+        self.backend_circuit_state = Gauge(
+            "seeder_backend_circuit_state",
+            "Circuit breaker of each bucket's backend: 0 closed, 1 half-open (probing), "
+            "2 open (failing fast).",
+            ["bucket"],
+            registry=registry,
+        )
+        self.backend_circuit_changes_total = Counter(
+            "seeder_backend_circuit_changes_total",
+            "Circuit breaker transitions, by bucket and the state entered.",
+            ["bucket", "state"],
+            registry=registry,
+        )
+        self.stale_answers_total = Counter(
+            "seeder_stale_answers_total",
+            "GetObjectTorrent answers served from the catalog unchecked because the "
+            "backend could not be asked (x-amz-meta-s3torrent-stale: true).",
+            ["bucket"],
+            registry=registry,
+        )
         self.backend_read_bytes_total = Counter(
             "seeder_backend_read_bytes_total",
             "Object bytes read from the object store (S3 or local), by bucket.",
@@ -176,6 +196,12 @@ class SeederMetrics:
         self.process = ProcessCollector(registry=registry)
 
         self._session_last = (0, 0)
+
+    def breaker_changed(self, bucket: str, old: object, new: object) -> None:
+        """A bucket's circuit breaker moved to ``new`` (a seeder.store.breaker.State)."""
+        self.backend_circuit_state.labels(bucket=bucket).set(int(new))  # type: ignore[call-overload]
+        name = getattr(new, "name", str(new)).lower()
+        self.backend_circuit_changes_total.labels(bucket=bucket, state=name).inc()
 
     def add_session_totals(self, uploaded: int, downloaded: int) -> None:
         """Feed libtorrent's running session totals (e.g. ``net.sent_bytes`` and

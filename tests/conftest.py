@@ -173,3 +173,35 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@dataclass
+class MotoProcess:
+    """A moto server of one test's own, which the test may stop (SIGSTOP: sockets stay
+    open, nothing is answered: a hung backend) and resume (SIGCONT)."""
+
+    server: MotoServer
+    proc: subprocess.Popen[bytes]
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def moto_process() -> Iterator[MotoProcess]:
+    """A moto server process for this test alone; resumed and stopped by PID afterwards."""
+    with tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False) as log:
+        proc, port = _start_moto(log)
+        try:
+            yield MotoProcess(
+                MotoServer(f"http://127.0.0.1:{port}", "127.0.0.1", port, proc.pid, log.name),
+                proc,
+            )
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)  # a stopped process ignores SIGTERM
+            _stop(proc)
+    os.unlink(log.name)

@@ -44,9 +44,11 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
+from seeder.store.guard import CircuitOpen
 from seeder.torrent import metainfo
 from seeder.torrent.entry import Entry
 from seeder.torrent.service import (
+    Fetched,
     NotQualified,
     TorrentService,
     check_qualifies,
@@ -58,6 +60,8 @@ from tracker.clientaddr import Network, client_host, parse_proxies
 log = logging.getLogger(__name__)
 
 TORRENT_TYPE = b"application/x-bittorrent"
+# On a GetObjectTorrent answered from the catalog while the backend could not be asked.
+STALE_HEADER = b"x-amz-meta-s3torrent-stale"
 BUSY_MESSAGE = "The web seed is busy: get these pieces from the swarm."
 SUPERSEDED_REMEMBERED = 4096  # HEADs of superseded versions kept (~200 bytes each)
 
@@ -277,7 +281,7 @@ class S3Api:
     async def _get_torrent(
         self, op: s3request.GetTorrent, headers: list[tuple[bytes, bytes]]
     ) -> Response:
-        entry = await self._entry(op.bucket, op.key, op.version_id)
+        entry, stale = await self._entry(op.bucket, op.key, op.version_id)
         torrent = await self._with_presigned_webseed(entry)
         if self.on_demand is not None:
             try:
@@ -288,6 +292,10 @@ class S3Api:
             (b"content-type", TORRENT_TYPE),
             (b"content-disposition", content_disposition(op.key)),
         ]
+        if stale:
+            # The backend could not be asked: this is the torrent of the version it was
+            # hashed from, unconfirmed (docs/operations.md, "Backend outages").
+            headers.append((STALE_HEADER, b"true"))
         return Response(200, headers, torrent)
 
     async def _with_presigned_webseed(self, entry: Entry) -> bytes:
@@ -317,12 +325,12 @@ class S3Api:
             return entry.torrent
         return metainfo.with_url_list(entry.torrent, [url])
 
-    async def _entry(self, bucket: str, key: str, version_id: str | None) -> Entry:
+    async def _entry(self, bucket: str, key: str, version_id: str | None) -> Fetched:
         # An object overwritten while it was hashed is hashed again once, at its new ETag;
         # a second change in a row is reported as a busy backend, never a wrong torrent.
         for attempt in range(2):
             try:
-                return await self.torrents.get_torrent(bucket, key, version_id)
+                return await self.torrents.fetch_torrent(bucket, key, version_id)
             except ObjectChanged:
                 if attempt:
                     raise s3errors.slow_down(retry_after=1) from None
@@ -539,6 +547,7 @@ _ERROR_KINDS: dict[type, str] = {
     InvalidKey: "invalid_key",
     BackendAccessDenied: "denied",
     StoreUnavailable: "unavailable",
+    CircuitOpen: "circuit_open",
     ObjectChanged: "changed",
 }
 
@@ -550,6 +559,9 @@ def _store_error(exc: StoreError, bucket: str, key: str) -> S3Error:
         return s3errors.no_such_bucket(bucket)
     if isinstance(exc, BackendAccessDenied):
         return s3errors.access_denied("The daemon's credentials cannot read this object")
+    if isinstance(exc, CircuitOpen):
+        # Failing fast: the breaker logged the outage once, not once per request.
+        return s3errors.service_unavailable(retry_after=exc.retry_after)
     if isinstance(exc, StoreUnavailable | ObjectChanged):
         log.warning("backend of bucket %s unavailable: %s", bucket, exc)
         return s3errors.service_unavailable(retry_after=5)

@@ -12,9 +12,9 @@ below; a botocore or OSError never escapes a store method.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from seeder.config import BucketConfig
@@ -212,9 +212,15 @@ class SupportsListPage(Protocol):
         ...
 
 
-def make_store(bucket: BucketConfig, *, threads: int = 4) -> Store:
+def make_store(
+    bucket: BucketConfig,
+    *,
+    threads: int = 4,
+    on_breaker: Callable[[str, Any, Any], None] | None = None,
+) -> Store:
     """The store for one ``[[buckets]]`` entry. ``threads`` bounds the worker threads (and
-    S3 connections) this store uses at once.
+    S3 connections) this store uses at once. ``on_breaker(bucket, old, new)``: told each
+    transition of an S3 bucket's circuit breaker (``seeder.store.guard``).
 
     Raises StoreError (never a crash) for a config it cannot serve, e.g. an unknown backend
     or a local bucket without ``path``. Does no I/O: an unreachable endpoint shows up on
@@ -229,5 +235,5 @@ def make_store(bucket: BucketConfig, *, threads: int = 4) -> Store:
     if bucket.backend == "s3":
         from seeder.store.s3 import S3Store
 
-        return S3Store.from_config(bucket, threads=threads)
+        return S3Store.from_config(bucket, threads=threads, on_breaker=on_breaker)
     raise StoreError(f"bucket {bucket.name!r}: unknown backend {bucket.backend!r}")

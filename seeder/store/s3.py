@@ -2,9 +2,11 @@
 
 One botocore client per store (clients are thread-safe), made lazily in a worker thread on
 first use (credential discovery may touch the network: instance metadata). Every blocking
-call goes through ``trio.to_thread.run_sync`` behind one CapacityLimiter; the urllib3 pool
-is sized to it. Retries use botocore's ``standard`` mode with few attempts, and connect and
-read timeouts are set, so an unreachable endpoint fails in seconds as StoreUnavailable.
+call goes through the bucket's :class:`~seeder.store.guard.BackendGuard`: its own thread
+limiter (the urllib3 pool is sized to it), a retry budget per call and a circuit breaker.
+Retries use botocore's ``standard`` mode with few attempts, and the bucket's connect and
+read timeouts are set, so a hung or unreachable endpoint fails within the budget as
+StoreUnavailable, and at once (CircuitOpen) while its breaker is open.
 
 Consistency: every ranged read of an object carries ``If-Match: "<etag>"`` (and the version
 id when known). An object overwritten between head and read, or mid-hash, answers 412 and
@@ -47,11 +49,15 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
+from seeder.store.guard import BackendGuard, ChangeHook
 from seeder.store.paging import MAX_PAGE, ListPage, group
 
-CONNECT_TIMEOUT = 5.0  # seconds per connection attempt
-READ_TIMEOUT = 30.0  # seconds of silence on a socket before botocore gives up
-MAX_ATTEMPTS = 3  # botocore "standard" retry mode: 1 try + 2 retries, jittered backoff
+CONNECT_TIMEOUT = 3.0  # seconds per connection attempt ([[buckets]] connect_timeout)
+READ_TIMEOUT = 5.0  # seconds of silence on a socket before botocore gives up (read_timeout)
+# botocore "standard" retry mode: 1 try + 1 retry, jittered backoff. Every call is also
+# bounded by the guard's retry budget (seeder.store.guard.RETRY_BUDGET), whatever these add
+# up to: a hung backend answers StoreUnavailable within the budget.
+MAX_ATTEMPTS = 2
 LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 page
 
 # S3 error codes that mean "try again later" whatever their status (400 RequestTimeout...).
@@ -335,6 +341,7 @@ class S3Store:
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         max_attempts: int = MAX_ATTEMPTS,
+        on_breaker: ChangeHook | None = None,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
@@ -343,7 +350,8 @@ class S3Store:
         self._access_key = access_key
         self._secret_key = secret_key
         self._threads = max(1, threads)
-        self._limiter = trio.CapacityLimiter(self._threads)
+        # The bucket's threads, retry budget and circuit breaker: every blocking call.
+        self.guard = BackendGuard(bucket, threads=self._threads, on_change=on_breaker)
         self._page_size = max(1, min(page_size, LIST_PAGE_SIZE))
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -358,8 +366,10 @@ class S3Store:
         self._closed = False
 
     @classmethod
-    def from_config(cls, cfg: BucketConfig, *, threads: int = 4) -> S3Store:
-        """The store for one ``[[buckets]]`` entry with ``backend = "s3"``. No I/O."""
+    def from_config(cls, cfg: BucketConfig, *, threads: int = 4,
+                    on_breaker: ChangeHook | None = None) -> S3Store:
+        """The store for one ``[[buckets]]`` entry with ``backend = "s3"``. No I/O.
+        ``on_breaker(bucket, old, new)``: told each circuit breaker transition."""
         return cls(
             cfg.name,
             endpoint_url=cfg.endpoint_url,
@@ -370,6 +380,9 @@ class S3Store:
             requester_pays=cfg.requester_pays,
             expected_owner=cfg.expected_owner,
             threads=threads,
+            connect_timeout=cfg.connect_timeout,
+            read_timeout=cfg.read_timeout,
+            on_breaker=on_breaker,
         )
 
     def __repr__(self) -> str:
@@ -426,7 +439,7 @@ class S3Store:
             except Exception as e:
                 raise translate_error(e, what) from None
 
-        return await trio.to_thread.run_sync(call, limiter=self._limiter)
+        return await self.guard.run_sync(call, what)
 
     def _what(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"

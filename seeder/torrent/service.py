@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 import trio
@@ -44,8 +44,10 @@ from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry, seed_key
 
 __all__ = [
+    "FRESHNESS_WAIT",
     "MAX_TORRENT_SIZE",
     "ChunkSink",
+    "Fetched",
     "Listener",
     "NotQualified",
     "ProgressLog",
@@ -78,6 +80,17 @@ PROGRESS_EVERY_SECONDS = 10.0
 PROGRESS_EVERY_FRACTION = 0.10
 # A job done within this long logs no progress lines, only "generated ... in N s".
 PROGRESS_AFTER_SECONDS = 5.0
+# Seconds a cached torrent waits for the backend's freshness answer before it is served
+# stale (fetch_torrent): an outage delays cached answers by at most this.
+FRESHNESS_WAIT = 2.0
+
+
+class Fetched(NamedTuple):
+    """A torrent and whether it is ``stale`` (served from the catalog unchecked because the
+    backend could not be asked)."""
+
+    entry: Entry
+    stale: bool
 
 
 class NotQualified(Exception):
@@ -389,9 +402,36 @@ class TorrentService:
         CatalogError. A NoSuchKey drops a cached entry for the key. Cancelling the caller
         leaves a shared job running for the others.
         """
+        return (await self._get(bucket, key, version_id, stale_ok=False, listed=listed)).entry
+
+    async def fetch_torrent(self, bucket: str, key: str,
+                            version_id: str | None = None) -> Fetched:
+        """As :meth:`get_torrent`, but when the backend cannot be asked (StoreUnavailable,
+        its breaker open, or no answer within ``FRESHNESS_WAIT`` seconds) and the catalog
+        has a torrent for the key, that torrent, marked ``stale``: it describes the version
+        it was hashed from, which the backend could not confirm is still current. The
+        usual freshness check runs again on the next request."""
+        return await self._get(bucket, key, version_id, stale_ok=True)
+
+    async def _get(self, bucket: str, key: str, version_id: str | None,
+                   stale_ok: bool, listed: ObjectInfo | None = None) -> Fetched:
         store, bconf = self._bucket(bucket)
         try:
-            if (listed is not None and version_id is None and listed.key == key
+            cached = self.catalog.get(bucket, key, version_id)
+        except CatalogError as exc:
+            # A broken catalog costs a generation, not an answer.
+            log.error("%s", exc)
+            cached = None
+        try:
+            if stale_ok and cached is not None:
+                # The answer is at hand: a hung backend may delay it only so long.
+                found = None
+                with trio.move_on_after(FRESHNESS_WAIT):
+                    found = await store.head(key, version_id)
+                if found is None:
+                    raise StoreUnavailable(f"no answer within {FRESHNESS_WAIT:g} s")
+                info = found
+            elif (listed is not None and version_id is None and listed.key == key
                     and getattr(store, "listing_is_head", False)):
                 info = listed
             else:
@@ -402,25 +442,32 @@ class TorrentService:
             except CatalogError as exc:
                 log.error("%s", exc)
             raise
+        except StoreUnavailable as exc:
+            if not stale_ok or cached is None:
+                raise
+            log.warning("%s/%s: backend unavailable (%s): serving the cached torrent",
+                        bucket, key, exc)
+            if self.metrics:
+                self.metrics.stale_answers_total.labels(bucket=bucket).inc()
+            return Fetched(cached, True)
+        return await self._answer(store, bconf, info, version_id, cached)
+
+    async def _answer(self, store: Store, bconf: BucketConfig, info: ObjectInfo,
+                      version_id: str | None, cached: Entry | None) -> Fetched:
+        """The fresh torrent for ``info``: ``cached`` if still current, else generated."""
         check_qualifies(info.size, info.sse_c)
-        try:
-            cached = self.catalog.get(bucket, key, version_id)
-        except CatalogError as exc:
-            # A broken catalog costs a generation, not an answer.
-            log.error("%s", exc)
-            cached = None
         if cached is not None and is_current(cached, info, bconf):
             version = object_version(info, version_id)
             want = self._links(store, bconf, cached.key, version)
             if cached.object_version == version and _has_links(cached, want):
-                return cached
+                return Fetched(cached, False)
             # Same bytes, other links: another version id (a row from before versions were
             # recorded, or the same bytes written again), or the config's tracker / web seed
             # changed. Rewrite the links, no hashing.
             relinked = self._relink(cached, want, version, info.last_modified)
             if relinked is not None:
-                return relinked
-        return await self._shared_job(store, bconf, info, version_id)
+                return Fetched(relinked, False)
+        return Fetched(await self._shared_job(store, bconf, info, version_id), False)
 
     def forget(self, bucket: str, key: str, version_id: str | None = None, *,
                etag: str | None = None, share: bool = True) -> Entry | None:
