@@ -13,9 +13,13 @@ by the time it is accepted.
 Same behaviour as ``httpshell.serve.serve_http`` for bytes responses: keep-alive and
 pipelining (answered in order), ``Connection: close``, HTTP/1.0, HEAD, 100-continue,
 caps (16 KiB head -> 414/431, 1 MiB body -> 413, parser errors -> 400, each answered,
-then a half-close and a short drain), idle timeout (no progress either way for
-``idle_timeout`` seconds: closed; this also bounds a client that never reads), a cap on
-open connections (503), a handler's exception -> 500 and a log line, never a traceback.
+then a half-close and a short drain), deadlines counted in total, not restarted by each
+byte (``httpshell.deadlines``: a request head within ``header_timeout`` of the connection's
+start or of its first byte, keep-alive idle ``idle_timeout``, bodies and answers at a
+minimum rate), fair slots (``httpshell.slots``: ``max_connections`` in all, at most
+``max_connections_per_ip`` per client address; when full, a new connection evicts the
+oldest one still waiting for a request head, and only when none waits is it refused with
+503), a handler's exception -> 500 and a log line, never a traceback.
 Backpressure: while a connection's answers wait for the client to read, nothing more is
 read or answered for it. Handlers cannot stream (the S3 API and /metrics use
 ``serve_http``). Cancellation closes every socket and the epoll set.
@@ -33,10 +37,12 @@ from typing import NoReturn
 
 import trio
 
+from httpshell.deadlines import Timeouts
 from httpshell.listeners import ACCEPT_BURST, ACCEPT_RESOURCE_ERRNOS, open_listeners
 from httpshell.messages import Request, Response
 from httpshell.parser import RequestParser
 from httpshell.render import error_response, render_response
+from httpshell.slots import Slots
 
 __all__ = ["SyncHandler", "serve_http_sync"]
 
@@ -57,6 +63,8 @@ _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
 _INTERNAL_ERROR = Response(500, [(b"content-type", b"text/plain")], b"internal error\n")
 _REFUSAL_BODY = b"too many connections\n"
+# What a connection is doing, for its deadline and its slot (see _Loop.rearm).
+_HEAD, _IDLE, _BUSY, _BODY, _SENDING = range(5)
 
 
 class _Conn(RequestParser):
@@ -64,19 +72,27 @@ class _Conn(RequestParser):
 
     __slots__ = (
         "closing",
+        "counted",
         "deadline",
         "drained",
         "draining",
         "fd",
+        "key",
         "linger",
         "mask",
+        "moved",
         "nodelay",
         "out",
+        "phase",
+        "proxied",
         "registered",
+        "since",
         "sock",
     )
 
-    def __init__(self, sock: _socket.socket, client: tuple[str, int], deadline: float) -> None:
+    def __init__(
+        self, sock: _socket.socket, client: tuple[str, int], deadline: float, key: str | None
+    ) -> None:
         super().__init__(client)
         self.sock = sock
         self.fd = sock.fileno()
@@ -89,6 +105,12 @@ class _Conn(RequestParser):
         self.draining = False  # half-closed: reading and dropping until EOF or deadline
         self.drained = 0
         self.deadline = deadline
+        self.phase = _HEAD  # a new connection waits for its first head
+        self.since = 0.0  # when the body or answer being moved started
+        self.moved = 0  # answer bytes taken by the kernel since ``since``
+        self.key = key  # the client its slot is counted for (None: a trusted proxy's)
+        self.proxied = key is None
+        self.counted = True  # holds a slot in _Loop.slots
 
 
 class _Loop:
@@ -96,15 +118,21 @@ class _Loop:
         self,
         handler: SyncHandler,
         listeners: list[socket.socket],
-        idle_timeout: float,
-        max_connections: int,
+        timeouts: Timeouts,
+        slots: Slots,
         server: bytes,
+        proxied: Callable[[str], bool] | None = None,
+        client_of: Callable[[Request], str] | None = None,
     ) -> None:
         self.handler = handler
         self.listeners = {lst.fileno(): lst for lst in listeners}
         self.families = {lst.fileno(): int(lst.family) for lst in listeners}
-        self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
+        self.timeouts = timeouts
+        self.idle_timeout = timeouts.idle
+        self.header_timeout = timeouts.header
+        self.slots = slots
+        self.proxied = proxied
+        self.client_of = client_of
         self.server = server
         self.ep = select.epoll()
         self.conns: dict[int, _Conn] = {}
@@ -113,7 +141,7 @@ class _Loop:
         self.paused: list[socket.socket] = []  # listeners out of resources
         self.resume_at = math.inf
         self.now = trio.current_time()
-        self.sweep_every = max(0.05, min(1.0, idle_timeout / 4))
+        self.sweep_every = max(0.05, min(1.0, min(timeouts.idle, timeouts.header) / 4))
         self.next_sweep = self.now + self.sweep_every
         self.refusal = (
             b"HTTP/1.1 503 Service Unavailable\r\nServer: "
@@ -223,14 +251,26 @@ class _Loop:
             # saves a syscall per connection. The C socket type, not socket.socket: its
             # Python-level __init__ and close() wrappers are measurable here too.
             sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
-            if len(self.conns) >= self.max_connections:
+            host = addr[0]
+            key = None if self.proxied is not None and self.proxied(host) else host
+            admitted, evict = self.slots.open(fd, key)
+            if not admitted:
                 self.refuse(sock)
                 continue
-            conn = _Conn(sock, (addr[0], addr[1]), self.now + self.idle_timeout)
+            if evict is not None:
+                self.evict(evict)
+            conn = _Conn(sock, (host, addr[1]), self.now + self.header_timeout, key)
             self.conns[fd] = conn
             self.guarded(self.read, conn)  # the request has usually arrived already
             if conn.mask == _IN and self.conns.get(fd) is conn:
                 self.late.append(conn)
+
+    def evict(self, fd: object) -> None:
+        """Close the connection ``Slots`` chose to make room (it forgot it already)."""
+        victim = self.conns.get(fd)  # type: ignore[call-overload]
+        if victim is not None:
+            victim.counted = False
+            self.drop(victim)
 
     def refuse(self, sock: _socket.socket) -> None:
         try:
@@ -253,7 +293,6 @@ class _Loop:
         if not data:
             self.drop(conn)  # EOF; a request cut short is nobody's to answer
             return
-        conn.deadline = self.now + (_LINGER if conn.draining else self.idle_timeout)
         if conn.draining:
             conn.drained += len(data)
             if conn.drained >= _MAX_DRAIN:
@@ -279,6 +318,7 @@ class _Loop:
             if conn.out and not self.flush(conn):
                 return
             if conn.out:
+                self.rearm(conn)
                 self.want(conn, _OUT)  # the client is not reading: wait, read no more
                 return
             if ready and not conn.closing:
@@ -297,6 +337,7 @@ class _Loop:
                 # (A connection closed after one answer never needs it: saved syscall.)
                 conn.nodelay = True
                 conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.rearm(conn)
             self.want(conn, _IN)
 
     def answer(self, conn: _Conn) -> int:
@@ -312,6 +353,13 @@ class _Loop:
             if type(item) is tuple:
                 count += 1
                 request, keep_alive = item
+                if conn.phase < _BUSY:  # _HEAD or _IDLE: a head is complete now
+                    conn.phase = _BUSY
+                    self.slots.busy(conn.fd)
+                if conn.proxied and not self.rekey(conn, request):
+                    parts.append(self.refusal)
+                    conn.closing = True
+                    break
                 try:
                     response = self.handler(request)
                 except Exception:
@@ -351,7 +399,7 @@ class _Loop:
             self.drop(conn)
             return False
         conn.out = conn.out[sent:]
-        conn.deadline = self.now + self.idle_timeout
+        conn.moved += sent
         return True
 
     def start_drain(self, conn: _Conn) -> None:
@@ -364,7 +412,7 @@ class _Loop:
             return
         conn.draining = True
         conn.release()  # nothing more is parsed
-        conn.deadline = self.now + _LINGER
+        conn.deadline = self.now + _LINGER  # in total, not per byte drained
         self.want(conn, _IN)
 
     def want(self, conn: _Conn, mask: int) -> None:
@@ -376,10 +424,49 @@ class _Loop:
                 conn.registered = True
             conn.mask = mask
 
+    def rearm(self, conn: _Conn) -> None:
+        """Set ``conn``'s deadline (and its slot's state) for what it waits for now: an
+        answer to be read or a body to arrive (minimum rate), a head (in total), or the
+        next request (keep-alive idle: evictable again)."""
+        now = self.now
+        if conn.out:
+            if conn.phase != _SENDING:
+                conn.phase, conn.since, conn.moved = _SENDING, now, 0
+            conn.deadline = self.timeouts.transfer_deadline(conn.since, conn.moved)
+        elif conn.in_body:
+            if conn.phase != _BODY:
+                if conn.phase < _BUSY:  # its head is complete: no longer evictable
+                    self.slots.busy(conn.fd)
+                conn.phase, conn.since = _BODY, now
+            conn.deadline = self.timeouts.transfer_deadline(conn.since, conn.body_bytes)
+        elif conn.in_head:
+            if conn.phase != _HEAD:
+                if conn.phase != _IDLE:
+                    self.slots.idle(conn.fd, conn.key)
+                conn.phase = _HEAD
+                conn.deadline = now + self.header_timeout
+        elif conn.phase != _HEAD and conn.phase != _IDLE:
+            conn.phase = _IDLE
+            conn.deadline = now + self.idle_timeout
+            self.slots.idle(conn.fd, conn.key)
+
+    def rekey(self, conn: _Conn, request: Request) -> bool:
+        """Count a trusted proxy's connection for the client it forwards; False when
+        that client is at its cap."""
+        assert self.client_of is not None
+        key = self.client_of(request)
+        if not self.slots.rekey(conn.fd, conn.key, key):
+            return False
+        conn.key = key
+        return True
+
     def drop(self, conn: _Conn) -> None:
         """Close ``conn`` (closing the fd also takes it out of the epoll set)."""
         if self.conns.get(conn.fd) is conn:
             del self.conns[conn.fd]
+            if conn.counted:
+                conn.counted = False
+                self.slots.close(conn.fd, conn.key)
         conn.sock.close()
         conn.release()  # no cycle left: freed by refcount as soon as it is unreferenced
 
@@ -391,18 +478,35 @@ async def serve_http_sync(
     *,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
     idle_timeout: float = 30.0,
+    header_timeout: float = 10.0,
+    min_rate: float = 1024.0,
     max_connections: int = 1024,
+    max_connections_per_ip: int = 64,
+    proxied: Callable[[str], bool] | None = None,
+    client_of: Callable[[Request], str] | None = None,
     server_header: bytes = b"s3torrent",
 ) -> NoReturn:
     """Listen on ``host:port`` (port 0 picks one) and serve the synchronous ``handler``
     (``Request -> Response`` with a bytes body) until cancelled, from this one task.
 
-    Reports the bound ``[(host, port), ...]`` through ``task_status.started``. The
-    options mean what they mean for ``httpshell.serve.serve_http``. Never returns
-    unless cancelled; a handler's exception becomes a 500 and a log line.
+    Reports the bound ``[(host, port), ...]`` through ``task_status.started``. Deadlines
+    (``header_timeout``, ``idle_timeout``, ``min_rate``: ``httpshell.deadlines``) and slots
+    (``max_connections``, ``max_connections_per_ip``, 0 = no per-address cap:
+    ``httpshell.slots``) as in the module docstring. ``proxied(host)``: whether a peer is a
+    trusted proxy, whose connections are counted per request for ``client_of(request)``
+    (the client it names) instead. Never returns unless cancelled; a handler's exception
+    becomes a 500 and a log line.
     """
     bound, socks = await open_listeners(host, port)
-    loop = _Loop(handler, socks, idle_timeout, max_connections, server_header)
+    loop = _Loop(
+        handler,
+        socks,
+        Timeouts(header_timeout, idle_timeout, min_rate),
+        Slots(max_connections, max_connections_per_ip),
+        server_header,
+        proxied if client_of is not None else None,
+        client_of,
+    )
     try:
         task_status.started(bound)
         await loop.run()

@@ -4,11 +4,13 @@ rendering (``httpshell.render``) are sans-I/O and shared with the tracker's one-
 front, ``httpshell.epoll``.
 
 A handler is ``async (Request) -> Response``; this module owns sockets, keep-alive,
-timeouts and the rule that a client never sees a traceback. A request body (at most
-1 MiB, else 413) reaches the handler whole in ``Request.body``; the GET/HEAD APIs ignore
-it, ``POST /-/events`` reads it. The parser is
-llhttp's (via httptools); the response head is written here, which is most of what h11
-cost per request (parsing, then formatting and validating the answer).
+deadlines (``httpshell.deadlines``: a request head in total within ``header_timeout``,
+keep-alive idle ``idle_timeout``, bodies and responses at ``min_rate`` on average), fair
+slots (``httpshell.slots``) and the rule that a client never sees a traceback. A request
+body (at most 1 MiB, else 413) reaches the handler whole in ``Request.body``; the GET/HEAD
+APIs ignore it, ``POST /-/events`` reads it. The parser is llhttp's (via httptools); the
+response head is written here, which is most of what h11 cost per request (parsing, then
+formatting and validating the answer).
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from typing import NoReturn
 
 import trio
 
+from httpshell.deadlines import Timeouts
 from httpshell.listeners import ACCEPT_BURST, ACCEPT_RESOURCE_ERRNOS, open_listeners, sockname
 from httpshell.messages import Handler, Request, Response
 from httpshell.parser import MAX_BODY_BYTES, RECEIVE_SIZE, RequestParser
 from httpshell.render import error_response, invalid_response, plan_response, render_response
+from httpshell.slots import Slots
 
 __all__ = ["serve_http"]
 
 log = logging.getLogger(__name__)
 
 _FAIRNESS_EVERY = 16  # requests on one connection between forced checkpoints
+# What a connection waits for (its deadline and whether its slot may be evicted).
+_HEAD, _IDLE, _BODY, _BUSY = range(4)
 
 
 async def serve_http(
@@ -39,32 +45,53 @@ async def serve_http(
     *,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
     idle_timeout: float = 30.0,
+    header_timeout: float = 10.0,
+    min_rate: float = 1024.0,
     max_connections: int = 1024,
+    max_connections_per_ip: int = 64,
+    proxied: Callable[[str], bool] | None = None,
+    client_of: Callable[[Request], str] | None = None,
     server_header: bytes = b"s3torrent",
 ) -> NoReturn:
     """Listen on ``host:port`` (port 0 picks one) and serve ``handler`` until cancelled.
 
-    Reports the bound ``[(host, port), ...]`` through ``task_status.started``. Connections
-    idle for ``idle_timeout`` seconds (between or inside requests) are closed. Past
-    ``max_connections`` open connections, new ones get 503 and are closed. Never returns
-    unless cancelled; a handler's exception becomes a 500 and a log line, never a crash.
+    Reports the bound ``[(host, port), ...]`` through ``task_status.started``.
+
+    Deadlines (``httpshell.deadlines``): a request head must be complete within
+    ``header_timeout`` seconds of the connection's start (a later request: of its first
+    byte), in total; a keep-alive connection with no request under way closes after
+    ``idle_timeout``; a request body or a response must move at ``min_rate`` bytes/s on
+    average after ``idle_timeout`` of grace. Past a deadline the connection is closed.
+
+    Slots (``httpshell.slots``): ``max_connections`` in all, ``max_connections_per_ip``
+    per client address (0: no cap); when full, a new connection evicts the oldest one
+    still waiting for a request head, and only when none waits gets 503 and is closed.
+    ``proxied(host)``: whether a peer is a trusted proxy; its connections are counted per
+    request for ``client_of(request)`` (a client over its cap: 503) instead.
+
+    Never returns unless cancelled; a handler's exception becomes a 500 and a log line,
+    never a crash.
     """
     bound, socks = await open_listeners(host, port)
-    # A plain counter: one trio task runs at a time, and a CapacityLimiter's per-task
-    # bookkeeping is measurable on a tracker that sees one connection per announce.
-    open_connections = 0
+    timeouts = Timeouts(header_timeout, idle_timeout, min_rate)
+    slots = Slots(max_connections, max_connections_per_ip)
+    if client_of is None:
+        proxied = None
 
     async def on_connection(sock: socket.socket, addr: tuple) -> None:
-        nonlocal open_connections
-        conn = _Socket(sock)
-        if open_connections >= max_connections:
-            await _refuse(conn, server_header)
+        stream = _Socket(sock)
+        client = sockname(addr)
+        key = None if proxied is not None and proxied(client[0]) else client[0]
+        conn = _Connection(stream, client, handler, timeouts, server_header, slots, key,
+                           client_of)
+        admitted, evict = slots.open(conn, key)
+        if not admitted:
+            await _refuse(stream, server_header)
+            conn.release()
             return
-        open_connections += 1
-        try:
-            await _Connection(conn, sockname(addr), handler, idle_timeout, server_header).run()
-        finally:
-            open_connections -= 1
+        if evict is not None:
+            evict.evict()  # type: ignore[attr-defined]
+        await conn.run()
 
     try:
         async with trio.open_nursery() as nursery:
@@ -115,10 +142,21 @@ class _Socket:
     the others. Socket errors become trio.BrokenResourceError, as with SocketStream.
     """
 
-    __slots__ = ("sock",)
+    __slots__ = ("moved", "sock", "started", "timeouts")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        # The response being sent: when it started and the bytes moved since; a wait for
+        # the client to read ends at ``timeouts.transfer_deadline(started, moved)``.
+        self.timeouts: Timeouts | None = None
+        self.started = 0.0
+        self.moved = 0
+
+    def begin(self, timeouts: Timeouts) -> None:
+        """A response starts: ``send_all`` now enforces the minimum rate."""
+        self.timeouts = timeouts
+        self.started = trio.current_time()
+        self.moved = 0
 
     def try_receive(self, max_bytes: int) -> bytes | None:
         """What has arrived (b"" at EOF), or None when nothing has: never parks."""
@@ -139,16 +177,34 @@ class _Socket:
                 raise trio.BrokenResourceError(exc) from exc
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """All of ``data``; BrokenResourceError if the peer is gone, or (after
+        :meth:`begin`) reads slower than the minimum rate."""
         view = memoryview(data)
         while view:
             try:
                 sent = self.sock.send(view)
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.sock)
-                continue
+                sent = 0
             except OSError as exc:
                 raise trio.BrokenResourceError(exc) from exc
-            view = view[sent:]
+            if sent:
+                self.moved += sent
+                view = view[sent:]
+                continue
+            timeouts = self.timeouts
+            if timeouts is None:
+                await trio.lowlevel.wait_writable(self.sock)
+                continue
+            # Behind on the average rate, or no byte taken for ``idle`` seconds (kernel
+            # buffers give a stalled reader credit that the average alone would honour).
+            deadline = min(
+                timeouts.transfer_deadline(self.started, self.moved),
+                trio.current_time() + timeouts.idle,
+            )
+            with trio.move_on_at(deadline) as scope:
+                await trio.lowlevel.wait_writable(self.sock)
+            if scope.cancelled_caught:
+                raise trio.BrokenResourceError("the client reads too slowly")
 
     async def send_eof(self) -> None:
         try:
@@ -190,27 +246,67 @@ class _Connection(RequestParser):
         stream: _Socket,
         client: tuple[str, int],
         handler: Handler,
-        idle_timeout: float,
+        timeouts: Timeouts,
         server: bytes,
+        slots: Slots,
+        key: str | None,
+        client_of: Callable[[Request], str] | None,
     ) -> None:
         super().__init__(client)
         self.stream = stream
         self.handler = handler
-        self.idle_timeout = idle_timeout
+        self.timeouts = timeouts
         self.server = server
+        self.slots = slots
+        self.key = key  # the client its slot counts for (None: a trusted proxy's)
+        self.client_of = client_of if key is None else None
+        self.counted = True  # holds a slot (an evicted connection no longer does)
+        self.scope: trio.CancelScope | None = None
+        self.phase = _HEAD
+        self.deadline = trio.current_time() + timeouts.header
+        self.since = 0.0  # when the body being received started
+
+    def evict(self) -> None:
+        """Close this connection at once (``Slots`` gave its slot to another)."""
+        self.counted = False
+        if self.scope is not None:
+            self.scope.cancel()
 
     # -- reading ------------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
-            await self._serve()
+            with trio.CancelScope() as self.scope:
+                await self._serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
-            pass  # the peer went away: nothing to tell anyone
+            pass  # the peer went away (or was too slow): nothing to tell anyone
         except OSError as exc:
             log.debug("connection from %s: %s", self.client, exc)
         finally:
             self.stream.close()
             self.release()
+            if self.counted:
+                self.counted = False
+                self.slots.close(self, self.key)
+
+    def _waiting(self) -> None:
+        """Answered everything: wait for the next head (keep-alive; evictable again)."""
+        now = trio.current_time()
+        if self.in_head:  # the next request has begun
+            self.phase, self.deadline = _HEAD, now + self.timeouts.header
+        else:
+            self.phase, self.deadline = _IDLE, now + self.timeouts.idle
+        self.slots.idle(self, self.key)
+
+    def _received(self) -> None:
+        """After bytes were fed: the deadline for what is under way now."""
+        if self.in_body:
+            if self.phase < _BODY:  # the head is complete, its body is arriving
+                self.phase, self.since = _BODY, trio.current_time()
+                self.slots.busy(self)
+            self.deadline = self.timeouts.transfer_deadline(self.since, self.body_bytes)
+        elif self.phase == _IDLE and self.in_head:
+            self.phase, self.deadline = _HEAD, trio.current_time() + self.timeouts.header
 
     async def _serve(self) -> None:
         served = 0
@@ -225,6 +321,13 @@ class _Connection(RequestParser):
                         # _Socket): a pipelining client must still let the others run.
                         await trio.lowlevel.checkpoint()
                     request, keep_alive = item
+                    if self.phase != _BUSY:
+                        if self.phase != _BODY:
+                            self.slots.busy(self)
+                        self.phase = _BUSY
+                    if self.client_of is not None and not self._rekey(request):
+                        await _refuse(self.stream, self.server)
+                        return
                     response = await self._call(request)
                     if not await self._send(request, response, keep_alive):
                         return
@@ -237,17 +340,30 @@ class _Connection(RequestParser):
                     await self.stream.send_all(item)
             if self.broken:
                 return
+            if self.phase == _BUSY:
+                self._waiting()
             # The request is usually there already on a new connection: then no cancel
             # scope and no parking.
             data = self.stream.try_receive(RECEIVE_SIZE)
             if data is None:
-                with trio.move_on_after(self.idle_timeout):
+                with trio.move_on_at(self.deadline):
                     data = await self.stream.receive_some(RECEIVE_SIZE)
                 if data is None:
-                    return  # idle (between or inside requests) for too long
+                    return  # no head in time, idle too long, or a body too slow
             if not data:
                 return  # EOF; a request cut short is nobody's to answer
             self.feed(data)
+            self._received()
+
+    def _rekey(self, request: Request) -> bool:
+        """Count a trusted proxy's connection for the client this request names; False
+        when that client is at its cap."""
+        assert self.client_of is not None
+        key = self.client_of(request)
+        if not self.slots.rekey(self, self.key, key):
+            return False
+        self.key = key
+        return True
 
     async def _call(self, request: Request) -> Response:
         try:
@@ -260,6 +376,7 @@ class _Connection(RequestParser):
 
     async def _send(self, request: Request, response: Response, keep_alive: bool) -> bool:
         """Write ``response``; False when the connection must close after it."""
+        self.stream.begin(self.timeouts)
         body = response.body
         if isinstance(body, bytes | bytearray):
             # The whole response in one write: one syscall, no checkpoint.
@@ -316,6 +433,7 @@ class _Connection(RequestParser):
 
     async def _send_simple(self, status: int) -> None:
         """An error answer of our own; the connection closes after it."""
+        self.stream.begin(self.timeouts)
         await self.stream.send_all(error_response(status, self.server))
         await self._linger()
 

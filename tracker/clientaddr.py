@@ -23,7 +23,15 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
 
-__all__ = ["Network", "client_host", "client_ip", "pack_ip", "parse_proxies", "trusted"]
+__all__ = [
+    "Network",
+    "client_host",
+    "client_ip",
+    "pack_ip",
+    "parse_proxies",
+    "trusted",
+    "trusted_host",
+]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -50,6 +58,13 @@ def trusted(ip: bytes, proxies: Sequence[Network]) -> bool:
     """Whether packed address ``ip`` is inside one of ``proxies``."""
     addr = ipaddress.ip_address(ip)
     return any(addr in net for net in proxies)
+
+
+def trusted_host(host: str, proxies: Sequence[Network]) -> bool:
+    """Whether the textual socket address ``host`` is one of ``proxies`` (the HTTP shells
+    count such a connection's slot for the client each request names). Never raises."""
+    ip = pack_ip(host)
+    return ip is not None and bool(proxies) and trusted(ip, proxies)
 
 
 def client_ip(

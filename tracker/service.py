@@ -13,6 +13,7 @@ serve_tracker(core, http, udp)     one nursery; a crash of any child cancels all
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
 import time
@@ -23,6 +24,7 @@ from typing import NoReturn
 import trio
 
 from httpshell import Request, Response, serve_http_sync
+from tracker.clientaddr import client_host, trusted_host
 from tracker.core import TrackerCore
 
 __all__ = [
@@ -168,10 +170,15 @@ async def serve_tracker(
     http: tuple[str, int] | None,
     udp: tuple[str, int] | None,
     *,
+    header_timeout: float = 10.0,
+    max_connections_per_ip: int = 64,
     task_status: trio.TaskStatus[TrackerBound] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve ``core`` over HTTP at ``http`` and/or UDP at ``udp`` ((host, port), port 0
     picks one; None: not on that transport), with the expiry sweeper, until cancelled.
+    ``header_timeout`` and ``max_connections_per_ip`` (0: no cap) are the HTTP
+    listener's (``httpshell.epoll``); its slots count a trusted proxy's requests for
+    the client it names (``core.proxies``).
 
     Reports a :class:`TrackerBound` once every listener is bound. Never returns unless
     cancelled; a failure to bind raises (OSError) before ``started``.
@@ -179,8 +186,23 @@ async def serve_tracker(
     async with trio.open_nursery() as nursery:
         http_bound = udp_bound = None
         if http is not None:
+            proxies = core.proxies
+            proxied = functools.partial(trusted_host, proxies=proxies)
+
+            def client_of(request: Request) -> str:
+                return client_host(request.client[0], request.headers, proxies)
+
             addrs = await nursery.start(
-                serve_http_sync, make_sync_http_handler(core), http[0], http[1]
+                functools.partial(
+                    serve_http_sync,
+                    make_sync_http_handler(core),
+                    http[0],
+                    http[1],
+                    header_timeout=header_timeout,
+                    max_connections_per_ip=max_connections_per_ip,
+                    proxied=proxied if proxies else None,
+                    client_of=client_of if proxies else None,
+                )
             )
             http_bound = addrs[0]
         if udp is not None:

@@ -193,6 +193,8 @@ def _credential_buckets(v: object) -> str | None:
 CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("server", "public_url"): _url(("http", "https")),
     ("server", "trusted_proxies"): _networks,
+    ("server", "header_timeout"): _above(0),
+    ("server", "max_connections_per_ip"): _at_least(0),
     ("tracker", "public_url"): _url(("http", "https", "udp"), empty_ok=True),
     ("tracker", "udp_public_url"): _udp_url,
     ("tracker", "interval"): _at_least(1),
@@ -202,6 +204,8 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("tracker", "max_peers_per_swarm"): _at_least(1),
     ("tracker", "max_numwant"): _at_least(1),
     ("tracker", "trusted_proxies"): _networks,
+    ("tracker", "header_timeout"): _above(0),
+    ("tracker", "max_connections_per_ip"): _at_least(0),
     ("generation", "threads"): _at_least(1),
     ("generation", "concurrency"): _at_least(1),
     ("generation", "read_ahead"): _at_least(1),
@@ -229,6 +233,8 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("buckets", "piece_length"): _piece_length,
     # SigV4 presigned URLs live at most 7 days.
     ("buckets", "presign_webseed"): _between(0, 604800),
+    ("buckets", "connect_timeout"): _above(0),
+    ("buckets", "read_timeout"): _above(0),
     ("credentials", "access_key"): _not_empty,
     ("credentials", "secret_key"): _not_empty,
     ("credentials", "buckets"): _credential_buckets,

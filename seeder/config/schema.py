@@ -56,6 +56,8 @@ class ServerConfig:
     public_url: str = "http://127.0.0.1:8000"
     trusted_proxies: tuple[str, ...] = ()
     sigv2: bool = True  # accept AWS Signature Version 2 (header and presigned query)
+    header_timeout: float = 10.0  # seconds to a complete request head, in total
+    max_connections_per_ip: int = 64  # per client address (after trusted proxies); 0 = no cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,8 @@ class TrackerConfig:
     max_peers_per_swarm: int = 50_000
     max_numwant: int = 200
     trusted_proxies: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    max_connections_per_ip: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,8 @@ class BucketConfig:
     webseed: str = "origin"  # origin | proxy
     piece_length: int = 0  # 0 = auto (metainfo.piece_length_for)
     presign_webseed: int = 0  # private origin buckets: presigned web seed lifetime, s; 0 = none
+    connect_timeout: float = 3.0  # s per connection attempt to the backend (s3)
+    read_timeout: float = 5.0  # s of silence on a backend socket (s3)
 
 
 @dataclass(frozen=True, slots=True)

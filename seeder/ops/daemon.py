@@ -33,7 +33,7 @@ from typing import Any
 import trio
 from prometheus_client import CollectorRegistry
 
-from httpshell import serve_http
+from httpshell import Request, serve_http
 from seeder import __version__
 from seeder.cluster.node import ClusterNode
 from seeder.cluster.replicas import Replicas
@@ -52,6 +52,7 @@ from seeder.torrent import metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry
 from seeder.torrent.service import Listener, TorrentService
+from tracker.clientaddr import client_host, parse_proxies, trusted_host
 from tracker.clock import MonotonicClock
 from tracker.core import TrackerCore
 from tracker.metrics import TrackerMetrics
@@ -127,7 +128,8 @@ class Daemon:
                     await store.aclose()
         for b in new.buckets:
             if b.name not in self.stores:
-                self.stores[b.name] = make_store(b, threads=new.generation.threads * 2)
+                self.stores[b.name] = make_store(b, threads=new.generation.threads * 2,
+                                                 on_breaker=self.metrics.breaker_changed)
         self.config = new
         self.torrents.config = new
         self.api.runtime = Runtime.build(new, self.stores)
@@ -174,7 +176,8 @@ async def serve(
     stores: dict[str, Store] = {}
     try:
         for b in config.buckets:
-            stores[b.name] = make_store(b, threads=config.generation.threads * 2)
+            stores[b.name] = make_store(b, threads=config.generation.threads * 2,
+                                        on_breaker=metrics.breaker_changed)
         seeding = _make_seeding(config, state_dir, metrics, catalog)
         cluster = None
         if config.cluster.redis_url:
@@ -251,14 +254,18 @@ async def serve(
                     f"{kind} {hp}" for kind, hp in (("HTTP", t.listen), ("UDP", t.udp_listen)) if hp
                 )
                 tb = await _start_listener(
-                    nursery, f"tracker on {where}", serve_tracker, tracker, http, udp
+                    nursery, f"tracker on {where}",
+                    functools.partial(serve_tracker, header_timeout=t.header_timeout,
+                                      max_connections_per_ip=t.max_connections_per_ip),
+                    tracker, http, udp,
                 )
             await nursery.start(torrents.run)
             if events is not None:
                 await nursery.start(events.run)
             listen = config.server.listen
             s3_bound = await _start_listener(
-                nursery, f"S3 API on {listen}", serve_http, handler, listen.host, listen.port
+                nursery, f"S3 API on {listen}", _s3_listener(config), handler, listen.host,
+                listen.port,
             )
             bound = Bound(s3=s3_bound[0])
             if config.metrics.listen is not None:
@@ -303,6 +310,24 @@ async def serve(
                 with trio.move_on_after(5):
                     await store.aclose()
         catalog.close()
+
+
+def _s3_listener(config: Config) -> Callable[..., Awaitable[object]]:
+    """``serve_http`` with the ``[server]`` limits: head deadline, slots per client
+    address (a trusted proxy's connections count for the client each request names)."""
+    server = config.server
+    proxies = parse_proxies(server.trusted_proxies)
+
+    def client_of(request: Request) -> str:
+        return client_host(request.client[0], request.headers, proxies)
+
+    return functools.partial(
+        serve_http,
+        header_timeout=server.header_timeout,
+        max_connections_per_ip=server.max_connections_per_ip,
+        proxied=functools.partial(trusted_host, proxies=proxies) if proxies else None,
+        client_of=client_of if proxies else None,
+    )
 
 
 async def _start_listener(

@@ -29,7 +29,12 @@ def answer(request: Request) -> Response:
     return Response(200, [(b"content-type", b"text/plain"), (b"x-echo", echo)], body)
 
 
+BIG = 32 << 20  # more than loopback's socket buffers hold
+
+
 async def handler(request: Request) -> Response:
+    if request.target == b"/big":
+        return Response(200, [], bytes(BIG))
     if request.target == b"/stream":
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -246,9 +251,10 @@ async def test_header_injection_by_a_handler_becomes_a_500(
 async def test_connection_cap_answers_503(nursery: trio.Nursery, shell: str) -> None:
     host, port = await start(nursery, shell, max_connections=1)
     held = await trio.open_tcp_stream(host, port)
-    await held.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-    with trio.fail_after(5):
-        assert (await held.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+    # Its head is complete and its body on the way: busy, so not evictable.
+    await held.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    with trio.fail_after(5):  # the head was read once a connection is answered after it
+        await exchange_until_503(host, port)
     second = await trio.open_tcp_stream(host, port)
     data = await read_all(second)
     assert data.startswith(b"HTTP/1.1 503 ")
@@ -265,7 +271,69 @@ async def test_connection_cap_answers_503(nursery: trio.Nursery, shell: str) -> 
             await trio.lowlevel.checkpoint()
 
 
+async def exchange_until_503(host: str, port: int) -> None:
+    """Poll until a new connection is refused (the held one was read and is busy)."""
+    while True:  # bounded by the caller's fail_after
+        data = await exchange(host, port, b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+        if data.startswith(b"HTTP/1.1 503 "):
+            return
+        await trio.sleep(0.01)
+
+
+async def test_a_full_server_evicts_the_oldest_connection_waiting_for_a_head(
+    nursery: trio.Nursery, shell: str
+) -> None:
+    host, port = await start(nursery, shell, max_connections=2, max_connections_per_ip=0)
+    first = await trio.open_tcp_stream(host, port)
+    await first.send_all(b"GET /a HTTP/1.1\r\n")  # a head never finished
+    second = await trio.open_tcp_stream(host, port)
+    data = await exchange(host, port, b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert await read_all(first) == b""  # evicted: closed without an answer
+    await second.aclose()
+
+
+async def test_a_client_at_its_cap_evicts_its_own_oldest_waiting_connection(
+    nursery: trio.Nursery, shell: str
+) -> None:
+    host, port = await start(nursery, shell, max_connections_per_ip=1)
+    first = await trio.open_tcp_stream(host, port)
+    data = await exchange(host, port, b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert await read_all(first) == b""
+
+
+async def test_the_head_deadline_counts_in_total(nursery: trio.Nursery, shell: str) -> None:
+    """A client sending a header byte every 0.1 s is cut at the 0.5 s head deadline (it
+    would take 10 s to send what it has, and each byte restarted the old idle timer)."""
+    host, port = await start(nursery, shell, header_timeout=0.5)
+    stream = await trio.open_tcp_stream(host, port)
+    trickle = b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 100
+    closed = False
+    with trio.fail_after(5):
+        for i in range(len(trickle)):  # bounded: 10 s of trickling at most, cut by fail_after
+            try:
+                await stream.send_all(trickle[i : i + 1])
+                with trio.move_on_after(0.1):
+                    closed = await stream.receive_some(1) == b""
+            except (trio.BrokenResourceError, ConnectionResetError):
+                closed = True
+            if closed:
+                break
+    assert closed
+
+
 # -- streaming (the task shell only) ------------------------------------------------------
+
+
+async def test_a_stalled_reader_is_cut_off(nursery: trio.Nursery) -> None:
+    host, port = await start(nursery, idle_timeout=0.5)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    await trio.sleep(2)  # the behaviour under test: a client that stops reading
+    data = await read_all(stream, 10)
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert len(data) < BIG  # the server gave up on it and closed
 
 
 def _get(host: str, port: int, path: str) -> tuple[int, bytes]:

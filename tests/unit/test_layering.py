@@ -85,6 +85,7 @@ PURE = (
     "seeder.cluster.records",
     "seeder.cluster.scripts",
     "seeder.cluster.rendezvous",
+    "seeder.store.breaker",
 )
 IO_LIBRARIES = ("trio", "boto3", "botocore", "libtorrent", "prometheus_client", "sqlite3",
                 "coredis", "redis")
