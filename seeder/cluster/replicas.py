@@ -80,7 +80,9 @@ class Replicas:
         owned = self._owned.get(info_hash)
         if owned is None:
             entry = lookup(info_hash)
-            owned = entry is not None and self.owns(entry)
+            if entry is None:
+                return  # not in this node's catalog yet: asked again at the next announce
+            owned = self.owns(entry)
             if len(self._owned) >= _OWNED_MEMO_MAX:
                 self._owned.clear()
             self._owned[info_hash] = owned

@@ -187,7 +187,9 @@ class SwarmSync:
                 self._last_id = last_id  # the log from here on; earlier is in the sets
             local_now = self.clock()
             for j, ih in enumerate(batch):
-                self._load_swarm(ih, out[2 * j], out[2 * j + 1], now_ms, local_now)
+                if self._load_swarm(ih, out[2 * j], out[2 * j + 1], now_ms, local_now) and (
+                        self.on_announce is not None):
+                    self.on_announce(ih)  # peers there: demand, as for a synced announce
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -257,19 +259,22 @@ class SwarmSync:
                 self.on_announce(ih)
 
     def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
-                    local_now: float) -> None:
+                    local_now: float) -> bool:
+        """Merge one swarm read from Redis; whether any peer was stored."""
         swarms = self.core.swarms
         swarm = swarms.get(ih)
         if swarm is None:
-            return
+            return False
+        stored = False
         for j in range(0, len(members), 2):
             member, score = members[j], int(members[j + 1])
             addr, peer_id = member[:-20], member[-20:]
             if len(addr) not in (6, 18):
                 continue
             expires = local_now + ((score >> 1) - now_ms) / 1000
-            swarms.merge_peer(ih, addr, peer_id, bool(score & 1), expires)
+            stored |= swarms.merge_peer(ih, addr, peer_id, bool(score & 1), expires)
         swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self._downloads.get(ih, 0))
+        return stored
 
 
 def wall_offset(clock: Callable[[], float] = trio.current_time) -> float:

@@ -1,0 +1,335 @@
+"""Cluster mode benchmark (issue 12): the same tracker standalone and as a cluster node,
+side by side in one run, plus Redis memory, 1 vs 3 nodes, and failover time.
+
+    python benchmarks/bench_cluster.py [--duration 5] [--rounds 3] [--peers 100000]
+        [--torrents 1000] [--only cpu,scale,failover]
+
+1. ``cpu``: a standalone node and a cluster node (``benchmarks/cluster_node.py``: the
+   daemon's tracker stack, with seeder.cluster's ClusterNode attached or not), both pinned
+   to one core, each loaded with PEERS ``started`` announces over TORRENTS torrents, then
+   ``--rounds`` steady loads per transport (HTTP one connection per announce, HTTP
+   keep-alive, UDP connect+announce) alternating standalone / cluster. CPU per announce is
+   each process's utime+stime delta / announces (the cluster node's includes its sync
+   task); Redis's own CPU per announce is printed beside. Then Redis memory per peer and
+   per torrent: ``used_memory`` growth over the loaded state, and the keys' ``MEMORY USAGE``.
+2. ``scale``: announces/s of one cluster node under one wrk, then of three nodes under
+   three wrks at once (keep-alive), all against one Redis. On a 2-core machine the three
+   nodes and their load share the same cores: read it as "what a node costs", not scaling.
+3. ``failover``: three ``seeder serve`` daemons (local bucket, seeding on, one Redis),
+   ``--failover-torrents`` torrents in demand (a leecher in each swarm), each seeded by 2
+   nodes; kill -9 of one node; the time until the survivors see it gone, and until both
+   seed every torrent (``seeder_cluster_seeded_torrents``).
+
+Needs redis-server and wrk (Debian packages). Every process started here is stopped by PID;
+every wait has a deadline. A script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_tracker as bt
+
+ROOT = bt.ROOT
+NODE = ROOT / "benchmarks" / "cluster_node.py"
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+class Redis:
+    """redis-server on a free loopback port, no persistence."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = bt.free_port()
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+        self.proc = bt.Proc("redis", [exe, "--port", str(self.port), "--bind", bt.HOST,
+                                      "--save", "", "--appendonly", "no"], work)
+        bt.wait_listening(self.proc, self.port)
+
+    def url(self, db: int) -> str:
+        return f"redis://{bt.HOST}:{self.port}/{db}"
+
+    def cli(self, db: int, *args: str) -> str:
+        out = subprocess.run(["redis-cli", "-p", str(self.port), "-n", str(db), *args],
+                             capture_output=True, timeout=60, check=True)
+        return out.stdout.decode()
+
+    def used_memory(self) -> int:
+        return int(re.search(r"used_memory:(\d+)", self.cli(0, "info", "memory"))[1])
+
+
+# Sum of MEMORY USAGE over the swarm keys, their number, and their members.
+_SWARM_MEMORY = """
+local c, total, n, m = '0', 0, 0, 0
+repeat
+  local r = redis.call('SCAN', c, 'MATCH', 's3t:sw:*', 'COUNT', 1000)
+  c = r[1]
+  for _, k in ipairs(r[2]) do
+    total = total + redis.call('MEMORY', 'USAGE', k, 'SAMPLES', 0)
+    n = n + 1
+    m = m + redis.call('ZCARD', k)
+  end
+until c == '0'
+return {total, n, m}
+"""
+
+
+def start_node(work: Path, name: str, port: int, args: argparse.Namespace,
+               redis: str = "", cpu: int | None = None) -> bt.Proc:
+    cmd = [sys.executable, str(NODE), "--port", str(port), "--torrents", str(args.torrents)]
+    if redis:
+        cmd += ["--redis", redis, "--node-id", name]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    proc = bt.Proc(name, cmd, work, dict(os.environ, PYTHONPATH=str(ROOT)))
+    bt.wait_listening(proc, port)
+    bt.wait_serving(proc, port)
+    return proc
+
+
+# -- 1. CPU per announce, memory ------------------------------------------------------------
+
+
+def bench_cpu(args: argparse.Namespace, work: Path, redis: Redis) -> None:
+    base_mem = redis.used_memory()
+    ports = {"standalone": bt.free_port(), "cluster": bt.free_port()}
+    procs = {
+        "standalone": start_node(work, "standalone", ports["standalone"], args,
+                                 cpu=args.tracker_cpu),
+        "cluster": start_node(work, "cluster", ports["cluster"], args, redis.url(0),
+                              cpu=args.tracker_cpu),
+    }
+    try:
+        for name in ("standalone", "cluster"):
+            bt.run_wrk(args, ports[name], "started", "keepalive", args.started_timeout)
+        time.sleep(1.0)  # the last batch flushed
+        mem = redis.used_memory() - base_mem
+        peers, torrents = args.peers, args.torrents
+        stream = int(redis.cli(0, "memory", "usage", "s3t:log") or 0)
+        swarms, keys, members = (int(x) for x in redis.cli(0, "eval", _SWARM_MEMORY, "0")
+                                 .split())
+        print(f"Redis memory, {peers} peers over {torrents} torrents: {mem / 1e6:.1f} MB in "
+              f"all = {mem / peers:.0f} bytes/peer, {mem / torrents:.0f} bytes/torrent; of "
+              f"which the change log {stream / 1e6:.1f} MB (trimmed after 2 min) and the "
+              f"{keys} swarm keys {swarms / 1e6:.1f} MB = {swarms / max(members, 1):.0f} "
+              f"bytes/peer ({members} peers stored)", flush=True)
+        loads = [
+            ("HTTP conn/announce", lambda p: bt.run_wrk(args, p, "steady", "close",
+                                                        args.duration)),
+            ("HTTP keep-alive", lambda p: bt.run_wrk(args, p, "steady", "keepalive",
+                                                     args.duration)),
+            ("UDP", lambda p: bt.run_udp(args, p, args.duration)),
+        ]
+        results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+        for r in range(args.rounds):
+            for label, run in loads:
+                order = ["standalone", "cluster"] if r % 2 == 0 else ["cluster", "standalone"]
+                for name in order:
+                    c0, rc0 = bt.cpu_seconds(procs[name].pid), bt.cpu_seconds(redis.proc.pid)
+                    load = run(ports[name])
+                    time.sleep(0.3)  # the sync task's last flush counts too
+                    c1, rc1 = bt.cpu_seconds(procs[name].pid), bt.cpu_seconds(redis.proc.pid)
+                    n = max(load.announces, 1)
+                    row = ((c1 - c0) / n * 1e6, load.announces / load.seconds,
+                           (rc1 - rc0) / n * 1e6)
+                    results.setdefault((label, name), []).append(row)
+                    print(f"  {label:20s} {name:10s} {row[1]:8.0f}/s  {row[0]:6.1f} us CPU/"
+                          f"announce  (redis {row[2]:.1f} us)  errors {load.errors}",
+                          flush=True)
+        print("medians:")
+        for label, _ in loads:
+            s = [statistics.median(x[i] for x in results[(label, "standalone")])
+                 for i in range(3)]
+            c = [statistics.median(x[i] for x in results[(label, "cluster")]) for i in range(3)]
+            print(f"  {label:20s} standalone {s[0]:.1f} us, {s[1]:.0f}/s | cluster {c[0]:.1f} us"
+                  f" (+ redis {c[2]:.1f} us), {c[1]:.0f}/s | CPU ratio {c[0] / s[0]:.2f} "
+                  f"(goal <= 2)", flush=True)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+
+# -- 2. one vs three nodes --------------------------------------------------------------------
+
+
+def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
+    def run(n: int, db: int) -> float:
+        ports = [bt.free_port() for _ in range(n)]
+        procs = [start_node(work, f"scale{n}-{i}", ports[i], args, redis.url(db))
+                 for i in range(n)]
+        try:
+            sub = argparse.Namespace(**vars(args))
+            sub.connections = max(8, args.connections // n)
+            cmds = [["wrk", "-t1", f"-c{sub.connections}", f"-d{int(args.duration)}s", "--timeout",
+                     "5s", "-s", str(bt.LUA), f"http://{bt.HOST}:{p}", "--", "steady",
+                     str(args.peers), str(args.torrents), "50", "keepalive"] for p in ports]
+            running = [subprocess.Popen(c, stdout=subprocess.PIPE) for c in cmds]
+            total = 0.0
+            for w in running:
+                out = w.communicate(timeout=args.duration + 60)[0]
+                m = re.search(rb"WRKRESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+                if m is None:
+                    raise RuntimeError("wrk printed no result")
+                total += int(m[1]) / (int(m[6]) / 1e6)
+            return total
+        finally:
+            for proc in procs:
+                proc.stop()
+
+    one = run(1, 1)
+    three = run(3, 2)
+    print(f"announces/s against one Redis (keep-alive, all on {os.cpu_count()} cores): "
+          f"1 node {one:.0f}/s, 3 nodes {three:.0f}/s in all", flush=True)
+
+
+# -- 3. failover --------------------------------------------------------------------------------
+
+
+def _metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://{bt.HOST}:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, flags=re.M)
+    return float(m[1]) if m else 0.0
+
+
+def _wait(pred, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise RuntimeError(f"not within {timeout} s: {what}")
+        time.sleep(0.05)
+
+
+def bench_failover(args: argparse.Namespace, work: Path, redis: Redis) -> None:
+    data = work / "objects"
+    data.mkdir()
+    n = args.failover_torrents
+    for i in range(n):
+        (data / f"o{i}.bin").write_bytes(os.urandom(64 * 1024))
+    nodes = [{"s3": bt.free_port(), "tracker": bt.free_port(), "metrics": bt.free_port()}
+             for _ in range(3)]
+    procs = []
+    try:
+        for i, node in enumerate(nodes):
+            conf = work / f"fo{i}.toml"
+            conf.write_text(f"""
+[server]
+listen = "{bt.HOST}:{node['s3']}"
+public_url = "http://{bt.HOST}:{nodes[0]['s3']}"
+[tracker]
+listen = "{bt.HOST}:{node['tracker']}"
+public_url = "http://{bt.HOST}:{nodes[0]['tracker']}/announce"
+interval = 60
+min_interval = 1
+[metrics]
+listen = "{bt.HOST}:{node['metrics']}"
+[state]
+dir = "{work / f'fo{i}-state'}"
+[scanner]
+enabled = false
+[seeding]
+listen_interfaces = "{bt.HOST}:0"
+ssrf_mitigation = false
+[log]
+level = "warning"
+[cluster]
+redis_url = "{redis.url(3)}"
+node_id = "fo{i}"
+[[buckets]]
+name = "data"
+backend = "local"
+path = "{data}"
+""")
+            procs.append(bt.Proc(f"fo{i}", [sys.executable, "-m", "seeder", "serve", "--config",
+                                            str(conf)], work,
+                                 dict(os.environ, PYTHONPATH=str(ROOT))))
+        for node, proc in zip(nodes, procs, strict=True):
+            bt.wait_listening(proc, node["metrics"])
+        _wait(lambda: all(_metric(x["metrics"], "seeder_cluster_nodes") == 3 for x in nodes),
+              60, "3 nodes live")
+        for i in range(n):
+            with urllib.request.urlopen(
+                    f"http://{bt.HOST}:{nodes[0]['s3']}/data/o{i}.bin?torrent", timeout=60) as r:
+                body = r.read()
+            ih = _info_hash(body)
+            q = urllib.parse.urlencode({"info_hash": ih, "peer_id": b"-BF0001-%012d" % i,
+                                        "port": 20000 + i, "left": 1, "compact": 1})
+            with urllib.request.urlopen(
+                    f"http://{bt.HOST}:{nodes[0]['tracker']}/announce?{q}", timeout=10) as r:
+                r.read()
+
+        def seeded(idx: list[int]) -> list[float]:
+            return [_metric(nodes[i]["metrics"], "seeder_cluster_seeded_torrents") for i in idx]
+
+        _wait(lambda: sum(seeded([0, 1, 2])) == 2 * n, 120, "each torrent on 2 nodes")
+        before = seeded([0, 1, 2])
+        t0 = time.monotonic()
+        os.kill(procs[2].pid, signal.SIGKILL)
+        _wait(lambda: all(_metric(nodes[i]["metrics"], "seeder_cluster_nodes") == 2
+                          for i in (0, 1)), 60, "the dead node out of the view")
+        detected = time.monotonic() - t0
+        _wait(lambda: seeded([0, 1]) == [n, n], 60, "every torrent on both survivors")
+        moved = time.monotonic() - t0
+        print(f"failover: {n} torrents, seeds per node before {before}; kill -9 of fo2 "
+              f"(it seeded {before[2]:.0f}): seen dead after {detected:.1f} s, every torrent "
+              f"seeded by both survivors after {moved:.1f} s", flush=True)
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def _info_hash(torrent: bytes) -> bytes:
+    import hashlib
+
+    from tracker import bencode
+
+    return hashlib.sha1(bencode.encode(bencode.decode(torrent)[b"info"])).digest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--peers", type=int, default=100_000)
+    p.add_argument("--torrents", type=int, default=1000)
+    p.add_argument("--tracker-cpu", type=int, default=0)
+    p.add_argument("--load-cpu", type=int, default=1)
+    p.add_argument("--started-timeout", type=float, default=240.0)
+    p.add_argument("--failover-torrents", type=int, default=30)
+    p.add_argument("--only", default="cpu,scale,failover")
+    args = p.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    redis = Redis(work)
+    try:
+        only = set(args.only.split(","))
+        if "cpu" in only:
+            bench_cpu(args, work, redis)
+        if "scale" in only:
+            bench_scale(args, work, redis)
+        if "failover" in only:
+            bench_failover(args, work, redis)
+    finally:
+        redis.proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
