@@ -7,7 +7,7 @@ separate clusters on one Redis use separate databases (``redis://host:6379/N``).
   score: deadline (ms, Redis clock) * 2 + seeder. TTL: a peer timeout and a minute.
 - ``s3t:dl`` (hash): info-hash -> completed downloads.
 - ``s3t:log`` (stream): every node's announce batches (``n`` node id, ``d`` records),
-  kept two minutes.
+  kept 30 s.
 - ``s3t:cat:<bucket>\\0<key>\\0<version>`` (string): a torrent some node made
   (``records.encode_entry``).
 - ``s3t:catlog`` (stream): catalog changes (``n`` node, ``o`` put/del, ``k`` the name).

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.1  # s between push/pull round trips
 READ_COUNT = 256  # change-log entries per round trip
-LOG_KEEP_MS = 120_000  # how long the change log keeps a batch (a node reads it every 0.1 s)
+LOG_KEEP_MS = 30_000  # how long the change log keeps a batch (a node reads it every 0.1 s)
 MAX_PENDING = 500_000  # coalesced changes held while Redis is unreachable
 RESYNC_BATCH = 2_000  # swarms per resync round trip
 PUSH_BATCH = 20_000  # peer changes per push round trip (~1 MB)
