@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 
 # System tools the tests drive for real: systemd-analyze (unit checks), promtool (metrics lint),
 # aria2c, transmission-cli and qbittorrent-nox (BitTorrent clients besides libtorrent),
-# redis-server (cluster mode), s3cmd (an S3 client).
+# redis-server (cluster mode), s3cmd (an S3 client), Node and npm (s3rver, a second S3 server).
 need_apt=()
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v aria2c >/dev/null 2>&1 || need_apt+=(aria2)
 command -v s3cmd >/dev/null 2>&1 || need_apt+=(s3cmd)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v transmission-cli >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 # The WAN lab (tests/wan/, marker "wan"; skipped unless root with network namespaces):
@@ -26,6 +28,14 @@ if ((${#need_apt[@]})); then
   else
     echo "missing system packages (install as root): ${need_apt[*]}" >&2
   fi
+fi
+
+# s3rver (npm): the suite's second S3 implementation besides moto; tests/conftest.py runs
+# it from here (or from $S3RVER_BIN).
+s3rver_dir="${XDG_CACHE_HOME:-$HOME/.cache}/s3torrent/node"
+if [ ! -x "$s3rver_dir/node_modules/.bin/s3rver" ] && command -v npm >/dev/null 2>&1; then
+  mkdir -p "$s3rver_dir"
+  npm install --prefix "$s3rver_dir" --no-audit --no-fund --silent s3rver@3.7.1 >/dev/null
 fi
 
 python3 -m pip install -q -e '.[test]'

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real moto S3 server in its own process, and buckets on it.
+"""Shared fixtures: a real moto S3 server in its own process, and buckets on it; s3rver (a
+second S3 implementation, Node) the same way, and ``s3_server``: either, by parameter.
 
 Importing this file points every AWS SDK in the test process away from real credentials
 and config (dummy keys, no config files, no instance metadata), so no test can touch AWS.
@@ -17,6 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,13 +47,16 @@ MOTO_START_ATTEMPTS = 3  # free_port() can race with another process
 
 @dataclass
 class MotoServer:
-    """A running ``python -m moto.server`` on loopback."""
+    """A running ``python -m moto.server`` on loopback (or another S3 server: ``kind``)."""
 
     endpoint_url: str  # e.g. "http://127.0.0.1:40123"
     host: str
     port: int
     pid: int
     log_path: str  # the server's stdout+stderr, for debugging a failed test
+    kind: str = "moto"
+    access_key: str = "testing"
+    secret_key: str = "testing"
 
     def client(self, **kwargs: Any) -> Any:
         """A boto3 S3 client for this server: dummy creds, us-east-1, path-style."""
@@ -65,8 +70,8 @@ class MotoServer:
             "s3",
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
             **kwargs,
         )
 
@@ -205,3 +210,58 @@ def moto_process() -> Iterator[MotoProcess]:
                 os.kill(proc.pid, signal.SIGCONT)  # a stopped process ignores SIGTERM
             _stop(proc)
     os.unlink(log.name)
+
+
+# s3rver (npm), run by Node from Debian; scripts/test.sh installs it here.
+S3RVER_BIN = Path(os.environ.get("S3RVER_BIN", str(
+    Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    / "s3torrent" / "node" / "node_modules" / ".bin" / "s3rver")))
+
+
+def _start_s3rver(log, data_dir: str) -> tuple[subprocess.Popen[bytes], int]:
+    if not S3RVER_BIN.exists():
+        pytest.fail(f"s3rver is not installed at {S3RVER_BIN} (bash scripts/test.sh installs it)")
+    last: Exception | None = None
+    for _ in range(MOTO_START_ATTEMPTS):
+        port = free_port()
+        proc = subprocess.Popen(
+            [str(S3RVER_BIN), "-d", data_dir, "-a", "127.0.0.1", "-p", str(port),
+             "--no-vhost-buckets"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            # s3rver 3.7 makes continuation tokens with a cipher OpenSSL 3 retired
+            env={**os.environ, "NODE_OPTIONS": "--openssl-legacy-provider"},
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            wait_until(lambda: proc.poll() is not None or _answers(url),  # noqa: B023
+                       MOTO_START_DEADLINE, interval=0.05, what="s3rver answers")
+        except TimeoutError as e:
+            last = e
+            _stop(proc)
+            continue
+        if proc.poll() is None:
+            return proc, port
+        last = RuntimeError(f"s3rver exited with {proc.returncode} (port {port} taken?)")
+    raise RuntimeError(f"could not start s3rver: {last}")
+
+
+@pytest.fixture(scope="session")
+def s3rver_server() -> Iterator[MotoServer]:
+    """An s3rver process for the whole session (its own data dir), stopped by PID."""
+    with tempfile.TemporaryDirectory(prefix="s3rver-") as data, \
+            tempfile.NamedTemporaryFile(prefix="s3rver-", suffix=".log", delete=False) as log:
+        proc, port = _start_s3rver(log, data)
+        try:
+            yield MotoServer(f"http://127.0.0.1:{port}", "127.0.0.1", port, proc.pid, log.name,
+                             kind="s3rver", access_key="S3RVER", secret_key="S3RVER")
+        finally:
+            _stop(proc)
+    os.unlink(log.name)
+
+
+@pytest.fixture(params=["moto"])
+def s3_server(request: pytest.FixtureRequest) -> MotoServer:
+    """A running S3 server: moto unless a test parametrizes it (indirect) with "s3rver"."""
+    name = "s3rver_server" if request.param == "s3rver" else "moto_server"
+    return request.getfixturevalue(name)

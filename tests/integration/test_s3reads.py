@@ -40,6 +40,8 @@ from tracker import bencode
 AK, SK = "AKIDREADS", "reads-secret"
 AK_PUB, SK_PUB = "AKIDPUBONLY", "pub-only-secret"
 NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+# the tests that read an S3 backend run against both S3 servers of the suite
+BOTH = pytest.mark.parametrize("s3_server", ["moto", "s3rver"], indirect=True)
 KEYS = ["a.txt", "dir/one.bin", "dir/sub/two.bin", "dir/three.bin", "é t+é.txt", "z/last"]
 
 
@@ -77,20 +79,20 @@ def error_code(body: bytes) -> str:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, moto_server: Any, nursery: trio.Nursery) -> AsyncIterator[Env]:
+async def env(tmp_path: Path, s3_server: Any, nursery: trio.Nursery) -> AsyncIterator[Env]:
     for name in ("pub", "priv"):
         root = tmp_path / name
         for key in KEYS:
             path = root.joinpath(*key.split("/"))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(key.encode() * 100)
-    backend = moto_server.client()
-    s3 = {role: moto_server.create_bucket(prefix=role) for role in ("s3pub", "s3priv")}
+    backend = s3_server.client()
+    s3 = {role: s3_server.create_bucket(prefix=role) for role in ("s3pub", "s3priv")}
     for name in s3.values():
         for key in KEYS:
             backend.put_object(Bucket=name, Key=key, Body=key.encode() * 100)
-    common = {"backend": "s3", "endpoint_url": moto_server.endpoint_url, "region": "us-east-1",
-              "access_key": "testing", "secret_key": "testing"}
+    common = {"backend": "s3", "endpoint_url": s3_server.endpoint_url, "region": "us-east-1",
+              "access_key": s3_server.access_key, "secret_key": s3_server.secret_key}
     config = Config(
         server=ServerConfig(listen=HostPort("127.0.0.1", 0), public_url="http://localhost:1"),
         tracker=TrackerConfig(enabled=False, listen=None),
@@ -162,6 +164,28 @@ async def test_sigv2_expired_and_malformed(env: Env) -> None:
         assert (status, error_code(body)) == (403, code)
 
 
+@BOTH
+@pytest.mark.parametrize("signature_version", ["s3", "s3v4"])
+async def test_torrent_of_an_s3_object(env: Env, signature_version: str) -> None:
+    """GetObjectTorrent of an object on each S3 server, SigV2 and SigV4: the torrent's
+    pieces are the object's, and its web seed (this server's, capability) serves it."""
+    import hashlib
+
+    c = env.client(signature_version=signature_version)
+    bucket = env.s3["s3priv"]
+    resp = await run_sync(lambda: c.get_object_torrent(Bucket=bucket, Key="dir/sub/two.bin"))
+    meta = bencode.decode(resp["Body"].read())
+    content = b"dir/sub/two.bin" * 100
+    info = meta[b"info"]
+    assert info[b"length"] == len(content) and info[b"x-amz-bucket"] == bucket.encode()
+    plen = info[b"piece length"]
+    assert info[b"pieces"] == b"".join(hashlib.sha1(content[i:i + plen]).digest()
+                                       for i in range(0, len(content), plen))
+    seeds = meta[b"url-list"]
+    (seed,) = seeds if isinstance(seeds, list) else [seeds]
+    assert b"webseed-token=" in seed
+
+
 # -- the read-only calls -------------------------------------------------------------------
 
 
@@ -176,7 +200,8 @@ async def test_list_buckets_by_caller(env: Env) -> None:
         ["pub", "priv", *env.s3.values()])
 
 
-@pytest.mark.parametrize("role", ["local", "s3"])
+@pytest.mark.parametrize(("role", "s3_server"), [("local", "moto"), ("s3", "moto"),
+                                                 ("s3", "s3rver")], indirect=["s3_server"])
 async def test_paginators_match_the_keys(env: Env, role: str) -> None:
     bucket = "priv" if role == "local" else env.s3["s3priv"]
     c = env.client()
@@ -243,6 +268,7 @@ async def test_bad_list_parameters(env: Env, query: str, code: str) -> None:
     assert b"Traceback" not in body
 
 
+@BOTH
 async def test_private_buckets_need_a_signature(env: Env) -> None:
     for bucket in ("priv", env.s3["s3priv"]):
         status, _, body = await run_sync(fetch, f"{env.url}/{bucket}?list-type=2")
@@ -254,6 +280,7 @@ async def test_private_buckets_need_a_signature(env: Env) -> None:
     assert status == 404
 
 
+@BOTH
 async def test_head_bucket_object_and_location(env: Env) -> None:
     c = env.client()
     for bucket in ("priv", env.s3["s3priv"]):
