@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
@@ -80,7 +81,10 @@ CONFIRMED_MEMORY = 256  # SubscribeURLs remembered (each is confirmed once)
 
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 _JSON = [(b"content-type", b"application/json")]
-_CHALLENGE = (b"www-authenticate", b'Bearer realm="s3torrent events", Basic realm="s3torrent"')
+# Basic first: an SNS subscription sends its URL's credentials after this challenge.
+_CHALLENGES = [(b"www-authenticate", b'Basic realm="s3torrent events"'),
+               (b"www-authenticate", b'Bearer realm="s3torrent events"')]
+REFUSAL_LOG_EVERY = 10.0  # seconds: at most one warning line per interval for refused POSTs
 
 Fetch = Callable[[str], None]
 
@@ -112,6 +116,8 @@ class EventEndpoint:
         self._confirm_send, self._confirm_recv = trio.open_memory_channel[str](CONFIRM_QUEUE)
         self._confirmed: OrderedDict[str, bool] = OrderedDict()  # url -> done (False: in flight)
         self.applied = 0  # keys reconciled (for tests, benchmarks and the status line)
+        self._refusal_logged = -REFUSAL_LOG_EVERY
+        self._refusals_unlogged = 0
 
     # -- the HTTP side -----------------------------------------------------------------------
 
@@ -136,9 +142,9 @@ class EventEndpoint:
         query = request.target.partition(b"?")[2]
         auth = check_auth(settings.token, request.header(b"authorization"), query)
         if not auth.ok:
-            log.warning("events: refused a POST from %s: %s", request.client[0], auth.reason)
+            self._refused(request, auth.reason)
             return self._answer(auth.status, auth.reason,
-                                [_CHALLENGE] if auth.status == 401 else [])
+                                _CHALLENGES if auth.status == 401 else [])
         try:
             delivery = parse_delivery(request.body, request.header(b"content-type"),
                                       request.header(b"x-amz-sns-message-type"))
@@ -146,7 +152,7 @@ class EventEndpoint:
                 return self._confirmation(delivery.confirmation, settings.sns_topic_arns)
             return self._queue(delivery.events, delivery.ignored, delivery.sender)
         except EventError as exc:
-            log.warning("events: refused a POST from %s: %s", request.client[0], exc.message)
+            self._refused(request, exc.message)
             return self._answer(exc.status, exc.message)
 
     def _queue(self, events: tuple[ObjectEvent, ...], ignored: int, sender: str) -> Response:
@@ -210,6 +216,18 @@ class EventEndpoint:
         if status >= 400 and status != 503:
             self._count("refused")
         return Response(status, [*_TEXT, *(headers or [])], message.encode() + b"\n")
+
+    def _refused(self, request: Request, reason: str) -> None:
+        """Log a refused POST, at most one line per REFUSAL_LOG_EVERY seconds (a flood of
+        bad requests must not flood the log), saying how many went unlogged."""
+        now = time.monotonic()
+        if now - self._refusal_logged < REFUSAL_LOG_EVERY:
+            self._refusals_unlogged += 1
+            return
+        more = self._refusals_unlogged
+        self._refusal_logged, self._refusals_unlogged = now, 0
+        log.warning("events: refused a POST from %s: %s%s", request.client[0], reason,
+                    f" ({more} more refused since the last such line)" if more else "")
 
     def _gauge(self) -> None:
         if self.metrics is not None:

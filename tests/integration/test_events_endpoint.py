@@ -104,3 +104,19 @@ async def test_a_flood_for_one_key_while_it_hashes(tmp_path: Path) -> None:
         await endpoint.wait_idle()
         assert endpoint.torrents.lookup_cached("bk", "h.bin") is not None
         assert endpoint.applied <= 3  # one slot: the first, then at most the latest again
+
+
+async def test_refusals_are_logged_once_per_interval(tmp_path: Path, caplog) -> None:
+    async with running(tmp_path, workers=False) as (endpoint, _):
+        bad = Request(b"POST", b"/-/events?token=wrong", (), ("127.0.0.1", 1), b"1.1", b"{}")
+        with caplog.at_level("WARNING", logger="seeder.events.endpoint"):
+            for _ in range(50):
+                assert (await endpoint.handle(bad)).status == 403
+        lines = [r.getMessage() for r in caplog.records if "refused a POST" in r.getMessage()]
+        assert lines == ["events: refused a POST from 127.0.0.1: wrong token"]
+        # A 401 challenges with both schemes.
+        anon = Request(b"POST", b"/-/events", (), ("127.0.0.1", 1), b"1.1", b"{}")
+        r = await endpoint.handle(anon)
+        assert r.status == 401
+        assert [v for k, v in r.headers if k == b"www-authenticate"] == [
+            b'Basic realm="s3torrent events"', b'Bearer realm="s3torrent events"']
