@@ -331,7 +331,8 @@ class EventEndpoint:
     async def _confirmer(self) -> None:
         async for url in self._confirm_recv:
             try:
-                await trio.to_thread.run_sync(self._fetch, url, abandon_on_cancel=True)
+                # Not abandoned on cancel (no detached threads): CONFIRM_TIMEOUT bounds it.
+                await trio.to_thread.run_sync(self._fetch, url)
             except Exception as exc:  # OSError, HTTPError, ValueError: the next one may do
                 log.warning("events: confirming the SNS subscription failed (%s: %s); SNS "
                             "sends the confirmation again", type(exc).__name__, exc)
