@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import anyio
 import coredis
 import coredis.exceptions
 import trio
@@ -37,8 +38,11 @@ PROBE_EVERY = 1.0  # s between pings while degraded
 
 T = TypeVar("T")
 
+# anyio's: coredis' connection streams, closed under a command when the daemon stops (the
+# membership's shielded "leave" races the client's close).
 _ERRORS: tuple[type[BaseException], ...] = (
     coredis.exceptions.RedisError, OSError, TimeoutError, trio.TooSlowError, EOFError,
+    anyio.ClosedResourceError, anyio.BrokenResourceError,
 )
 
 
