@@ -140,7 +140,8 @@ webseed = "proxy"
 
 
 def make_cluster(tmp: Path, moto: Any, redis: RedisServer, db: int, count: int,
-                 seeding: bool) -> Cluster:
+                 seeding: bool, start: int | None = None) -> Cluster:
+    """``count`` nodes configured, the first ``start`` (all) started and seeing each other."""
     bucket = moto.create_bucket(prefix="cluster")
     nodes = []
     for i in range(count):
@@ -151,12 +152,13 @@ def make_cluster(tmp: Path, moto: Any, redis: RedisServer, db: int, count: int,
         node.config.write_text(_config(node, nodes[0], tmp / f"{node.name}-state", bucket, moto,
                                        redis.url(db), seeding))
     cluster = Cluster(nodes, bucket, moto, redis)
-    for node in nodes:
+    started = nodes[: count if start is None else start]
+    for node in started:
         cluster.start(node)
-    for node in nodes:
+    for node in started:
         cluster.wait_ready(node)
-    wait_until(lambda: all(n.metric("seeder_cluster_nodes") == count for n in nodes), DEADLINE,
-               what="every node sees the others")
+    wait_until(lambda: all(n.metric("seeder_cluster_nodes") == len(started) for n in started),
+               DEADLINE, what="every node sees the others")
     return cluster
 
 
@@ -371,32 +373,39 @@ def test_seeding_is_spread_over_the_owners_and_moves_when_a_node_dies(cluster: C
 def test_redis_down_degrades_and_recovers(tmp_path: Path, moto_server: Any) -> None:
     redis = RedisServer(tmp_path)
     redis.start()
-    c = make_cluster(tmp_path, moto_server, redis, db=0, count=2, seeding=False)
+    c = make_cluster(tmp_path, moto_server, redis, db=0, count=3, seeding=False, start=2)
     try:
-        a, b = c.nodes
+        a, b, late = c.nodes
         c.put("cached.txt", b"c" * 30_000)
         body = torrent(a, c.bucket, "cached.txt")[1]
         ih = info_hash(body)
         wait_until(lambda: announce(b, ih, 1).get(b"failure reason") is None, DEADLINE,
                    what="torrent known to b")
         redis.stop()
-        wait_until(lambda: all(n.metric("seeder_cluster_degraded") == 1 for n in c.nodes),
+        wait_until(lambda: all(n.metric("seeder_cluster_degraded") == 1 for n in (a, b)),
                    DEADLINE, what="degraded")
-        for n in c.nodes:
+        for n in (a, b):
             assert torrent(n, c.bucket, "cached.txt") == (200, body)
             assert announce(n, ih, 2).get(b"failure reason") is None  # no 5xx, no refusal
         announce(a, ih, 3)  # heard by a only while Redis is down
         assert 3 not in peers_of(announce(b, ih, 4))
+        # A node started while Redis is down starts (degraded) and serves on its own.
+        c.start(late)
+        c.wait_ready(late)
+        assert late.metric("seeder_cluster_degraded") == 1
+        assert torrent(late, c.bucket, "cached.txt") == (200, body)  # hashed here, same bytes
+        assert announce(late, ih, 6).get(b"failure reason") is None
         redis.start()  # same port, empty: no persistence
         wait_until(lambda: all(n.metric("seeder_cluster_degraded") == 0 for n in c.nodes),
                    DEADLINE, what="recovered")
-        wait_until(lambda: peers_of(announce(b, ih, 4)) >= {1, 2, 3}
-                   and peers_of(announce(a, ih, 5)) >= {1, 2, 4}, DEADLINE,
+        wait_until(lambda: all(n.metric("seeder_cluster_nodes") == 3 for n in c.nodes),
+                   DEADLINE, what="the late node joined")
+        wait_until(lambda: peers_of(announce(b, ih, 4)) >= {1, 2, 3, 6}
+                   and peers_of(announce(late, ih, 6)) >= {1, 2, 3, 4}, DEADLINE,
                    what="views converge")
-        for line in (a.log.read_text().splitlines()):
-            if "cluster degraded" in line:
-                assert "unreachable" in line
-        assert sum("cluster degraded" in line for line in a.log.read_text().splitlines()) == 1
+        lines = a.log.read_text().splitlines()
+        assert sum("cluster degraded" in line for line in lines) == 1
+        assert sum("reachable again" in line for line in lines) == 1
     finally:
         stop_all(c)
         redis.stop()
