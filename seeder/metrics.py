@@ -179,6 +179,26 @@ class SeederMetrics:
             registry=registry,
         )
 
+        # Seeding on demand (seeder/seed/active.py): the session holds the torrents in demand,
+        # at most [seeding] max_active_torrents; compare with seeder_catalog_torrents.
+        self.active_torrents = Gauge(
+            "seeder_active_torrents",
+            "Catalog torrents active in the libtorrent session (in demand).",
+            registry=registry,
+        )
+        self.torrent_activations_total = Counter(
+            "seeder_torrent_activations_total",
+            "Torrents added to the session on demand, by reason (torrent, announce, webseed).",
+            ["reason"],
+            registry=registry,
+        )
+        self.torrent_deactivations_total = Counter(
+            "seeder_torrent_deactivations_total",
+            "Torrents that left the session, by reason (idle, cap).",
+            ["reason"],
+            registry=registry,
+        )
+
         # Seed cache (object bytes on local disk for libtorrent).
         self.seed_cache_bytes = Gauge(
             "seeder_seed_cache_bytes",

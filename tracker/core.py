@@ -45,8 +45,10 @@ class TrackerCore:
     is the peer's). ``secret``: key of the UDP connection ids (random by default).
     ``peer_log``: told about every accepted announce (a cluster shares them; None: an island).
     ``on_announce``: called with the swarm's canonical info-hash (its first registered
-    hash) after every accepted announce (HTTP or UDP) into a registered swarm; it must be
-    cheap and must not raise. Raises ValueError for a bad proxy entry or non-positive interval.
+    hash) after every accepted announce (HTTP or UDP) into a registered swarm, except a
+    ``stopped`` one and those of peer ids starting with ``own_peer_prefix`` (when not empty:
+    the daemon's own seed, whose announces are not demand); it must be cheap and must not
+    raise. Raises ValueError for a bad proxy entry or non-positive interval.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class TrackerCore:
         secret: bytes | None = None,
         on_announce: Callable[[bytes], None] | None = None,
         peer_log: PeerLog | None = None,
+        own_peer_prefix: bytes = b"",
     ) -> None:
         if interval <= 0 or min_interval < 0 or peer_timeout_factor <= 0:
             raise ValueError("interval and peer_timeout_factor must be positive")
@@ -87,10 +90,15 @@ class TrackerCore:
         self._ips: dict[str, bytes] = {}
         self.on_announce = on_announce
         self.peer_log = peer_log
+        self.own_peer_prefix = own_peer_prefix
         self.metrics = metrics
         if metrics is not None:
             s = self.swarms
             metrics.watch(lambda: s.swarm_count, lambda: s.seeders, lambda: s.leechers)
+
+    def _is_demand(self, peer_id: bytes, event: int) -> bool:
+        own = self.own_peer_prefix
+        return event != EVENT_STOPPED and not (own and peer_id.startswith(own))
 
     # -- torrents ---------------------------------------------------------------------
 
@@ -169,7 +177,8 @@ class TrackerCore:
             peer_log.record(swarm, addr, req.peer_id, None if prev is None else prev.peer_id,
                             req.left == 0, req.event == EVENT_STOPPED,
                             swarm.downloaded - downloaded, now)
-        if self.on_announce is not None and swarm.registered:
+        if self.on_announce is not None and swarm.registered and self._is_demand(
+                req.peer_id, req.event):
             self.on_announce(swarm.hashes[0])
         if self.metrics is not None:
             self.metrics.announce("http", req.event)
@@ -295,7 +304,8 @@ class TrackerCore:
             peer_log.record(swarm, source, req.peer_id, None if prev is None else prev.peer_id,
                             req.left == 0, event == EVENT_STOPPED,
                             swarm.downloaded - downloaded, now)
-        if self.on_announce is not None and swarm.registered:
+        if self.on_announce is not None and swarm.registered and self._is_demand(
+                req.peer_id, event):
             self.on_announce(swarm.hashes[0])
         if metrics is not None:
             metrics.announce("udp", event)

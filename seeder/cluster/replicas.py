@@ -5,8 +5,10 @@ as a catalog listener and as the S3 API's and the tracker's demand hooks. A torr
 node does not own (``Membership.owns``) is not added to the session and its bytes are not
 cached here; everything else passes through. When the live nodes change,
 :meth:`Replicas.rebalance` removes the torrents this node no longer owns and adds the ones
-it gained that are in demand (peers in their shared swarm, or bytes in the cache), which is
-how a dead node's torrents move to the next nodes.
+it gained that are in demand (peers in their shared swarm), which is how a dead node's
+torrents move to the next nodes. Inside the gate, the session holds only torrents in demand
+(seeder/seed/active.py): a torrent is active here if this node is among its replicas *and*
+it is in demand.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Replicas:
         self._owned: dict[bytes, bool] = {}  # info-hash -> owned (this membership version)
         self._version = membership.version
         membership.listeners.append(self.rebalance)
+        # Demand that reaches the policy some other way (web seed traffic) is gated too.
+        seeding.active.eligible = self.owns
 
     def owns(self, entry: Entry) -> bool:
         return self.membership.owns(entry.bucket, entry.key)
@@ -89,8 +93,10 @@ class Replicas:
         if owned:
             self.seeding.on_announce(info_hash, lookup)
 
-    def restore(self, entries: list[Entry]) -> int:
-        return self.seeding.restore([e for e in entries if self.owns(e)])
+    def restore(self) -> int:
+        """The session's resumed torrents are demanded now (the next `rebalance` drops any
+        this node no longer owns)."""
+        return self.seeding.restore()
 
     # -- membership --------------------------------------------------------------------------
 
@@ -109,10 +115,9 @@ class Replicas:
             if not owned and session.has(key):
                 self.seeding.torrent_removed(entry)
                 removed += 1
-            elif owned and not session.has(key) and (
-                self.seeding.cache.is_complete(key) or self.in_demand(entry)
-            ):
-                if session.ensure_seeding(entry.torrent):
+            elif owned and not session.has(key) and self.in_demand(entry):
+                # Through the on-demand policy, which then lets it go when idle.
+                if self.seeding.active.want(entry, "cluster"):
                     added += 1
         if added or removed:
             log.info("cluster: seeding %d more torrents, %d fewer (%d nodes live)", added,

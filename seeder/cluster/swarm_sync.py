@@ -244,7 +244,8 @@ class SwarmSync:
                     changes += 1
                     if c.kind == records.UPSERT:
                         expires = local_now + (c.ttl_ms - age_ms) / 1000
-                        if swarms.merge_peer(c.info_hash, c.addr, c.peer_id, c.seeder, expires):
+                        if swarms.merge_peer(c.info_hash, c.addr, c.peer_id, c.seeder, expires
+                                             ) and not self._own(c.peer_id):
                             demand.add(c.info_hash)
                     elif c.kind == records.STOPPED:
                         swarms.drop_peer(c.info_hash, c.addr)
@@ -257,6 +258,11 @@ class SwarmSync:
         if self.on_announce is not None:
             for ih in demand:
                 self.on_announce(ih)
+
+    def _own(self, peer_id: bytes) -> bool:
+        """A seed of this service (another node's session): its announces are not demand."""
+        own = self.core.own_peer_prefix
+        return bool(own) and peer_id.startswith(own)
 
     def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
                     local_now: float) -> bool:

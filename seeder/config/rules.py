@@ -216,6 +216,7 @@ CHECKS: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("seeding", "swarm_budget"): _at_least(0.0),
     ("seeding", "swarm_trickle_rate"): _at_least(1),
     ("seeding", "peer_request_queue"): _between(2, 2000),
+    ("seeding", "max_active_torrents"): _at_least(1),
     ("log", "level"): _one_of(LOG_LEVELS),
     ("cluster", "redis_url"): _redis_url,
     ("cluster", "node_id"): _node_id,

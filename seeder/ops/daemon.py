@@ -38,6 +38,7 @@ from seeder import __version__
 from seeder.cluster.node import ClusterNode
 from seeder.cluster.replicas import Replicas
 from seeder.config import Config, ConfigError, load
+from seeder.demand import Activation
 from seeder.events.endpoint import EventEndpoint
 from seeder.metrics import SeederMetrics, serve_metrics
 from seeder.ops.scanner import run_scanner
@@ -46,6 +47,7 @@ from seeder.s3api.handlers import Runtime, S3Api
 from seeder.seed.cache import SeedCache
 from seeder.seed.policy import Seeding
 from seeder.seed.session import SeedSession
+from seeder.seed.settings import PEER_FINGERPRINT
 from seeder.seed.swarm_budget import SwarmBudget
 from seeder.store import Store, make_store
 from seeder.torrent import metainfo
@@ -286,10 +288,10 @@ async def serve(
             if seeding is not None:
                 bound.bittorrent_port = await nursery.start(seeding.session.run)
                 assert demand is not None
-                restored = demand.restore(list(catalog.entries()))
+                restored = demand.restore()
                 nursery.start_soon(seeding.run)
-                log.info("seeding %d cached torrents on port %d", restored,
-                         bound.bittorrent_port)
+                log.info("seeding on demand on port %d: %d torrents resumed (at most %d active)",
+                         bound.bittorrent_port, restored, config.seeding.max_active_torrents)
             daemon.bound = bound
             if config.scanner.enabled:
                 nursery.start_soon(_scanner, daemon)
@@ -407,6 +409,8 @@ def _make_tracker(
         trusted_proxies=t.trusted_proxies,
         metrics=TrackerMetrics(registry),
         on_announce=on_announce,
+        # The daemon's own seed announces too: that is not demand.
+        own_peer_prefix=PEER_FINGERPRINT.encode(),
         secret=secret,
     )
     for entry in catalog.entries():
@@ -428,6 +432,12 @@ def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,
             config.seeding.swarm_budget,
             trickle_rate=config.seeding.swarm_trickle_rate,
         ),
+        # Idle after the tracker's peer timeout: the swarm's last announce is forgotten then.
+        activation=Activation(
+            config.seeding.max_active_torrents,
+            config.tracker.interval * config.tracker.peer_timeout_factor,
+        ),
+        metrics=metrics,
     )
 
 

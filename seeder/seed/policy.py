@@ -1,10 +1,13 @@
 """Which catalog torrents the libtorrent session seeds, and when (the daemon's policy).
 
-- A torrent whose bytes the generator streamed into the seed cache is seeded at once
-  (``seed_mode``: no second read of the object).
-- Any other torrent is added when it is *in demand*: a GetObjectTorrent request for it, or
-  an announce in its swarm. libtorrent then fetches it through its web seed (S3 is the first
-  peer) into the cache, and seeds from there.
+- A torrent is in the session while it is *in demand* (seeder/seed/active.py over
+  seeder.demand.Activation): a GetObjectTorrent request for it, an announce in its swarm by
+  another peer, web seed traffic, or peers connected to the session's copy, within the
+  tracker's peer timeout; at most ``[seeding] max_active_torrents`` at once, the least
+  recently demanded leaving first. Making a torrent (the scanner) is not demand.
+- When its bytes are in the seed cache (the generator streamed them there) it is added in
+  ``seed_mode`` (no second read of the object); otherwise libtorrent fetches it through its
+  web seed (S3 is the first peer) into the cache, and seeds from there.
 - A retired torrent (object changed or deleted) leaves the session and the cache.
 - A relinked torrent (same info-hashes, the config moved its tracker or web seed) keeps
   seeding with the new trackers and web seeds.
@@ -55,9 +58,12 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
+from seeder.demand import Activation
+from seeder.seed.active import ActiveSet
 from seeder.seed.cache import CacheError, CacheWriter, SeedCache
 from seeder.seed.session import SeedSession
 from seeder.seed.swarm_budget import SwarmBudget, Throttle
@@ -72,6 +78,8 @@ SWARM_STATUS_TTL = 1.0  # s: a torrent's session status is asked of libtorrent a
 BUDGET_INTERVAL = 0.5  # s between swarm budget decisions (run)
 ANNOUNCE_RETRY = 30.0  # s: an announced torrent the session lacks is looked up this rarely
 ANNOUNCE_TRIED_MAX = 10_000  # torrents remembered for ANNOUNCE_RETRY (cleared when full)
+DEFAULT_CAP = 2000  # [seeding] max_active_torrents' default
+DEFAULT_IDLE = 3600.0  # s: the tracker's default peer timeout (interval 1800 x factor 2)
 
 
 def torrent_name(key: str) -> str:
@@ -90,9 +98,18 @@ class Seeding:
         *,
         budget: SwarmBudget | None = None,
         clock: Callable[[], float] = time.monotonic,
+        activation: Activation | None = None,
+        metrics: Any = None,
     ) -> None:
-        """``budget``: the per-swarm byte budget (swarm_budget; None: the default one)."""
+        """``budget``: the per-swarm byte budget (swarm_budget; None: the default one).
+        ``activation``: which torrents the session holds (None: a default `Activation`, cap
+        2000, idle after an hour)."""
         self.session = session
+        self.active = ActiveSet(
+            session,
+            activation if activation is not None else Activation(DEFAULT_CAP, DEFAULT_IDLE),
+            clock=clock, metrics=metrics,
+        )
         self.cache = cache
         self.gate = gate if gate is not None else WebSeedGate()
         self.budget = budget if budget is not None else SwarmBudget()
@@ -117,7 +134,9 @@ class Seeding:
     # -- catalog listener ------------------------------------------------------------------
 
     def torrent_added(self, entry: Entry) -> None:
-        if self.cache.is_complete(entry.seed_key):
+        """A new torrent is seeded when it is in demand (`on_demand`, `on_announce`), not when
+        it is made: a scanned bucket of a million objects is not a million swarms."""
+        if entry.seed_key in self.active:
             self.session.ensure_seeding(entry.torrent)
 
     def torrent_relinked(self, entry: Entry) -> None:
@@ -130,15 +149,15 @@ class Seeding:
         self.budget.forget(key)
         self._ready.pop(key, None)
         self._webseed_sent.pop(key, None)
+        self.active.forget(key)
         if not self.session.remove(key, delete_files=True):
             self.cache.remove(key)
 
     # -- demand ----------------------------------------------------------------------------
 
     def on_demand(self, entry: Entry) -> None:
-        """Someone wants this torrent: make sure the session seeds it."""
-        if not self.session.has(entry.seed_key):
-            self.session.ensure_seeding(entry.torrent)
+        """Someone asked for this torrent (GetObjectTorrent): the session seeds it."""
+        self.active.want(entry, "torrent")
 
     def on_announce(self, info_hash: bytes, lookup: Callable[[bytes], Entry | None]) -> None:
         """The tracker accepted an announce into the swarm of ``info_hash`` (its canonical
@@ -153,7 +172,7 @@ class Seeding:
         torrents, the truncated v2 hash for v2-only ones (whose seed key is the full v2 hex,
         so the session is asked again once the entry is found)."""
         key = info_hash.hex()
-        if self.session.has(key):
+        if self.active.touch(key) and self.session.has(key):
             return
         now = self.clock()
         tried = self._announce_tried.get(key)
@@ -166,22 +185,19 @@ class Seeding:
             entry = lookup(info_hash)
             if entry is None or entry.tracker_hashes[:1] != (info_hash,):
                 return
-            if self.session.has(entry.seed_key):
+            if self.active.touch(entry.seed_key) and self.session.has(entry.seed_key):
                 return
-            if self.session.ensure_seeding(entry.torrent):
+            if self.active.want(entry, "announce"):
                 self.announce_adds += 1
-                log.info("%s/%s in demand (announce): seeding", entry.bucket, entry.key)
+                # The next time it leaves and is announced again, look it up at once.
+                self._announce_tried.pop(key, None)
         except Exception:
             log.exception("announce demand for %s failed", key)
 
-    def restore(self, entries: list[Entry]) -> int:
-        """At startup: seed every catalog torrent whose bytes are in the cache; the count."""
-        added = 0
-        for entry in entries:
-            key = entry.seed_key
-            if not self.session.has(key) and self.cache.is_complete(key):
-                added += self.session.ensure_seeding(entry.torrent)
-        return added
+    def restore(self) -> int:
+        """At startup, once the session resumed: its torrents (active when the daemon
+        stopped) count as demanded now; the number kept."""
+        return self.active.adopt()
 
     # -- web seed --------------------------------------------------------------------------
 
@@ -203,6 +219,8 @@ class Seeding:
         """Serve this web seed request, or answer busy (see webseed_gate): busy only while
         the session seeds the whole torrent to connected peers."""
         key = entry.seed_key
+        if length > 0 and not self.active.touch(key):
+            self.active.want(entry, "webseed")  # web seed traffic is demand
         now = self.clock()
         if now - self._cleaned >= self.gate.claim_ttl:
             self._cleaned = now
@@ -257,8 +275,13 @@ class Seeding:
             await trio.sleep(BUDGET_INTERVAL)
 
     def tick(self, now: float) -> None:
-        """One round of budget decisions: for every torrent with peers (or throttled),
-        read its swarm from the session and cap or uncap its upload."""
+        """One round: idle torrents leave the session (`ActiveSet.tick`), then the budget
+        decisions: for every torrent with peers (or throttled), read its swarm from the
+        session and cap or uncap its upload."""
+        try:
+            self.active.tick(now)
+        except Exception:  # a libtorrent surprise must not take the daemon down
+            log.exception("on-demand sweep failed")
         for key in set(self.session.peered()).union(self.budget.tracked()):
             try:
                 self._apply_budget(key, now)

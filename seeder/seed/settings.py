@@ -18,6 +18,7 @@ from seeder.torrent.metainfo import Links
 
 __all__ = [
     "ALERT_MASK",
+    "PEER_FINGERPRINT",
     "STOP_TRACKER_TIMEOUT",
     "SUPER_SEEDING",
     "SeedError",
@@ -30,12 +31,15 @@ __all__ = [
     "url_list",
 ]
 
-ALERT_MASK = (
-    lt.alert_category.error
-    | lt.alert_category.status
-    | lt.alert_category.storage
-    | lt.alert_category.stats
-)
+# No `stats` category: it posts a stats_alert per torrent per second, which overflowed the
+# alert queue (alerts_dropped) with thousands of torrents. The per-torrent views come from
+# post_torrent_updates (state_update_alert) and the totals from post_session_stats, which
+# libtorrent posts whatever the mask.
+ALERT_MASK = lt.alert_category.error | lt.alert_category.status | lt.alert_category.storage
+
+# The daemon's own peer id prefix (Azureus style: client "S3", version 0.1.0.0): its tracker
+# tells its own seed's announces from demand by it (TrackerCore(own_peer_prefix=...)).
+PEER_FINGERPRINT = "-S30100-"
 
 STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces when closing
 # Seed policy (the measured trade-off is in seed/policy.py): no super seeding (BEP 16): it kept
@@ -61,6 +65,7 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
         "enable_natpmp": config.natpmp,
         "ssrf_mitigation": config.ssrf_mitigation,
         "alert_mask": ALERT_MASK,
+        "peer_fingerprint": PEER_FINGERPRINT,
         # Many users behind one NAT address must all be served, not one at a time.
         "allow_multiple_connections_per_ip": True,
         # A seeder is a peer in every swarm it holds: announce everywhere it can.

@@ -47,7 +47,7 @@ class Node:
 
     def bittorrent_port(self) -> int:
         """The libtorrent listen port, from the daemon's log."""
-        m = re.search(r"cached torrents on port (\d+)", self.log.read_text())
+        m = re.search(r"seeding on demand on port (\d+)", self.log.read_text())
         assert m, self.log.read_text()
         return int(m.group(1))
 

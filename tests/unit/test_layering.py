@@ -30,9 +30,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     "seeder.torrent": frozenset(
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "tracker", "httpshell"}
     ),
+    "seeder.demand": frozenset({"seeder"}),
     "seeder.seed": frozenset(
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
-         "tracker", "httpshell"}
+         "seeder.demand", "tracker", "httpshell"}
     ),
     "seeder.s3api": frozenset(
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
@@ -48,7 +49,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     ),
     "seeder.ops": frozenset(
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
-         "seeder.seed", "seeder.s3api", "seeder.events", "seeder.cluster", "tracker",
+         "seeder.seed", "seeder.s3api", "seeder.events", "seeder.cluster", "seeder.demand",
+         "tracker",
          "httpshell"}
     ),
     "seeder.__main__": frozenset({"seeder.ops"}),
@@ -75,6 +77,7 @@ PURE = (
     "seeder.s3api.ranges",
     "seeder.s3api.conditional",
     "seeder.s3api.request",
+    "seeder.demand.activation",
     "seeder.seed.swarm_budget",
     "seeder.seed.webseed_gate",
     "seeder.events.payload",
