@@ -228,3 +228,15 @@ async def lt_download(torrent: bytes, workdir: Path, bind: str, timeout: float,
         "--bind", bind, "--timeout", str(timeout), *extra,
     ) as peer:  # fmt: skip
         return await peer.until("finished")
+
+
+def resume_keys(state_dir: Path) -> set[str]:
+    """The seed keys with resume data in ``state_dir``'s resume.sqlite3 (none: empty)."""
+    path = state_dir / "resume.sqlite3"
+    if not path.exists():
+        return set()
+    conn = sqlite3.connect(path)
+    try:
+        return {k for (k,) in conn.execute("SELECT key FROM resume")}
+    finally:
+        conn.close()

@@ -48,7 +48,10 @@ class TrackerCore:
     hash) after every accepted announce (HTTP or UDP) into a registered swarm, except a
     ``stopped`` one and those of peer ids starting with ``own_peer_prefix`` (when not empty:
     the daemon's own seed, whose announces are not demand); it must be cheap and must not
-    raise. Raises ValueError for a bad proxy entry or non-positive interval.
+    raise. ``resolve(info_hash)``: the hashes of a torrent this tracker serves without
+    having registered it (None: unknown); its swarm is made at its first announce and
+    dropped when it empties, so memory follows the swarms, not the catalog. Raises
+    ValueError for a bad proxy entry or non-positive interval.
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class TrackerCore:
         on_announce: Callable[[bytes], None] | None = None,
         peer_log: PeerLog | None = None,
         own_peer_prefix: bytes = b"",
+        resolve: Callable[[bytes], Sequence[bytes] | None] | None = None,
     ) -> None:
         if interval <= 0 or min_interval < 0 or peer_timeout_factor <= 0:
             raise ValueError("interval and peer_timeout_factor must be positive")
@@ -91,6 +95,7 @@ class TrackerCore:
         self.on_announce = on_announce
         self.peer_log = peer_log
         self.own_peer_prefix = own_peer_prefix
+        self.swarms.resolve = resolve
         self.metrics = metrics
         if metrics is not None:
             s = self.swarms

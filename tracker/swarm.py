@@ -19,7 +19,7 @@ are arguments. Built for the hot path:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
 
@@ -87,11 +87,12 @@ class Peer:
 class Swarm:
     """The peers of one torrent (under one or more info-hashes)."""
 
-    __slots__ = ("downloaded", "hashes", "lists", "peers", "registered")
+    __slots__ = ("downloaded", "hashes", "lazy", "lists", "peers", "registered")
 
     def __init__(self, hashes: tuple[bytes, ...], registered: bool) -> None:
         self.hashes = hashes
         self.registered = registered
+        self.lazy = False  # registered through ``Swarms.resolve``: dropped once empty
         self.peers: dict[bytes, Peer] = {}
         # slot = family * 2 + role: [v4 seeders, v4 leechers, v6 seeders, v6 leechers]
         self.lists: tuple[list[bytes], list[bytes], list[bytes], list[bytes]] = ([], [], [], [])
@@ -137,6 +138,11 @@ class Swarms:
         self.open = open
         self.rng = rng or random.Random()
         self.by_hash: dict[bytes, Swarm] = {}
+        # resolve(info_hash) -> the torrent's hashes, or None: registration on first use, for
+        # a tracker serving more torrents than it should hold swarms for (a catalog of a
+        # million objects). Such a swarm is created at its first announce (or a peer merged
+        # from another tracker) and dropped when its last peer leaves, like an open one.
+        self.resolve: Callable[[bytes], Sequence[bytes] | None] | None = None
         self.swarm_count = 0
         self.seeders = 0
         self.leechers = 0
@@ -171,7 +177,27 @@ class Swarms:
             swarm.hashes = tuple(dict.fromkeys(swarm.hashes + wanted))
         for h in wanted:
             self.by_hash[h] = swarm
+        swarm.lazy = False
         return swarm
+
+    def _resolved(self, info_hash: bytes) -> Swarm | None:
+        """A swarm registered on first use through ``resolve`` (None: unknown hash).
+        Raises SwarmError "tracker is full" past ``max_swarms``."""
+        if self.resolve is None:
+            return None
+        hashes = self.resolve(info_hash)
+        if not hashes:
+            return None
+        if self.swarm_count >= self.max_swarms:
+            raise SwarmError("tracker is full", "full")
+        swarm = self.register(hashes)
+        swarm.lazy = True
+        return swarm
+
+    @staticmethod
+    def _kept_empty(swarm: Swarm) -> bool:
+        """Whether an empty swarm stays: registered, and not on first use."""
+        return swarm.registered and not swarm.lazy
 
     def unregister(self, hashes: Sequence[bytes]) -> bool:
         """Forget the swarm(s) named by any of ``hashes`` (32-byte v2 hashes truncated):
@@ -228,6 +254,9 @@ class Swarms:
         swarm = self.by_hash.get(info_hash)
         if swarm is not None:
             return swarm
+        swarm = self._resolved(info_hash)
+        if swarm is not None:
+            return swarm
         if not self.open:
             raise SwarmError("unregistered torrent", "unregistered")
         if self.swarm_count >= self.max_swarms:
@@ -241,6 +270,8 @@ class Swarms:
         """(complete, downloaded, incomplete) of ``info_hash``, or None if unknown."""
         swarm = self.by_hash.get(info_hash)
         if swarm is None:
+            if self.resolve is not None and self.resolve(info_hash):
+                return 0, 0, 0  # a known torrent nobody announced lately
             return None
         return swarm.complete, swarm.downloaded, swarm.incomplete
 
@@ -270,7 +301,7 @@ class Swarms:
                 if seeder and peer.slot & 1 and not peer.completed:
                     swarm.downloaded += 1  # finished, and said only "stopped"
                 self._remove(peer, addr)
-            elif not swarm.peers and not swarm.registered:
+            elif not swarm.peers and not self._kept_empty(swarm):
                 self._drop_swarm(swarm)
             return []
         slot = (2 if len(addr) == 18 else 0) + (_SEEDER if seeder else _LEECHER)
@@ -314,7 +345,7 @@ class Swarms:
             elif not peer.completed:
                 peer.completed = True
                 swarm.downloaded += 1
-        if peer is None and not swarm.peers and not swarm.registered:
+        if peer is None and not swarm.peers and not self._kept_empty(swarm):
             # Not stored (caps) into an empty open swarm: do not keep an empty shell.
             self._drop_swarm(swarm)
             return []
@@ -388,7 +419,12 @@ class Swarms:
         peer was not stored."""
         swarm = self.by_hash.get(info_hash)
         if swarm is None:
-            return False
+            try:
+                swarm = self._resolved(info_hash)
+            except SwarmError:
+                return False
+            if swarm is None:
+                return False
         bucket = int(expires / self._width) + 1
         peer = swarm.peers.get(addr)
         if peer is not None and peer.expires > bucket:
@@ -472,7 +508,7 @@ class Swarms:
         self._unlink(peer)
         del swarm.peers[addr]
         peer.swarm = None
-        if not swarm.peers and not swarm.registered:
+        if not swarm.peers and not self._kept_empty(swarm):
             self._drop_swarm(swarm)
 
     def clean(self, now: float, limit: int | None = None) -> int:

@@ -194,12 +194,13 @@ async def serve(
         if demand is not None:
             # An announce in a swarm is demand (issue 4): seed it if the session lacks it.
             on_announce = functools.partial(demand.on_announce, lookup=catalog.by_info_hash)
-        tracker = _make_tracker(config, registry, catalog, state_dir, on_announce)
+        tracker = _make_tracker(config, registry, catalog, state_dir, on_announce,
+                                lazy=cluster is None)
         if cluster is not None and tracker is not None:
             cluster.attach_tracker(tracker, on_announce)
         listeners: list[Listener] = []
         if tracker is not None:
-            listeners.append(_TrackerListener(tracker))
+            listeners.append(_TrackerListener(tracker, lazy=cluster is None))
         if demand is not None:
             listeners.append(demand)
         torrents = TorrentService(
@@ -240,8 +241,10 @@ async def serve(
             events=events,
         )
         # The config may have moved the tracker or a web seed since the catalog's torrents
-        # were made: relink them before the session resumes them and anyone asks.
-        torrents.relink_all()
+        # were made: relink them before the session resumes them and anyone asks. Only then:
+        # a restart under the same URLs does not walk the catalog (a million rows: ~50 s).
+        if not torrents.links_current():
+            torrents.relink_all()
         async with trio.open_nursery() as nursery:
             # The cluster first (the tracker's UDP key comes from it), then the listeners,
             # the libtorrent session last (below): see there.
@@ -355,13 +358,16 @@ async def _scanner(daemon: Daemon) -> None:
 
 
 class _TrackerListener:
-    """Keeps the tracker's registered info-hashes equal to the catalog's torrents."""
+    """Keeps the tracker's registered info-hashes equal to the catalog's torrents (``lazy``:
+    the tracker registers on first use through the catalog; only removals matter here)."""
 
-    def __init__(self, core: TrackerCore) -> None:
+    def __init__(self, core: TrackerCore, lazy: bool = False) -> None:
         self.core = core
+        self.lazy = lazy
 
     def torrent_added(self, entry: Entry) -> None:
-        self.core.register(entry.tracker_hashes)
+        if not self.lazy:
+            self.core.register(entry.tracker_hashes)
 
     def torrent_removed(self, entry: Entry) -> None:
         self.core.unregister(entry.tracker_hashes)
@@ -387,7 +393,12 @@ def _make_tracker(
     catalog: Catalog,
     state_dir: Path,
     on_announce: Callable[[bytes], None] | None = None,
+    *,
+    lazy: bool = True,
 ) -> TrackerCore | None:
+    """The tracker core. ``lazy``: a swarm is registered at its first announce through the
+    catalog (start-up and memory independent of the catalog's size); otherwise (cluster
+    mode, whose swarm sync follows the registered swarms) every catalog torrent now."""
     t = config.tracker
     if not t.enabled:
         return None
@@ -412,10 +423,20 @@ def _make_tracker(
         # The daemon's own seed announces too: that is not demand.
         own_peer_prefix=PEER_FINGERPRINT.encode(),
         secret=secret,
+        resolve=functools.partial(_tracker_hashes, catalog) if lazy else None,
     )
-    for entry in catalog.entries():
-        core.register(entry.tracker_hashes)
+    if not lazy:
+        for entry in catalog.entries():
+            core.register(entry.tracker_hashes)
     return core
+
+
+def _tracker_hashes(catalog: Catalog, info_hash: bytes) -> tuple[bytes, ...] | None:
+    try:
+        return catalog.tracker_hashes(info_hash)
+    except CatalogError as exc:  # the announce gets "unregistered torrent", not a 500
+        log.error("%s", exc)
+        return None
 
 
 def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,

@@ -30,7 +30,7 @@ from seeder.config import SeedingConfig
 from seeder.seed import stats as _stats
 from seeder.seed.alerts import AlertBridge, is_problem, log_problem
 from seeder.seed.cache import SeedCache
-from seeder.seed.resume import RESUME_SAVE_DEADLINE, ResumeFiles, apply_links
+from seeder.seed.resume import RESUME_SAVE_DEADLINE, ResumeStore, apply_links
 from seeder.seed.settings import (
     SeedError,
     key_of,
@@ -86,14 +86,14 @@ class SeedSession:
         ``links_of(key)``: the links a torrent resumed from resume data gets (the catalog's
         torrent's); None, or no such callable: the links saved in its resume data."""
         self.config = config
-        self.resume_dir = Path(state_dir) / "resume"
+        self.resume_path = Path(state_dir) / "resume.sqlite3"
         self.cache = cache
         self.metrics = metrics
         self.stats_interval = stats_interval
         self.links_of = links_of
         self._ses: lt.session | None = None
         self._torrents = TorrentTable(cache)
-        self._resume = ResumeFiles(self.resume_dir)
+        self._resume = ResumeStore(self.resume_path, legacy_dir=Path(state_dir) / "resume")
         self._feed = StatsFeed(metrics)
         self._pending: list[bytes] = []  # ensure_seeding calls made before run started
         self._stopped = False
@@ -139,6 +139,7 @@ class SeedSession:
             with trio.CancelScope(shield=True):
                 await self._shutdown(alerts, holder)
                 alerts.close()
+                self._resume.close()
 
     async def _shutdown(self, alerts: AlertBridge, holder: list[lt.session]) -> None:
         with trio.move_on_after(RESUME_SAVE_DEADLINE) as scope:
@@ -235,26 +236,30 @@ class SeedSession:
     def load_resume(self) -> int:
         """Re-add every torrent with resume data whose cache entry still exists; the count.
 
-        Called by `run` at startup. Unusable resume files (unreadable, or their cache entry
-        is gone) are deleted.
+        Called by `run` at startup. Unusable resume data (unreadable, or their cache entry
+        is gone) are deleted, and so are those past ``max_active_torrents`` (resume data
+        imported from a version that seeded the whole catalog): they come back on demand.
         """
         ses = self._session()
         added = 0
-        for path in self._resume.saved():
+        for name, data in self._resume.saved():
+            if added >= self.config.max_active_torrents:
+                self._resume.delete(name)
+                continue
             try:
-                params = lt.read_resume_data(path.read_bytes())
-            except (OSError, RuntimeError) as e:
-                log.warning("resume data %s unreadable (%s): deleted", path.name, e)
-                path.unlink(missing_ok=True)
+                params = lt.read_resume_data(data)
+            except RuntimeError as e:
+                log.warning("resume data %s unreadable (%s): deleted", name, e)
+                self._resume.delete(name)
                 continue
             if params.ti is None:
-                path.unlink(missing_ok=True)
+                self._resume.delete(name)
                 continue
             key = torrent_key(params.ti)
             cache_path = self.cache.lookup(key)
-            if cache_path is None or key in self._torrents.handles:
-                log.info("resume data %s: not in the seed cache any more: deleted", key)
-                path.unlink(missing_ok=True)
+            if key != name or cache_path is None or key in self._torrents.handles:
+                log.info("resume data %s: not in the seed cache any more: deleted", name)
+                self._resume.delete(name)
                 continue
             params.save_path = str(cache_path)
             params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
@@ -269,7 +274,7 @@ class SeedSession:
             except RuntimeError as e:
                 log.warning("resume data %s refused (%s): deleted", key, e)
                 self._torrents.forget(key, drop_partial=False)
-                path.unlink(missing_ok=True)
+                self._resume.delete(key)
                 continue
             self._torrents.handles[key] = handle
             self._torrents.uploaded[key] = 0
@@ -277,7 +282,7 @@ class SeedSession:
                 self._torrents.completed(key)
             added += 1
         if added:
-            log.info("resumed %d torrents from %s", added, self.resume_dir)
+            log.info("resumed %d torrents from %s", added, self.resume_path)
         return added
 
     def set_links(self, info_hash: str, links: Links) -> bool:

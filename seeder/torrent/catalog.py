@@ -69,6 +69,7 @@ CREATE TABLE IF NOT EXISTS torrents (
 CREATE INDEX IF NOT EXISTS torrents_v1 ON torrents (info_hash_v1);
 CREATE INDEX IF NOT EXISTS torrents_v2_20 ON torrents (info_hash_v2_20);
 CREATE INDEX IF NOT EXISTS torrents_v2 ON torrents (info_hash_v2);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
 _COLUMNS = (
@@ -245,6 +246,29 @@ class Catalog:
         args.append(limit)
         return [(k, e) for k, e in self._all(sql, tuple(args))]
 
+    def entry_page(self, bucket: str, after: tuple[str, str] | None,
+                   limit: int = 1000) -> list[Entry]:
+        """Up to ``limit`` entries of ``bucket`` past (key, slot) ``after`` (None: from the
+        start), in (key, slot) order: the whole bucket a page at a time."""
+        if after is None:
+            rows = self._all(f"SELECT {_COLUMNS} FROM torrents WHERE bucket=?"
+                             " ORDER BY key, slot LIMIT ?", (bucket, limit))
+        else:
+            rows = self._all(f"SELECT {_COLUMNS} FROM torrents WHERE bucket=?"
+                             " AND (key, slot) > (?, ?) ORDER BY key, slot LIMIT ?",
+                             (bucket, after[0], after[1], limit))
+        return [_entry(r) for r in rows]
+
+    def get_meta(self, name: str) -> str | None:
+        """A value the daemon keeps beside the torrents (None: never set)."""
+        row = self._one("SELECT value FROM meta WHERE name=?", (name,))
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self._guard(), self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                               (name, value))
+
     def slot_page(self, bucket: str, limit: int = 1000) -> list[tuple[str, str | None]]:
         """Up to ``limit`` (key, pinned version or None) of ``bucket``'s rows, in key order
         (dropping a bucket that is no longer configured, a page at a time)."""
@@ -288,6 +312,23 @@ class Catalog:
         else:
             return None
         return None if row is None else _entry(row)
+
+    def tracker_hashes(self, info_hash: bytes) -> tuple[bytes, ...] | None:
+        """The 20-byte hashes a torrent announces under (v1, v2 truncated), found by one of
+        them; None when no torrent has it. Two index lookups, no torrent bytes read (the
+        tracker's registration on first use, ``Swarms.resolve``)."""
+        if len(info_hash) != 20:
+            return None
+        row = self._one(
+            "SELECT info_hash_v1, info_hash_v2_20 FROM torrents WHERE info_hash_v1=? LIMIT 1",
+            (info_hash,),
+        ) or self._one(
+            "SELECT info_hash_v1, info_hash_v2_20 FROM torrents WHERE info_hash_v2_20=? LIMIT 1",
+            (info_hash,),
+        )
+        if row is None:
+            return None
+        return tuple(bytes(h) for h in row if h is not None)
 
     def count(self) -> int:
         """Number of rows (current and pinned). Counted once, then kept by every change."""

@@ -27,6 +27,7 @@ walk of its top level, no encoding) and for the whole catalog at startup and aft
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -75,6 +76,9 @@ EMPTY_MESSAGE = metainfo.EMPTY_MESSAGE
 # round trips (a HEAD, a GET, a catalog commit), so many overlap; for an s3 bucket this is the
 # number of small objects whose backend requests are in flight at once.
 SMALL_JOBS = 16
+
+RELINK_PAGE = 1000  # catalog rows relinked per read and per commit
+LINKS_META = "links_fingerprint"  # catalog meta: the config the links were last made under
 
 PROGRESS_EVERY_SECONDS = 10.0
 PROGRESS_EVERY_FRACTION = 0.10
@@ -504,8 +508,9 @@ class TorrentService:
         whose links differ from what the config gives now (see the module docstring); the
         number relinked. No store access: the links depend on the config, the key and the
         recorded object version. For startup (before the session resumes) and after a
-        reload. Synchronous, tens of microseconds per torrent. Catalog errors are logged,
-        never raised."""
+        reload. Synchronous, tens of microseconds per torrent, a page of rows at a time
+        (constant memory). Catalog errors are logged, never raised; once the whole catalog
+        was walked without one, the catalog records `links_fingerprint` (`links_current`)."""
         relinked = 0
         try:
             names = self.catalog.buckets()
@@ -515,23 +520,48 @@ class TorrentService:
                 store, bconf = self.stores.get(bucket), self.config.bucket(bucket)
                 if store is None or bconf is None:
                     continue  # the scanner drops entries of buckets no longer configured
-                batch = []
-                for entry in self.catalog.entries(bucket):
-                    want = self._links(store, bconf, entry.key, entry.object_version)
-                    if not _has_links(entry, want):
-                        new = _relinked(entry, want, entry.object_version, entry.last_modified)
-                        if new is not None:  # else hashed again at its next request
-                            batch.append(new)
-                self.catalog.put_many(batch)  # one commit: ~10x faster than one per row
-                relinked += len(batch)
-                for entry in batch:
-                    self._notify_relinked(entry)
+                after: tuple[str, str] | None = None
+                while page := self.catalog.entry_page(bucket, after, RELINK_PAGE):
+                    after = (page[-1].key, page[-1].version_id or "")
+                    batch = []
+                    for entry in page:
+                        want = self._links(store, bconf, entry.key, entry.object_version)
+                        if not _has_links(entry, want):
+                            new = _relinked(entry, want, entry.object_version,
+                                            entry.last_modified)
+                            if new is not None:  # else hashed again at its next request
+                                batch.append(new)
+                    self.catalog.put_many(batch)  # one commit: ~10x faster than one per row
+                    relinked += len(batch)
+                    for entry in batch:
+                        self._notify_relinked(entry)
+            # Every row whose links could differ was walked (a reload passes the buckets
+            # whose config changed; its [server] and [tracker] wait for a restart).
+            self.catalog.set_meta(LINKS_META, self.links_fingerprint())
         except CatalogError as exc:
             log.error("relinking the catalog stopped: %s", exc)
         if relinked:
             log.info("relinked %d torrents to the configured tracker and web seed URLs",
                      relinked)
         return relinked
+
+    def links_fingerprint(self) -> str:
+        """A digest of every setting `torrent_links` reads (tracker and server URLs, each
+        bucket's config without its keys): equal fingerprints give equal links."""
+        t, buckets = self.config.tracker, []
+        for b in sorted(self.config.buckets, key=lambda b: b.name):
+            buckets.append(repr(dataclasses.replace(b, access_key=None, secret_key=None)))
+        text = repr((t.enabled, t.public_url, t.udp_public_url, self.config.server.public_url,
+                     buckets))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def links_current(self) -> bool:
+        """Whether the catalog's links were all made under today's config (a restart with
+        the same URLs need not walk a catalog of a million torrents)."""
+        try:
+            return self.catalog.get_meta(LINKS_META) == self.links_fingerprint()
+        except CatalogError:
+            return False
 
     def _links(self, store: Store, bconf: BucketConfig, key: str,
                version: str | None) -> metainfo.Links:

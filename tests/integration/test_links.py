@@ -35,7 +35,7 @@ from seeder.config import (
 )
 from seeder.ops.daemon import Daemon, serve
 from seeder.torrent import metainfo
-from tests.helpers import free_port, lt_download
+from tests.helpers import free_port, lt_download, resume_keys
 from tracker import bencode
 from tracker.udp_protocol import PROTOCOL_ID
 
@@ -274,7 +274,7 @@ async def test_the_session_resumed_after_a_restart_announces_to_the_new_tracker(
             await session.wait_complete(key)
             assert session.trackers(key) == [(old_ports.announce, 0)]
             nursery.cancel_scope.cancel()
-        assert (tmp_path / "state" / "resume" / f"{key}.resume").is_file()
+        assert key in resume_keys(tmp_path / "state")
 
         async with trio.open_nursery() as nursery:
             daemon = await start(nursery, second)

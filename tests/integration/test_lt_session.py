@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from seeder.metrics import SeederMetrics
 from seeder.seed import settings as lt_settings
 from seeder.seed.cache import SeedCache
 from seeder.seed.session import SeedError, SeedSession, parse_torrent, torrent_key
-from tests.helpers import lt_peer
+from tests.helpers import lt_peer, resume_keys
 
 DEADLINE = 60.0  # seconds for any one wait: 2 busy CI cores
 PIECE = 256 * 1024
@@ -172,7 +173,7 @@ async def test_restart_seeds_from_resume_data_without_downloading(
         async with running(first):
             first.add(torrent, seed_from_cache=True)
             await first.wait_complete(key)
-        assert (state / "resume" / f"{key}.resume").is_file()
+        assert resume_keys(state) == {key}
 
         # The origin is gone: a re-download could not succeed.
         s3.delete_object(Bucket=bucket, Key="o.bin")
@@ -200,11 +201,13 @@ async def test_resume_file_without_cache_entry_is_dropped(tmp_path: Path) -> Non
         async with running(first):
             first.add(torrent)
         cache.remove(key)
+        # A resume file of an older version (one file per torrent) is imported once.
+        (state / "resume").mkdir()
         (state / "resume" / "junk.resume").write_bytes(b"not bencode")
         second = SeedSession(config(), state, SeedCache(seeds, 64 * 1024 * 1024))
         async with running(second):
             assert not second.has(key)
-        assert list((state / "resume").iterdir()) == []
+        assert resume_keys(state) == set() and not (state / "resume").exists()
 
 
 async def test_eviction_takes_the_torrent_out_of_the_session(tmp_path: Path) -> None:
@@ -221,7 +224,7 @@ async def test_eviction_takes_the_torrent_out_of_the_session(tmp_path: Path) -> 
             other = "ab" * 20
             put_in_cache(cache, other, "other", b"x" * SIZE)  # evicts key
             assert not session.has(key) and cache.lookup(key) is None
-            assert not (tmp_path / "state" / "resume" / f"{key}.resume").exists()
+            assert key not in resume_keys(tmp_path / "state")
 
 
 @pytest.mark.parametrize("bad", [b"", b"garbage", b"d4:infod4:name1:xee", b"le"])
@@ -338,3 +341,29 @@ async def test_ensure_seeding_before_start_is_queued_and_after_stop_refused(
             assert (await session.wait_complete(key)).from_cache
     assert not session.ensure_seeding(torrent)
     assert not session.has(key) and session.status(key) is None
+
+
+async def test_resume_files_of_an_older_version_are_imported_once(tmp_path: Path) -> None:
+    """state/resume/<key>.resume (one file per torrent, before resume.sqlite3): moved into
+    the table at the first start, the directory removed, the torrent resumed."""
+    obj, data = write_object(tmp_path)
+    torrent = make_torrent(obj)
+    key = torrent_key(parse_torrent(torrent))
+    state, seeds = tmp_path / "state", tmp_path / "seeds"
+    cache = SeedCache(seeds, 64 * 1024 * 1024)
+    put_in_cache(cache, key, obj.name, data)
+    with trio.fail_after(DEADLINE):
+        first = SeedSession(config(), state, cache)
+        async with running(first):
+            first.add(torrent)
+        conn = sqlite3.connect(state / "resume.sqlite3")
+        (blob,) = conn.execute("SELECT data FROM resume WHERE key=?", (key,)).fetchone()
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            (state / f"resume.sqlite3{suffix}").unlink(missing_ok=True)
+        (state / "resume").mkdir()
+        (state / "resume" / f"{key}.resume").write_bytes(blob)
+        second = SeedSession(config(), state, SeedCache(seeds, 64 * 1024 * 1024))
+        async with running(second):
+            assert second.has(key)
+        assert resume_keys(state) == {key} and not (state / "resume").exists()

@@ -495,8 +495,9 @@ async def test_e_an_announce_is_demand(
             config = env.daemon.config
             first.cancel_scope.cancel()
         state = Path(config.state.dir)
-        for gone in ("seeds", "resume"):  # the seed cache is lost; the catalog is kept
-            shutil.rmtree(state / gone)
+        shutil.rmtree(state / "seeds")  # the seed cache is lost; the catalog is kept
+        for suffix in ("", "-wal", "-shm"):  # and the resume data
+            (state / f"resume.sqlite3{suffix}").unlink(missing_ok=True)
         daemon: Daemon = await nursery.start(
             lambda task_status: serve(config, task_status=task_status)
         )

@@ -601,6 +601,14 @@ async def test_a_config_change_relinks_the_cached_torrent_on_request(tmp_path, r
         assert await service.get_torrent("bk", "k") == off
         assert service.relink_all() == 0 and len(rec.relinked) == 2
         assert store.reads == reads
+        # The catalog remembers the config its links were made under: a restart under the
+        # same URLs need not walk it; another URL (or bucket setting) must.
+        assert service.links_current()
+        service.config = dataclasses.replace(
+            service.config, server=ServerConfig(public_url="https://other.example.com"))
+        assert not service.links_current()
+        service.relink_all()
+        assert service.links_current()
 
 
 async def test_an_unreadable_cached_torrent_is_hashed_again_not_served(tmp_path, root):

@@ -338,3 +338,45 @@ def test_merge_peer_respects_caps():
     assert s.merge_peer(H1, v4(1), PID, False, 50.0)
     assert not s.merge_peer(H1, v4(2), PID, False, 50.0)
     check_invariants(s)
+
+
+def test_resolve_registers_on_first_use_and_drops_the_empty_swarm():
+    """Registration on first use (a catalog of a million torrents): a swarm exists only
+    while it has peers; unknown hashes are still refused; caps apply."""
+    known = {H1: (H1, H2), H2: (H1, H2)}  # one hybrid torrent: v1 and truncated v2
+    asked: list[bytes] = []
+
+    def resolve(h: bytes):
+        asked.append(h)
+        return known.get(h)
+
+    s = make(max_swarms=1)
+    s.resolve = resolve
+    assert s.swarm_count == 0 and s.scrape(H1) == (0, 0, 0)  # known, nobody announced
+    assert s.scrape(H3) is None
+    with pytest.raises(SwarmError, match="unregistered torrent"):
+        s.get_or_create(H3)
+    announce(s, H2, v4(1), now=0.0)  # by the v2 hash: one swarm under both hashes
+    assert s.swarm_count == 1 and s.get(H1) is s.get(H2)
+    assert set(announce(s, H1, v4(2), now=1.0)) == {v4(1)}
+    announce(s, H1, v4(1), event=EVENT_STOPPED, now=2.0)
+    announce(s, H1, v4(2), event=EVENT_STOPPED, now=2.0)
+    assert s.swarm_count == 0 and s.get(H1) is None  # empty: forgotten
+    check_invariants(s)
+    assert s.merge_peer(H1, v4(5), PID, True, 50.0)  # another tracker's peer: made again
+    assert s.swarm_count == 1
+    s.clean(1000.0)
+    assert s.swarm_count == 0  # expired: forgotten
+    s.register([H1])  # an explicit registration stays even empty
+    s.clean(5000.0)
+    assert s.swarm_count == 1
+    check_invariants(s)
+
+
+def test_resolve_respects_max_swarms():
+    s = make(max_swarms=1)
+    s.resolve = lambda h: (h,)
+    announce(s, H1, v4(1))
+    with pytest.raises(SwarmError, match="tracker is full"):
+        s.get_or_create(H2)
+    assert s.merge_peer(H2, v4(2), PID, False, 50.0) is False
