@@ -129,6 +129,7 @@ class SeedingConfig:
     swarm_trickle_rate: int = 64 * 1024  # bytes/s per torrent: budget spent, peers hold all
     peer_request_queue: int = 64  # 16 KiB block requests one peer may queue at the session
     max_active_torrents: int = 2000  # torrents in the libtorrent session at once (on demand)
+    local_no_copy: bool = True  # local buckets: seed from the bucket's own files, not a copy
 
 
 @dataclass(frozen=True, slots=True)

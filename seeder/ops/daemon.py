@@ -180,7 +180,7 @@ async def serve(
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=config.generation.threads * 2,
                                         on_breaker=metrics.breaker_changed)
-        seeding = _make_seeding(config, state_dir, metrics, catalog)
+        seeding = _make_seeding(config, state_dir, metrics, catalog, stores)
         cluster = None
         if config.cluster.redis_url:
             c = config.cluster
@@ -440,7 +440,7 @@ def _tracker_hashes(catalog: Catalog, info_hash: bytes) -> tuple[bytes, ...] | N
 
 
 def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,
-                  catalog: Catalog) -> Seeding | None:
+                  catalog: Catalog, stores: dict[str, Store]) -> Seeding | None:
     if not config.seeding.enabled:
         return None
     cache_dir = Path(config.seeding.cache_dir) if config.seeding.cache_dir else state_dir / "seeds"
@@ -459,6 +459,8 @@ def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,
             config.tracker.interval * config.tracker.peer_timeout_factor,
         ),
         metrics=metrics,
+        # The live dict (a reload swaps stores): local buckets are seeded in place.
+        local_stores=stores if config.seeding.local_no_copy else None,
     )
 
 

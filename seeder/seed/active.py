@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from seeder.demand import Activation, Change
+from seeder.seed.nocopy import LocalSource
 from seeder.seed.session import SeedSession
 from seeder.torrent.entry import Entry
 
@@ -33,6 +34,8 @@ class ActiveSet:
         # Whether this node may seed a torrent at all (a cluster: it is among the torrent's
         # replicas); None: every torrent. Demand for others is ignored, whatever its source.
         self.eligible: Callable[[Entry], bool] | None = None
+        # Where a torrent can be seeded in place (a local bucket's file; seed/nocopy.py).
+        self.source_of: Callable[[Entry], LocalSource | None] = lambda entry: None
 
     def __contains__(self, key: object) -> bool:
         return key in self.activation
@@ -48,7 +51,7 @@ class ActiveSet:
         if key in self.activation and not self.session.has(key):
             # Newly active, or active but gone from the session meanwhile (its cache entry
             # was evicted, a test removed it): add it.
-            if self.session.ensure_seeding(entry.torrent):
+            if self.session.ensure_seeding(entry.torrent, self.source_of(entry)):
                 self._count("activations", reason)
                 log.info("%s/%s in demand (%s): seeding", entry.bucket, entry.key, reason)
             else:
@@ -66,6 +69,7 @@ class ActiveSet:
 
     def tick(self, now: float) -> Change:
         """Torrents with connected peers stay; idle (or no longer eligible) ones leave."""
+        self.session.recheck_sources()  # files changed in place leave first
         self.activation.keep(self.session.peered(), now)
         change = self.activation.sweep(now)
         if change:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,10 +65,12 @@ import trio
 from seeder.demand import Activation
 from seeder.seed.active import ActiveSet
 from seeder.seed.cache import CacheError, CacheWriter, SeedCache
+from seeder.seed.nocopy import LocalSource, local_source
 from seeder.seed.session import SeedSession
 from seeder.seed.swarm_budget import SwarmBudget, Throttle
 from seeder.seed.webseed_gate import Busy, Grant, WebSeedGate
 from seeder.store import ObjectInfo
+from seeder.store.local import LocalStore
 from seeder.torrent import metainfo
 from seeder.torrent.entry import Entry
 
@@ -100,16 +102,21 @@ class Seeding:
         clock: Callable[[], float] = time.monotonic,
         activation: Activation | None = None,
         metrics: Any = None,
+        local_stores: Mapping[str, object] | None = None,
     ) -> None:
         """``budget``: the per-swarm byte budget (swarm_budget; None: the default one).
         ``activation``: which torrents the session holds (None: a default `Activation`, cap
-        2000, idle after an hour)."""
+        2000, idle after an hour). ``local_stores``: the daemon's stores by bucket (a live
+        mapping: a reload swaps them); the local ones (LocalStore) are seeded from their own
+        files (seed/nocopy.py) and their objects not copied into the seed cache."""
         self.session = session
         self.active = ActiveSet(
             session,
             activation if activation is not None else Activation(DEFAULT_CAP, DEFAULT_IDLE),
             clock=clock, metrics=metrics,
         )
+        self.local_stores: Mapping[str, object] = local_stores or {}
+        self.active.source_of = self.source_of
         self.cache = cache
         self.gate = gate if gate is not None else WebSeedGate()
         self.budget = budget if budget is not None else SwarmBudget()
@@ -124,12 +131,24 @@ class Seeding:
     # -- generation side -------------------------------------------------------------------
 
     def chunk_sink(self, info: ObjectInfo) -> CacheWriter | None:
-        """Where the generator writes the bytes it streams (None: not cached)."""
+        """Where the generator writes the bytes it streams (None: not cached; a local
+        bucket seeded in place is not copied)."""
+        if isinstance(self.local_stores.get(info.bucket), LocalStore):
+            return None
         try:
             return self.cache.begin(torrent_name(info.key), info.size)
         except CacheError as exc:
             log.warning("not caching %s/%s: %s", info.bucket, info.key, exc)
             return None
+
+    def source_of(self, entry: Entry) -> LocalSource | None:
+        """The bucket file to seed ``entry`` from in place, if it still has the bytes that
+        were hashed (local buckets only; pinned versions never)."""
+        store = self.local_stores.get(entry.bucket)
+        if not isinstance(store, LocalStore) or entry.version_id is not None:
+            return None
+        return local_source(store, entry.key, entry.etag,
+                            metainfo.torrent_name(entry.bucket, entry.key))
 
     # -- catalog listener ------------------------------------------------------------------
 
@@ -137,7 +156,7 @@ class Seeding:
         """A new torrent is seeded when it is in demand (`on_demand`, `on_announce`), not when
         it is made: a scanned bucket of a million objects is not a million swarms."""
         if entry.seed_key in self.active:
-            self.session.ensure_seeding(entry.torrent)
+            self.session.ensure_seeding(entry.torrent, self.source_of(entry))
 
     def torrent_relinked(self, entry: Entry) -> None:
         """Same torrent, other trackers or web seeds: the session follows."""

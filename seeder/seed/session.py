@@ -30,6 +30,7 @@ from seeder.config import SeedingConfig
 from seeder.seed import stats as _stats
 from seeder.seed.alerts import AlertBridge, is_problem, log_problem
 from seeder.seed.cache import SeedCache
+from seeder.seed.nocopy import LocalSource
 from seeder.seed.resume import RESUME_SAVE_DEADLINE, ResumeStore, apply_links
 from seeder.seed.settings import (
     SeedError,
@@ -95,7 +96,9 @@ class SeedSession:
         self._torrents = TorrentTable(cache)
         self._resume = ResumeStore(self.resume_path, legacy_dir=Path(state_dir) / "resume")
         self._feed = StatsFeed(metrics)
-        self._pending: list[bytes] = []  # ensure_seeding calls made before run started
+        # ensure_seeding calls made before run started
+        self._pending: list[tuple[bytes, LocalSource | None]] = []
+        self._sources: dict[str, LocalSource] = {}  # seeded in place (seed/nocopy.py)
         self._stopped = False
         self._resume_waiting: set[str] = set()  # shutdown: resume data not yet written
         self._errors = 0
@@ -124,8 +127,8 @@ class SeedSession:
                 self._listen_port = await alerts.until_listening()
             self.load_resume()
             pending, self._pending = self._pending, []
-            for torrent in pending:
-                self.ensure_seeding(torrent)
+            for torrent, source in pending:
+                self.ensure_seeding(torrent, source)
             task_status.started(self._listen_port)
             log.info("libtorrent %s listening on port %d", lt.__version__, self._listen_port)
             async with trio.open_nursery() as nursery:
@@ -167,7 +170,8 @@ class SeedSession:
 
     # -- torrents ------------------------------------------------------------------------
 
-    def add(self, torrent: bytes, *, seed_from_cache: bool = True) -> str:
+    def add(self, torrent: bytes, *, seed_from_cache: bool = True,
+            source: LocalSource | None = None) -> str:
         """Add a torrent to the session; its cache key (info-hash hex). Idempotent.
 
         When the seed cache holds the complete object: seeds from there, in seed_mode (no
@@ -185,7 +189,15 @@ class SeedSession:
         params.ti = ti
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
         path = self.cache.lookup(key)
-        if path is not None and self.cache.is_complete(key) and seed_from_cache:
+        if source is not None and not (path is not None and self.cache.is_complete(key)):
+            # A local bucket's own file (seed/nocopy.py): in place, no copy, in seed mode
+            # (each piece checked on its first request), re-checked every second.
+            if not source.unchanged():
+                raise SeedError(f"{key}: {source.path} changed since it was hashed")
+            params.flags |= lt.torrent_flags.seed_mode | seed_flags(url_list(torrent))
+            path = Path(source.directory)
+            self._sources[key] = source
+        elif path is not None and self.cache.is_complete(key) and seed_from_cache:
             params.flags |= lt.torrent_flags.seed_mode | seed_flags(url_list(torrent))
             self._torrents.from_cache.add(key)
         else:
@@ -201,21 +213,24 @@ class SeedSession:
             handle = ses.add_torrent(params)
         except RuntimeError as e:
             self._torrents.forget(key, drop_partial=True)
+            self._sources.pop(key, None)
             raise SeedError(f"{key}: libtorrent refused the torrent: {e}") from None
         self._torrents.handles[key] = handle
         self._torrents.uploaded[key] = 0
-        if key in self._torrents.from_cache:
+        if key in self._torrents.from_cache or key in self._sources:
             self._torrents.completed(key)
-        handle.save_resume_data(lt.torrent_handle.save_info_dict)
+        if key not in self._sources:  # in place: nothing to resume from (back on demand)
+            handle.save_resume_data(lt.torrent_handle.save_info_dict)
         log.info(
             "seeding %s (%s) %s",
             key,
             ti.name(),
-            "from the seed cache" if key in self._torrents.from_cache else "after download",
+            "from the seed cache" if key in self._torrents.from_cache
+            else "in place" if key in self._sources else "after download",
         )
         return key
 
-    def ensure_seeding(self, torrent: bytes) -> bool:
+    def ensure_seeding(self, torrent: bytes, source: LocalSource | None = None) -> bool:
         """Make sure the torrent is in the session (added as by `add`). Idempotent.
 
         Before `run` has started, the torrent is queued and added at startup (True). Returns
@@ -224,10 +239,10 @@ class SeedSession:
         if self._ses is None:
             if self._stopped:
                 return False
-            self._pending.append(bytes(torrent))
+            self._pending.append((bytes(torrent), source))
             return True
         try:
-            self.add(torrent, seed_from_cache=True)
+            self.add(torrent, seed_from_cache=True, source=source)
         except SeedError as e:
             log.warning("cannot seed: %s", e)
             return False
@@ -343,6 +358,8 @@ class SeedSession:
         handle = self._torrents.handles.pop(key, None)
         if handle is None:
             return False
+        if self._sources.pop(key, None) is not None:
+            delete_files = False  # the files are the bucket's own: never delete them
         ses = self._session()
         partial = key in self._torrents.downloading
         if handle.is_valid():
@@ -456,7 +473,8 @@ class SeedSession:
         elif kind is lt.save_resume_data_alert:
             key = key_of(a.params.info_hashes)
             self._resume_waiting.discard(key)
-            if key in t.handles:  # else removed meanwhile: leave no resume file behind
+            if key in t.handles and key not in self._sources:  # else removed meanwhile (or
+                # seeded in place, which needs none): leave no resume data behind
                 self._resume.write(key, a.params)
         else:
             if kind is lt.save_resume_data_failed_alert and a.handle.is_valid():
@@ -464,6 +482,16 @@ class SeedSession:
             if is_problem(a):
                 self._errors += 1
                 log_problem(a)
+
+    def recheck_sources(self) -> list[str]:
+        """Take out of the session every torrent seeded in place whose file changed since it
+        was hashed (seed/nocopy.py); their keys. A stat per such torrent."""
+        changed = [key for key, src in self._sources.items() if not src.unchanged()]
+        for key in changed:
+            log.warning("%s: %s changed since it was hashed: no longer seeded", key,
+                        self._sources[key].path)
+            self.remove(key)
+        return changed
 
     # -- cache side ----------------------------------------------------------------------
 

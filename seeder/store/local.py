@@ -374,6 +374,11 @@ class LocalStore:
         ObjectChanged if the file already moved; NoSuchKey, InvalidKey as :meth:`read`."""
         return await self._run(lambda: self._open_reader_sync(info))
 
+    def file_of(self, key: str) -> str:
+        """The real path of ``key``'s file (symlinks resolved, below the root); InvalidKey or
+        NoSuchBucket as a read would raise. Sync and cheap (no open): for seeding in place."""
+        return self._resolve(key)
+
     def origin_url(self, key: str) -> str | None:
         """None: a local directory has no URL of its own (the web seed is ``proxy``)."""
         return None

@@ -6,6 +6,8 @@ leave after the tracker's peer timeout."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -26,6 +28,7 @@ from seeder.config import (
 )
 from seeder.ops.daemon import Daemon, serve
 from seeder.seed.settings import PEER_FINGERPRINT
+from tests.helpers import lt_download
 from tracker import bencode
 
 OBJECTS = 300
@@ -142,3 +145,65 @@ async def test_demand_cap_announce_webseed_and_idle(daemon: Daemon) -> None:
     # ... and comes back on the next demand.
     again = await get_torrent(d, 3)
     assert session.torrents() == [again]
+
+
+# -- local buckets without a second copy -------------------------------------------------------
+
+
+async def test_local_objects_are_seeded_from_their_own_files_never_a_wrong_byte(
+        daemon: Daemon, tmp_path: Path) -> None:
+    """Generation copied nothing into the seed cache; a demanded torrent is seeded from the
+    bucket's file (a libtorrent client gets the right bytes from the session alone); a file
+    overwritten in place, or replaced by a rename, takes its torrent out of the session
+    within the re-check (never its changed bytes), its new torrent is seeded in place again,
+    and the daemon never deletes a bucket file."""
+    d = daemon
+    session = d.seeding.session
+    seeds = tmp_path / "state" / "seeds"
+    assert not [p for p in seeds.iterdir() if p.name != ".tmp"]  # no second copy made
+    assert d.bound is not None and d.bound.bittorrent_port is not None
+    peer = f"127.0.0.1:{d.bound.bittorrent_port}"
+    root = Path(d.config.buckets[0].path)
+
+    async def download(i: int, tag: str) -> dict:
+        torrent = await trio.to_thread.run_sync(
+            _get, _url(d, f"/data/{key_of(i)}?torrent"))
+        return await lt_download(torrent, tmp_path / tag, "127.0.0.2", DEADLINE,
+                                 "--peer", peer)
+
+    async def in_place(i: int) -> str:
+        key = await get_torrent(d, i)
+        assert session.has(key) and key in session._sources
+        return key
+
+    # Seeded in place: the bytes come from the bucket's file through the session.
+    path = root / key_of(20)
+    got = await download(20, "a")
+    assert got["sha1"] == hashlib.sha1(path.read_bytes()).hexdigest()
+    key = await in_place(20)
+
+    # Overwritten in place (same size, new bytes): out of the session within the re-check.
+    old_bytes = path.read_bytes()
+    with open(path, "r+b") as f:
+        f.write(bytes([255 - old_bytes[0]]) * len(old_bytes))
+    await until(lambda: not session.has(key), "changed file out of the session")
+    assert key not in session._sources
+    # Its old torrent cannot come back (stale), the new one is seeded in place, right bytes.
+    stale = d.catalog.get("data", key_of(20))
+    assert stale is not None and not d.seeding.active.want(stale, "torrent")
+    got = await download(20, "b")
+    assert got["sha1"] == hashlib.sha1(path.read_bytes()).hexdigest()
+    new_key = await in_place(20)
+    assert new_key != key and path.is_file()  # the old torrent left; the file stays
+
+    # Replaced by a rename (a new inode): out as well.
+    other = root / key_of(21)
+    key21 = await in_place(21)
+    tmp = other.with_name("new.tmp")
+    tmp.write_bytes(b"renamed bytes")
+    os.replace(tmp, other)
+    await until(lambda: not session.has(key21), "replaced file out of the session")
+    got = await download(21, "c")
+    assert got["sha1"] == hashlib.sha1(b"renamed bytes").hexdigest()
+    assert other.read_bytes() == b"renamed bytes"
+    assert not [p for p in seeds.iterdir() if p.name != ".tmp"]  # still no copy

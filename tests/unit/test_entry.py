@@ -52,7 +52,7 @@ class _Session:
     def has(self, key: str) -> bool:
         return key in self.keys
 
-    def ensure_seeding(self, torrent: bytes) -> bool:
+    def ensure_seeding(self, torrent: bytes, source: object = None) -> bool:
         self.keys.add(self.by_torrent[torrent])
         return True
 
