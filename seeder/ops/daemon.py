@@ -53,7 +53,7 @@ from seeder.store import Store, make_store
 from seeder.torrent import metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry
-from seeder.torrent.service import Listener, TorrentService
+from seeder.torrent.service import SMALL_JOBS, Listener, TorrentService
 from tracker.clientaddr import client_host, parse_proxies, trusted_host
 from tracker.clock import MonotonicClock
 from tracker.core import TrackerCore
@@ -130,7 +130,7 @@ class Daemon:
                     await store.aclose()
         for b in new.buckets:
             if b.name not in self.stores:
-                self.stores[b.name] = make_store(b, threads=new.generation.threads * 2,
+                self.stores[b.name] = make_store(b, threads=_store_threads(new),
                                                  on_breaker=self.metrics.breaker_changed)
         self.config = new
         self.torrents.config = new
@@ -178,7 +178,7 @@ async def serve(
     stores: dict[str, Store] = {}
     try:
         for b in config.buckets:
-            stores[b.name] = make_store(b, threads=config.generation.threads * 2,
+            stores[b.name] = make_store(b, threads=_store_threads(config),
                                         on_breaker=metrics.breaker_changed)
         seeding = _make_seeding(config, state_dir, metrics, catalog, stores)
         cluster = None
@@ -437,6 +437,12 @@ def _tracker_hashes(catalog: Catalog, info_hash: bytes) -> tuple[bytes, ...] | N
     except CatalogError as exc:  # the announce gets "unregistered torrent", not a 500
         log.error("%s", exc)
         return None
+
+
+def _store_threads(config: Config) -> int:
+    """Worker threads (for s3: requests in flight) per store: enough for the hashing threads
+    of two jobs, and for the small-object jobs to overlap their round trips (SMALL_JOBS)."""
+    return max(config.generation.threads * 2, SMALL_JOBS)
 
 
 def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,

@@ -19,7 +19,9 @@ read at generation. `LocalSource` is that promise, re-checked:
   ``save_path/name``): a key reached through a symlink with another name falls back to the
   seed cache (downloaded through this daemon's web seed, as for any object not cached).
 
-`SeedSession.remove` never deletes such a torrent's files: they are the bucket's.
+`SeedSession.remove` never deletes such a torrent's files: they are the bucket's; and they
+are added in upload mode too: libtorrent never writes to them (a piece that failed its check
+is not fetched again from peers, whose old bytes would overwrite the new file).
 """
 
 from __future__ import annotations

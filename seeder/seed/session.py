@@ -194,7 +194,10 @@ class SeedSession:
             # (each piece checked on its first request), re-checked every second.
             if not source.unchanged():
                 raise SeedError(f"{key}: {source.path} changed since it was hashed")
-            params.flags |= lt.torrent_flags.seed_mode | seed_flags(url_list(torrent))
+            # upload_mode: never download into the bucket's file, not even a piece that
+            # failed its check (a peer's copy of old bytes must not overwrite new ones).
+            params.flags |= (lt.torrent_flags.seed_mode | lt.torrent_flags.upload_mode
+                             | seed_flags(url_list(torrent)))
             path = Path(source.directory)
             self._sources[key] = source
         elif path is not None and self.cache.is_complete(key) and seed_from_cache:
