@@ -627,9 +627,9 @@ class TorrentService:
             job.result = entry
             result = "ok"
             self._store_entry(entry)
-            log.info("generated the torrent for %s (%d bytes, %s, piece %d KiB) in %.1f s",
-                     name, info.size, entry.format, entry.piece_length // 1024,
-                     time.monotonic() - started)
+            log.log(_level(info), "generated the torrent for %s (%d bytes, %s, piece %d KiB)"
+                    " in %.1f s", name, info.size, entry.format, entry.piece_length // 1024,
+                    time.monotonic() - started)
         except trio.Cancelled:
             result = "cancelled"
             job.error = StoreUnavailable("torrent generation cancelled: the service is stopping")
@@ -688,7 +688,7 @@ class TorrentService:
             if line:
                 log.info("%s", line)
 
-        log.info("generating the torrent for %s (%d bytes)", name, info.size)
+        log.log(_level(info), "generating the torrent for %s (%d bytes)", name, info.size)
         try:
             hashes = await hashing.hash_object(
                 store, info, piece_length, hybrid=hybrid,
@@ -768,6 +768,13 @@ class TorrentService:
                 self.metrics.catalog_torrents.set(self.catalog.count())
             except CatalogError:
                 pass
+
+
+def _level(info: ObjectInfo) -> int:
+    """The level of a job's "generating" / "generated" lines: debug for small objects (a
+    scanned bucket of a million would log two million lines; the scan's summary counts
+    them), info for the others."""
+    return logging.DEBUG if info.size <= hashing.SMALL_OBJECT else logging.INFO
 
 
 class _SafeSink:
