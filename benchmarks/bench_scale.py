@@ -195,8 +195,16 @@ def run_one(n: int, work: Path, idle_seconds: float) -> dict[str, object]:
     cfg, ports = write_config(work, bucket, ports, scan_interval=3600)
     passes = len(scan_seconds(d.text()))
     d = Daemon(cfg, log)
+    return measure_restarted(d, n, work, ports, idle_seconds, first, rescan, passes=passes)
+
+
+def measure_restarted(d: Daemon, n: int, work: Path, ports: dict[str, int],
+                      idle_seconds: float, first: float, rescan: float,
+                      passes: int | None = None,
+                      restart_scan: float | None = None) -> dict[str, object]:
     s3 = f"http://127.0.0.1:{ports['s3']}"
-    torrent_url = f"{s3}/data/{key_of(n // 2)}?torrent"
+    probe = key_of(min(n // 2, 500))  # a file in both modes (synthetic: the first 1000)
+    torrent_url = f"{s3}/data/{probe}?torrent"
 
     def torrent_bytes() -> bytes | None:
         try:
@@ -207,15 +215,17 @@ def run_one(n: int, work: Path, idle_seconds: float) -> dict[str, object]:
 
     torrent = wait_for(torrent_bytes, START_DEADLINE, "GetObjectTorrent after restart")
     t_s3 = time.monotonic() - d.started
-    wait_for(lambda: http_ok(f"{s3}/data/{key_of(n // 2)}"), START_DEADLINE, "web seed")
+    wait_for(lambda: http_ok(f"{s3}/data/{probe}"), START_DEADLINE, "web seed")
     t_ws = time.monotonic() - d.started
     wait_for(lambda: http_ok(announce_url(ports, info_hash_of(torrent))), START_DEADLINE,
              "announce")
     t_tr = time.monotonic() - d.started
     print(f"[{n}] restart: S3 {t_s3:.2f} s, web seed {t_ws:.2f} s, tracker {t_tr:.2f} s",
           flush=True)
-    wait_for(lambda: len(scan_seconds(d.text())) > passes, SCAN_DEADLINE, "start-up scan")
-    restart_scan = scan_seconds(d.text())[passes]
+    if passes is not None:
+        wait_for(lambda: len(scan_seconds(d.text())) > passes, SCAN_DEADLINE,
+                 "start-up scan")
+        restart_scan = scan_seconds(d.text())[passes]
     time.sleep(5)
     rss0 = d.rss_mb()
 
@@ -247,19 +257,71 @@ def run_one(n: int, work: Path, idle_seconds: float) -> dict[str, object]:
     return row
 
 
+def fill_catalog(work: Path, cfg: Path, n: int) -> None:
+    """A catalog of ``n`` rows for keys key_of(0..n-1) (what a scan of the bucket leaves),
+    recorded as relinked under ``cfg`` (so start-up has nothing to walk)."""
+    sys.path.insert(0, str(ROOT))
+    import hashlib as _hashlib
+
+    from seeder.config import load
+    from seeder.torrent import metainfo
+    from seeder.torrent.catalog import Catalog
+    from seeder.torrent.entry import Entry
+    from seeder.torrent.service import LINKS_META, TorrentService
+
+    config = load(str(cfg), {})
+    with Catalog.open(work / "state" / "catalog.sqlite3") as cat:
+        for start in range(0, n, 10_000):
+            batch = []
+            for i in range(start, min(n, start + 10_000)):
+                key = key_of(i)
+                hashes = metainfo.PieceHashes(262144, _hashlib.sha1(bytes([i % 251 + 1])).digest())
+                torrent = metainfo.build_torrent(
+                    bucket="data", key=key, size=1, hashes=hashes, announce=None,
+                    announce_list=None, url_list=None, created_by="s3torrent/0.1.0")
+                ih = metainfo.info_hashes(torrent)
+                batch.append(Entry(bucket="data", key=key, etag=f"{i:032x}", version_id=None,
+                                   size=1, last_modified=1.7e9, torrent=torrent,
+                                   info_hash_v1=ih.v1, info_hash_v2=None, piece_length=262144,
+                                   format="v1", created_at=1.7e9))
+            cat.put_many(batch)
+        cat.set_meta(LINKS_META, TorrentService(cat, {}, config).links_fingerprint())
+
+
+def run_synthetic(n: int, work: Path, idle_seconds: float) -> dict[str, object]:
+    """Start-up, memory and idle CPU against a catalog of ``n`` rows written directly (no
+    scan: for sizes whose first scan takes too long here); only the first 1000 objects exist
+    as files, and the scanner is off (it would drop the others)."""
+    bucket = work / "bucket"
+    make_bucket(bucket, min(n, 1000))
+    cfg, ports = write_config(work, bucket, scan_interval=3600)
+    cfg.write_text(cfg.read_text().replace("[scanner]\n", "[scanner]\nenabled = false\n"))
+    t0 = time.monotonic()
+    fill_catalog(work, cfg, n)
+    print(f"[{n}] catalog written in {time.monotonic() - t0:.0f} s", flush=True)
+    d = Daemon(cfg, work / "seeder.log")
+    return measure_restarted(d, n, work, ports, idle_seconds, first=0.0, rescan=0.0,
+                             restart_scan=0.0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--keep", help="work in this directory and keep it")
     ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--synthetic", default="",
+                    help="sizes measured on a catalog written directly (no scan)")
     args = ap.parse_args()
     rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
+    sizes = [(int(x), False) for x in args.sizes.split(",") if x]
+    sizes += [(int(x), True) for x in args.synthetic.split(",") if x]
+    for n, synthetic in sizes:
         work = Path(args.keep or tempfile.mkdtemp(prefix="bench-scale-")) / f"n{n}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
-            rows.append(run_one(n, work, args.idle_seconds))
+            run = run_synthetic if synthetic else run_one
+            rows.append(run(n, work, args.idle_seconds))
         finally:
             if not args.keep:
                 shutil.rmtree(work.parent, ignore_errors=True)
@@ -269,8 +331,9 @@ def main() -> None:
           "| alerts_dropped |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']:,} | {r['first_scan_s']:.1f} s ({r['objects_per_s']:.0f}/s) "
-              f"| {r['rescan_s']:.1f} s | {r['restart_s3_s']:.2f} / {r['restart_webseed_s']:.2f}"
+        scans = (f"{r['first_scan_s']:.1f} s ({r['objects_per_s']:.0f}/s) | {r['rescan_s']:.1f} s"
+                 if r["first_scan_s"] else "(catalog written directly) | —")
+        print(f"| {r['n']:,} | {scans} | {r['restart_s3_s']:.2f} / {r['restart_webseed_s']:.2f}"
               f" / {r['restart_tracker_s']:.2f} s | {r['rss_idle_0_mb']:.0f} MB "
               f"| {r['rss_idle_1000_mb']:.0f} MB ({r['active']:.0f} active) "
               f"| {r['state_bytes_per_entry']:.0f} B | {100 * r['idle_cpu']:.1f} % "
