@@ -267,7 +267,7 @@ def fill_catalog(work: Path, cfg: Path, n: int) -> None:
     from seeder.torrent import metainfo
     from seeder.torrent.catalog import Catalog
     from seeder.torrent.entry import Entry
-    from seeder.torrent.service import LINKS_META, TorrentService
+    from seeder.torrent.linkstate import LINKS_META, links_fingerprint
 
     config = load(str(cfg), {})
     with Catalog.open(work / "state" / "catalog.sqlite3") as cat:
@@ -285,7 +285,7 @@ def fill_catalog(work: Path, cfg: Path, n: int) -> None:
                                    info_hash_v1=ih.v1, info_hash_v2=None, piece_length=262144,
                                    format="v1", created_at=1.7e9))
             cat.put_many(batch)
-        cat.set_meta(LINKS_META, TorrentService(cat, {}, config).links_fingerprint())
+        cat.set_meta(LINKS_META, links_fingerprint(config))
 
 
 def run_synthetic(n: int, work: Path, idle_seconds: float) -> dict[str, object]:

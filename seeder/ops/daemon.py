@@ -53,6 +53,7 @@ from seeder.store import Store, make_store
 from seeder.torrent import metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry
+from seeder.torrent.linkstate import links_current
 from seeder.torrent.service import SMALL_JOBS, Listener, TorrentService
 from tracker.clientaddr import client_host, parse_proxies, trusted_host
 from tracker.clock import MonotonicClock
@@ -243,7 +244,7 @@ async def serve(
         # The config may have moved the tracker or a web seed since the catalog's torrents
         # were made: relink them before the session resumes them and anyone asks. Only then:
         # a restart under the same URLs does not walk the catalog (a million rows: ~50 s).
-        if not torrents.links_current():
+        if not links_current(catalog, config):
             torrents.relink_all()
         async with trio.open_nursery() as nursery:
             # The cluster first (the tracker's UDP key comes from it), then the listeners,

@@ -27,7 +27,6 @@ walk of its top level, no encoding) and for the whole catalog at startup and aft
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -43,6 +42,7 @@ from seeder.store import NoSuchBucket, NoSuchKey, ObjectInfo, Store, StoreUnavai
 from seeder.torrent import hashing, metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry, seed_key
+from seeder.torrent.linkstate import LINKS_META, links_fingerprint
 
 __all__ = [
     "FRESHNESS_WAIT",
@@ -78,7 +78,6 @@ EMPTY_MESSAGE = metainfo.EMPTY_MESSAGE
 SMALL_JOBS = 16
 
 RELINK_PAGE = 1000  # catalog rows relinked per read and per commit
-LINKS_META = "links_fingerprint"  # catalog meta: the config the links were last made under
 
 PROGRESS_EVERY_SECONDS = 10.0
 PROGRESS_EVERY_FRACTION = 0.10
@@ -510,7 +509,8 @@ class TorrentService:
         recorded object version. For startup (before the session resumes) and after a
         reload. Synchronous, tens of microseconds per torrent, a page of rows at a time
         (constant memory). Catalog errors are logged, never raised; once the whole catalog
-        was walked without one, the catalog records `links_fingerprint` (`links_current`)."""
+        was walked without one, the catalog records `links_fingerprint` (see
+        `links_current`)."""
         relinked = 0
         try:
             names = self.catalog.buckets()
@@ -537,31 +537,13 @@ class TorrentService:
                         self._notify_relinked(entry)
             # Every row whose links could differ was walked (a reload passes the buckets
             # whose config changed; its [server] and [tracker] wait for a restart).
-            self.catalog.set_meta(LINKS_META, self.links_fingerprint())
+            self.catalog.set_meta(LINKS_META, links_fingerprint(self.config))
         except CatalogError as exc:
             log.error("relinking the catalog stopped: %s", exc)
         if relinked:
             log.info("relinked %d torrents to the configured tracker and web seed URLs",
                      relinked)
         return relinked
-
-    def links_fingerprint(self) -> str:
-        """A digest of every setting `torrent_links` reads (tracker and server URLs, each
-        bucket's config without its keys): equal fingerprints give equal links."""
-        t, buckets = self.config.tracker, []
-        for b in sorted(self.config.buckets, key=lambda b: b.name):
-            buckets.append(repr(dataclasses.replace(b, access_key=None, secret_key=None)))
-        text = repr((t.enabled, t.public_url, t.udp_public_url, self.config.server.public_url,
-                     buckets))
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def links_current(self) -> bool:
-        """Whether the catalog's links were all made under today's config (a restart with
-        the same URLs need not walk a catalog of a million torrents)."""
-        try:
-            return self.catalog.get_meta(LINKS_META) == self.links_fingerprint()
-        except CatalogError:
-            return False
 
     def _links(self, store: Store, bconf: BucketConfig, key: str,
                version: str | None) -> metainfo.Links:

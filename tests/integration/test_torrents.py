@@ -18,6 +18,7 @@ from seeder.store import NoSuchBucket, NoSuchKey, ObjectChanged, ObjectInfo, mak
 from seeder.torrent import metainfo
 from seeder.torrent.catalog import Catalog
 from seeder.torrent.entry import Entry
+from seeder.torrent.linkstate import links_current
 from seeder.torrent.service import MAX_TORRENT_SIZE, NotQualified, TorrentService
 from tests.helpers import DelegatingStore, Recorder, write_schema_1_catalog
 from tracker import bencode
@@ -603,12 +604,12 @@ async def test_a_config_change_relinks_the_cached_torrent_on_request(tmp_path, r
         assert store.reads == reads
         # The catalog remembers the config its links were made under: a restart under the
         # same URLs need not walk it; another URL (or bucket setting) must.
-        assert service.links_current()
+        assert links_current(service.catalog, service.config)
         service.config = dataclasses.replace(
             service.config, server=ServerConfig(public_url="https://other.example.com"))
-        assert not service.links_current()
+        assert not links_current(service.catalog, service.config)
         service.relink_all()
-        assert service.links_current()
+        assert links_current(service.catalog, service.config)
 
 
 async def test_an_unreadable_cached_torrent_is_hashed_again_not_served(tmp_path, root):
