@@ -153,9 +153,10 @@ class _Socket:
         self.moved = 0
 
     def begin(self, timeouts: Timeouts) -> None:
-        """A response starts: ``send_all`` now enforces the minimum rate."""
+        """A response starts: ``send_all`` now enforces the minimum rate. (Its clock starts
+        at the first wait for the client: a response sent without one never reads it.)"""
         self.timeouts = timeouts
-        self.started = trio.current_time()
+        self.started = -1.0
         self.moved = 0
 
     def try_receive(self, max_bytes: int) -> bytes | None:
@@ -195,6 +196,8 @@ class _Socket:
             if timeouts is None:
                 await trio.lowlevel.wait_writable(self.sock)
                 continue
+            if self.started < 0:
+                self.started = trio.current_time()
             # Behind on the average rate, or no byte taken for ``idle`` seconds (kernel
             # buffers give a stalled reader credit that the average alone would honour).
             deadline = min(
@@ -261,23 +264,22 @@ class _Connection(RequestParser):
         self.key = key  # the client its slot counts for (None: a trusted proxy's)
         self.client_of = client_of if key is None else None
         self.counted = True  # holds a slot (an evicted connection no longer does)
-        self.scope: trio.CancelScope | None = None
         self.phase = _HEAD
-        self.deadline = trio.current_time() + timeouts.header
+        # Set at the first wait (the request is usually there at once: no clock read).
+        self.deadline = -1.0
         self.since = 0.0  # when the body being received started
 
     def evict(self) -> None:
-        """Close this connection at once (``Slots`` gave its slot to another)."""
+        """Close this connection at once (``Slots`` gave its slot to another). Closing the
+        socket wakes its task, parked on it, with ClosedResourceError (notify_closing)."""
         self.counted = False
-        if self.scope is not None:
-            self.scope.cancel()
+        self.stream.close()
 
     # -- reading ------------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
-            with trio.CancelScope() as self.scope:
-                await self._serve()
+            await self._serve()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
             pass  # the peer went away (or was too slow): nothing to tell anyone
         except OSError as exc:
@@ -346,6 +348,8 @@ class _Connection(RequestParser):
             # scope and no parking.
             data = self.stream.try_receive(RECEIVE_SIZE)
             if data is None:
+                if self.deadline < 0:  # the first wait for the first head
+                    self.deadline = trio.current_time() + self.timeouts.header
                 with trio.move_on_at(self.deadline):
                     data = await self.stream.receive_some(RECEIVE_SIZE)
                 if data is None:
