@@ -426,8 +426,10 @@ class TorrentService:
             log.error("%s", exc)
             cached = None
         try:
-            if stale_ok and cached is not None:
-                # The answer is at hand: a hung backend may delay it only so long.
+            if stale_ok and cached is not None and getattr(store, "guard", None) is not None:
+                # The answer is at hand: a hung backend may delay it only so long. (Only
+                # network stores have a guard; a local directory never hangs, and a cancel
+                # scope per request is measurable on a cached GetObjectTorrent.)
                 found = None
                 with trio.move_on_after(FRESHNESS_WAIT):
                     found = await store.head(key, version_id)
