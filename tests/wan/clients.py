@@ -1,17 +1,18 @@
 """The real BitTorrent clients of the WAN lab, each in its own host namespace.
 
 One `Client` per download: started with `start`, polled with `Client.poll` (True once
-complete; the time is taken then), stopped with `Client.stop` (by PID). Settings common to
-all: no DHT, no LSD, no UPnP/NAT-PMP (nothing to find outside the lab), TCP only (uTP is
-user-space congestion control: on 2 shared cores it measures the CPU, not the link), no
-upload or ratio limits.
+complete; the time is taken then), stopped with `Client.stop` (by PID). Every client keeps
+seeding after it completes, as each does by default (aria2 to a ratio of 1.0), until the
+run stops it. Settings common to all: no DHT, no LSD, no UPnP/NAT-PMP (nothing to find
+outside the lab), TCP only (uTP is user-space congestion control: on 2 shared cores it
+measures the CPU, not the link), no upload limits.
 
-- ``aria2``: ``aria2c --seed-time=0``: exits 0 once the file is complete.
+- ``aria2``: ``aria2c`` with ``--on-bt-download-complete`` touching a marker.
 - ``transmission``: ``transmission-cli`` with a finish script that touches a marker.
 - ``qbittorrent``: ``qbittorrent-nox`` with a profile of its own; its WebUI API (loopback
   of its namespace, no login from localhost) says when the torrent is complete.
-- ``libtorrent``: tests/peers/lt_peer.py (python3-libtorrent): exits 0 after its
-  ``finished`` event (which it prints after reading the file back for its sha1).
+- ``libtorrent``: tests/peers/lt_peer.py ``--stay`` (python3-libtorrent): its ``finished``
+  event (printed after it read the file back for its sha1).
 """
 
 from __future__ import annotations
@@ -60,26 +61,22 @@ class Client:
         """True once the download is complete (or failed: ``error`` says why)."""
         if self.finished is not None or self.error is not None:
             return True
-        code = self.proc.poll()
-        if self.kind in ("aria2", "libtorrent"):
-            if code is None:
-                return False
-            if code == 0:
-                self.finished = time.monotonic()
-            else:
-                self.error = f"{self.kind} exited {code}"
-            return True
-        if code is not None:
-            self.error = f"{self.kind} exited {code} before completing"
-            return True
-        if self.kind == "transmission":
+        if self.kind in ("aria2", "transmission"):
             assert self.marker is not None
             done = self.marker.exists()
+        elif self.kind == "libtorrent":
+            assert self.log is not None
+            done = b'"event": "finished"' in self.log.read_bytes()
         else:
             done = self._qbt_complete()
         if done:
             self.finished = time.monotonic()
-        return done
+            return True
+        code = self.proc.poll()
+        if code is not None:
+            self.error = f"{self.kind} exited {code} before completing"
+            return True
+        return False
 
     def stop(self) -> None:
         stop(self.proc)
@@ -108,12 +105,18 @@ def start(lab: Lab, kind: str, host: str, torrent: Path, workdir: Path, name: st
     addr = lab.hosts[host].addr
     log = workdir / "client.log"
     marker: Path | None = None
+    if kind in ("aria2", "transmission"):
+        marker = workdir / "done"
+        script = workdir / "finish.sh"
+        script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+        script.chmod(0o755)
     if kind == "aria2":
         argv = [
-            "aria2c", "--dir", str(out), "--seed-time=0", "--enable-dht=false",
-            "--enable-dht6=false", "--bt-enable-lpd=false", "--listen-port", str(PEER_PORT),
+            "aria2c", "--dir", str(out), "--enable-dht=false", "--enable-dht6=false",
+            "--bt-enable-lpd=false", "--listen-port", str(PEER_PORT),
             "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn",
-            f"--bt-stop-timeout={int(timeout)}", str(torrent),
+            f"--bt-stop-timeout={int(timeout)}", f"--on-bt-download-complete={script}",
+            str(torrent),
         ]  # fmt: skip
     elif kind == "transmission":
         conf = workdir / "conf"
@@ -125,10 +128,6 @@ def start(lab: Lab, kind: str, host: str, torrent: Path, workdir: Path, name: st
             "ratio-limit-enabled": False, "speed-limit-up-enabled": False,
             "speed-limit-down-enabled": False,
         }))  # fmt: skip
-        marker = workdir / "done"
-        script = workdir / "finish.sh"
-        script.write_text(f"#!/bin/sh\ntouch {marker}\n")
-        script.chmod(0o755)
         argv = ["transmission-cli", "-g", str(conf), "-w", str(out), "-f", str(script),
                 str(torrent)]
     elif kind == "qbittorrent":
@@ -141,7 +140,7 @@ def start(lab: Lab, kind: str, host: str, torrent: Path, workdir: Path, name: st
                 f"--save-path={out}", "--skip-dialog=true", str(torrent)]
     elif kind == "libtorrent":
         argv = [sys.executable, str(LT_PEER), "--torrent", str(torrent), "--save-dir",
-                str(out), "--bind", addr, "--timeout", str(timeout)]
+                str(out), "--bind", addr, "--timeout", str(timeout), "--stay"]
     else:
         raise ValueError(f"unknown client kind {kind!r} (one of {', '.join(KINDS)})")
     started = time.monotonic()
