@@ -5,6 +5,7 @@ the plain-HTTP baseline of the same clients on the same links, with the issue's 
     sudo python3 benchmarks/bench_wan.py --runs 2 --json out.json
     sudo python3 benchmarks/bench_wan.py --size-mib 32 --clients aria2,libtorrent --rtt-ms 80
     sudo python3 benchmarks/bench_wan.py --upload-rate-limit 4MiB   # is the limit honoured?
+    sudo python3 benchmarks/bench_wan.py --daemon-tree /work/wt-old  # another build's daemon
 
 Default shape: 256 MiB, 8 clients (2 each of aria2, Transmission, qBittorrent, libtorrent),
 40 ms between every pair of hosts, clients 100 Mbit/s down / 20 Mbit/s up, the daemon's host
@@ -67,10 +68,11 @@ def shape_from(args: argparse.Namespace) -> Shape:
     )
 
 
-def one_run(shape: Shape, workdir: Path, plain: bool, extra: str) -> dict[str, Any]:
+def one_run(shape: Shape, workdir: Path, plain: bool, extra: str,
+            tree: Path) -> dict[str, Any]:
     with Lab(shape, workdir) as lab:
         lab.wait_reachable()
-        services = Services(lab, extra)
+        services = Services(lab, extra, tree)
         try:
             services.start()
             result = run_swarm(services, workdir / "swarm")
@@ -128,6 +130,8 @@ def main() -> int:
     p.add_argument("--no-plain", action="store_true", help="skip the plain-HTTP baseline")
     p.add_argument("--json", type=Path, help="write every run's report here")
     p.add_argument("--workdir", type=Path, help="keep the lab's files here")
+    p.add_argument("--daemon-tree", type=Path, default=ROOT,
+                   help="run the daemon from this checkout (e.g. a worktree of an older commit)")
     args = p.parse_args()
     why = unavailable()
     if why is not None:
@@ -142,7 +146,8 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="bench-wan-") as tmp:
                 work = args.workdir / f"run{i}" if args.workdir else Path(tmp)
                 t0 = time.monotonic()
-                rep = one_run(shape, work, not args.no_plain, args.seeding_extra)
+                rep = one_run(shape, work, not args.no_plain, args.seeding_extra,
+                              args.daemon_tree)
                 rep["wall_s"] = round(time.monotonic() - t0, 1)
             reports.append(rep)
             print(json.dumps(rep), flush=True)

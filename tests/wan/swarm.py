@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -87,8 +88,10 @@ class SwarmResult:
 class Services:
     """The store and the daemon of one lab (see the module doc); `close` stops them."""
 
-    def __init__(self, lab: Lab, seeder_toml_extra: str = "") -> None:
+    def __init__(self, lab: Lab, seeder_toml_extra: str = "", daemon_tree: Path = REPO) -> None:
+        """``daemon_tree``: the checkout whose ``seeder`` runs (another build, for A/B)."""
         self.lab = lab
+        self.daemon_tree = daemon_tree
         self.shape = lab.shape
         self.dir = lab.workdir
         self.extra = seeder_toml_extra
@@ -110,7 +113,7 @@ class Services:
         config = self.dir / "seeder.toml"
         config.write_text(self._config())
         self._log_popen("srv", [sys.executable, "-m", "seeder", "serve", "--config",
-                                str(config)], "seeder.log")
+                                str(config)], "seeder.log", self.daemon_tree)
         _wait(lambda: self.metrics(), "the daemon's metrics")
 
     def close(self) -> None:
@@ -151,10 +154,12 @@ class Services:
         self.object.write_bytes(data)
         self.sha1 = hashlib.sha1(data).hexdigest()
 
-    def _log_popen(self, host: str, argv: list[str], log: str) -> subprocess.Popen[Any]:
+    def _log_popen(self, host: str, argv: list[str], log: str,
+                   tree: Path = REPO) -> subprocess.Popen[Any]:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
         with (self.dir / log).open("wb") as f:
             proc = self.lab.popen(host, argv, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, cwd=REPO)
+                                  stdin=subprocess.DEVNULL, cwd=tree, env=env)
         self.procs.append(proc)
         return proc
 
