@@ -150,7 +150,9 @@ class Services:
 
     def _make_object(self) -> None:
         self.object.parent.mkdir(parents=True, exist_ok=True)
-        data = random.Random(16).randbytes(self.shape.size)
+        rng = random.Random(16)  # randbytes of more than 256 MiB at once overflows
+        data = b"".join(rng.randbytes(min(1 << 20, self.shape.size - at))
+                        for at in range(0, self.shape.size, 1 << 20))
         self.object.write_bytes(data)
         self.sha1 = hashlib.sha1(data).hexdigest()
 
