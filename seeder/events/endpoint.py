@@ -65,7 +65,8 @@ from seeder.store import (
 )
 from seeder.store.local import key_parts
 from seeder.torrent.catalog import CatalogError
-from seeder.torrent.service import NotQualified, TorrentService, is_current
+from seeder.torrent.policy import NotQualified, is_current
+from seeder.torrent.service import TorrentService
 
 __all__ = ["EVENTS_PATH", "EventEndpoint"]
 

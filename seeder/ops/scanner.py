@@ -24,7 +24,8 @@ import trio
 
 from seeder.store import NoSuchKey, ObjectInfo, Store, StoreError
 from seeder.torrent.hashing import SMALL_OBJECT
-from seeder.torrent.service import SMALL_JOBS, NotQualified, TorrentService, check_qualifies
+from seeder.torrent.policy import NotQualified, check_qualifies
+from seeder.torrent.service import SMALL_JOBS, TorrentService
 
 __all__ = ["ScanPlan", "ScanSummary", "plan", "run_scanner", "scan_once"]
 

@@ -47,14 +47,9 @@ from seeder.store import (
 from seeder.store.guard import CircuitOpen
 from seeder.torrent import metainfo
 from seeder.torrent.entry import Entry
-from seeder.torrent.service import (
-    Fetched,
-    NotQualified,
-    TorrentService,
-    check_qualifies,
-    presigns_webseed,
-    webseed_url,
-)
+from seeder.torrent.links import presigns_webseed, webseed_url
+from seeder.torrent.policy import NotQualified, check_qualifies
+from seeder.torrent.service import Fetched, TorrentService
 from tracker.clientaddr import Network, client_host, parse_proxies
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Which config the catalog's torrent links were made under (the links fingerprint).
 
-A torrent's trackers and web seed URLs come from the config (`service.torrent_links`). The
+A torrent's trackers and web seed URLs come from the config (`links.torrent_links`). The
 catalog records a digest of every setting they read once `TorrentService.relink_all` walked it
 (meta ``links_fingerprint``), so a restart under the same settings need not walk a catalog of
 a million torrents, and a changed setting is noticed.

@@ -13,7 +13,7 @@ from seeder import __version__
 from seeder.config import BucketConfig
 from seeder.store import ObjectInfo, Store, make_store
 from seeder.torrent import hashing, metainfo
-from seeder.torrent.service import check_qualifies, object_version
+from seeder.torrent.policy import check_qualifies, object_version
 
 
 def _split_s3(source: str) -> tuple[str, str]:

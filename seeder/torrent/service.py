@@ -1,7 +1,7 @@
 """TorrentService: get-or-generate a torrent for an object, catalog-backed, single flight.
 
 The flow for one request: HEAD the object, check that S3 would make a torrent for it
-(:func:`check_qualifies`), answer from the catalog when the recorded ETag (and format) still
+(`policy.check_qualifies`), answer from the catalog when the recorded ETag (and format) still
 match, else generate. Concurrent requests for one (bucket, key, version, etag) share one
 generation job. Jobs run in the service's own nursery (:meth:`TorrentService.run`), so a caller
 that gives up (client hung up, cancelled) does not cancel a job others are waiting on; a job
@@ -13,7 +13,7 @@ see there); each job hashes with
 (``chunk_sink_factory``). Listeners hear ``torrent_added(entry)`` / ``torrent_removed(entry)``
 after the catalog changed, which is how the tracker and the libtorrent session follow along.
 
-Links follow the config. A torrent's tracker and web seed URLs (:func:`torrent_links`: from
+Links follow the config. A torrent's tracker and web seed URLs (`links.torrent_links`: from
 ``[tracker]``, ``[server] public_url`` and the bucket's web seed settings) are outside
 ``info``, so a config change does not change the object's torrent, only its links. A cached
 torrent whose links differ from what the config now gives is *relinked*: its links are
@@ -26,13 +26,11 @@ walk of its top level, no encoding) and for the whole catalog at startup and aft
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import quote
 
 import trio
 
@@ -42,34 +40,21 @@ from seeder.store import NoSuchBucket, NoSuchKey, ObjectInfo, Store, StoreUnavai
 from seeder.torrent import hashing, metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry, seed_key
+from seeder.torrent.links import has_links, links_or_none, relink_entry, torrent_links
 from seeder.torrent.linkstate import LINKS_META, links_fingerprint
+from seeder.torrent.policy import check_qualifies, is_current, object_version, wanted_piece_length
 
 __all__ = [
     "FRESHNESS_WAIT",
-    "MAX_TORRENT_SIZE",
     "ChunkSink",
     "Fetched",
     "Listener",
-    "NotQualified",
     "ProgressLog",
     "SharedStore",
     "TorrentService",
-    "check_qualifies",
-    "object_version",
-    "presigns_webseed",
-    "torrent_links",
-    "webseed_url",
 ]
 
 log = logging.getLogger(__name__)
-
-# Amazon S3 refused torrents for objects of 5 GiB and more (field notes): same limit, same words.
-MAX_TORRENT_SIZE = 5368709120
-TOO_LARGE_MESSAGE = f"Torrent creation is not supported for objects larger than {MAX_TORRENT_SIZE}"
-SSE_C_MESSAGE = (
-    "Torrent creation is not supported for objects encrypted with customer-provided keys (SSE-C)"
-)
-EMPTY_MESSAGE = metainfo.EMPTY_MESSAGE
 
 # Jobs for small objects (``hashing.SMALL_OBJECT``: one read, hashed in well under a
 # millisecond) have their own bound, apart from ``generation.concurrency``: their cost is the
@@ -94,17 +79,6 @@ class Fetched(NamedTuple):
 
     entry: Entry
     stale: bool
-
-
-class NotQualified(Exception):
-    """S3 would not make a torrent for this object; ``message`` is the S3 error message.
-
-    The HTTP layer answers 400 InvalidRequest with it.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ChunkSink(Protocol):
@@ -139,157 +113,6 @@ class Listener(Protocol):
 
 
 ChunkSinkFactory = Callable[[ObjectInfo], ChunkSink | None]
-
-
-# -- pure policy -----------------------------------------------------------------------------
-
-
-def check_qualifies(size: int, sse_c: bool = False) -> None:
-    """Raise NotQualified unless a torrent can be made for an object of ``size`` bytes.
-
-    As Amazon S3: sizes up to 5368709119 bytes, not SSE-C encrypted (the daemon holds no
-    customer keys). Empty objects are refused too: a torrent needs at least one piece.
-    """
-    if sse_c:
-        raise NotQualified(SSE_C_MESSAGE)
-    if size >= MAX_TORRENT_SIZE:
-        raise NotQualified(TOO_LARGE_MESSAGE)
-    if size <= 0:
-        raise NotQualified(EMPTY_MESSAGE)
-
-
-def presigns_webseed(bucket: BucketConfig) -> bool:
-    """Whether GetObjectTorrent answers for ``bucket`` carry a fresh presigned object URL as
-    their web seed: an ``s3`` bucket in ``origin`` mode with ``presign_webseed`` set whose
-    objects an anonymous client cannot fetch at the origin, because the bucket is not public
-    or because it is requester pays (S3 refuses anonymous requests to those)."""
-    return (
-        bucket.backend == "s3"
-        and bucket.webseed == "origin"
-        and bucket.presign_webseed > 0
-        and (not bucket.public or bucket.requester_pays)
-    )
-
-
-def webseed_url(bucket: BucketConfig, key: str, public_url: str, origin_url: str | None,
-                version_id: str | None = None) -> str:
-    """The BEP 19 web seed URL stored in the torrent of one object ("" for none).
-
-    ``webseed = "origin"`` and a backend with a public object URL (S3): that URL. Otherwise
-    (a local directory, or ``webseed = "proxy"``): this daemon's own ``/{bucket}/{key}``, the key
-    percent-encoded with ``/`` kept. A torrent pinned to a version asks for that version
-    (``versionId=``), or a client would get a newer version's bytes, fail the piece hashes and
-    ban the web seed. The URL never ends in ``/`` (BEP 19 would append the torrent name) unless
-    the key itself does.
-
-    None for a non-public bucket (web seed clients send no credentials), nor for a
-    requester-pays bucket's origin URL (S3 refuses anonymous requests to requester-pays
-    buckets): there handlers puts a presigned URL per request when ``presigns_webseed``. This
-    daemon's own URL of a requester-pays bucket carries ``x-amz-request-payer=requester``,
-    which the daemon requires and BitTorrent clients cannot send as a header.
-    """
-    if not bucket.public:
-        return ""
-    query: list[str] = []
-    if bucket.webseed == "origin" and origin_url:
-        if bucket.requester_pays:
-            return ""
-        url = origin_url
-    else:
-        url = f"{public_url.rstrip('/')}/{quote(bucket.name, safe='')}/{quote(key, safe='/')}"
-        if bucket.requester_pays:
-            query.append("x-amz-request-payer=requester")
-    if version_id:
-        query.insert(0, "versionId=" + quote(version_id, safe=""))
-    if query:
-        url += ("&" if "?" in url else "?") + "&".join(query)
-    return url
-
-
-def torrent_links(config: Config, bucket: BucketConfig, key: str, origin_url: str | None,
-                  version: str | None) -> metainfo.Links:
-    """The links a torrent of ``bucket``/``key`` gets under ``config`` (what generation writes
-    and what a cached torrent is relinked to); ``origin_url``: the store's public URL of the
-    object; ``version``: the object version hashed (:func:`object_version`).
-
-    Trackers, only while the tracker is enabled (else none): ``announce-list`` (BEP 12) has
-    a tier of ``[tracker] udp_public_url`` (when set) ahead of one of ``public_url`` (when
-    set; one tier if both are the same URL), so a client tries the cheaper UDP tracker first
-    and falls back to HTTP. ``announce`` is ``public_url`` (what clients without
-    announce-list support use, many of which have no UDP tracker support either), else the
-    UDP URL. ``url-list``: :func:`webseed_url` (none when that is ``""``).
-    """
-    tracker = config.tracker
-    http = tracker.public_url if tracker.enabled else ""
-    udp = tracker.udp_public_url if tracker.enabled else ""
-    tiers = [[url] for url in dict.fromkeys((udp, http)) if url]
-    return metainfo.Links.of(
-        http or udp or None,
-        tiers,
-        [webseed_url(bucket, key, config.server.public_url, origin_url, version)],
-    )
-
-
-def object_version(info: ObjectInfo, version_id: str | None = None) -> str | None:
-    """The version the web seed URL of a torrent of ``info`` asks for: the pin
-    (``version_id``, as the client named it) or else the version HeadObject reported, None
-    when there is none.
-
-    HeadObject's ``"null"`` version (an object written while versioning was off or
-    suspended) is None too: the next such write replaces it under the same id, so asking
-    for it would not keep the bytes, and the plain URL serves them as well.
-    """
-    if version_id:
-        return version_id
-    version = info.version_id
-    return None if version in (None, "", "null") else version
-
-
-def wanted_piece_length(bucket: BucketConfig, size: int) -> int:
-    """The bucket's fixed piece length, or the automatic one for ``size``."""
-    return bucket.piece_length or metainfo.piece_length_for(size)
-
-
-def is_current(entry: Entry, info: ObjectInfo, bucket: BucketConfig) -> bool:
-    """Whether a cached entry still describes ``info`` as ``bucket`` wants torrents made.
-
-    A changed ETag, or a changed ``torrent_format`` / fixed ``piece_length`` in the config,
-    makes it stale.
-    """
-    if entry.etag != info.etag or entry.size != info.size:
-        return False
-    if entry.format != bucket.torrent_format:
-        return False
-    return not (bucket.piece_length and entry.piece_length != bucket.piece_length)
-
-
-def _relinked(cached: Entry, links: metainfo.Links, version: str | None,
-              last_modified: float) -> Entry | None:
-    """``cached`` with ``links`` and ``version`` recorded; None (with a warning) if the
-    rewritten torrent would not keep its info-hashes or cannot be read."""
-    try:
-        torrent = metainfo.with_links(cached.torrent, links)
-        ih = metainfo.info_hashes(torrent)
-        if (ih.v1, ih.v2) != (cached.info_hash_v1, cached.info_hash_v2):
-            raise metainfo.MetainfoError("the info-hashes changed")
-    except metainfo.MetainfoError as exc:
-        log.warning("cannot relink %s/%s, hashing it again: %s", cached.bucket, cached.key, exc)
-        return None
-    return dataclasses.replace(cached, torrent=torrent, object_version=version,
-                               last_modified=last_modified)
-
-
-def _links_or_none(entry: Entry) -> metainfo.Links | None:
-    try:
-        return metainfo.links(entry.torrent)
-    except metainfo.MetainfoError:
-        return None
-
-
-def _has_links(entry: Entry, want: metainfo.Links) -> bool:
-    """Whether ``entry``'s torrent carries ``want`` (an unreadable one does not: relinking
-    then fails its checks and the object is hashed again)."""
-    return _links_or_none(entry) == want
 
 
 @dataclass(slots=True)
@@ -464,7 +287,7 @@ class TorrentService:
         if cached is not None and is_current(cached, info, bconf):
             version = object_version(info, version_id)
             want = self._links(store, bconf, cached.key, version)
-            if cached.object_version == version and _has_links(cached, want):
+            if cached.object_version == version and has_links(cached, want):
                 return Fetched(cached, False)
             # Same bytes, other links: another version id (a row from before versions were
             # recorded, or the same bytes written again), or the config's tracker / web seed
@@ -509,10 +332,9 @@ class TorrentService:
         whose links differ from what the config gives now (see the module docstring); the
         number relinked. No store access: the links depend on the config, the key and the
         recorded object version. For startup (before the session resumes) and after a
-        reload. Synchronous, tens of microseconds per torrent, a page of rows at a time
-        (constant memory). Catalog errors are logged, never raised; once the whole catalog
-        was walked without one, the catalog records `links_fingerprint` (see
-        `links_current`)."""
+        reload. Synchronous (no hashing), a page of rows at a time (constant memory). Catalog
+        errors are logged, never raised; once the whole catalog was walked without one, the
+        catalog records `links_fingerprint` (see `links_current`)."""
         relinked = 0
         try:
             names = self.catalog.buckets()
@@ -528,9 +350,9 @@ class TorrentService:
                     batch = []
                     for entry in page:
                         want = self._links(store, bconf, entry.key, entry.object_version)
-                        if not _has_links(entry, want):
-                            new = _relinked(entry, want, entry.object_version,
-                                            entry.last_modified)
+                        if not has_links(entry, want):
+                            new = relink_entry(entry, want, entry.object_version,
+                                               entry.last_modified)
                             if new is not None:  # else hashed again at its next request
                                 batch.append(new)
                     self.catalog.put_many(batch)  # one commit: ~10x faster than one per row
@@ -553,9 +375,9 @@ class TorrentService:
 
     def _relink(self, cached: Entry, links: metainfo.Links, version: str | None,
                 last_modified: float) -> Entry | None:
-        """``cached`` relinked (:func:`_relinked`), stored in the catalog, listeners told;
+        """``cached`` relinked (`links.relink_entry`), stored in the catalog, listeners told;
         None (the caller regenerates) if it cannot be."""
-        entry = _relinked(cached, links, version, last_modified)
+        entry = relink_entry(cached, links, version, last_modified)
         if entry is not None:
             self._store_entry(entry)
             trackers = [url for tier in links.announce_list for url in tier]
@@ -647,8 +469,8 @@ class TorrentService:
         if not made_here:
             version = object_version(info, version_id)
             want = self._links(store, bconf, info.key, version)
-            if entry.object_version != version or not _has_links(entry, want):
-                entry = _relinked(entry, want, version, info.last_modified) or entry
+            if entry.object_version != version or not has_links(entry, want):
+                entry = relink_entry(entry, want, version, info.last_modified) or entry
             log.info("took the torrent for %s from the cluster (no hashing)", name)
         return entry
 
@@ -719,7 +541,7 @@ class TorrentService:
             self._notify_removed(old)
         if old is None or old.tracker_hashes != entry.tracker_hashes:
             self._notify_added(entry)
-        elif old.torrent != entry.torrent and _links_or_none(old) != _links_or_none(entry):
+        elif old.torrent != entry.torrent and links_or_none(old) != links_or_none(entry):
             self._notify_relinked(entry)
         self._update_catalog_gauge()
 

@@ -15,7 +15,8 @@ from seeder.ops.scanner import run_scanner, scan_once
 from seeder.store import ObjectInfo, StoreUnavailable, make_store
 from seeder.torrent.catalog import Catalog
 from seeder.torrent.entry import Entry
-from seeder.torrent.service import MAX_TORRENT_SIZE, TorrentService
+from seeder.torrent.policy import MAX_TORRENT_SIZE
+from seeder.torrent.service import TorrentService
 from tests.helpers import DelegatingStore, Recorder
 
 

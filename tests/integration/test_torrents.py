@@ -19,7 +19,8 @@ from seeder.torrent import metainfo
 from seeder.torrent.catalog import Catalog
 from seeder.torrent.entry import Entry
 from seeder.torrent.linkstate import links_current
-from seeder.torrent.service import MAX_TORRENT_SIZE, NotQualified, TorrentService
+from seeder.torrent.policy import MAX_TORRENT_SIZE, NotQualified
+from seeder.torrent.service import TorrentService
 from tests.helpers import DelegatingStore, Recorder, write_schema_1_catalog
 from tracker import bencode
 

@@ -1,5 +1,5 @@
 """seeder.ops.scanner.plan and the qualification / progress / web seed policy of
-seeder.torrent.service: pure functions, no trio, no store."""
+seeder.torrent.policy, links and service.ProgressLog: pure functions, no trio, no store."""
 
 from __future__ import annotations
 
@@ -8,17 +8,10 @@ import pytest
 from seeder.config import BucketConfig, Config, ServerConfig, TrackerConfig
 from seeder.ops.scanner import plan
 from seeder.store import ObjectInfo
+from seeder.torrent.links import presigns_webseed, torrent_links, webseed_url
 from seeder.torrent.metainfo import Links
-from seeder.torrent.service import (
-    MAX_TORRENT_SIZE,
-    NotQualified,
-    ProgressLog,
-    check_qualifies,
-    object_version,
-    presigns_webseed,
-    torrent_links,
-    webseed_url,
-)
+from seeder.torrent.policy import MAX_TORRENT_SIZE, NotQualified, check_qualifies, object_version
+from seeder.torrent.service import ProgressLog
 
 MiB = 1024 * 1024
 
