@@ -32,6 +32,7 @@ __all__ = [
     "MerkleError",
     "block_hashes",
     "file_root_and_layer",
+    "is_pow2",
     "merkle_root",
     "next_pow2",
     "pad_hash",
@@ -53,14 +54,15 @@ def next_pow2(n: int) -> int:
     return 1 if n <= 1 else 1 << (n - 1).bit_length()
 
 
-def _is_pow2(n: int) -> bool:
+def is_pow2(n: int) -> bool:
+    """True when ``n`` is a power of two (1, 2, 4, ...)."""
     return n > 0 and n & (n - 1) == 0
 
 
 @lru_cache(maxsize=64)
 def pad_hash(leaves: int) -> bytes:
     """Root of a subtree of ``leaves`` zero leaves (``leaves`` a power of two)."""
-    if not _is_pow2(leaves):
+    if not is_pow2(leaves):
         raise MerkleError(f"subtree width {leaves} is not a power of two")
     h = ZERO_HASH
     while leaves > 1:
@@ -77,7 +79,7 @@ def merkle_root(hashes: Sequence[bytes], width: int, pad: bytes = ZERO_HASH) -> 
     subtrees. Padding is folded in as precomputed subtree roots, so a wide, mostly empty row
     costs O(len(hashes) + log(width)) hashes, not O(width).
     """
-    if not _is_pow2(width) or len(hashes) > width:
+    if not is_pow2(width) or len(hashes) > width:
         raise MerkleError(f"row of {len(hashes)} hashes cannot be padded to width {width}")
     row = list(hashes)
     while width > 1:
@@ -109,7 +111,7 @@ def piece_root(data: bytes | memoryview, width: int) -> bytes:
 
 def root_from_layer(layer: Sequence[bytes], piece_length: int) -> bytes:
     """The pieces root of a file from its piece layer (one hash per piece, no padding)."""
-    if not _is_pow2(piece_length) or piece_length < BLOCK_SIZE:
+    if not is_pow2(piece_length) or piece_length < BLOCK_SIZE:
         raise MerkleError(f"piece length {piece_length} is not a power of two >= {BLOCK_SIZE}")
     if not layer:
         raise MerkleError("empty piece layer")
@@ -125,7 +127,7 @@ def file_root_and_layer(data: bytes | memoryview, piece_length: int) -> tuple[by
     view = memoryview(data)
     if not len(view):
         raise MerkleError("an empty file has no pieces root")
-    if not _is_pow2(piece_length) or piece_length < BLOCK_SIZE:
+    if not is_pow2(piece_length) or piece_length < BLOCK_SIZE:
         raise MerkleError(f"piece length {piece_length} is not a power of two >= {BLOCK_SIZE}")
     if len(view) <= piece_length:
         blocks = -(-len(view) // BLOCK_SIZE)

@@ -1,4 +1,4 @@
-"""Torrent metainfo for one S3 object: piece size policy, torrent bytes, info-hashes, validation.
+"""Torrent metainfo for one S3 object: piece size policy, torrent bytes, info-hashes, links.
 
 Shape (v1, the default) follows Amazon S3's own torrents (field notes)::
 
@@ -31,11 +31,10 @@ and at least 16 KiB (BEP 52's block size, and libtorrent's minimum): :func:`chec
 Empty objects: no torrent. A torrent of zero bytes has no pieces, libtorrent refuses to load
 one, and BEP 52 gives an empty file no pieces root. :func:`build_torrent` raises
 :class:`EmptyObjectError` (``message`` = "Torrent creation is not supported for empty objects"),
-which the S3 API answers with 400 InvalidRequest (``seeder.torrent.service.check_qualifies`` refuses
+which the S3 API answers with 400 InvalidRequest (``seeder.torrent.policy.check_qualifies`` refuses
 such objects before hashing, with the same words).
 
-:func:`validate` checks torrent bytes apart from building them; each failure names the key
-path, e.g. ``['info']['piece length']: 1000 is not a power of two``.
+`seeder.torrent.validation.validate` checks torrent bytes apart from building them.
 
 Pure: bytes and dataclasses in and out, no I/O.
 """
@@ -64,12 +63,13 @@ __all__ = [
     "PieceHashes",
     "build_torrent",
     "check_piece_length",
+    "decode_torrent",
     "info_hashes",
+    "key_path",
     "links",
     "num_pieces",
     "piece_length_for",
     "torrent_name",
-    "validate",
     "with_links",
     "with_url_list",
 ]
@@ -97,7 +97,7 @@ class EmptyObjectError(MetainfoError):
 
 
 class InvalidTorrent(MetainfoError):
-    """Torrent bytes that fail :func:`validate`. ``path`` names the key (``['info']['name']``),
+    """Torrent bytes that fail `validation.validate`. ``path`` names the key (``['info']['name']``),
     ``problem`` says what is wrong with it."""
 
     def __init__(self, path: str, problem: str) -> None:
@@ -162,10 +162,6 @@ class Links:
         )
 
 
-def _is_pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
-
-
 def piece_length_for(size: int) -> int:
     """The automatic piece length for an object of ``size`` bytes (see the module docstring).
 
@@ -182,7 +178,7 @@ def check_piece_length(piece_length: int) -> int:
     MetainfoError saying why. For a bucket's fixed ``piece_length``."""
     if isinstance(piece_length, bool) or not isinstance(piece_length, int):
         raise MetainfoError(f"piece length must be an integer, not {type(piece_length).__name__}")
-    if piece_length < MIN_PIECE_LENGTH or not _is_pow2(piece_length):
+    if piece_length < MIN_PIECE_LENGTH or not merkle.is_pow2(piece_length):
         raise MetainfoError(
             f"piece length {piece_length} must be a power of two of at least {MIN_PIECE_LENGTH}"
         )
@@ -281,7 +277,7 @@ def info_hashes(torrent: bytes) -> InfoHashes:
     ``meta version`` 2). Raises InvalidTorrent if there is no ``info`` dict to hash.
 
     The hash is over the canonical encoding of ``info``: for canonical input (all torrents
-    built here, and what :func:`validate` accepts) that is the exact bytes in the file.
+    built here, and what `validation.validate` accepts) that is the exact bytes in the file.
     Those bytes are found by a walk of the top level and hashed as they are when ``info``'s
     keys are in order (no decoding, no encoding: most of the cost of a small object's
     torrent otherwise); anything else is decoded and encoded again.
@@ -289,7 +285,7 @@ def info_hashes(torrent: bytes) -> InfoHashes:
     fast = _info_hashes_in_place(torrent)
     if fast is not None:
         return fast
-    top = _decode(torrent)
+    top = decode_torrent(torrent)
     info = top.get(b"info")
     if not isinstance(info, dict):
         raise InvalidTorrent("['info']", "missing or not a dictionary")
@@ -337,13 +333,13 @@ def links(torrent: bytes) -> Links:
     if b"announce-list" in values:
         raw = _link_value(torrent, values[b"announce-list"], "announce-list")
         if not isinstance(raw, list) or not all(isinstance(tier, list) for tier in raw):
-            raise InvalidTorrent(_path(b"announce-list"), "must be a list of lists")
+            raise InvalidTorrent(key_path(b"announce-list"), "must be a list of lists")
         announce_list = [[_link_text(url, "announce-list") for url in tier] for tier in raw]
     if b"url-list" in values:
         raw = _link_value(torrent, values[b"url-list"], "url-list")
         raw = [raw] if isinstance(raw, bytes) else raw
         if not isinstance(raw, list):
-            raise InvalidTorrent(_path(b"url-list"), "must be a string or a list")
+            raise InvalidTorrent(key_path(b"url-list"), "must be a string or a list")
         url_list = [_link_text(url, "url-list") for url in raw]
     return Links.of(announce, announce_list, url_list)
 
@@ -396,12 +392,12 @@ def _link_value(torrent: bytes, span: tuple[int, int], name: str) -> Any:
     try:
         return bencode.decode(torrent[span[0]:span[1]])
     except bencode.BencodeError as exc:
-        raise InvalidTorrent(_path(name.encode()), str(exc)) from None
+        raise InvalidTorrent(key_path(name.encode()), str(exc)) from None
 
 
 def _link_text(value: Any, name: str) -> str:
     if not isinstance(value, bytes):
-        raise InvalidTorrent(_path(name.encode()), "holds a URL that is not a string")
+        raise InvalidTorrent(key_path(name.encode()), "holds a URL that is not a string")
     return value.decode("utf-8", "surrogateescape")
 
 
@@ -411,7 +407,7 @@ def _top_level(torrent: bytes) -> dict[bytes, tuple[int, int]]:
     Values are skipped, not decoded: strings by their length prefix, so the walk costs a
     few steps per key whatever the size of ``pieces``. Structure is checked (every value
     complete, the dictionary closed, nothing after it, keys unique); ``info``'s contents are
-    not validated (:func:`validate` does that).
+    not validated (`validation.validate` does that).
     """
     data = bytes(torrent)
     if data[:1] != b"d":
@@ -474,10 +470,8 @@ def _skip(data: bytes, i: int) -> int:
     raise InvalidTorrent("", f"invalid bencoding at offset {min(i, n)}")
 
 
-# -- validation ------------------------------------------------------------------------------
-
-
-def _decode(torrent: bytes) -> dict[bytes, Any]:
+def decode_torrent(torrent: bytes) -> dict[bytes, Any]:
+    """The top-level dictionary of bencoded ``torrent``; InvalidTorrent if it is not one."""
     try:
         top = bencode.decode(torrent)
     except bencode.BencodeError as exc:
@@ -487,143 +481,9 @@ def _decode(torrent: bytes) -> dict[bytes, Any]:
     return top
 
 
-def _path(*keys: bytes | int) -> str:
+def key_path(*keys: bytes | int) -> str:
+    """A key path as InvalidTorrent names it: ``['info']['name']``, ``['announce-list'][0]``."""
     return "".join(
         f"[{k}]" if isinstance(k, int) else f"[{k.decode('utf-8', 'backslashreplace')!r}]"
         for k in keys
     )
-
-
-def _need(obj: dict[bytes, Any], key: bytes, kind: type | tuple[type, ...], *parent: bytes) -> Any:
-    if key not in obj:
-        raise InvalidTorrent(_path(*parent, key), "missing")
-    value = obj[key]
-    if not isinstance(value, kind):
-        raise InvalidTorrent(_path(*parent, key), f"must be {_kind_name(kind)}")
-    return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {bytes: "a string", int: "an integer", dict: "a dictionary", list: "a list"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _check_url(value: Any, path: str) -> None:
-    if not isinstance(value, bytes):
-        raise InvalidTorrent(path, "must be a string")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidTorrent(path, "is not UTF-8") from None
-    scheme, sep, rest = text.partition("://")
-    if not sep or not rest or scheme.lower() not in ("http", "https", "udp"):
-        raise InvalidTorrent(path, f"{text!r} is not an http(s) or udp URL")
-
-
-def validate(torrent: bytes) -> None:
-    """Check that ``torrent`` is a well-formed single-file torrent as this module builds them
-    (v1 or hybrid). Returns None; raises InvalidTorrent naming the first bad key path.
-
-    Checked: canonical bencoding; ``announce`` / ``announce-list`` / ``url-list`` URLs;
-    ``info``: ``name`` (a file name, not a path), ``length`` >= 1, ``piece length`` (power of
-    two >= 16 KiB), ``pieces`` (20 bytes per piece); optional ``x-amz-bucket`` / ``x-amz-key``
-    strings; for ``meta version`` 2: the one-file ``file tree`` (same name and length, 32-byte
-    root) and ``piece layers`` (present exactly when needed, right size, hashing to the root).
-    Multi-file torrents (``files``) are not made here and are refused.
-    """
-    top = _decode(torrent)
-    if bencode.encode(top) != bytes(torrent):
-        raise InvalidTorrent("", "not canonical bencoding (keys unsorted or duplicated)")
-    if b"announce" in top:
-        _check_url(top[b"announce"], _path(b"announce"))
-    if b"announce-list" in top:
-        tiers = _need(top, b"announce-list", list)
-        for i, tier in enumerate(tiers):
-            if not isinstance(tier, list) or not tier:
-                raise InvalidTorrent(_path(b"announce-list", i), "must be a non-empty list")
-            for j, url in enumerate(tier):
-                _check_url(url, _path(b"announce-list", i, j))
-    if b"url-list" in top:
-        urls = top[b"url-list"]
-        if isinstance(urls, bytes):
-            _check_url(urls, _path(b"url-list"))
-        elif isinstance(urls, list):
-            for i, url in enumerate(urls):
-                _check_url(url, _path(b"url-list", i))
-        else:
-            raise InvalidTorrent(_path(b"url-list"), "must be a string or a list")
-    if b"created by" in top:
-        _need(top, b"created by", bytes)
-
-    info = _need(top, b"info", dict)
-    if b"files" in info:
-        raise InvalidTorrent(_path(b"info", b"files"), "multi-file torrents are not supported")
-    name = _need(info, b"name", bytes, b"info")
-    if name in (b"", b".", b"..") or b"/" in name or b"\0" in name:
-        raise InvalidTorrent(_path(b"info", b"name"), f"{name!r} is not a file name")
-    length = _need(info, b"length", int, b"info")
-    if length < 1:
-        raise InvalidTorrent(_path(b"info", b"length"), f"{length} is not a positive size")
-    plen = _need(info, b"piece length", int, b"info")
-    if plen < MIN_PIECE_LENGTH or not _is_pow2(plen):
-        raise InvalidTorrent(
-            _path(b"info", b"piece length"),
-            f"{plen} is not a power of two of at least {MIN_PIECE_LENGTH}",
-        )
-    count = num_pieces(length, plen)
-    pieces = _need(info, b"pieces", bytes, b"info")
-    if len(pieces) != SHA1_SIZE * count:
-        raise InvalidTorrent(
-            _path(b"info", b"pieces"),
-            f"{len(pieces)} bytes, expected {SHA1_SIZE * count} ({count} pieces)",
-        )
-    for amz in (b"x-amz-bucket", b"x-amz-key"):
-        if amz in info:
-            _need(info, amz, bytes, b"info")
-    if b"meta version" in info:
-        _validate_v2(top, info, name, length, plen, count)
-    elif b"piece layers" in top:
-        raise InvalidTorrent(_path(b"piece layers"), "present in a v1-only torrent")
-
-
-def _validate_v2(top: dict[bytes, Any], info: dict[bytes, Any], name: bytes, length: int,
-                 plen: int, count: int) -> None:
-    version = _need(info, b"meta version", int, b"info")
-    if version != 2:
-        raise InvalidTorrent(_path(b"info", b"meta version"), f"{version} is not 2")
-    tree = _need(info, b"file tree", dict, b"info")
-    if list(tree) != [name]:
-        raise InvalidTorrent(_path(b"info", b"file tree"), "must hold exactly the file 'name'")
-    node = _need(tree, name, dict, b"info", b"file tree")
-    at = (b"info", b"file tree", name)
-    if list(node) != [b""]:
-        raise InvalidTorrent(_path(*at), "must be a file entry (only the '' key)")
-    entry = _need(node, b"", dict, *at)
-    at = (*at, b"")
-    flen = _need(entry, b"length", int, *at)
-    if flen != length:
-        raise InvalidTorrent(_path(*at, b"length"), f"{flen} != info length {length}")
-    root = _need(entry, b"pieces root", bytes, *at)
-    if len(root) != SHA256_SIZE:
-        raise InvalidTorrent(_path(*at, b"pieces root"), f"must be {SHA256_SIZE} bytes")
-    layers = top.get(b"piece layers", {})
-    if not isinstance(layers, dict):
-        raise InvalidTorrent(_path(b"piece layers"), "must be a dictionary")
-    if count == 1:
-        if layers:
-            raise InvalidTorrent(_path(b"piece layers"), "a one-piece file has no piece layer")
-        return
-    at_layer = _path(b"piece layers", root.hex().encode())  # the key is binary: show hex
-    layer = layers.get(root)
-    if not isinstance(layer, bytes):
-        raise InvalidTorrent(at_layer, "missing" if layer is None else "must be a string")
-    if len(layer) != SHA256_SIZE * count:
-        raise InvalidTorrent(
-            at_layer, f"{len(layer)} bytes, expected {SHA256_SIZE * count} ({count} pieces)"
-        )
-    if len(layers) != 1:
-        raise InvalidTorrent(_path(b"piece layers"), "holds layers of no file in the torrent")
-    hashes = [layer[i : i + SHA256_SIZE] for i in range(0, len(layer), SHA256_SIZE)]
-    if merkle.root_from_layer(hashes, plen) != root:
-        raise InvalidTorrent(at_layer, "does not hash to the pieces root")

@@ -30,7 +30,7 @@ from seeder.store import (
 )
 from seeder.store.local import LocalReader, LocalStore
 from seeder.store.s3 import S3Store
-from seeder.torrent import hashing, metainfo
+from seeder.torrent import hashing, metainfo, validation
 from seeder.torrent.metainfo import MetainfoError, PieceHashes
 from tests.conftest import MotoServer
 
@@ -120,7 +120,7 @@ async def test_pipeline_matches_libtorrent(
     assert progress == sorted(set(progress)) and progress[-1] == size
 
     torrent = build(info, hashes)
-    metainfo.validate(torrent)
+    validation.validate(torrent)
     ti = lt.torrent_info(torrent)
     ours = metainfo.info_hashes(torrent)
     assert str(ti.info_hashes().v1) == ours.v1.hex()

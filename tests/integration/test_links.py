@@ -34,7 +34,7 @@ from seeder.config import (
     load,
 )
 from seeder.ops.daemon import Daemon, serve
-from seeder.torrent import metainfo
+from seeder.torrent import metainfo, validation
 from tests.helpers import free_port, lt_download, resume_keys
 from tracker import bencode
 from tracker.udp_protocol import PROTOCOL_ID
@@ -171,7 +171,7 @@ async def test_restarted_with_other_urls_the_torrent_gets_them_without_hashing(
         before, after, daemon = await generate_then_restart(tmp_path, moto_server, first, second)
     assert generations(daemon) == 0  # relinked, not hashed again
     assert metainfo.info_hashes(after) == metainfo.info_hashes(before)
-    metainfo.validate(after)
+    validation.validate(after)
     want_announce = None if change == "tracker off" else second.tracker.public_url
     assert metainfo.links(after) == metainfo.Links.of(
         want_announce, [[want_announce]] if want_announce else None,

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seeder.torrent import merkle, metainfo
+from seeder.torrent import merkle, metainfo, validation
 from seeder.torrent.metainfo import (
     EmptyObjectError,
     InfoHashes,
@@ -224,7 +224,7 @@ def test_with_links_is_what_build_torrent_makes_with_those_links(hybrid: bool) -
         hashes=reference_hashes(data, PL, hybrid), announce=NEW_LINKS.announce,
         announce_list=NEW_LINKS.announce_list, url_list=NEW_LINKS.url_list,
         created_by="s3torrent/0.1.0")
-    metainfo.validate(relinked)  # canonical: keys sorted, nothing duplicated
+    validation.validate(relinked)  # canonical: keys sorted, nothing duplicated
     assert bencode.encode(bencode.decode(relinked)) == relinked
     assert _info_bytes(relinked) == _info_bytes(made)
     assert metainfo.info_hashes(relinked) == metainfo.info_hashes(made)
@@ -405,7 +405,7 @@ SIZES = {
 def test_libtorrent_loads_it_with_our_hashes(size: int, hybrid: bool) -> None:
     data = content(size, seed=size)
     torrent = make(data, hybrid=hybrid)
-    metainfo.validate(torrent)
+    validation.validate(torrent)
     ti = lt.torrent_info(torrent)
     assert ti.total_size() == size
     assert ti.num_pieces() == -(-size // PL)
@@ -549,20 +549,20 @@ def test_validate_names_the_broken_key(what: str, breaks: Any, message: str) -> 
     expected = message.format(root=repr(_root_hex(torrent)))
     breaks(torrent)
     with pytest.raises(InvalidTorrent) as err:
-        metainfo.validate(bencode.encode(torrent))
+        validation.validate(bencode.encode(torrent))
     assert str(err.value) == expected
 
 
 def test_validate_v1_specifics() -> None:
     t = good(hybrid=False)
-    metainfo.validate(bencode.encode(t))
+    validation.validate(bencode.encode(t))
     t[b"piece layers"] = {}
     with pytest.raises(InvalidTorrent, match=r"^\['piece layers'\]: present in a v1-only"):
-        metainfo.validate(bencode.encode(t))
+        validation.validate(bencode.encode(t))
     one_piece = bencode.decode(make(content(10), hybrid=True))
     one_piece[b"piece layers"] = {b"r" * 32: b"l" * 32}
     with pytest.raises(InvalidTorrent, match="a one-piece file has no piece layer"):
-        metainfo.validate(bencode.encode(one_piece))
+        validation.validate(bencode.encode(one_piece))
 
 
 @pytest.mark.parametrize("order", ["unsorted", "duplicated"])
@@ -574,7 +574,7 @@ def test_validate_refuses_non_canonical_bencoding(order: str) -> None:
         "duplicated": b"d10:created by1:x10:created by1:y4:info" + raw_info + b"e",
     }[order]
     with pytest.raises(InvalidTorrent) as err:
-        metainfo.validate(torrent)
+        validation.validate(torrent)
     assert str(err.value) == "torrent: not canonical bencoding (keys unsorted or duplicated)"
 
 
@@ -586,7 +586,7 @@ def test_validate_on_garbage_raises_only_invalid_torrent(data: st.DataObject) ->
         pos = data.draw(st.integers(0, len(torrent) - 1))
         torrent[pos] = data.draw(st.integers(0, 255))
     try:
-        metainfo.validate(bytes(torrent))
+        validation.validate(bytes(torrent))
     except InvalidTorrent:
         return
     # Still valid: then it must still be loadable and hash the same way.
@@ -597,4 +597,4 @@ def test_validate_on_garbage_raises_only_invalid_torrent(data: st.DataObject) ->
 @given(st.binary(max_size=200))
 def test_validate_on_random_bytes(blob: bytes) -> None:
     with pytest.raises(InvalidTorrent):
-        metainfo.validate(blob)
+        validation.validate(blob)
