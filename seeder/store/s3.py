@@ -25,6 +25,9 @@ SSE-C: a HEAD of an object encrypted with a customer key answers 400 without the
 gives ``ObjectInfo(sse_c=True, size=0, etag="")``. A listing cannot tell SSE-C objects
 apart, so ``list()`` says ``sse_c=False`` and ``head`` decides. (moto 5.2 stores SSE-C
 objects but serves them without the key, so against moto they look like plain objects.)
+
+Beside it: `s3_urls` (plain object URLs, pure) and `s3_errors` (botocore's exceptions as
+StoreErrors).
 """
 
 from __future__ import annotations
@@ -34,23 +37,23 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import trio
 
 from seeder.config import BucketConfig
 from seeder.store import (
     DEFAULT_STREAM_CHUNK,
-    BackendAccessDenied,
     NoSuchBucket,
     NoSuchKey,
-    ObjectChanged,
     ObjectInfo,
     StoreError,
     StoreUnavailable,
 )
 from seeder.store.guard import BackendGuard, ChangeHook
 from seeder.store.paging import MAX_PAGE, ListPage, group
+from seeder.store.s3_errors import error_fields, is_sse_c_head_error, translate_error
+from seeder.store.s3_urls import object_url
 
 CONNECT_TIMEOUT = 3.0  # seconds per connection attempt ([[buckets]] connect_timeout)
 READ_TIMEOUT = 5.0  # seconds of silence on a socket before botocore gives up (read_timeout)
@@ -60,118 +63,10 @@ READ_TIMEOUT = 5.0  # seconds of silence on a socket before botocore gives up (r
 MAX_ATTEMPTS = 2
 LIST_PAGE_SIZE = 1000  # S3's maximum keys per ListObjectsV2 page
 
-# S3 error codes that mean "try again later" whatever their status (400 RequestTimeout...).
-UNAVAILABLE_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-    }
-)
-NO_SUCH_KEY_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "NotFound", "404"})
-ACCESS_DENIED_CODES = frozenset(
-    {"AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
-)
-
 T = TypeVar("T")
 
 
 # -- pure helpers ----------------------------------------------------------------------
-
-
-def default_endpoint(region: str | None) -> str:
-    """AWS's regional S3 endpoint (``us-east-1`` when no region is given)."""
-    region = region or "us-east-1"
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"https://s3.{region}.{suffix}"
-
-
-def quote_key(key: str) -> str:
-    """``key`` percent-encoded as S3 expects in a path: UTF-8, every byte but the RFC 3986
-    unreserved set and '/' escaped ('+' as %2B, space as %20)."""
-    return quote(key, safe="/~")
-
-
-def object_url(
-    endpoint_url: str | None,
-    region: str | None,
-    bucket: str,
-    key: str,
-    addressing_style: str = "path",
-) -> str:
-    """The plain (unsigned) URL of ``bucket``/``key``.
-
-    ``path``: ``{endpoint}/{bucket}/{key}``; ``virtual``: ``{scheme}://{bucket}.{host}/{key}``.
-    A path prefix on the endpoint is kept. Keys with '.' or '..' segments give URLs that
-    HTTP clients may normalise away; S3 keys like that are rare and not served well by any
-    web seed.
-    """
-    parts = urlsplit(endpoint_url or default_endpoint(region))
-    base_path = parts.path.rstrip("/")
-    netloc = parts.netloc
-    if addressing_style == "virtual":
-        netloc = f"{bucket}.{netloc}"
-        path = f"{base_path}/{quote_key(key)}"
-    else:
-        path = f"{base_path}/{quote(bucket, safe='')}/{quote_key(key)}"
-    return f"{parts.scheme}://{netloc}{path}"
-
-
-def _error_fields(exc: Exception) -> tuple[str, int]:
-    response: Mapping[str, Any] = getattr(exc, "response", None) or {}
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return code, status
-
-
-def translate_error(exc: Exception, what: str) -> StoreError:
-    """The StoreError for a botocore/urllib3/OS exception met while doing ``what``.
-
-    Only the error code and status go into the message: never credentials or signatures.
-    """
-    from botocore.exceptions import (
-        BotoCoreError,
-        ClientError,
-        ConnectionError,
-        HTTPClientError,
-        NoCredentialsError,
-        PartialCredentialsError,
-    )
-
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, ClientError):
-        code, status = _error_fields(exc)
-        label = f"{what}: {code or status}"
-        if code == "NoSuchBucket":
-            return NoSuchBucket(label)
-        if code in NO_SUCH_KEY_CODES or status == 404:
-            return NoSuchKey(label)
-        if code == "PreconditionFailed" or status == 412:
-            return ObjectChanged(label)
-        if code in ACCESS_DENIED_CODES or status == 403:
-            return BackendAccessDenied(label)
-        if code in UNAVAILABLE_CODES or status >= 500 or status == 429:
-            return StoreUnavailable(label)
-        return StoreError(label)
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return BackendAccessDenied(f"{what}: {type(exc).__name__}")
-    if isinstance(exc, ConnectionError | HTTPClientError):
-        return StoreUnavailable(f"{what}: {type(exc).__name__}")
-    if isinstance(exc, BotoCoreError):
-        # ResponseStreamingError, IncompleteReadError, ... : the transfer broke.
-        return StoreUnavailable(f"{what}: {type(exc).__name__}")
-    if isinstance(exc, OSError):
-        return StoreUnavailable(f"{what}: {exc.strerror or type(exc).__name__}")
-    if isinstance(exc, http.client.HTTPException):
-        # IncompleteRead, ...: a body read straight from http.client (read_body_into) broke.
-        return StoreUnavailable(f"{what}: {type(exc).__name__}")
-    return StoreError(f"{what}: {type(exc).__name__}")
 
 
 def _unquote_etag(etag: str | None) -> str:
@@ -196,17 +91,6 @@ def info_from_head(bucket: str, key: str, response: Mapping[str, Any]) -> Object
         version_id=response.get("VersionId") or None,
         sse_c=bool(response.get("SSECustomerAlgorithm")),
     )
-
-
-def is_sse_c_head_error(exc: Exception) -> bool:
-    """A HEAD answered 400 with no body: what S3 says for an SSE-C object asked without its
-    key (HEAD has no body to carry a better code, so botocore reports code "400")."""
-    from botocore.exceptions import ClientError
-
-    if not isinstance(exc, ClientError):
-        return False
-    code, status = _error_fields(exc)
-    return status == 400 and code in ("400", "BadRequest", "InvalidRequest", "InvalidArgument")
 
 
 def read_body_into(body: Any, view: memoryview) -> int:
@@ -282,7 +166,7 @@ class S3Reader:
             try:
                 response = client.get_object(**params)
             except Exception as e:
-                if _error_fields(e)[0] == "InvalidRange":
+                if error_fields(e)[0] == "InvalidRange":
                     return 0  # shorter than info says though If-Match held: EOF
                 raise
             body = response["Body"]
@@ -477,7 +361,7 @@ class S3Store:
             else:
                 client.head_bucket(Bucket=self.bucket)
         except Exception as e:
-            code, status = _error_fields(e)
+            code, status = error_fields(e)
             return not (status == 404 or code == "NoSuchBucket")
         return True
 
@@ -577,7 +461,7 @@ class S3Store:
             try:
                 response = self._get_client().get_object(**params)
             except Exception as e:
-                if _error_fields(e)[0] == "InvalidRange":
+                if error_fields(e)[0] == "InvalidRange":
                     return b""  # the object is shorter than info says: If-Match held, so EOF
                 raise
             body = response["Body"]

@@ -32,7 +32,8 @@ from seeder.store import (
     SupportsBlockingRead,
     make_store,
 )
-from seeder.store.s3 import S3Store, read_body_into, translate_error
+from seeder.store.s3 import S3Store, read_body_into
+from seeder.store.s3_errors import translate_error
 from tests.conftest import MotoServer
 from tests.helpers import free_port
 

@@ -1,4 +1,5 @@
-"""Pure helpers of seeder.store.s3: object URLs, key encoding, botocore error mapping."""
+"""Pure helpers of the S3 store (seeder.store.s3_urls, s3_errors, s3.info_from_head): object
+URLs, key encoding, botocore error mapping."""
 
 from __future__ import annotations
 
@@ -20,14 +21,9 @@ from seeder.store import (
     StoreError,
     StoreUnavailable,
 )
-from seeder.store.s3 import (
-    default_endpoint,
-    info_from_head,
-    is_sse_c_head_error,
-    object_url,
-    quote_key,
-    translate_error,
-)
+from seeder.store.s3 import info_from_head
+from seeder.store.s3_errors import is_sse_c_head_error, translate_error
+from seeder.store.s3_urls import default_endpoint, object_url, quote_key
 
 
 @pytest.mark.parametrize(
