@@ -26,7 +26,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,6 @@ class Daemon:
     tracker: TrackerCore | None = None
     events: EventEndpoint | None = None
     bound: Bound | None = None
-    extras: dict[str, object] = field(default_factory=dict)
 
     async def reload(self, environ: dict[str, str] | None = None) -> bool:
         """Re-read the config file; swap buckets and credentials in place.

@@ -424,18 +424,6 @@ class SeedCache:
             self._delete(key)
             return True
 
-    def set_entry_size(self, info_hash_hex: str, size: int) -> bool:
-        """Correct an entry's accounted size (e.g. to the bytes on disk); False if absent."""
-        key = normalize_key(info_hash_hex)
-        with self._lock:
-            if key not in self._index:
-                return False
-            victims = self._index.admit(key, size)  # keeps the entry's pins
-            if victims is None:  # cannot fit: keep the old size rather than lose the entry
-                return False
-            self._evicted(victims)
-            return True
-
     # -- internals ---------------------------------------------------------------------
 
     def _marker(self, key: str) -> Path:
