@@ -13,8 +13,8 @@
   seeding with the new trackers and web seeds.
 
 Keeping the daemon's bytes near two copies of an object however many clients fetch it,
-without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorrent clients,
-256 MiB, 2 cores, against 8 plain GETs from S3 capped at 20 MiB/s each: 12.8 s):
+without slowing them (issue 4; what each choice measured, and the rejected alternatives, is
+in docs/benchmarks.md, "Seeding policy"):
 
 - The session seeds at full speed while a swarm needs it, then backs off (`swarm_budget`,
   `run`): once it has sent ``[seeding] swarm_budget`` copies (2) into the current swarm,
@@ -25,31 +25,18 @@ without slowing them (issue 4; numbers from benchmarks/bench_swarm.py: 8 libtorr
   piece is only in the session again (peers left), for the swarm's last half copy, after
   2 s without progress, or when it empties. A lone client never reaches the throttle (it
   holds no piece the session lacks). Each peer may queue only
-  ``[seeding] peer_request_queue`` requests (64 blocks, 1 MiB) here: with libtorrent's
-  2000 every client queued the rare pieces here at once, so the peers held every piece only
-  after 2.4-3.3 copies had left (daemon 3.1-3.5x); with 64 they do after 2.1-2.2 copies.
-  Measured (proxy mode, 8 clients, 3 runs): daemon 2.28-2.40x, median 7.1-8.1 s against
-  12.8 s for the plain GETs (benchmarks/README.md): both goals met.
+  ``[seeding] peer_request_queue`` requests (64 blocks, 1 MiB) here, so clients ask their
+  other peers for the rare pieces instead of all queueing them here.
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
   busy (503 + Retry-After) while this session seeds the whole torrent to connected peers.
   Otherwise it always serves (seeding disabled, torrent not in the session, still
   downloading: the swarm could not stand in). libtorrent 2.1 never asks a web seed again
   after one busy answer, which is safe only because this session is then a complete seeder.
-- Rejected, measured: super seeding (BEP 16, seed.settings.SUPER_SEEDING): daemon 1.17-1.32x
-  but median 15.5-18.7 s (each peer is offered one piece at a time: the clients wait on each
-  other); it must also be set at add time (switched on under connected peers it stalled
-  them 70-250 s), and it cannot be left either: switched off under connected peers (once
-  they stalled) it froze the swarm for good (14 min, no byte sent); switched off once the
-  peers hold every piece it came too late to help (1.01x, 17.5 s). The web seed answering
-  busy as soon as this session can serve: 3.24x, all of it over BitTorrent (the duplicates
-  move, they do not go away); 4 unchoke slots before the budget is spent: 3.57x.
-  Any throttle while some piece is only here: a 16 or 8 MiB/s cap made a
-  9 s download 20 s and 30 s (every client asks the session for its rarest pieces), a cap in
-  proportion to the pieces only here 18-22 s, two unchoked peers at full speed still pulled
-  1.7-2 copies (3.1-3.5x in all). A bare rate cap once covered: the peers' requests queued
-  here stalled the swarm (5 s, once 18 s), hence the choking. Upload slots alone
-  (``max_uploads`` 2): 2.51x from BitTorrent (the choker rotates through everyone).
+- Not done (each measured worse): super seeding (BEP 16, ``seed.settings.SUPER_SEEDING``),
+  the web seed answering busy as soon as this session can serve, more unchoke slots before
+  the budget is spent, any throttle while some piece is only here, a bare rate cap, and
+  upload slots alone.
 """
 
 from __future__ import annotations

@@ -84,11 +84,9 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
 def seed_flags(web_seeds: object) -> int:
     """Extra torrent flags for a torrent added whole, given its web seeds (any sized
     collection): super seeding when SUPER_SEEDING and it has one. libtorrent 2.1 must be
-    told at add time: switched on under connected peers (who saw a full bitfield) it
-    stalled them (a 15 s download took 70-250 s), and switched off under connected peers
-    it froze them (14 min, nothing sent; bench_swarm, issue 4 round 2). Without a web seed
-    the session is a lone peer's only source, and super seeding's one piece at a time made
-    that ~10x slower."""
+    told at add time: switched on or off under connected peers it stalls them. Without a
+    web seed the session is a lone peer's only source, and super seeding's one piece at a
+    time slows that peer down (docs/benchmarks.md, "Seeding policy")."""
     return int(lt.torrent_flags.super_seeding) if SUPER_SEEDING and web_seeds else 0
 
 

@@ -159,9 +159,8 @@ def _page_aligned_buffer(size: int) -> memoryview:
     """A writable buffer starting on a page boundary (an anonymous mapping).
 
     Why not ``bytearray``: malloc puts big blocks 16 bytes past a page boundary, and the
-    kernel's copy from the page-aligned page cache into such a buffer ran 4-5x slower here
-    (0.8 s instead of 0.15 s of system time per GiB on this VM's AMD EPYC). Freed when the
-    last view of it goes away.
+    kernel's copy from the page-aligned page cache into such a buffer is several times
+    slower (docs/benchmarks.md, "Hashing"). Freed when the last view of it goes away.
     """
     return memoryview(mmap.mmap(-1, size))
 
@@ -204,8 +203,8 @@ class _OwnBufferWorkers:
     its own buffer and takes the next chunk index itself, and the trio thread hears only of
     progress (every PROGRESS_STEP bytes of the in-order prefix, and the end) and errors.
 
-    Why: waking the trio thread for every chunk cost ~0.1 ms of its CPU per chunk here,
-    ~0.06 s per GiB: most of what separated us from mktorrent.
+    Why: waking the trio thread for every chunk costs it CPU per chunk, most of what
+    separated us from mktorrent (docs/benchmarks.md, "Hashing").
     """
 
     def __init__(self, reader: BlockingReader, info: ObjectInfo, chunk: int, piece_length: int,
