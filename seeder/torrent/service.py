@@ -43,13 +43,13 @@ from seeder.torrent.entry import Entry, seed_key
 from seeder.torrent.links import has_links, links_or_none, relink_entry, torrent_links
 from seeder.torrent.linkstate import LINKS_META, links_fingerprint
 from seeder.torrent.policy import check_qualifies, is_current, object_version, wanted_piece_length
+from seeder.torrent.progress import ProgressLog
 
 __all__ = [
     "FRESHNESS_WAIT",
     "ChunkSink",
     "Fetched",
     "Listener",
-    "ProgressLog",
     "SharedStore",
     "TorrentService",
 ]
@@ -64,10 +64,6 @@ SMALL_JOBS = 16
 
 RELINK_PAGE = 1000  # catalog rows relinked per read and per commit
 
-PROGRESS_EVERY_SECONDS = 10.0
-PROGRESS_EVERY_FRACTION = 0.10
-# A job done within this long logs no progress lines, only "generated ... in N s".
-PROGRESS_AFTER_SECONDS = 5.0
 # Seconds a cached torrent waits for the backend's freshness answer before it is served
 # stale (fetch_torrent): an outage delays cached answers by at most this.
 FRESHNESS_WAIT = 2.0
@@ -113,36 +109,6 @@ class Listener(Protocol):
 
 
 ChunkSinkFactory = Callable[[ObjectInfo], ChunkSink | None]
-
-
-@dataclass(slots=True)
-class ProgressLog:
-    """Decides when a long hashing job deserves a progress line: once it has run 5 s, at
-    every 10 % step and at least every 10 s.
-
-    ``update(done, now)`` returns the line to log, or None. Pure: the caller passes the clock.
-    """
-
-    name: str
-    size: int
-    started: float
-    _last_time: float = field(init=False)
-    _last_step: int = field(init=False, default=0)
-
-    def __post_init__(self) -> None:
-        self._last_time = self.started
-
-    def update(self, done: int, now: float) -> str | None:
-        if done >= self.size or now - self.started < PROGRESS_AFTER_SECONDS:
-            return None
-        step = int(done / self.size / PROGRESS_EVERY_FRACTION)
-        if step <= self._last_step and now - self._last_time < PROGRESS_EVERY_SECONDS:
-            return None
-        self._last_step = max(step, self._last_step)
-        self._last_time = now
-        elapsed = max(now - self.started, 1e-9)
-        return (f"hashing {self.name}: {100 * done // self.size}% "
-                f"({done / 1e6:.0f} of {self.size / 1e6:.0f} MB, {done / elapsed / 1e6:.0f} MB/s)")
 
 
 # -- the service -----------------------------------------------------------------------------

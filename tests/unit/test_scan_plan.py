@@ -1,5 +1,5 @@
 """seeder.ops.scanner.plan and the qualification / progress / web seed policy of
-seeder.torrent.policy, links and service.ProgressLog: pure functions, no trio, no store."""
+seeder.torrent.policy, links and progress: pure functions, no trio, no store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from seeder.store import ObjectInfo
 from seeder.torrent.links import presigns_webseed, torrent_links, webseed_url
 from seeder.torrent.metainfo import Links
 from seeder.torrent.policy import MAX_TORRENT_SIZE, NotQualified, check_qualifies, object_version
-from seeder.torrent.service import ProgressLog
+from seeder.torrent.progress import ProgressLog
 
 MiB = 1024 * 1024
 
