@@ -250,6 +250,14 @@ class TorrentService:
                       version_id: str | None, cached: Entry | None) -> Fetched:
         """The fresh torrent for ``info``: ``cached`` if still current, else generated."""
         check_qualifies(info.size, info.sse_c)
+        if ((cached is None or not is_current(cached, info, bconf))
+                and (info.bucket, info.key, version_id or "", info.etag) not in self._jobs):
+            # A job for this object may have finished while the caller awaited the HEAD: its
+            # torrent is in the catalog now, and a new job would read the object again.
+            try:
+                cached = self.catalog.get(info.bucket, info.key, version_id) or cached
+            except CatalogError as exc:
+                log.error("%s", exc)
         if cached is not None and is_current(cached, info, bconf):
             version = object_version(info, version_id)
             want = self._links(store, bconf, cached.key, version)
