@@ -93,6 +93,9 @@ class RedisLink:
                  timeout: float = CALL_TIMEOUT) -> None:
         self.url = url
         self.metrics = metrics
+        # coredis logs its EVALSHA -> EVAL fallback (first run of a script, or after a
+        # Redis restart) at INFO as a "retry due to error": expected here, not news.
+        logging.getLogger("coredis").setLevel(logging.WARNING)
         self.timeout = timeout
         self.client: Any = coredis.Redis.from_url(
             url, stream_timeout=timeout, connect_timeout=timeout, retry_policy=NoRetryPolicy(),
@@ -100,6 +103,7 @@ class RedisLink:
         self.healthy: bool | None = None  # None: not tried yet
         self.epoch = 0  # bumped each time Redis becomes reachable (first contact included)
         self.changed = trio.Event()  # set (and replaced) at every health change
+        self.closing = False  # set when the daemon stops: failures are then not news
         self._scripts: dict[str, Any] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -141,6 +145,8 @@ class RedisLink:
         return await self.call(lambda c: script(keys=list(keys), args=list(args)))
 
     def _failed(self, exc: BaseException) -> None:
+        if self.closing:
+            return  # the daemon is stopping: calls cut short by the client's close
         if self.metrics is not None:
             self.metrics.redis_errors.inc()
         if self.healthy is not False:

@@ -49,6 +49,7 @@ class Membership:
         self.live: tuple[str, ...] = (node_id,)
         self.listeners: list[Callable[[], None]] = []
         self.version = 0  # bumped at every change of ``live``
+        self.left = False
         if metrics is not None:
             metrics.nodes.set(1)
 
@@ -60,18 +61,22 @@ class Membership:
         return self.node_id in self.owners(bucket, key)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Heartbeat forever; on cancellation, leave the cluster (best effort)."""
+        """Heartbeat forever (until :meth:`leave`)."""
         task_status.started()
-        try:
-            while True:
+        while True:
+            if not self.left:
                 await self.beat()
-                await trio.sleep(self.heartbeat_every)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-                try:
-                    await self._heartbeat(b"leave")
-                except Unavailable:
-                    pass
+            await trio.sleep(self.heartbeat_every)
+
+    async def leave(self) -> None:
+        """Leave the cluster now (a clean stop): the other nodes drop this one from their
+        view at their next heartbeat and take its seeds, instead of after ``DEAD_AFTER_MS``.
+        No more heartbeats from here on. Best effort: Redis unreachable, nothing happens."""
+        self.left = True
+        try:
+            await self._heartbeat(b"leave")
+        except Unavailable:
+            pass
 
     async def beat(self) -> None:
         """One heartbeat and view update (no-op while Redis is unreachable)."""

@@ -102,6 +102,13 @@ class ClusterNode:
             nursery.start_soon(self.membership.run)
             task_status.started()
 
+    async def leave(self) -> None:
+        """A clean stop, before the daemon cancels its tasks: leave the cluster (the other
+        nodes take this node's seeds at once) and treat Redis failures from here on as
+        part of the stop, not as an outage."""
+        await self.membership.leave()
+        self.link.closing = True
+
     async def _share_udp_key(self) -> bool:
         """Make every node issue and accept the same UDP connection ids: the key in Redis,
         stored by the first node that finds none (``SET NX``: this node's key, so that a

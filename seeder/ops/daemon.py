@@ -94,6 +94,7 @@ class Daemon:
     notifier: Notifier
     seeding: Seeding | None = None
     tracker: TrackerCore | None = None
+    cluster: ClusterNode | None = None
     events: EventEndpoint | None = None
     bound: Bound | None = None
 
@@ -239,6 +240,7 @@ async def serve(
             seeding=seeding,
             tracker=tracker,
             events=events,
+            cluster=cluster,
         )
         # The config may have moved the tracker or a web seed since the catalog's torrents
         # were made: relink them before the session resumes them and anyone asks. Only then:
@@ -521,6 +523,9 @@ async def _main(config: Config, config_path: str | None) -> int:
                     continue
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 notifier.stopping()
+                if daemon.cluster is not None:
+                    with trio.move_on_after(2):
+                        await daemon.cluster.leave()
                 nursery.cancel_scope.cancel()
                 break
     return 0

@@ -406,6 +406,13 @@ def test_redis_down_degrades_and_recovers(tmp_path: Path, moto_server: Any) -> N
         lines = a.log.read_text().splitlines()
         assert sum("cluster degraded" in line for line in lines) == 1
         assert sum("reachable again" in line for line in lines) == 1
+        # A clean stop leaves the cluster before the process exits (no 5 s of silence).
+        c.stop(late)
+        live = subprocess.run(["redis-cli", "-p", str(redis.port), "-n", "0", "zrange",
+                               "s3t:nodes", "0", "-1"], capture_output=True, timeout=10,
+                              check=True).stdout.split()
+        assert sorted(live) == [b"node0", b"node1"]
+        assert "cluster degraded" not in late.log.read_text().split("SIGTERM")[-1]
     finally:
         stop_all(c)
         redis.stop()
