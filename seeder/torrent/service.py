@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import trio
 
@@ -40,6 +40,7 @@ from seeder.store import NoSuchBucket, NoSuchKey, ObjectInfo, Store, StoreUnavai
 from seeder.torrent import hashing, metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry, seed_key
+from seeder.torrent.hooks import ChunkSink, ChunkSinkFactory, Listener, SharedStore
 from seeder.torrent.links import has_links, links_or_none, relink_entry, torrent_links
 from seeder.torrent.linkstate import LINKS_META, links_fingerprint
 from seeder.torrent.policy import check_qualifies, is_current, object_version, wanted_piece_length
@@ -75,40 +76,6 @@ class Fetched(NamedTuple):
 
     entry: Entry
     stale: bool
-
-
-class ChunkSink(Protocol):
-    """A seed-cache writer for one object (seeder/seedcache.py ``cache.begin(name, size)``)."""
-
-    def write(self, offset: int, data: bytes | memoryview) -> None: ...
-    def commit(self, info_hash_hex: str) -> None: ...
-    def abort(self) -> None: ...
-
-
-class SharedStore(Protocol):
-    """Torrents shared with other daemons (cluster mode: seeder.cluster.shared_catalog)."""
-
-    async def generate_once(self, bucket: str, key: str, version_id: str | None,
-                            accept: Callable[[Entry], bool],
-                            generate: Callable[[], Awaitable[Entry]]) -> tuple[Entry, bool]:
-        """A shared entry ``accept`` takes, else ``generate()`` run once in the cluster
-        (and shared); the bool says whether it was made here."""
-        ...
-
-    def forgotten(self, entry: Entry) -> None:
-        """This daemon dropped ``entry`` (object gone)."""
-
-
-class Listener(Protocol):
-    """Told about catalog changes, after they happened. Called from the trio thread; sync."""
-
-    def torrent_added(self, entry: Entry) -> None: ...
-    def torrent_removed(self, entry: Entry) -> None: ...
-    def torrent_relinked(self, entry: Entry) -> None:
-        """Same info-hashes, other trackers or web seeds (``entry.torrent`` has them)."""
-
-
-ChunkSinkFactory = Callable[[ObjectInfo], ChunkSink | None]
 
 
 # -- the service -----------------------------------------------------------------------------
