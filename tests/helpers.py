@@ -1,6 +1,7 @@
 """Small helpers shared by tests: a free loopback port, a bounded poller, a pass-through
-store to subclass, a catalog listener that records, a catalog file of the old schema, raw HTTP
-exchanges, and libtorrent peer processes (tests/peers/lt_peer.py) read through their JSON events."""
+store to subclass, a catalog listener that records, a catalog file of the old schema, catalog
+entries with well-formed torrents of made-up bytes, raw HTTP exchanges, and libtorrent peer
+processes (tests/peers/lt_peer.py) read through their JSON events."""
 
 from __future__ import annotations
 
@@ -53,6 +54,32 @@ def write_schema_1_catalog(path: Path, entries: Iterable[Any]) -> None:
                      e.piece_length, e.format, e.created_at))
     finally:
         conn.close()
+
+
+def made_up_entry(bucket: str, key: str, size: int = 1000, *, hybrid: bool = False,
+                  announce: str | None = "http://127.0.0.1:6969/announce",
+                  webseed: str | None = None) -> Any:
+    """A catalog.Entry whose torrent is well formed (links, info-hashes) but whose piece
+    hashes are made up (zeros): for catalogs that no client downloads from."""
+    from seeder.torrent import metainfo
+    from seeder.torrent.catalog import Entry
+
+    plen = metainfo.piece_length_for(size)
+    count = metainfo.num_pieces(size, plen)
+    hashes = metainfo.PieceHashes(
+        plen, bytes(20 * count),
+        pieces_root=bytes(range(32)) if hybrid else None,
+        piece_layer=bytes(32 * count) if hybrid and count > 1 else None,
+    )
+    torrent = metainfo.build_torrent(
+        bucket=bucket, key=key, size=size, hashes=hashes, announce=announce,
+        announce_list=[[announce]] if announce else None,
+        url_list=[webseed] if webseed else None, created_by="test",
+    )
+    ih = metainfo.info_hashes(torrent)
+    return Entry(bucket=bucket, key=key, etag="e", version_id=None, size=size,
+                 last_modified=0.0, torrent=torrent, info_hash_v1=ih.v1, info_hash_v2=ih.v2,
+                 piece_length=plen, format="hybrid" if hybrid else "v1", created_at=0.0)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,4 +1,5 @@
-"""The ``seeder`` command: ``serve``, ``check-config``, ``make-torrent``, ``--version``.
+"""The ``seeder`` command: ``serve``, ``check-config``, ``make-torrent``, ``magnet``,
+``--version``.
 
 Every failure is one line on stderr (``seeder: error: ...``, or one line per config
 problem) and a non-zero exit status, never a traceback: 1 for errors, 2 for usage errors,
@@ -111,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="BEP 19 web seed URL (default for s3:// sources: the object's URL, "
                          "with versionId= of the version hashed in a versioned bucket)")
     mk.add_argument("--endpoint-url", metavar="URL", help="S3 endpoint for s3:// sources")
+
+    mag = sub.add_parser(
+        "magnet",
+        help="print the magnet link of an object's torrent",
+        description="Print the magnet link of BUCKET/KEY's torrent from the catalog in the "
+        "state dir of --config (the daemon may be running; the catalog is only read). An "
+        "object without a torrent in the catalog is an error.",
+    )
+    mag.add_argument("object", metavar="BUCKET/KEY", help="the object, e.g. data/hello.txt")
+    mag.add_argument("--config", metavar="PATH", help="TOML configuration file (its [state] dir)")
+    mag.add_argument("--version-id", metavar="ID",
+                     help="the torrent pinned to this object version (?torrent&versionId=)")
     return p
 
 
@@ -187,7 +200,30 @@ def _make_torrent(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"serve": _serve, "check-config": _check_config, "make-torrent": _make_torrent}
+def _magnet(args: argparse.Namespace) -> int:
+    from seeder.torrent.catalog import Catalog, CatalogError
+    from seeder.torrent.magnet import entry_magnet
+
+    bucket, sep, key = args.object.partition("/")
+    if not bucket or not sep or not key:
+        return _fail(f"{args.object!r}: expected BUCKET/KEY")
+    config: Config = load(args.config, os.environ)
+    path = Path(config.state.dir) / "catalog.sqlite3"
+    try:
+        with Catalog.open_readonly(path) as catalog:
+            entry = catalog.get(bucket, key, args.version_id)
+    except CatalogError as e:
+        return _fail(str(e))
+    if entry is None:
+        pinned = f" version {args.version_id}" if args.version_id else ""
+        return _fail(f"no torrent for {bucket}/{key}{pinned} in {path} (torrents are made by "
+                     "the scanner or on the first GetObjectTorrent request)")
+    print(entry_magnet(config, entry))
+    return 0
+
+
+_COMMANDS = {"serve": _serve, "check-config": _check_config, "make-torrent": _make_torrent,
+             "magnet": _magnet}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -60,7 +60,8 @@ def test_version(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        ((), ["serve", "check-config", "make-torrent", "--version"]),
+        ((), ["serve", "check-config", "make-torrent", "magnet", "--version"]),
+        (("magnet",), ["BUCKET/KEY", "--config", "--version-id"]),
         (("serve",), ["--config", "--log-format", "--log-level", "journal", "json"]),
         (("check-config",), ["PATH"]),
         (("make-torrent",), ["SOURCE", "-o", "--hybrid", "--piece-size", "--announce",
@@ -81,7 +82,8 @@ def test_help(tmp_path: Path, args: tuple[str, ...], words: list[str]) -> None:
     [
         ((), "seeder: error: the following arguments are required: COMMAND (see seeder --help)"),
         (("bogus",), "seeder: error: argument COMMAND: invalid choice: 'bogus' "
-                     "(choose from 'serve', 'check-config', 'make-torrent') (see seeder --help)"),
+                     "(choose from 'serve', 'check-config', 'make-torrent', 'magnet') "
+                     "(see seeder --help)"),
         (("check-config",), "seeder check-config: error: the following arguments are required: "
                             "PATH (see seeder check-config --help)"),
         (("serve", "--log-level", "loud"), "seeder serve: error: argument --log-level: invalid "

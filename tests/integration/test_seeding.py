@@ -529,15 +529,19 @@ def _metric(env: Env, name: str, labels: dict[str, str]) -> float:
     return env.daemon.registry.get_sample_value(name, labels) or 0.0
 
 
-async def _aria2(env: Env, torrent: bytes, tag: str, bind: str) -> Path:
-    """Download ``torrent`` with aria2c bound to ``bind`` (no DHT, LPD or PEX: the tracker
-    and the web seed are its only sources); returns the downloaded file. aria2c exits once
-    the download is complete (``--seed-time=0``); cancellation kills it (trio, by PID)."""
+async def _aria2(env: Env, torrent: bytes | str, tag: str, bind: str) -> Path:
+    """Download ``torrent`` (.torrent bytes, or a magnet URI) with aria2c bound to ``bind``
+    (no DHT, LPD or PEX: the tracker and the web seed are its only sources); returns the
+    downloaded file. aria2c exits once the download is complete (``--seed-time=0``);
+    cancellation kills it (trio, by PID)."""
     aria2c = shutil.which("aria2c")
     if aria2c is None:
         pytest.skip("aria2c not installed (scripts/test.sh installs Debian's aria2)")
-    tpath = env.tmp / f"{tag}.torrent"
-    tpath.write_bytes(torrent)
+    if isinstance(torrent, str):
+        tpath: Path | str = torrent
+    else:
+        tpath = env.tmp / f"{tag}.torrent"
+        tpath.write_bytes(torrent)
     out = env.tmp / f"{tag}-aria2"
     cmd = [
         aria2c, f"--dir={out}", "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",

@@ -2,13 +2,15 @@
 
 Usage::
 
-    python tests/peers/lt_peer.py --torrent PATH --save-dir DIR --bind 127.0.0.2 \
-        [--seed] [--peer HOST:PORT ...] [--timeout 90] [--no-ssrf] [--stay]
+    python tests/peers/lt_peer.py (--torrent PATH | --magnet URI) --save-dir DIR \
+        --bind 127.0.0.2 [--seed] [--peer HOST:PORT ...] [--timeout 90] [--no-ssrf] [--stay]
 
 Stdout carries one JSON object per line, flushed as written (nothing else goes to stdout;
 libtorrent's and Python's complaints go to stderr):
 
 - ``{"event": "listening", "port": N}`` once the listen socket on ``--bind`` is up.
+- ``{"event": "metadata", "name": "...", "size": N}`` (``--magnet`` only) once the torrent's
+  metadata came from a peer (BEP 9).
 - ``{"event": "progress", "progress": 0.42, "peers": 3, "seeds": 1, "download_rate": B/s,
   "upload_rate": B/s, "state": "downloading"}`` at most twice a second, only while not complete.
 - ``{"event": "finished", "sha1": HEX, "bytes": N, "web_seed_bytes": N, "peer_bytes": N,
@@ -96,7 +98,9 @@ def emit(event: str, **fields: Any) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--torrent", required=True, type=Path)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--torrent", type=Path)
+    source.add_argument("--magnet", metavar="URI", help="start from a magnet link alone")
     p.add_argument("--save-dir", required=True, type=Path)
     p.add_argument("--bind", required=True, help="local IP to listen on and dial from")
     p.add_argument("--seed", action="store_true", help="data is in --save-dir; seed it")
@@ -205,9 +209,9 @@ class BlockMeter:
 
     WEB, PEER = 1, 2
 
-    def __init__(self, ti: lt.torrent_info, torrent: bytes) -> None:
-        self._ti = ti
-        self._web = web_seed_endpoints(torrent)
+    def __init__(self, ti: lt.torrent_info | None, web: set[tuple[str, int]]) -> None:
+        self.ti = ti  # set once known (a magnet download: when the metadata arrives)
+        self._web = web
         self._requested: dict[tuple[int, int], int] = {}  # block -> kinds asked (bitmask)
         self._finished: dict[tuple[int, int], int] = {}  # block -> kind that delivered
 
@@ -223,7 +227,8 @@ class BlockMeter:
 
     def _size(self, block: tuple[int, int]) -> int:
         piece, index = block
-        return max(0, min(BLOCK_SIZE, self._ti.piece_size(piece) - index * BLOCK_SIZE))
+        assert self.ti is not None  # no block arrives before the metadata
+        return max(0, min(BLOCK_SIZE, self.ti.piece_size(piece) - index * BLOCK_SIZE))
 
     def totals(self) -> tuple[int, int, int]:
         """(web seed bytes, peer bytes, unattributed bytes)."""
@@ -247,9 +252,14 @@ def web_seed_endpoints(torrent: bytes) -> set[tuple[str, int]]:
             urls.append(value)
         elif isinstance(value, list):
             urls.extend(u for u in value if isinstance(u, bytes))
+    return url_endpoints([u.decode("utf-8", "replace") for u in urls])
+
+
+def url_endpoints(urls: list[str]) -> set[tuple[str, int]]:
+    """(ip, port) of the servers of ``urls`` (resolved now)."""
     endpoints: set[tuple[str, int]] = set()
     for raw in urls:
-        url = urllib.parse.urlsplit(raw.decode("utf-8", "replace"))
+        url = urllib.parse.urlsplit(raw)
         if not url.hostname:
             continue
         port = url.port or (443 if url.scheme == "https" else 80)
@@ -297,8 +307,16 @@ def run(args: argparse.Namespace) -> int:
     stop = StopSignal()
     try:
         peers = [parse_hostport(p) for p in args.peer]
-        torrent = args.torrent.read_bytes()
-        ti = lt.torrent_info(torrent)
+        if args.magnet is not None:
+            params = lt.parse_magnet_uri(args.magnet)
+            ti = None
+            meter = BlockMeter(None, url_endpoints(list(params.url_seeds)))
+        else:
+            torrent = args.torrent.read_bytes()
+            ti = lt.torrent_info(torrent)
+            params = lt.add_torrent_params()
+            params.ti = ti
+            meter = BlockMeter(ti, web_seed_endpoints(torrent))
     except (ValueError, RuntimeError, OSError) as e:
         emit("error", message=f"bad arguments: {e}")
         return 1
@@ -317,13 +335,10 @@ def run(args: argparse.Namespace) -> int:
                 return 1
     emit("listening", port=ses.listen_port())
 
-    params = lt.add_torrent_params()
-    params.ti = ti
     params.save_path = str(args.save_dir)
     handle = ses.add_torrent(params)
     for host, port in peers:
         handle.connect_peer((host, port))
-    meter = BlockMeter(ti, torrent)
     deadline = time.monotonic() + args.timeout
     next_progress = 0.0
     next_redial = time.monotonic() + REDIAL_EVERY
@@ -349,8 +364,12 @@ def run(args: argparse.Namespace) -> int:
             continue
 
         st = handle.status()
+        if ti is None and st.has_metadata:
+            ti = meter.ti = handle.torrent_file()
+            emit("metadata", name=ti.name(), size=ti.total_size())
         checking = st.state in CHECKING
-        if st.is_seeding or (st.is_finished and not checking and st.progress >= 1.0):
+        complete = st.is_seeding or (st.is_finished and not checking and st.progress >= 1.0)
+        if ti is not None and complete:
             if not flush(ses, handle, meter):
                 emit("error", message="disk cache not flushed in time")
                 return 1
