@@ -13,6 +13,8 @@ standard ``process_*`` metrics are registered too (don't add another ProcessColl
 from __future__ import annotations
 
 import gzip
+import threading
+from collections import OrderedDict
 from typing import NoReturn
 
 import trio
@@ -22,7 +24,8 @@ from prometheus_client.exposition import choose_encoder
 from httpshell import Handler, Request, Response, serve_http
 from seeder import __version__
 
-__all__ = ["SeederMetrics", "counter_delta", "make_metrics_handler", "serve_metrics"]
+__all__ = ["ObjectBytes", "SeederMetrics", "accepts_gzip", "counter_delta",
+           "make_metrics_handler", "serve_metrics"]
 
 # Request latency: a cached torrent is milliseconds; a ?torrent that waits for a
 # generation may take minutes.
@@ -41,6 +44,41 @@ def counter_delta(last: int, now: int) -> int:
     """How much a monotonic total grew from ``last`` to ``now``. A total that went down
     was reset (a new libtorrent session): everything in ``now`` is new."""
     return now - last if now >= last else now
+
+
+class ObjectBytes:
+    """Per-object byte tallies for the status page, never exported to Prometheus (an
+    object key is not a bounded label value): bytes read from the origin and bytes served
+    by this daemon's web seed, by (bucket, key). At most ``max_objects`` objects are kept;
+    the least recently counted one is forgotten first. Thread-safe (hashing threads count)."""
+
+    def __init__(self, max_objects: int = 65536) -> None:
+        self.max_objects = max_objects
+        self._counts: OrderedDict[tuple[str, str], list[int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _add(self, bucket: str, key: str, index: int, n: int) -> None:
+        with self._lock:
+            counts = self._counts.get((bucket, key))
+            if counts is None:
+                counts = self._counts[(bucket, key)] = [0, 0]
+                if len(self._counts) > self.max_objects:
+                    self._counts.popitem(last=False)
+            else:
+                self._counts.move_to_end((bucket, key))
+            counts[index] += n
+
+    def add_origin(self, bucket: str, key: str, n: int) -> None:
+        self._add(bucket, key, 0, n)
+
+    def add_served(self, bucket: str, key: str, n: int) -> None:
+        self._add(bucket, key, 1, n)
+
+    def get(self, bucket: str, key: str) -> tuple[int, int]:
+        """(origin bytes, web seed bytes served) since start; (0, 0) when never counted."""
+        with self._lock:
+            counts = self._counts.get((bucket, key))
+            return (0, 0) if counts is None else (counts[0], counts[1])
 
 
 class SeederMetrics:
@@ -216,6 +254,8 @@ class SeederMetrics:
         self.process = ProcessCollector(registry=registry)
 
         self._session_last = (0, 0)
+        # Per object, for the status page (not exported: keys are unbounded label values).
+        self.objects = ObjectBytes()
 
     def breaker_changed(self, bucket: str, old: object, new: object) -> None:
         """A bucket's circuit breaker moved to ``new`` (a seeder.store.breaker.State)."""
@@ -237,15 +277,18 @@ _METRICS_PATH = b"/metrics"
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
 
-def make_metrics_handler(registry: CollectorRegistry) -> Handler:
+def make_metrics_handler(registry: CollectorRegistry, pages: Handler | None = None) -> Handler:
     """An HTTP handler for ``GET``/``HEAD /metrics`` (any query string ignored): the
     registry in the text format, or OpenMetrics when the ``Accept`` header asks for it,
-    gzip-compressed when ``Accept-Encoding`` allows. 404 for other paths, 405 for other
-    methods. Never raises for bad input."""
+    gzip-compressed when ``Accept-Encoding`` allows. 405 for other methods. Every other
+    path goes to ``pages`` (the status page's handler), or is a 404 without one. Never
+    raises for bad input."""
 
     async def handler(request: Request) -> Response:
         path = request.target.split(b"?", 1)[0]
         if path != _METRICS_PATH:
+            if pages is not None:
+                return await pages(request)
             return Response(404, list(_TEXT), b"not found: the metrics are at /metrics\n")
         if request.method not in (b"GET", b"HEAD"):
             return Response(405, [*_TEXT, (b"allow", b"GET, HEAD")], b"method not allowed\n")
@@ -253,7 +296,7 @@ def make_metrics_handler(registry: CollectorRegistry) -> Handler:
         encoder, content_type = choose_encoder(accept)
         body = encoder(registry)
         headers = [(b"content-type", content_type.encode()), (b"vary", b"Accept-Encoding")]
-        if _accepts_gzip(request.header(b"accept-encoding")):
+        if accepts_gzip(request.header(b"accept-encoding")):
             body = gzip.compress(body, compresslevel=6)
             headers.append((b"content-encoding", b"gzip"))
         return Response(200, headers, body)
@@ -261,7 +304,8 @@ def make_metrics_handler(registry: CollectorRegistry) -> Handler:
     return handler
 
 
-def _accepts_gzip(value: bytes | None) -> bool:
+def accepts_gzip(value: bytes | None) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (listed, and not with q=0)."""
     if not value:
         return False
     for part in value.split(b","):
@@ -278,16 +322,18 @@ async def serve_metrics(
     host: str,
     port: int,
     *,
+    pages: Handler | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Serve ``registry`` at ``http://host:port/metrics`` until cancelled.
+    """Serve ``registry`` at ``http://host:port/metrics`` until cancelled; other paths go
+    to ``pages`` when given (see :func:`make_metrics_handler`).
 
     Reports the bound ``[(host, port), ...]`` through ``task_status.started`` (port 0
     picks a free one). Built on ``httpshell.serve.serve_http``: keep-alive, timeouts
     and the no-traceback rule come from there. Never returns unless cancelled.
     """
     await serve_http(
-        make_metrics_handler(registry),
+        make_metrics_handler(registry, pages),
         host,
         port,
         task_status=task_status,

@@ -62,7 +62,7 @@ def made_up_entry(bucket: str, key: str, size: int = 1000, *, hybrid: bool = Fal
     """A catalog.Entry whose torrent is well formed (links, info-hashes) but whose piece
     hashes are made up (zeros): for catalogs that no client downloads from."""
     from seeder.torrent import metainfo
-    from seeder.torrent.catalog import Entry
+    from seeder.torrent.entry import Entry
 
     plen = metainfo.piece_length_for(size)
     count = metainfo.num_pieces(size, plen)

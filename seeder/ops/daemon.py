@@ -9,7 +9,9 @@ run(config)                       trio.run, signals, exit code
     ├── serve_http (S3 API)       GetObjectTorrent + web seed        [server.listen]
                                   (+ POST /-/events when [events] enabled)
     ├── serve_tracker             HTTP + UDP announce/scrape          [tracker.listen]
-    ├── serve_metrics             /metrics                            [metrics.listen]
+    ├── serve_metrics             /metrics, status page / and         [metrics.listen]
+    │                             /torrents.json (seeder/status/)
+    ├── run_sampler               byte totals for the status chart, 10 s [metrics.listen]
     ├── SeedSession.run           libtorrent, alerts via set_alert_fd [seeding]
     ├── Seeding.run               swarm budget: upload caps, 2/s      [seeding]
     ├── run_scanner               periodic bucket listing             [scanner]
@@ -43,12 +45,14 @@ from seeder.events.endpoint import EventEndpoint
 from seeder.metrics import SeederMetrics, serve_metrics
 from seeder.ops.scanner import run_scanner
 from seeder.ops.sdnotify import Notifier, run_watchdog
+from seeder.ops.statuspage import make_status_page
 from seeder.s3api.handlers import Runtime, S3Api
 from seeder.seed.cache import SeedCache
 from seeder.seed.policy import Seeding
 from seeder.seed.session import SeedSession
 from seeder.seed.settings import PEER_FINGERPRINT
 from seeder.seed.swarm_budget import SwarmBudget
+from seeder.status.sampler import run_sampler
 from seeder.store import Store, make_store
 from seeder.torrent import metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
@@ -177,6 +181,7 @@ async def serve(
     metrics = SeederMetrics(registry)
     catalog = Catalog.open(state_dir / "catalog.sqlite3")
     stores: dict[str, Store] = {}
+    error_ring: logging.Handler | None = None
     try:
         for b in config.buckets:
             stores[b.name] = make_store(b, threads=_store_threads(config),
@@ -247,6 +252,10 @@ async def serve(
         # a restart under the same URLs does not walk the catalog (a million rows: ~50 s).
         if not links_current(catalog, config):
             torrents.relink_all()
+        # Cluster mode (seeder/cluster/) passes its view of the nodes: cluster=...
+        status_page = make_status_page(daemon)
+        error_ring = status_page.errors
+        logging.getLogger().addHandler(error_ring)
         async with trio.open_nursery() as nursery:
             # The cluster first (the tracker's UDP key comes from it), then the listeners,
             # the libtorrent session last (below): see there.
@@ -277,11 +286,13 @@ async def serve(
             bound = Bound(s3=s3_bound[0])
             if config.metrics.listen is not None:
                 m = config.metrics.listen
+                with_pages = functools.partial(serve_metrics, pages=status_page.handler())
                 bound.metrics = (
                     await _start_listener(
-                        nursery, f"metrics on {m}", serve_metrics, registry, m.host, m.port
+                        nursery, f"metrics on {m}", with_pages, registry, m.host, m.port
                     )
                 )[0]
+                nursery.start_soon(run_sampler, status_page.history, status_page.sources.totals)
             if tb is not None:
                 bound.tracker_http, bound.tracker_udp = tb.http, tb.udp
             # The session last: its resumed torrents announce at once and may fetch through
@@ -312,6 +323,8 @@ async def serve(
             notifier.ready(status=_status_line(daemon))
             task_status.started(daemon)
     finally:
+        if error_ring is not None:
+            logging.getLogger().removeHandler(error_ring)
         with trio.CancelScope(shield=True):
             for store in stores.values():
                 with trio.move_on_after(5):

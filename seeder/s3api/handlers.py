@@ -394,7 +394,7 @@ class S3Api:
             raise
         if grant is not None:
             body = bodies.while_(body, functools.partial(self._gate_carry_on, grant))
-        body = bodies.metered(body, self._served_counter(info.bucket),
+        body = bodies.metered(body, self._served_counter(info.bucket, info.key),
                         None if grant is None else lambda sent: self._gate_finished(grant, sent))
         headers += [
             (b"content-type", b"application/octet-stream"),
@@ -478,7 +478,7 @@ class S3Api:
         if store is None:
             raise s3errors.no_such_bucket(info.bucket)
         stream = bodies.metered(store.stream(info, start, length, bodies.STREAM_CHUNK),
-                          self._backend_counter(info.bucket), None)
+                          self._backend_counter(info.bucket, info.key), None)
         # Pull the first chunk now, so that a missing or changed object is an S3 error
         # with a proper status rather than a cut-short 200.
         try:
@@ -508,15 +508,29 @@ class S3Api:
         except Exception:
             log.exception("web seed gate failed to release %s", grant.torrent)
 
-    def _served_counter(self, bucket: str) -> Callable[[int], None] | None:
-        return self._counter("webseed_served_bytes_total", bucket)
+    def _served_counter(self, bucket: str, key: str) -> Callable[[int], None] | None:
+        return self._counter("webseed_served_bytes_total", bucket, key, "add_served")
 
-    def _backend_counter(self, bucket: str) -> Callable[[int], None] | None:
-        return self._counter("backend_read_bytes_total", bucket)
+    def _backend_counter(self, bucket: str, key: str) -> Callable[[int], None] | None:
+        return self._counter("backend_read_bytes_total", bucket, key, "add_origin")
 
-    def _counter(self, name: str, bucket: str) -> Callable[[int], None] | None:
+    def _counter(self, name: str, bucket: str, key: str,
+                 per_object: str) -> Callable[[int], None] | None:
+        """The bucket's counter ``name``, and the object's tally for the status page."""
         metric = getattr(self.metrics, name, None)
-        return None if metric is None else metric.labels(bucket=bucket).inc
+        if metric is None:
+            return None
+        inc = metric.labels(bucket=bucket).inc
+        objects = getattr(self.metrics, "objects", None)
+        if objects is None:
+            return inc
+        add = getattr(objects, per_object)
+
+        def count(n: int) -> None:
+            inc(n)
+            add(bucket, key, n)
+
+        return count
 
     def _backend_error(self, exc: StoreError, bucket: str, key: str) -> S3Error:
         if self.metrics is not None:

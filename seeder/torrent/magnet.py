@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from seeder.config.load import Config
-from seeder.torrent.catalog import Entry
+from seeder.config import Config
+from seeder.torrent.entry import Entry
 from seeder.torrent.metainfo import Links, links, torrent_name
 
 __all__ = ["entry_magnet", "exact_source", "magnet_link", "torrent_url"]

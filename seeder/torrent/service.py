@@ -430,6 +430,7 @@ class TorrentService:
                 self.metrics.hashed_bytes_total.inc(done - hashed)
                 # Every hashed byte was read from the backend exactly once.
                 self.metrics.backend_read_bytes_total.labels(bucket=info.bucket).inc(done - hashed)
+                self.metrics.objects.add_origin(info.bucket, info.key, done - hashed)
             hashed = done
             line = progress.update(done, time.monotonic())
             if line:

@@ -47,11 +47,15 @@ ALLOWED: dict[str, frozenset[str]] = {
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
          "seeder.seed", "tracker", "httpshell"}
     ),
+    # The status page reads the catalog and the config; the daemon wires the rest
+    # (tracker, session, cluster) in through seeder.status.sources.
+    "seeder.status": frozenset(
+        {"seeder", "seeder.config", "seeder.metrics", "seeder.torrent", "httpshell"}
+    ),
     "seeder.ops": frozenset(
         {"seeder", "seeder.config", "seeder.metrics", "seeder.store", "seeder.torrent",
          "seeder.seed", "seeder.s3api", "seeder.events", "seeder.cluster", "seeder.demand",
-         "tracker",
-         "httpshell"}
+         "seeder.status", "tracker", "httpshell"}
     ),
     "seeder.__main__": frozenset({"seeder.ops"}),
 }
@@ -71,6 +75,10 @@ PURE = (
     "seeder.torrent.links",
     "seeder.torrent.policy",
     "seeder.store.s3_urls",
+    "seeder.torrent.magnet",
+    "seeder.status.chart",
+    "seeder.status.history",
+    "seeder.status.paging",
     "seeder.s3api.sigv4",
     "seeder.s3api.sigv2",
     "seeder.s3api.capability",

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 import libtorrent as lt
 import pytest
 
-from seeder.torrent.catalog import Entry
+from seeder.torrent.entry import Entry
 from seeder.torrent.magnet import magnet_link, torrent_url
 from seeder.torrent.metainfo import Links
 
