@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # System tools the tests drive for real: systemd-analyze (unit checks), promtool (metrics lint),
 # aria2c, transmission-cli and qbittorrent-nox (BitTorrent clients besides libtorrent),
-# redis-server (cluster mode), s3cmd (an S3 client), Node and npm (s3rver, a second S3 server).
+# redis-server (cluster mode), s3cmd (an S3 client), Node and npm (s3rver, a second S3 server),
+# chromium (headless, the status page test).
 need_apt=()
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
@@ -16,6 +17,7 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v transmission-cli >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the status page's browser test
 # The WAN lab (tests/wan/, marker "wan"; skipped unless root with network namespaces):
 # ip and tc, ping, curl, and two more real clients.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
