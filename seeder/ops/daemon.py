@@ -45,7 +45,7 @@ from seeder.events.endpoint import EventEndpoint
 from seeder.metrics import SeederMetrics, serve_metrics
 from seeder.ops.scanner import run_scanner
 from seeder.ops.sdnotify import Notifier, run_watchdog
-from seeder.ops.statuspage import make_status_page
+from seeder.ops.statuspage import cluster_state, make_status_page
 from seeder.s3api.handlers import Runtime, S3Api
 from seeder.seed.cache import SeedCache
 from seeder.seed.policy import Seeding
@@ -252,8 +252,8 @@ async def serve(
         # a restart under the same URLs does not walk the catalog (a million rows: ~50 s).
         if not links_current(catalog, config):
             torrents.relink_all()
-        # Cluster mode (seeder/cluster/) passes its view of the nodes: cluster=...
-        status_page = make_status_page(daemon)
+        status_page = make_status_page(
+            daemon, cluster=None if cluster is None else functools.partial(cluster_state, cluster))
         error_ring = status_page.errors
         logging.getLogger().addHandler(error_ring)
         async with trio.open_nursery() as nursery:

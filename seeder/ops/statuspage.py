@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
+from seeder.cluster.node import ClusterNode
 from seeder.status.page import StatusPage
+from seeder.status.sources import ClusterNode as NodeRow
 from seeder.status.sources import ClusterState, SessionFacts, Sources, Totals
 from seeder.torrent.entry import Entry
 
 if TYPE_CHECKING:
     from seeder.ops.daemon import Daemon
 
-__all__ = ["make_status_page"]
+__all__ = ["cluster_state", "make_status_page"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,21 @@ def make_status_page(daemon: Daemon, *,
         session=lambda: _session(daemon),
         generating=lambda: daemon.torrents.generating,
         cluster=cluster or (lambda: None),
+    ))
+
+
+def cluster_state(node: ClusterNode) -> ClusterState:
+    """What this node knows of its cluster: the live nodes (by its last heartbeat) and
+    whether Redis answers."""
+    live = node.membership.live
+    healthy = node.link.healthy
+    redis = {True: "Redis reachable", False: "Redis unreachable: serving from this node's "
+             "local view (degraded)", None: "Redis not reached yet"}[healthy]
+    summary = (f"{len(live)} node{'s' if len(live) != 1 else ''} live, this one is "
+               f"{node.node_id}, {node.membership.replicas} seed replicas per torrent; {redis}")
+    return ClusterState(summary, tuple(
+        NodeRow(name, "", "up", "this node" if name == node.node_id else "")
+        for name in live
     ))
 
 

@@ -19,8 +19,8 @@ from seeder.status.history import RatePoint
 
 __all__ = ["human_bytes", "human_rate", "nice_ceiling", "render_chart"]
 
-WIDTH, HEIGHT = 720, 200
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28  # plot margins, in viewBox units
+WIDTH, HEIGHT = 720, 216
+LEFT, RIGHT, TOP, BOTTOM = 72, 12, 28, 28  # plot margins, in viewBox units (legend on top)
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
 
@@ -41,17 +41,18 @@ def human_rate(n: float) -> str:
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5 or 5 times a power of 1024-or-10 scale at least ``value``
-    (a round axis maximum); 1024 for nothing at all (an idle daemon's axis reads 1 KiB/s)."""
+    """A round axis maximum at least ``value``: 1, 2, 2.5 or 5 times a power of ten of a
+    binary unit (KiB, MiB, ...), or 1 of the next unit rather than 1000 of this one; 1024
+    for nothing at all (an idle daemon's axis reads 1 KiB/s)."""
     if value <= 1024:
         return 1024.0
     scale = 1024 ** int(math.log(value, 1024))
-    mantissa = value / scale
+    mantissa = value / scale  # about 1 to 1024
     step = 10 ** math.floor(math.log10(mantissa))
     for m in (1, 2, 2.5, 5, 10):
-        if m * step >= mantissa:
+        if m * step >= mantissa and m * step < 1000:
             return m * step * scale
-    raise AssertionError("unreachable")
+    return 1024.0 * scale
 
 
 def _x(t: float, now: float, window: float) -> float:
@@ -107,10 +108,10 @@ def render_chart(points: Sequence[RatePoint], now: float, window: float = 3600.0
                    f'text-anchor="{anchor}">{label}</text>')
     out.append(_polyline(points, "origin", now, window, top, "origin"))
     out.append(_polyline(points, "upload", now, window, top, "up"))
-    lx = LEFT + 10
-    out.append(f'<rect class="up-key" x="{lx}" y="{TOP + 8}" width="12" height="4"/>'
-               f'<text class="legend" x="{lx + 18}" y="{TOP + 14}">upload</text>')
-    out.append(f'<rect class="origin-key" x="{lx + 84}" y="{TOP + 8}" width="12" height="4"/>'
-               f'<text class="legend" x="{lx + 102}" y="{TOP + 14}">origin reads</text>')
+    lx = LEFT
+    out.append(f'<rect class="up-key" x="{lx}" y="8" width="14" height="4"/>'
+               f'<text class="legend" x="{lx + 20}" y="14">upload</text>')
+    out.append(f'<rect class="origin-key" x="{lx + 90}" y="8" width="14" height="4"/>'
+               f'<text class="legend" x="{lx + 110}" y="14">origin reads</text>')
     out.append("</svg>")
     return "".join(part for part in out if part)

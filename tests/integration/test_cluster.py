@@ -271,6 +271,22 @@ def test_one_torrent_hashed_once_same_bytes_everywhere(cluster: Cluster) -> None
     assert {torrent(n, cluster.bucket, "big.bin")[1] for n in cluster.nodes} == {results[0][1]}
 
 
+def test_the_status_page_shows_the_cluster(cluster: Cluster) -> None:
+    """Each node's status page (its metrics listener's /) lists the live nodes, itself
+    marked, and says Redis answers."""
+    node = cluster.nodes[0]
+    wait_until(lambda: node.metric("seeder_cluster_nodes") == len(cluster.nodes), DEADLINE,
+               interval=0.05, what="every node live")
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics}/", timeout=30) as r:
+        html = r.read().decode()
+    section = html[html.index('id="h-cluster"'):html.index('id="h-torrents"')]
+    assert f"{len(cluster.nodes)} nodes live, this one is {node.name}" in section
+    assert "Redis reachable" in section
+    for n in cluster.nodes:
+        assert f"<td>{n.name}</td>" in section
+    assert section.count("this node") == 1
+
+
 def test_overwrite_and_delete_reach_every_node(cluster: Cluster) -> None:
     cluster.put("doc.txt", b"first version " * 1000)
     first = torrent(cluster.nodes[0], cluster.bucket, "doc.txt")[1]

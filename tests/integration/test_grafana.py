@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import trio
 
-from seeder.ops.daemon import Daemon, serve
-from tests.integration.test_status_page import config, get
+from tests.helpers import free_port, wait_until
+from tests.integration.test_cli import clean_env
+from tests.integration.test_status_page import fetch
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "contrib" / "grafana" / "s3torrent.json"
@@ -89,19 +93,60 @@ def test_dashboard_shape():
                    "seeder_session_uploaded_bytes_total", "seeder_backend_read_bytes_total",
                    "seeder_seed_cache_bytes"):
         assert needed in names, needed
-    assert sum("by (instance)" in e for e in exprs(dash)) >= 5  # per-node panels
+    assert sum("by (instance" in e for e in exprs(dash)) >= 5  # per-node panels
+    assert "seeder_cluster_nodes" in names and "seeder_cluster_degraded" in names
 
 
-async def test_every_metric_of_the_dashboard_is_in_a_running_daemons_metrics(
-    tmp_path: Path, nursery: trio.Nursery
+def test_every_metric_of_the_dashboard_is_in_a_running_daemons_metrics(
+    tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    for d in ("pub", "priv"):
-        (tmp_path / d).mkdir()
-    daemon: Daemon = await nursery.start(
-        lambda task_status: serve(config(tmp_path), task_status=task_status))
-    host, port = daemon.bound.metrics
-    with trio.fail_after(30):
-        text = (await get(f"http://{host}:{port}/metrics")).body.decode()
+    """``seeder serve`` in cluster mode (a node of one), so that the cluster panels' metrics
+    exist too; stopped by PID."""
+    (tmp_path / "pub").mkdir()
+    ports = [free_port() for _ in range(3)]
+    (tmp_path / "seeder.toml").write_text(f"""
+[server]
+listen = "127.0.0.1:{ports[0]}"
+[tracker]
+listen = "127.0.0.1:{ports[1]}"
+[metrics]
+listen = "127.0.0.1:{ports[2]}"
+[state]
+dir = "state"
+[scanner]
+enabled = false
+[seeding]
+enabled = false
+[cluster]
+redis_url = "{redis_server.url(5)}"
+node_id = "grafana"
+[[buckets]]
+name = "pub"
+path = "pub"
+""")
+    url = f"http://127.0.0.1:{ports[2]}/metrics"
+    proc = subprocess.Popen([sys.executable, "-m", "seeder", "serve", "--config", "seeder.toml"],
+                            cwd=tmp_path, env=clean_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def up() -> bool:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                return fetch(url).status == 200
+            except OSError:
+                return False
+
+        wait_until(up, 30.0, interval=0.05, what="the daemon's /metrics answers")
+        text = fetch(url).body.decode()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stderr is not None:
+            proc.stderr.close()
     dash = json.loads(DASHBOARD.read_text())
     names = set().union(*map(metric_names, exprs(dash)))
     assert len(names) >= 20

@@ -11,6 +11,9 @@ from typing import Any
 
 import trio
 
+from seeder.ops.statuspage import make_status_page
+from seeder.status.paging import parse_page
+from seeder.status.view import torrent_rows
 from seeder.torrent.magnet import entry_magnet
 from tests.helpers import lt_peer
 from tests.integration.test_seeding import (
@@ -54,3 +57,11 @@ async def test_aria2_and_libtorrent_download_from_the_magnet_alone(
     assert results["aria2"] == data
     assert results["libtorrent"]["sha1"] == hashlib.sha1(data).hexdigest()
     assert results["libtorrent"]["bytes"] == SIZE
+    # The status page's row of the object: the daemon as a seeder at its tracker, and what it
+    # uploaded (its libtorrent seed and its web seed: every byte came from one or the other).
+    page = make_status_page(env.daemon)
+    row = next(r for r in torrent_rows(page.sources, parse_page(b"", 1))
+               if r.key == KEY and r.bucket == env.bucket)
+    assert row.seeders is not None and row.seeders >= 1
+    assert row.uploaded is not None and row.uploaded >= SIZE
+    assert row.magnet == magnet

@@ -17,7 +17,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_history_rates_window_and_bound():
-    h = RateHistory(window=60, every=10)
+    h = RateHistory(window=60, every=10, smooth=0)
     h.add(100.0, 0, 0)
     assert h.points(100.0) == [] and h.latest() is None  # the first sample is the baseline
     h.add(110.0, 10_000, 500)
@@ -28,10 +28,21 @@ def test_history_rates_window_and_bound():
     assert h.latest() == RatePoint(130.0, 500.0, 10.0)
     for i in range(1000):
         h.add(140.0 + 10 * i, 0, 0)
-    assert len(h._points) <= 60 // 10 + 2  # bounded whatever the uptime
+    assert len(h._samples) <= 60 // 10 + 3  # bounded whatever the uptime
     assert all(p.t >= 10130.0 - 60 for p in h.points(10130.0))
     with pytest.raises(ValueError):
         RateHistory(window=0)
+
+
+def test_history_smooths_steps():
+    """Totals that move in steps every 20 s, sampled every 10 s: over 20 s the rate is flat
+    where adjacent samples alone would alternate between 0 and twice the rate."""
+    h = RateHistory(window=3600, every=10, smooth=20)
+    for i in range(12):
+        h.add(10.0 * i, 2000 * (i // 2), 0)
+    rates = [p.upload for p in h.points(110.0)]
+    assert rates[0] == 0.0 and rates[2:] == [100.0] * 9
+    assert h.latest() == RatePoint(110.0, 100.0, 0.0)
 
 
 def test_chart_is_well_formed_svg_with_two_series():
@@ -44,7 +55,7 @@ def test_chart_is_well_formed_svg_with_two_series():
     for line in lines:
         coords = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
         assert len(coords) == 60
-        assert all(64 <= x <= 708 and 12 <= y <= 172 for x, y in coords)  # inside the plot
+        assert all(72 <= x <= 708 and 28 <= y <= 188 for x, y in coords)  # inside the plot
     labels = [t.text for t in root.iter(SVG + "text")]
     assert "now" in labels and "-60 min" in labels and "10 MiB/s" in labels
     assert root.find(SVG + "title").text.startswith("Upload and origin")
@@ -60,6 +71,7 @@ def test_chart_without_samples():
 @pytest.mark.parametrize(("value", "ceiling"), [
     (0, 1024), (1000, 1024), (1500, 2048), (3000, 5120), (6000, 10240),
     (1024 * 1024 * 3, 1024 * 1024 * 5), (1024**3 * 1.1, 1024**3 * 2),
+    (763 * 1024, 1024 * 1024), (1010 * 1024, 1024 * 1024), (1024**2, 1024**2),
 ])
 def test_nice_ceiling(value, ceiling):
     assert nice_ceiling(value) == ceiling
