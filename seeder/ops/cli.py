@@ -201,7 +201,7 @@ def _make_torrent(args: argparse.Namespace) -> int:
 
 
 def _magnet(args: argparse.Namespace) -> int:
-    from seeder.torrent.catalog import Catalog, CatalogError
+    from seeder.torrent.catalog import CatalogError, open_readonly
     from seeder.torrent.magnet import entry_magnet
 
     bucket, sep, key = args.object.partition("/")
@@ -210,7 +210,7 @@ def _magnet(args: argparse.Namespace) -> int:
     config: Config = load(args.config, os.environ)
     path = Path(config.state.dir) / "catalog.sqlite3"
     try:
-        with Catalog.open_readonly(path) as catalog:
+        with open_readonly(path) as catalog:
             entry = catalog.get(bucket, key, args.version_id)
     except CatalogError as e:
         return _fail(str(e))

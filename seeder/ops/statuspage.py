@@ -14,6 +14,8 @@ from seeder.cluster.node import ClusterNode
 from seeder.status.page import StatusPage
 from seeder.status.sources import ClusterNode as NodeRow
 from seeder.status.sources import ClusterState, SessionFacts, Sources, Totals
+from seeder.torrent.catalog import Catalog, bucket_totals
+from seeder.torrent.catalog import page as catalog_page
 from seeder.torrent.entry import Entry
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ def make_status_page(daemon: Daemon, *,
     """The status page of ``daemon``. ``cluster``: cluster mode's view of its nodes (the
     hook for seeder/cluster/; None, or returning None: no cluster section)."""
     return StatusPage(Sources(
-        catalog=daemon.catalog,
+        catalog=_CatalogView(daemon.catalog),
         config=lambda: daemon.config,
         totals=lambda: _totals(daemon),
         swarm=lambda e: _swarm(daemon, e),
@@ -54,6 +56,22 @@ def cluster_state(node: ClusterNode) -> ClusterState:
         NodeRow(name, "", "up", "this node" if name == node.node_id else "")
         for name in live
     ))
+
+
+class _CatalogView:
+    """The catalog queries the page makes (``status.sources.CatalogView``)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def page(self, offset: int, limit: int) -> list[Entry]:
+        return catalog_page(self.catalog, offset, limit)
+
+    def count(self) -> int:
+        return self.catalog.count()
+
+    def bucket_totals(self) -> dict[str, tuple[int, int]]:
+        return bucket_totals(self.catalog)
 
 
 def _sum(counter: Counter) -> int:

@@ -28,7 +28,8 @@ __all__ = [
 
 
 class CatalogView(Protocol):
-    """The catalog queries the page makes (seeder.torrent.catalog.Catalog has them)."""
+    """The catalog queries the page makes (seeder.torrent.catalog's ``page``,
+    ``Catalog.count`` and ``bucket_totals``; seeder/ops/statuspage.py adapts them)."""
 
     def page(self, offset: int, limit: int) -> list[Entry]: ...
     def count(self) -> int: ...

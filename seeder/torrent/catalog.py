@@ -39,7 +39,7 @@ from pathlib import Path
 
 from seeder.torrent.entry import Entry
 
-__all__ = ["SCHEMA_VERSION", "Catalog", "CatalogError"]
+__all__ = ["SCHEMA_VERSION", "Catalog", "CatalogError", "bucket_totals", "open_readonly", "page"]
 
 log = logging.getLogger(__name__)
 
@@ -126,31 +126,6 @@ class Catalog:
                 return cls(_connect(path), path)
             except _Unusable as exc2:
                 raise CatalogError(f"cannot create catalog {path}: {exc2}") from None
-
-    @classmethod
-    def open_readonly(cls, path: str | os.PathLike[str]) -> Catalog:
-        """Open an existing catalog for reading only (a command beside a running daemon):
-        nothing is created, migrated or moved aside. Raises CatalogError when the file is
-        missing, unreadable, not a catalog or of another schema version."""
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise CatalogError(f"no catalog at {path} (has the daemon run with this state dir?)")
-        try:
-            conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
-                                   check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise CatalogError(f"cannot open catalog {path}: {exc}") from None
-        try:
-            conn.execute("PRAGMA busy_timeout=5000")
-            version = _schema_version(conn)
-        except (sqlite3.Error, _Unusable) as exc:
-            conn.close()
-            raise CatalogError(f"cannot read catalog {path}: {exc}") from None
-        if version != SCHEMA_VERSION:
-            conn.close()
-            raise CatalogError(f"catalog {path} has schema {version}, not {SCHEMA_VERSION}"
-                               " (start the daemon once to upgrade it)")
-        return cls(conn, path)
 
     def close(self) -> None:
         """Close the connection. Idempotent."""
@@ -356,24 +331,6 @@ class Catalog:
             return None
         return tuple(bytes(h) for h in row if h is not None)
 
-    def page(self, offset: int, limit: int) -> list[Entry]:
-        """At most ``limit`` entries from position ``offset`` of the (bucket, key, slot)
-        order: one page of a listing, read through the primary key without loading the
-        rest of the catalog."""
-        rows = self._all(
-            f"SELECT {_COLUMNS} FROM torrents ORDER BY bucket, key, slot LIMIT ? OFFSET ?",
-            (max(0, limit), max(0, offset)),
-        )
-        return [_entry(r) for r in rows]
-
-    def bucket_totals(self) -> dict[str, tuple[int, int]]:
-        """bucket -> (entries, sum of their object sizes in bytes), from the
-        ``torrents_bucket_size`` index (the torrent bytes are not read)."""
-        rows = self._all(
-            "SELECT bucket, count(*), coalesce(sum(size), 0) FROM torrents"
-            " GROUP BY bucket ORDER BY bucket", ())
-        return {b: (int(n), int(total)) for b, n, total in rows}
-
     def count(self) -> int:
         """Number of rows (current and pinned). Counted once, then kept by every change."""
         if self._count is None:
@@ -402,6 +359,51 @@ class Catalog:
     def _all(self, sql: str, args: tuple[object, ...]) -> list[tuple]:
         with self._guard():
             return self._conn.execute(sql, args).fetchall()
+
+
+def open_readonly(path: str | os.PathLike[str]) -> Catalog:
+    """Open an existing catalog for reading only (a command beside a running daemon):
+    nothing is created, migrated or moved aside. Raises CatalogError when the file is
+    missing, unreadable, not a catalog or of another schema version."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CatalogError(f"no catalog at {path} (has the daemon run with this state dir?)")
+    try:
+        conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True,
+                               check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise CatalogError(f"cannot open catalog {path}: {exc}") from None
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        version = _schema_version(conn)
+    except (sqlite3.Error, _Unusable) as exc:
+        conn.close()
+        raise CatalogError(f"cannot read catalog {path}: {exc}") from None
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise CatalogError(f"catalog {path} has schema {version}, not {SCHEMA_VERSION}"
+                           " (start the daemon once to upgrade it)")
+    return Catalog(conn, path)
+
+
+def page(catalog: Catalog, offset: int, limit: int) -> list[Entry]:
+    """At most ``limit`` entries of ``catalog`` from position ``offset`` of the (bucket, key,
+    slot) order: one page of a listing, read through the primary key without loading the
+    rest of the catalog."""
+    rows = catalog._all(
+        f"SELECT {_COLUMNS} FROM torrents ORDER BY bucket, key, slot LIMIT ? OFFSET ?",
+        (max(0, limit), max(0, offset)),
+    )
+    return [_entry(r) for r in rows]
+
+
+def bucket_totals(catalog: Catalog) -> dict[str, tuple[int, int]]:
+    """bucket -> (entries, sum of their object sizes in bytes), from the
+    ``torrents_bucket_size`` index (the torrent bytes are not read)."""
+    rows = catalog._all(
+        "SELECT bucket, count(*), coalesce(sum(size), 0) FROM torrents"
+        " GROUP BY bucket ORDER BY bucket", ())
+    return {b: (int(n), int(total)) for b, n, total in rows}
 
 
 class _Unusable(Exception):

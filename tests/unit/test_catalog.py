@@ -7,7 +7,14 @@ import sqlite3
 
 import pytest
 
-from seeder.torrent.catalog import SCHEMA_VERSION, Catalog, CatalogError
+from seeder.torrent.catalog import (
+    SCHEMA_VERSION,
+    Catalog,
+    CatalogError,
+    bucket_totals,
+    open_readonly,
+    page,
+)
 from seeder.torrent.entry import Entry
 from tests.helpers import write_schema_1_catalog
 
@@ -245,28 +252,28 @@ def test_page_walks_the_catalog_in_order(path):
                       for i, k in enumerate(keys) for b in ("b2", "b1")])
         cat.put(entry("k000", bucket="b1", version_id="v1", seed=9))
         got = [(e.bucket, e.key, e.version_id) for o in range(0, 60, 10)
-               for e in cat.page(o, 10)]
+               for e in page(cat, o, 10)]
         assert got == sorted(got, key=lambda t: (t[0], t[1], t[2] or ""))
         assert len(got) == 51 and len(set(got)) == 51
         assert got[:2] == [("b1", "k000", None), ("b1", "k000", "v1")]
-        assert cat.page(51, 10) == [] and cat.page(0, 0) == []
+        assert page(cat, 51, 10) == [] and page(cat, 0, 0) == []
 
 
 def test_bucket_totals(path):
     with Catalog.open(path) as cat:
-        assert cat.bucket_totals() == {}
+        assert bucket_totals(cat) == {}
         cat.put(entry("a", bucket="x", seed=1))  # size 1001
         cat.put(entry("b", bucket="x", seed=2))  # 1002
         cat.put(entry("a", bucket="y", seed=3))  # 1003
-        assert cat.bucket_totals() == {"x": (2, 2003), "y": (1, 1003)}
+        assert bucket_totals(cat) == {"x": (2, 2003), "y": (1, 1003)}
 
 
 def test_open_readonly_reads_beside_a_writer_and_refuses_the_rest(path, tmp_path):
     with pytest.raises(CatalogError, match="no catalog at"):
-        Catalog.open_readonly(path)
+        open_readonly(path)
     with Catalog.open(path) as writer:
         writer.put(entry("a"))
-        with Catalog.open_readonly(path) as reader:
+        with open_readonly(path) as reader:
             assert reader.get("bk", "a") == entry("a")
             writer.put(entry("b"))
             assert reader.count() == 2
@@ -275,9 +282,9 @@ def test_open_readonly_reads_beside_a_writer_and_refuses_the_rest(path, tmp_path
     old = tmp_path / "old.sqlite3"
     write_schema_1_catalog(old, [entry("a")])
     with pytest.raises(CatalogError, match="schema 1, not 2"):
-        Catalog.open_readonly(old)
+        open_readonly(old)
     junk = tmp_path / "junk.sqlite3"
     junk.write_bytes(b"not a database" * 100)
     with pytest.raises(CatalogError, match="cannot read catalog"):
-        Catalog.open_readonly(junk)
+        open_readonly(junk)
     assert junk.read_bytes() == b"not a database" * 100  # never moved aside or rewritten
