@@ -31,7 +31,7 @@ from seeder.config import (
 )
 from seeder.ops.daemon import Daemon, serve
 from seeder.torrent.catalog import Catalog
-from seeder.torrent.service import webseed_url
+from seeder.torrent.links import webseed_url
 from tests.helpers import made_up_entry
 
 DEADLINE = 60.0
