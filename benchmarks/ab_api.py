@@ -86,14 +86,8 @@ def wait_torrent(proc: bt.Proc, url: str, timeout: float = 60.0) -> None:
 def run_load(port: int, path: str, mode: str, duration: int, load_cpu: int) -> bt.Load:
     cmd = ["taskset", "-c", str(load_cpu), "wrk", "-t1", "-c32", f"-d{duration}s",
            "--timeout", "5s", "-s", str(LUA), f"http://{bt.HOST}:{port}", "--", path, mode]
-    start = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, timeout=duration + 60, check=True).stdout
-    m = bt.re.search(rb"WRKRESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
-    if m is None:
-        raise RuntimeError(f"wrk printed no result:\n{out.decode(errors='replace')}")
-    requests, errors, non2xx, p50, p99, duration_us = (int(x) for x in m.groups())
-    del start
-    return bt.Load(requests, errors + non2xx, duration_us / 1e6, p50, p99)
+    return bt.parse_wrk_result(out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -183,10 +183,8 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
             total = 0.0
             for w in running:
                 out = w.communicate(timeout=args.duration + 60)[0]
-                m = re.search(rb"WRKRESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
-                if m is None:
-                    raise RuntimeError("wrk printed no result")
-                total += int(m[1]) / (int(m[6]) / 1e6)
+                load = bt.parse_wrk_result(out)
+                total += load.announces / load.seconds
             return total
         finally:
             for proc in procs:

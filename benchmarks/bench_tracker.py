@@ -159,6 +159,16 @@ class Load:
     p99_us: float
 
 
+def parse_wrk_result(out: bytes) -> Load:
+    """The "WRKRESULT requests errors non2xx p50_us p99_us duration_us" line that our wrk
+    scripts (wrk_announce.lua, wrk_get.lua) print in done(), as a Load; RuntimeError if none."""
+    m = re.search(rb"WRKRESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
+    if m is None:
+        raise RuntimeError(f"wrk printed no result:\n{out.decode(errors='replace')}")
+    requests, errors, non2xx, p50, p99, duration_us = (int(x) for x in m.groups())
+    return Load(requests, errors + non2xx, duration_us / 1e6, p50, p99)
+
+
 def run_wrk(args: argparse.Namespace, port: int, mode: str, connection: str,
             duration: float) -> Load:  # fmt: skip
     cmd = [
@@ -174,11 +184,7 @@ def run_wrk(args: argparse.Namespace, port: int, mode: str, connection: str,
         if m is None:
             raise RuntimeError(f"started phase did not finish in {duration:.0f} s")
         return Load(int(m[1]), 0, elapsed, float("nan"), float("nan"))
-    m = re.search(rb"WRKRESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
-    if m is None:
-        raise RuntimeError(f"wrk printed no result:\n{out.decode(errors='replace')}")
-    requests, errors, non2xx, p50, p99, duration_us = (int(x) for x in m.groups())
-    return Load(requests, errors + non2xx, duration_us / 1e6, p50, p99)
+    return parse_wrk_result(out)
 
 
 _CONNECT = struct.Struct(">QII")
