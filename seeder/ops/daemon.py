@@ -52,6 +52,7 @@ from seeder.seed.policy import Seeding
 from seeder.seed.session import SeedSession
 from seeder.seed.settings import PEER_FINGERPRINT
 from seeder.seed.swarm_budget import SwarmBudget
+from seeder.seed.upload_share import UploadShare
 from seeder.status.sampler import run_sampler
 from seeder.store import Store, make_store
 from seeder.torrent import metainfo
@@ -480,6 +481,7 @@ def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,
             config.tracker.interval * config.tracker.peer_timeout_factor,
         ),
         metrics=metrics,
+        share=UploadShare(config.seeding.upload_rate_limit),
         # The live dict (a reload swaps stores): local buckets are seeded in place.
         local_stores=stores if config.seeding.local_no_copy else None,
     )

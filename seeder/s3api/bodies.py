@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-__all__ = ["STREAM_CHUNK", "file_chunks", "metered", "nothing", "prepend", "while_"]
+__all__ = ["STREAM_CHUNK", "file_chunks", "metered", "nothing", "paced", "prepend", "while_"]
 
 STREAM_CHUNK = 256 * 1024
 
@@ -68,6 +68,23 @@ async def while_(
                 return
             yield chunk
             sent += len(chunk)
+    finally:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def paced(
+    body: AsyncIterator[bytes], wait_for: Callable[[int], float]
+) -> AsyncIterator[bytes]:
+    """``body``'s chunks, each after sleeping ``wait_for(len(chunk))`` seconds (an upload
+    limit's wait; 0: at once)."""
+    try:
+        async for chunk in body:
+            wait = wait_for(len(chunk))
+            if wait > 0:
+                await trio.sleep(wait)
+            yield chunk
     finally:
         aclose = getattr(body, "aclose", None)
         if aclose is not None:

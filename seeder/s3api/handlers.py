@@ -78,6 +78,11 @@ class WebSeedGateHook(Protocol):
         then closed, the client keeps what it got."""
         ...
 
+    def pace(self, grant: Grant, nbytes: int) -> float:
+        """Seconds to wait before the next ``nbytes`` of a granted response go out (the
+        upload limit's share of the web seed; 0.0: at once)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
@@ -394,6 +399,7 @@ class S3Api:
             raise
         if grant is not None:
             body = bodies.while_(body, functools.partial(self._gate_carry_on, grant))
+            body = bodies.paced(body, functools.partial(self._gate_pace, grant))
         body = bodies.metered(body, self._served_counter(info.bucket, info.key),
                         None if grant is None else lambda sent: self._gate_finished(grant, sent))
         headers += [
@@ -500,6 +506,14 @@ class S3Api:
         except Exception:
             log.exception("web seed gate failed on %s", grant.torrent)
             return True
+
+    def _gate_pace(self, grant: Grant, nbytes: int) -> float:
+        try:
+            assert self.gate is not None
+            return self.gate.pace(grant, nbytes)
+        except Exception:
+            log.exception("web seed pacing failed on %s", grant.torrent)
+            return 0.0
 
     def _gate_finished(self, grant: Grant, sent: int) -> None:
         try:

@@ -55,6 +55,7 @@ from seeder.seed.cache import CacheError, CacheWriter, SeedCache
 from seeder.seed.nocopy import LocalSource, local_source
 from seeder.seed.session import SeedSession
 from seeder.seed.swarm_budget import SwarmBudget, Throttle
+from seeder.seed.upload_share import UploadShare
 from seeder.seed.webseed_gate import Busy, Grant, WebSeedGate
 from seeder.store import ObjectInfo
 from seeder.store.local import LocalStore
@@ -90,12 +91,15 @@ class Seeding:
         activation: Activation | None = None,
         metrics: Any = None,
         local_stores: Mapping[str, object] | None = None,
+        share: UploadShare | None = None,
     ) -> None:
         """``budget``: the per-swarm byte budget (swarm_budget; None: the default one).
         ``activation``: which torrents the session holds (None: a default `Activation`, cap
         2000, idle after an hour). ``local_stores``: the daemon's stores by bucket (a live
         mapping: a reload swaps them); the local ones (LocalStore) are seeded from their own
-        files (seed/nocopy.py) and their objects not copied into the seed cache."""
+        files (seed/nocopy.py) and their objects not copied into the seed cache.
+        ``share``: ``[seeding] upload_rate_limit`` split between the session and the web
+        seed (upload_share; None: no limit)."""
         self.session = session
         self.active = ActiveSet(
             session,
@@ -108,6 +112,9 @@ class Seeding:
         self.gate = gate if gate is not None else WebSeedGate()
         self.budget = budget if budget is not None else SwarmBudget()
         self.clock = clock
+        self.share = share if share is not None else UploadShare(0)
+        self._bt_rate = self.share.bt_limit  # the session's upload limit as last set
+        self._bt_sent: dict[str, int] = {}  # key -> the session's payload bytes, last tick
         self._ready: dict[str, tuple[float, bool]] = {}  # key -> (asked at, swarm ready)
         self._cleaned = clock()
         self._webseed_sent: dict[str, int] = {}  # key -> web seed body bytes sent
@@ -155,6 +162,7 @@ class Seeding:
         self.budget.forget(key)
         self._ready.pop(key, None)
         self._webseed_sent.pop(key, None)
+        self._bt_sent.pop(key, None)
         self.active.forget(key)
         if not self.session.remove(key, delete_files=True):
             self.cache.remove(key)
@@ -260,6 +268,18 @@ class Seeding:
             grant, sent, now, swarm_ready=self.swarm_ready(grant.torrent, now)
         )
 
+    def pace(self, grant: Grant, nbytes: int) -> float:
+        """Seconds the web seed waits before sending ``nbytes`` more of ``grant``: its share
+        of ``[seeding] upload_rate_limit`` (upload_share); the session's share follows."""
+        wait = self.share.take(nbytes, self.clock())
+        self._apply_upload_rate()
+        return wait
+
+    def _apply_upload_rate(self) -> None:
+        rate = self.share.bt_limit
+        if rate != self._bt_rate and self.session.set_upload_rate(rate):
+            self._bt_rate = rate
+
     def finished(self, grant: Grant, sent: int) -> None:
         self._count_sent(grant, sent)
         self._counted.pop(grant.serial, None)
@@ -288,17 +308,28 @@ class Seeding:
             self.active.tick(now)
         except Exception:  # a libtorrent surprise must not take the daemon down
             log.exception("on-demand sweep failed")
+        bt_sent = 0
         for key in set(self.session.peered()).union(self.budget.tracked()):
             try:
-                self._apply_budget(key, now)
+                bt_sent += self._apply_budget(key, now)
             except Exception:  # a libtorrent surprise must not take the daemon down
                 log.exception("%s: swarm budget failed", key)
+        self.share.tick(now, bt_sent)
+        self._apply_upload_rate()
 
-    def _apply_budget(self, key: str, now: float) -> None:
+    def _apply_budget(self, key: str, now: float) -> int:
+        """Read one torrent's swarm, decide, and throttle its upload or not; the session's
+        payload bytes to its peers since the last round (for the upload share)."""
         session = self.session
-        """Read one torrent's swarm, decide, and throttle its upload or not."""
         sent = self._webseed_sent.get(key, 0)
         view = session.swarm_view(key, sent, coverage=False)
+        bt_new = 0
+        if view is None:
+            self._bt_sent.pop(key, None)
+        else:
+            before = self._bt_sent.get(key, view.sent - sent)
+            self._bt_sent[key] = view.sent - sent
+            bt_new = max(0, view.sent - sent - before)
         if view is not None and not view.covered and self.budget.over_budget(key, view):
             view = session.swarm_view(key, sent, self.gate.in_flight(key))
         throttle = self.budget.update(key, view, now)
@@ -317,6 +348,7 @@ class Seeding:
                 self.budget.spent(key) / view.size if view is not None and view.size else 0,
                 view.peers if view is not None else 0,
             )
+        return bt_new
 
     def swarm_ready(self, key: str, now: float) -> bool:
         """True when the session holds every piece of torrent ``key`` and has peers

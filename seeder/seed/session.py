@@ -36,6 +36,7 @@ from seeder.seed.settings import (
     SeedError,
     key_of,
     parse_torrent,
+    peer_class_filter,
     seed_flags,
     session_settings,
     torrent_key,
@@ -118,6 +119,7 @@ class SeedSession:
         self._resume.create()
         alerts = AlertBridge(self._session, self._on_alert)
         ses = lt.session(session_settings(self.config))
+        ses.set_peer_class_filter(peer_class_filter(ses.global_peer_class_id))
         alerts.attach(ses)
         self._ses = ses
         holder = [ses]
@@ -445,6 +447,14 @@ class SeedSession:
             handle.set_max_uploads(max(2, throttle.slots))  # libtorrent's least is 2
             handle.set_upload_limit(-1 if throttle.rate is None else max(1, throttle.rate))
             self._torrents.throttled[key] = throttle
+        return True
+
+    def set_upload_rate(self, rate: int) -> bool:
+        """The session's upload limit over all its peers, bytes/s (0: none); False when
+        the session is not running (`run` starts it at ``[seeding] upload_rate_limit``)."""
+        if self._ses is None:
+            return False
+        self._ses.apply_settings({"upload_rate_limit": max(0, rate)})
         return True
 
     def throttle(self, info_hash: str) -> Throttle | None:

@@ -93,6 +93,7 @@ PURE = (
     "seeder.demand.activation",
     "seeder.seed.swarm_budget",
     "seeder.seed.webseed_gate",
+    "seeder.seed.upload_share",
     "seeder.events.payload",
     "seeder.events.auth",
     "seeder.events.ordering",

@@ -100,3 +100,17 @@ def test_status_line() -> None:
         torrents=12, seeding=10, downloading=2, peers=5, upload_rate=1536.0, cache_bytes=3 << 30
     ).status_line()
     assert line == "seeding 10/12 torrents, 2 downloading, 5 peers, up 1.5 KiB/s, cache 3.0 GiB"
+
+
+def test_every_address_is_in_the_global_peer_class() -> None:
+    """Private and loopback peers too: the session's upload_rate_limit covers them."""
+    from seeder.seed.settings import peer_class_filter
+
+    ses = lt.session({"listen_interfaces": "127.0.0.1:0", "enable_dht": False})
+    one = peer_class_filter(ses.global_peer_class_id)
+    every = 1 << ses.global_peer_class_id
+    for addr in ("10.99.0.10", "192.168.1.2", "127.0.0.2", "8.8.8.8", "::1", "fd00::1"):
+        assert one.access(addr) == every, addr
+    assert one.export_filter() == ([("0.0.0.0", "255.255.255.255")],
+                                   [("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")])
+    ses.set_peer_class_filter(one)
