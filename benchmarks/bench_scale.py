@@ -1,9 +1,9 @@
 """A bucket of many small objects on one node (issue 19): the daemon's costs against N.
 
-For each N (default 10k and 100k; ``--sizes 10000,100000,1000000``) it writes N one-byte
-files into a local bucket (1000 per directory) and runs ``python -m seeder serve`` as a
-process of its own with a fresh state dir, default settings otherwise (seeding on, on-demand
-cap 2000), and measures:
+For each N (default 10k and 100k; ``--sizes 10000,100000,1000000``) it writes N files of
+``--object-size`` bytes (default 1 KiB) into a local bucket (1000 per directory) and runs
+``python -m seeder serve`` as a process of its own with a fresh state dir, default settings
+otherwise (seeding on, on-demand cap 2000), and measures:
 
 - first scan: the scanner's first pass (its "scan: ..." log line), objects per second;
 - rescan: its second pass over the unchanged bucket (nothing hashed, nothing read; the
@@ -55,12 +55,16 @@ def key_of(i: int) -> str:
     return f"d{i // PER_DIR:04d}/o{i:07d}"
 
 
-def make_bucket(root: Path, n: int) -> None:
+OBJECT_SIZE = 1024
+
+
+def make_bucket(root: Path, n: int, size: int | None = None) -> None:
+    size = OBJECT_SIZE if size is None else size
     for i in range(n):
         if i % PER_DIR == 0:
             (root / f"d{i // PER_DIR:04d}").mkdir(parents=True, exist_ok=True)
         with open(root / key_of(i), "wb") as f:
-            f.write(bytes([i % 251 + 1]))
+            f.write(i.to_bytes(8, "big") * (size // 8) + bytes([i % 251 + 1]) * (size % 8))
 
 
 def write_config(work: Path, bucket: Path, ports: dict[str, int] | None = None,
@@ -293,7 +297,7 @@ def run_synthetic(n: int, work: Path, idle_seconds: float) -> dict[str, object]:
     scan: for sizes whose first scan takes too long here); only the first 1000 objects exist
     as files, and the scanner is off (it would drop the others)."""
     bucket = work / "bucket"
-    make_bucket(bucket, min(n, 1000))
+    make_bucket(bucket, min(n, 1000), size=1)
     cfg, ports = write_config(work, bucket, scan_interval=3600)
     cfg.write_text(cfg.read_text().replace("[scanner]\n", "[scanner]\nenabled = false\n"))
     t0 = time.monotonic()
@@ -309,9 +313,13 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--keep", help="work in this directory and keep it")
     ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--object-size", type=int, default=1024,
+                    help="bytes per object (scanned sizes; --synthetic rows are 1 byte)")
     ap.add_argument("--synthetic", default="",
                     help="sizes measured on a catalog written directly (no scan)")
     args = ap.parse_args()
+    global OBJECT_SIZE
+    OBJECT_SIZE = args.object_size
     rows = []
     sizes = [(int(x), False) for x in args.sizes.split(",") if x]
     sizes += [(int(x), True) for x in args.synthetic.split(",") if x]

@@ -151,7 +151,17 @@ async def _scan_bucket(service: TorrentService, bucket: str, store: Store,
     """Merge the bucket's listing with its catalog rows in key order, a page at a time
     (constant memory); generate and drop as each page says. A listing that fails midway
     has dropped only what its pages proved gone; a listing out of key order stops the
-    bucket's pass (a merge could not tell deleted keys from late ones)."""
+    bucket's pass (a merge could not tell deleted keys from late ones). The torrents made
+    are committed to the catalog a page at a time and when the pass ends, however it ends
+    (``get_torrent(listed=)`` leaves them in the open transaction)."""
+    try:
+        await _merge(service, bucket, store, totals)
+    finally:
+        service.catalog.flush()
+
+
+async def _merge(service: TorrentService, bucket: str, store: Store,
+                 totals: ScanSummary) -> None:
     catalog = service.catalog
     after: str | None = None  # the catalog is merged up to and including this key
     async with trio.open_nursery() as nursery:
@@ -171,6 +181,7 @@ async def _scan_bucket(service: TorrentService, bucket: str, store: Store,
                     totals.dropped += 1
             for info in the_plan.to_generate:
                 await generate.start(info)
+            catalog.flush()  # the rows the jobs made so far: one commit for many
         # Everything the catalog holds past the last listed key is gone.
         while rest := catalog.etag_page(bucket, after, None, PAGE):  # bounded: after grows
             for key, etag in rest:

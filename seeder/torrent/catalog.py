@@ -128,8 +128,16 @@ class Catalog:
                 raise CatalogError(f"cannot create catalog {path}: {exc2}") from None
 
     def close(self) -> None:
-        """Close the connection. Idempotent."""
+        """Commit what ``put_newest(commit=False)`` left pending, close the connection.
+        Idempotent."""
         with self._lock:
+            try:
+                if self._conn.in_transaction:
+                    self._conn.commit()
+            except sqlite3.ProgrammingError:
+                pass  # closed already
+            except sqlite3.Error as exc:
+                log.warning("catalog %s: the last rows were not committed: %s", self.path, exc)
             self._conn.close()
 
     def __enter__(self) -> Catalog:
@@ -155,13 +163,20 @@ class Catalog:
         """
         return self.put_newest(entry, keep_newer=False)[1]
 
-    def put_newest(self, entry: Entry, *, keep_newer: bool = True) -> tuple[bool, Entry | None]:
+    def put_newest(self, entry: Entry, *, keep_newer: bool = True,
+                   commit: bool = True) -> tuple[bool, Entry | None]:
         """As :meth:`put`, in one transaction with the check: when ``keep_newer`` and the row
         holds another ETag of a newer object (jobs for two ETags of one key finished out of
-        order), nothing is written. Returns (written, the row found)."""
+        order), nothing is written. Returns (written, the row found).
+
+        ``commit=False`` (many small writes, the scanner's): the row is written into the
+        open transaction: every reader of this Catalog sees it at once, other connections
+        (a read-only command) and the disk at the next commit: of any change made with
+        ``commit=True``, or :meth:`flush`. A failed statement rolls back every row not yet
+        committed (the catalog is a cache: the scanner makes them again)."""
         slot = entry.version_id or ""
         v2 = entry.info_hash_v2
-        with self._guard(), self._conn:
+        with self._guard(), (self._conn if commit else _in_transaction(self._conn)):
             old = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM torrents WHERE bucket=? AND key=? AND slot=?",
                 (entry.bucket, entry.key, slot),
@@ -201,6 +216,12 @@ class Catalog:
             )
             self._count = None  # some rows were new, some replaced: counted again when asked
 
+    def flush(self) -> None:
+        """Commit the rows written with ``put_newest(commit=False)`` (if any)."""
+        with self._guard():
+            if self._conn.in_transaction:
+                self._conn.commit()
+
     def delete(self, bucket: str, key: str, version_id: str | None = None) -> Entry | None:
         """Remove the current-object row (or the pinned ``version_id`` row); return what it held."""
         slot = version_id or ""
@@ -221,11 +242,6 @@ class Catalog:
         """Keys in ``bucket`` that have a current-object torrent (pinned versions excluded)."""
         rows = self._all("SELECT key FROM torrents WHERE bucket=? AND slot=''", (bucket,))
         return {r[0] for r in rows}
-
-    def etags(self, bucket: str) -> dict[str, str]:
-        """key -> recorded ETag for the current-object torrents in ``bucket`` (scanner input)."""
-        rows = self._all("SELECT key, etag FROM torrents WHERE bucket=? AND slot=''", (bucket,))
-        return {k: e for k, e in rows}
 
     def etag_page(self, bucket: str, after: str | None, upto: str | None,
                   limit: int = 1000) -> list[tuple[str, str]]:
@@ -359,6 +375,17 @@ class Catalog:
     def _all(self, sql: str, args: tuple[object, ...]) -> list[tuple]:
         with self._guard():
             return self._conn.execute(sql, args).fetchall()
+
+
+@contextmanager
+def _in_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """Statements left in the connection's open transaction (no commit); rolled back, with
+    everything else uncommitted, if one fails."""
+    try:
+        yield
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 def open_readonly(path: str | os.PathLike[str]) -> Catalog:

@@ -62,6 +62,7 @@ __all__ = [
     "MetainfoError",
     "PieceHashes",
     "build_torrent",
+    "build_torrent_hashed",
     "check_piece_length",
     "decode_torrent",
     "info_hashes",
@@ -230,6 +231,26 @@ def build_torrent(
     ``size`` (wrong number of piece hashes, bad piece length, layer without root, ...).
     Deterministic: equal arguments give equal bytes.
     """
+    return build_torrent_hashed(
+        bucket=bucket, key=key, size=size, hashes=hashes, announce=announce,
+        announce_list=announce_list, url_list=url_list, created_by=created_by,
+        piece_length=piece_length)[0]
+
+
+def build_torrent_hashed(
+    *,
+    bucket: str,
+    key: str,
+    size: int,
+    hashes: PieceHashes,
+    announce: str | None,
+    announce_list: Iterable[Iterable[str]] | None,
+    url_list: Iterable[str] | None,
+    created_by: str,
+    piece_length: int | None = None,
+) -> tuple[bytes, InfoHashes]:
+    """:func:`build_torrent` and the torrent's :func:`info_hashes`, hashed over the ``info``
+    bytes as they were encoded (no walk of the result). Same arguments, same errors."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise MetainfoError(f"size must be a non-negative integer, not {size!r}")
     if size == 0:
@@ -268,8 +289,15 @@ def build_torrent(
         raise MetainfoError("a piece layer without a pieces root")
     top.update(_link_values(Links.of(announce, announce_list, url_list)))
     top[b"created by"] = created_by
-    top[b"info"] = info
-    return bencode.encode(top)
+    raw = bencode.encode(info)
+    v1 = hashlib.sha1(raw).digest()
+    v2 = hashlib.sha256(raw).digest() if hashes.pieces_root is not None else None
+    # The top level in key order with ``info`` spliced in as encoded (its key sorts between
+    # "created by" and "piece layers"; no other key equals it).
+    before = bencode.encode({k: v for k, v in top.items() if k < b"info"})
+    after = bencode.encode({k: v for k, v in top.items() if k > b"info"})
+    torrent = b"".join((before[:-1], b"4:info", raw, after[1:]))
+    return torrent, InfoHashes(v1, v2)
 
 
 def info_hashes(torrent: bytes) -> InfoHashes:

@@ -84,6 +84,7 @@ class Fetched(NamedTuple):
 @dataclass(slots=True)
 class _Job:
     done: trio.Event = field(default_factory=trio.Event)
+    scanned: bool = False  # started by the scanner: its row is committed by the scanner's flush
     result: Entry | None = None
     error: BaseException | None = None
 
@@ -151,10 +152,14 @@ class TorrentService:
                           listed: ObjectInfo | None = None) -> Entry:
         """The torrent for the object now at (bucket, key[, version_id]), generating it if needed.
 
-        ``listed``: this object's entry in a listing of the store just made (the scanner); it
-        stands in for the HEAD when the store says its listing gives what a HEAD does
-        (``listing_is_head``: a local directory's stat). Reads are pinned to its ETag, so a
-        file changed since fails the job (ObjectChanged), never makes a wrong torrent.
+        ``listed``: this object's entry in a listing of the store just made (the scanner),
+        whose merge with the catalog found no current torrent for it: the catalog is not read
+        again (a torrent made meanwhile is made again, never a wrong one), and the new row is
+        committed with the scanner's next ``catalog.flush()`` (every reader of this catalog
+        sees it at once). It stands in for the HEAD when the store says its listing gives
+        what a HEAD does (``listing_is_head``: a local directory's stat). Reads are pinned
+        to its ETag, so a file changed since fails the job (ObjectChanged), never makes a
+        wrong torrent.
 
         Raises NotQualified (too large, SSE-C, empty), the store's errors (NoSuchBucket,
         NoSuchKey, ObjectChanged, StoreUnavailable, BackendAccessDenied, InvalidKey), and
@@ -176,7 +181,7 @@ class TorrentService:
                    stale_ok: bool, listed: ObjectInfo | None = None) -> Fetched:
         store, bconf = self._bucket(bucket)
         try:
-            cached = self.catalog.get(bucket, key, version_id)
+            cached = None if listed is not None else self.catalog.get(bucket, key, version_id)
         except CatalogError as exc:
             # A broken catalog costs a generation, not an answer.
             log.error("%s", exc)
@@ -211,13 +216,15 @@ class TorrentService:
             if self.metrics:
                 self.metrics.stale_answers_total.labels(bucket=bucket).inc()
             return Fetched(cached, True)
-        return await self._answer(store, bconf, info, version_id, cached)
+        return await self._answer(store, bconf, info, version_id, cached,
+                                  scanned=listed is not None)
 
     async def _answer(self, store: Store, bconf: BucketConfig, info: ObjectInfo,
-                      version_id: str | None, cached: Entry | None) -> Fetched:
+                      version_id: str | None, cached: Entry | None,
+                      scanned: bool = False) -> Fetched:
         """The fresh torrent for ``info``: ``cached`` if still current, else generated."""
         check_qualifies(info.size, info.sse_c)
-        if ((cached is None or not is_current(cached, info, bconf))
+        if (not scanned and (cached is None or not is_current(cached, info, bconf))
                 and (info.bucket, info.key, version_id or "", info.etag) not in self._jobs):
             # A job for this object may have finished while the caller awaited the HEAD: its
             # torrent is in the catalog now, and a new job would read the object again.
@@ -236,7 +243,7 @@ class TorrentService:
             relinked = self._relink(cached, want, version, info.last_modified)
             if relinked is not None:
                 return Fetched(relinked, False)
-        return Fetched(await self._shared_job(store, bconf, info, version_id), False)
+        return Fetched(await self._shared_job(store, bconf, info, version_id, scanned), False)
 
     def forget(self, bucket: str, key: str, version_id: str | None = None, *,
                etag: str | None = None, share: bool = True) -> Entry | None:
@@ -337,13 +344,13 @@ class TorrentService:
         return store, bconf
 
     async def _shared_job(self, store: Store, bconf: BucketConfig, info: ObjectInfo,
-                          version_id: str | None) -> Entry:
+                          version_id: str | None, scanned: bool = False) -> Entry:
         if self._nursery is None:
             raise RuntimeError("TorrentService.run() is not running")
         job_key = (info.bucket, info.key, version_id or "", info.etag)
         job = self._jobs.get(job_key)
         if job is None:
-            job = self._jobs[job_key] = _Job()
+            job = self._jobs[job_key] = _Job(scanned=scanned)
             self._nursery.start_soon(self._run_job, job_key, job, store, bconf, info, version_id)
         await job.done.wait()
         if job.error is not None:
@@ -373,7 +380,7 @@ class TorrentService:
                     self.metrics.generation_queue_depth.dec()
             job.result = entry
             result = "ok"
-            self._store_entry(entry)
+            self._store_entry(entry, commit=not job.scanned)
             log.log(_level(info), "generated the torrent for %s (%d bytes, %s, piece %d KiB)"
                     " in %.1f s", name, info.size, entry.format, entry.piece_length // 1024,
                     time.monotonic() - started)
@@ -447,13 +454,12 @@ class TorrentService:
             # The hashed version, also for the current object: after an overwrite the web
             # seed URL must still give the bytes the piece hashes describe.
             links = self._links(store, bconf, info.key, version)
-            torrent = metainfo.build_torrent(
+            torrent, ih = metainfo.build_torrent_hashed(
                 bucket=info.bucket, key=info.key, size=info.size, piece_length=piece_length,
                 hashes=hashes, announce=links.announce, announce_list=links.announce_list,
                 url_list=links.url_list,
                 created_by=f"s3torrent/{__version__}",
             )
-            ih = metainfo.info_hashes(torrent)
         except BaseException:
             if sink is not None:
                 sink.abort()
@@ -469,10 +475,10 @@ class TorrentService:
             object_version=version,
         )
 
-    def _store_entry(self, entry: Entry) -> None:
+    def _store_entry(self, entry: Entry, commit: bool = True) -> None:
         try:
             # Jobs for two ETags of one key may finish out of order: keep the newer object.
-            written, old = self.catalog.put_newest(entry)
+            written, old = self.catalog.put_newest(entry, commit=commit)
             if not written:
                 return
         except CatalogError as exc:

@@ -212,3 +212,20 @@ async def test_listing_out_of_key_order_stops_the_bucket(tmp_path, root):
         summary = await scan_once(service, stores)
         assert summary.bucket_errors == 1
         assert service.catalog.keys("bk") == {"m"}  # nothing dropped on a bad merge
+
+
+async def test_a_pass_commits_its_torrents_for_other_readers(tmp_path, root):
+    # The scanner's rows are written without a commit each (one commit a page and at the
+    # end of the bucket's pass): a read-only reader sees them all once the pass is over.
+    from seeder.torrent.catalog import open_readonly
+
+    for i in range(30):
+        put_file(root / f"k{i:02d}", 100 + i)
+    async with running(tmp_path, {"bk": root}) as (service, stores, _rec):
+        summary = await scan_once(service, stores)
+        assert summary.generated == 30
+        assert not service.catalog._conn.in_transaction
+        with open_readonly(service.catalog.path) as reader:
+            assert len(reader.etag_page("bk", None, None)) == 30
+            got = reader.get("bk", "k07")
+            assert got is not None and got.size == 107

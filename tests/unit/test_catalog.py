@@ -95,7 +95,7 @@ def test_pinned_versions_live_beside_the_current_row(path):
         assert cat.get("bk", "a/b.bin", "v1") == pinned
         assert cat.get("bk", "a/b.bin", "v9") is None
         assert cat.keys("bk") == {"a/b.bin"}
-        assert cat.etags("bk") == {"a/b.bin": "e2"}
+        assert cat.etag_page("bk", None, None) == [("a/b.bin", "e2")]
         assert cat.count() == 2
         assert cat.delete("bk", "a/b.bin") == cur
         assert cat.get("bk", "a/b.bin", "v1") == pinned
@@ -288,3 +288,38 @@ def test_open_readonly_reads_beside_a_writer_and_refuses_the_rest(path, tmp_path
     with pytest.raises(CatalogError, match="cannot read catalog"):
         open_readonly(junk)
     assert junk.read_bytes() == b"not a database" * 100  # never moved aside or rewritten
+
+
+def test_put_without_commit_is_seen_here_at_once_and_elsewhere_after_flush(path):
+    with Catalog.open(path) as writer, open_readonly(path) as reader:
+        writer.put(entry("a"))
+        assert writer.put_newest(entry("b", seed=2), commit=False) == (True, None)
+        assert writer.get("bk", "b") == entry("b", seed=2)  # this connection: at once
+        assert writer.by_info_hash(bytes([2]) * 20) == entry("b", seed=2)
+        assert writer.count() == 2
+        assert reader.get("bk", "b") is None  # another connection: not yet
+        writer.flush()
+        assert reader.get("bk", "b") == entry("b", seed=2)
+        writer.flush()  # nothing pending: nothing to do
+        writer.put_newest(entry("c", seed=3), commit=False)
+        writer.delete("bk", "a")  # any committed change commits the pending rows too
+        assert reader.get("bk", "c") == entry("c", seed=3)
+        writer.put_newest(entry("d", seed=4), commit=False)
+    with Catalog.open(path) as cat:  # close commits what was pending
+        assert [k for k, _ in cat.etag_page("bk", None, None)] == ["b", "c", "d"]
+
+
+def test_a_failed_uncommitted_put_rolls_back_the_pending_rows(path):
+    with Catalog.open(path) as cat:
+        cat.put(entry("a"))
+        cat.put_newest(entry("b", seed=2), commit=False)
+        cat._conn.execute("CREATE TEMP TRIGGER no_c BEFORE INSERT ON torrents"
+                          " WHEN NEW.key = 'c' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        with pytest.raises(CatalogError, match="refused"):
+            cat.put_newest(entry("c", seed=3), commit=False)
+        assert cat.get("bk", "b") is None
+        assert cat.count() == 1
+        cat.put_newest(entry("d", seed=4), commit=False)
+        cat.flush()
+    with Catalog.open(path) as cat:
+        assert [k for k, _ in cat.etag_page("bk", None, None)] == ["a", "d"]
