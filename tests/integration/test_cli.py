@@ -168,6 +168,10 @@ def test_check_config_of_the_shipped_example(tmp_path: Path) -> None:
     assert (r.returncode, r.stderr) == (0, "")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_check_config_interrupted_exits_130(tmp_path: Path) -> None:
     """Ctrl-C while reading a config that never arrives (a FIFO nobody writes)."""
     fifo = tmp_path / "seeder.toml"
@@ -176,6 +180,10 @@ def test_check_config_interrupted_exits_130(tmp_path: Path) -> None:
         [sys.executable, "-m", "seeder", "check-config", str(fifo)],
         cwd=tmp_path, env=clean_env(), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # A suite started in the background by a non-interactive shell (`cmd &`) inherits
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the child
+        # would wait for the FIFO forever. Ctrl-C reaches a command run by hand.
+        preexec_fn=_default_sigint,
     )
     writer = -1
     try:
