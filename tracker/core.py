@@ -92,6 +92,7 @@ class TrackerCore:
         self.proxies = parse_proxies(trusted_proxies)
         self.connection_ids = udp_protocol.ConnectionIds(secret or os.urandom(32))
         self._ips: dict[str, bytes] = {}
+        self._sources: dict[tuple[str, int], bytes] = {}
         self.on_announce = on_announce
         self.peer_log = peer_log
         self.own_peer_prefix = own_peer_prefix
@@ -175,7 +176,7 @@ class TrackerCore:
         if peer_log is not None:
             prev = swarm.peers.get(addr)
             downloaded = swarm.downloaded
-        addrs = self.swarms.announce(
+        peers, peers6 = self.swarms.announce(
             swarm, addr, req.peer_id, req.left == 0, req.event, numwant, FAMILY_ANY, now
         )
         if peer_log is not None:
@@ -188,7 +189,6 @@ class TrackerCore:
         if self.metrics is not None:
             self.metrics.announce("http", req.event)
         if req.compact:
-            peers, peers6 = responses.split_families(addrs)
             return responses.render_announce(
                 interval=self.interval,
                 min_interval=self.min_interval,
@@ -198,6 +198,8 @@ class TrackerCore:
                 peers6=peers6,
                 tracker_id=req.trackerid,
             )
+        addrs = [peers[i : i + 6] for i in range(0, len(peers), 6)]
+        addrs += [peers6[i : i + 18] for i in range(0, len(peers6), 18)]
         ids = None
         if not req.no_peer_id:
             ids = {a: p.peer_id for a in addrs if (p := swarm.peers.get(a)) is not None}
@@ -246,14 +248,26 @@ class TrackerCore:
             return self._packed(host)  # the common case, memoised, without the extra call
         return client_ip(host, headers, self.proxies)
 
+    def _source(self, client: tuple[str, int]) -> bytes | None:
+        """The compact address of a UDP client (None: not an IP), memoised (bounded): a
+        client's announce follows its connect from the same socket address."""
+        ip = self._packed(client[0])
+        if ip is None:
+            return None
+        if len(self._sources) >= _IP_MEMO_MAX:
+            self._sources.clear()
+        source = self._sources[client] = ip + client[1].to_bytes(2, "big")
+        return source
+
     # -- UDP --------------------------------------------------------------------------
 
     def udp(self, data: bytes, client: tuple[str, int], now: float) -> bytes | None:
         """Answer one BEP 15 datagram from ``client`` (host, port); None = no reply."""
-        ip = self._ips.get(client[0]) or self._packed(client[0])
-        if ip is None:
-            return None
-        source = ip + client[1].to_bytes(2, "big")
+        source = self._sources.get(client)
+        if source is None:
+            source = self._source(client)
+            if source is None:
+                return None
         metrics = self.metrics
         try:
             req = udp_protocol.parse_request(data)
@@ -279,12 +293,11 @@ class TrackerCore:
             if metrics is not None:
                 metrics.failure(exc.code)
             return udp_protocol.render_error(req.transaction_id, str(exc))
-        if self.accept_ip_param and req.ip and len(ip) == 4:
-            ip = req.ip.to_bytes(4, "big")
-            source = ip + client[1].to_bytes(2, "big")
+        if self.accept_ip_param and req.ip and len(source) == 6:
+            source = req.ip.to_bytes(4, "big") + source[4:]
         port = req.port
         if port != client[1]:
-            source = ip + port.to_bytes(2, "big")
+            source = source[:-2] + port.to_bytes(2, "big")
         numwant = req.numwant
         if numwant < 0:
             numwant = DEFAULT_NUMWANT
@@ -295,14 +308,14 @@ class TrackerCore:
         if peer_log is not None:
             prev = swarm.peers.get(source)
             downloaded = swarm.downloaded
-        addrs = self.swarms.announce(
+        peers, peers6 = self.swarms.announce(
             swarm,
             source,
             req.peer_id,
             req.left == 0,
             event,
             numwant,
-            FAMILY_V4 if len(ip) == 4 else FAMILY_V6,
+            FAMILY_V4 if len(source) == 6 else FAMILY_V6,
             now,
         )
         if peer_log is not None:
@@ -315,18 +328,12 @@ class TrackerCore:
         if metrics is not None:
             metrics.announce("udp", event)
         return udp_protocol.render_announce(
-            req.transaction_id, self.interval, swarm.incomplete, swarm.complete, b"".join(addrs)
+            req.transaction_id, self.interval, swarm.incomplete, swarm.complete,
+            peers if len(source) == 6 else peers6,
         )
 
     def _udp_scrape(self, req: udp_protocol.UdpScrape) -> bytes:
-        entries = []
-        for h in req.info_hashes:
-            counts = self.swarms.scrape(h)
-            if counts is None:
-                entries.append((0, 0, 0))
-            else:
-                complete, downloaded, incomplete = counts
-                entries.append((complete, downloaded, incomplete))
+        counts = self.swarms.counts(req.info_hashes)  # unknown hashes: zeros
         if self.metrics is not None:
             self.metrics.scrape("udp")
-        return udp_protocol.render_scrape(req.transaction_id, entries)
+        return udp_protocol.render_scrape(req.transaction_id, counts)

@@ -4,11 +4,13 @@ Pure bookkeeping: no I/O; ``now`` (seconds, any monotonic origin) and the random
 are arguments. Built for the hot path:
 
 - A peer is keyed by its compact address (4- or 16-byte IP + 2-byte port), which is
-  also what the compact response carries, so a response is a join of stored bytes.
-- Each swarm keeps its peers' addresses in four lists (IPv4/IPv6 x seeder/leecher).
-  Removal swaps the last element in (O(1)); a peer list is a window of the numwant
-  addresses at a random offset in those lists read as one ring (O(numwant), never a
-  copy or a scan of the swarm). Swap-removal and appends keep reshuffling the order.
+  also what the compact response carries.
+- Each swarm keeps its peers' compact addresses back to back in four byte strings
+  (IPv4/IPv6 x seeder/leecher, ``Swarm.packed``): the compact peer list of an answer is
+  one or two slices of them, never a join of per-peer objects. Removal moves the last
+  address into the hole (O(1)); an answer is a window of numwant addresses at a random
+  offset in those strings read as one ring (O(numwant), never a copy or a scan of the
+  swarm). Swap-removal and appends keep reshuffling the order.
 - Expiry is a queue of time buckets: an announce files the peer under the bucket in
   which it expires (once per bucket, so a chatty peer costs a bounded number of
   entries); ``clean(now)`` pops the due buckets (in bounded slices if asked) and drops
@@ -19,9 +21,11 @@ are arguments. Built for the hot path:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
+from tracker.peerwindow import WIDTH as _WIDTH
+from tracker.peerwindow import mixed, ring
 
 __all__ = [
     "FAMILY_ANY",
@@ -39,6 +43,8 @@ FAMILY_ANY = FAMILY_V4 | FAMILY_V6
 
 _SEEDER = 0
 _LEECHER = 1
+_NO_PEERS = (b"", b"")
+_ZEROS = (0, 0, 0)
 _BUCKETS_PER_TIMEOUT = 8  # expiry precision: a peer lives timeout .. timeout * 9/8
 
 
@@ -51,20 +57,12 @@ class SwarmError(ValueError):
         self.code = code
 
 
-def _position(peer: Peer | None, slots: tuple[int, ...]) -> tuple[int, int]:
-    """(index in ``slots`` of the peer's list, its index there), or (-1, 0) if it is in
-    none of them (or not stored)."""
-    if peer is None or peer.slot not in slots:
-        return -1, 0
-    return slots.index(peer.slot), peer.idx
-
-
 class Peer:
     """One peer of one swarm. ``slot`` = family * 2 + role (0 seeder, 1 leecher) names the
-    address list it sits in, at index ``idx``. ``swarm`` is None once removed (the expiry
-    queue may still hold it; it is skipped then).
+    address string it sits in, at index ``idx`` (in addresses). ``swarm`` is None once
+    removed (the expiry queue may still hold it; it is skipped then).
 
-    A peer's compact address is ``swarm.lists[slot][idx]`` (the ``addr`` property), not a
+    A peer's compact address is in ``swarm.packed[slot]`` (the ``addr`` property), not a
     field: with 100k peers every 8 bytes per peer is ~1 MB of RSS."""
 
     __slots__ = ("completed", "expires", "idx", "peer_id", "slot", "swarm")
@@ -81,32 +79,51 @@ class Peer:
     def addr(self) -> bytes:
         """The compact address (only while the peer is in a swarm)."""
         assert self.swarm is not None
-        return self.swarm.lists[self.slot][self.idx]
+        w = _WIDTH[self.slot]
+        return bytes(self.swarm.packed[self.slot][self.idx * w : self.idx * w + w])
 
 
 class Swarm:
     """The peers of one torrent (under one or more info-hashes)."""
 
-    __slots__ = ("downloaded", "hashes", "lazy", "lists", "peers", "registered")
+    __slots__ = ("downloaded", "hashes", "lazy", "packed", "peers", "registered")
 
     def __init__(self, hashes: tuple[bytes, ...], registered: bool) -> None:
         self.hashes = hashes
         self.registered = registered
         self.lazy = False  # registered through ``Swarms.resolve``: dropped once empty
         self.peers: dict[bytes, Peer] = {}
-        # slot = family * 2 + role: [v4 seeders, v4 leechers, v6 seeders, v6 leechers]
-        self.lists: tuple[list[bytes], list[bytes], list[bytes], list[bytes]] = ([], [], [], [])
+        # slot = family * 2 + role: v4 seeders, v4 leechers, v6 seeders, v6 leechers; each
+        # the compact addresses back to back (6 or 18 bytes each, _WIDTH)
+        self.packed = (bytearray(), bytearray(), bytearray(), bytearray())
         self.downloaded = 0
 
     @property
     def complete(self) -> int:
         """Seeders."""
-        return len(self.lists[0]) + len(self.lists[2])
+        return len(self.packed[0]) // 6 + len(self.packed[2]) // 18
 
     @property
     def incomplete(self) -> int:
         """Leechers."""
-        return len(self.lists[1]) + len(self.lists[3])
+        return len(self.packed[1]) // 6 + len(self.packed[3]) // 18
+
+    def add(self, peer: Peer, addr: bytes) -> None:
+        """Append ``addr`` to the string of ``peer.slot``; sets ``peer.idx``."""
+        blob = self.packed[peer.slot]
+        peer.idx = len(blob) // _WIDTH[peer.slot]
+        blob += addr
+
+    def take(self, peer: Peer) -> None:
+        """Take ``peer``'s address out of its string: the last one moves into the hole."""
+        blob = self.packed[peer.slot]
+        w = _WIDTH[peer.slot]
+        at = peer.idx * w
+        if at + w < len(blob):
+            last = bytes(blob[-w:])
+            blob[at : at + w] = last
+            self.peers[last].idx = peer.idx
+        del blob[-w:]
 
 
 class Swarms:
@@ -217,9 +234,7 @@ class Swarms:
                 self._count(peer.slot, -1)
                 peer.swarm = None
                 continue
-            lst = into.lists[peer.slot]
-            peer.idx = len(lst)
-            lst.append(addr)
+            into.add(peer, addr)
             peer.swarm = into
             into.peers[addr] = peer
         into.downloaded += other.downloaded
@@ -235,8 +250,8 @@ class Swarms:
             self._count(peer.slot, -1)
             peer.swarm = None
         swarm.peers.clear()
-        for lst in swarm.lists:
-            lst.clear()
+        for blob in swarm.packed:
+            blob.clear()
         for h in swarm.hashes:
             if self.by_hash.get(h) is swarm:
                 del self.by_hash[h]
@@ -275,6 +290,19 @@ class Swarms:
             return None
         return swarm.complete, swarm.downloaded, swarm.incomplete
 
+    def counts(self, hashes: Iterable[bytes]) -> list[int]:
+        """complete, downloaded, incomplete of each of ``hashes``, back to back (a UDP
+        scrape): zeros for a hash without a swarm."""
+        out: list[int] = []
+        for swarm in map(self.by_hash.get, hashes):
+            if swarm is None:
+                out += _ZEROS
+            else:
+                p = swarm.packed
+                out += (len(p[0]) // 6 + len(p[2]) // 18, swarm.downloaded,
+                        len(p[1]) // 6 + len(p[3]) // 18)
+        return out
+
     # -- announce -------------------------------------------------------------------
 
     def announce(
@@ -287,10 +315,12 @@ class Swarms:
         numwant: int,
         families: int,
         now: float,
-    ) -> list[bytes]:
+    ) -> tuple[bytes, bytes]:
         """Record one announce from the peer at compact ``addr`` (6 or 18 bytes) and return
         up to ``numwant`` compact addresses of other peers, of the ``families`` asked for
-        (FAMILY_V4 / FAMILY_V6 bits), never ``addr`` itself. Seeders get leechers first.
+        (FAMILY_V4 / FAMILY_V6 bits), never ``addr`` itself, as (IPv4 addresses, IPv6
+        addresses), each string the compact addresses back to back (BEP 23 / BEP 7).
+        Seeders get leechers first.
         ``stopped`` removes the peer and returns no peers. One download is counted per
         peer (a hybrid torrent announces it under both hashes) on ``completed``, or when
         a peer stored as a leecher comes back with nothing left (any event): aria2, for
@@ -303,15 +333,14 @@ class Swarms:
                 self._remove(peer, addr)
             elif not swarm.peers and not self._kept_empty(swarm):
                 self._drop_swarm(swarm)
-            return []
+            return _NO_PEERS
         slot = (2 if len(addr) == 18 else 0) + (_SEEDER if seeder else _LEECHER)
         if peer is None:
             if len(swarm.peers) < self.max_peers_per_swarm and (
                 self.seeders + self.leechers < self.max_peers
             ):
-                lst = swarm.lists[slot]
-                peer = Peer(peer_id, swarm, slot, len(lst))
-                lst.append(addr)
+                peer = Peer(peer_id, swarm, slot, 0)
+                swarm.add(peer, addr)
                 swarm.peers[addr] = peer
                 self._count(slot, 1)
         elif peer.slot != slot:
@@ -319,10 +348,8 @@ class Swarms:
                 peer.completed = True  # a leecher that finished, whatever its event says
                 swarm.downloaded += 1
             self._unlink(peer)
-            lst = swarm.lists[slot]
             peer.slot = slot
-            peer.idx = len(lst)
-            lst.append(addr)
+            swarm.add(peer, addr)
             self._count(slot, 1)
         if peer is not None:
             if peer.peer_id != peer_id:
@@ -348,63 +375,39 @@ class Swarms:
         if peer is None and not swarm.peers and not self._kept_empty(swarm):
             # Not stored (caps) into an empty open swarm: do not keep an empty shell.
             self._drop_swarm(swarm)
-            return []
+            return _NO_PEERS
         if numwant <= 0:
-            return []
-        lists = swarm.lists
-        if families == FAMILY_ANY:
-            seed_slots, leech_slots = (0, 2), (1, 3)
-        elif families == FAMILY_V6:
-            seed_slots, leech_slots = (2,), (3,)
-        else:
-            seed_slots, leech_slots = (0,), (1,)
+            return _NO_PEERS
+        packed = swarm.packed
+        rand = self.rng.random
+        if families == FAMILY_ANY:  # one family when the swarm has only one: same ring
+            if not (packed[2] or packed[3]):
+                families = FAMILY_V4
+            elif not (packed[0] or packed[1]):
+                families = FAMILY_V6
+            elif seeder:
+                v4, v6 = mixed(packed, (1, 3), numwant, addr, rand)
+                got = len(v4) // 6 + len(v6) // 18
+                if got < numwant:
+                    s4, s6 = mixed(packed, (0, 2), numwant - got, addr, rand)
+                    return v4 + s4, v6 + s6
+                return v4, v6
+            else:
+                return mixed(packed, (0, 2, 1, 3), numwant, addr, rand)
+        f = 2 if families == FAMILY_V6 else 0  # the family's seeders; f + 1 its leechers
+        w = _WIDTH[f]
+        asker = -1  # the asker's byte offset in the ring, if it is there
+        if peer is not None and peer.slot >> 1 == f >> 1:
+            asker = peer.idx * w
         if seeder:
-            out = self._window([lists[s] for s in leech_slots], numwant, -1, 0)
-            if len(out) < numwant:
-                j, idx = _position(peer, seed_slots)
-                out += self._window([lists[s] for s in seed_slots], numwant - len(out), j, idx)
-            return out
-        slots = seed_slots + leech_slots
-        j, idx = _position(peer, slots)
-        return self._window([lists[s] for s in slots], numwant, j, idx)
-
-    def _window(self, lists: list[list[bytes]], k: int, skip: int, skip_idx: int) -> list[bytes]:
-        """Up to ``k`` addresses from ``lists`` read as one ring, from a random offset,
-        without ``lists[skip][skip_idx]`` (the asker; ``skip`` -1: not in these lists).
-        The asker is found by arithmetic on its position, not by comparing addresses."""
-        total = 0
-        for lst in lists:
-            total += len(lst)
-        asker = -1  # the asker's position in the ring
-        if skip >= 0:
-            asker = skip_idx
-            for m in range(skip):
-                asker += len(lists[m])
-        if total <= k + 1:
-            out = [a for lst in lists for a in lst]
-            if asker >= 0:
-                del out[asker]
-            return out[:k]
-        start = int(self.rng.random() * total)  # randrange costs ~4x more
-        first = start
-        i = 0
-        while start >= len(lists[i]):  # empty lists are skipped here
-            start -= len(lists[i])
-            i += 1
-        need = k + 1  # one spare, in case the window holds the asker
-        out = lists[i][start : start + need]  # usually the whole window
-        need -= len(out)
-        while need:  # the ring wraps into the next lists (total > need: it ends)
-            i = (i + 1) % len(lists)
-            chunk = lists[i][:need]
-            out += chunk
-            need -= len(chunk)
-        at = (asker - first) % total if asker >= 0 else k + 1
-        if at <= k:
-            del out[at]
+            out = ring((packed[f + 1],), w, numwant, -1, rand)
+            if len(out) < numwant * w:
+                out += ring((packed[f],), w, numwant - len(out) // w, asker, rand)
         else:
-            out.pop()
-        return out
+            if asker >= 0 and peer.slot & 1:  # type: ignore[union-attr]
+                asker += len(packed[f])  # the ring: seeders, then leechers
+            out = ring((packed[f], packed[f + 1]), w, numwant, asker, rand)
+        return (out, b"") if f == 0 else (b"", out)
 
     # -- peers stored by other trackers (a cluster: tracker.peerlog) -------------------
 
@@ -425,6 +428,8 @@ class Swarms:
                 return False
             if swarm is None:
                 return False
+        if len(addr) not in (6, 18):
+            return False
         bucket = int(expires / self._width) + 1
         peer = swarm.peers.get(addr)
         if peer is not None and peer.expires > bucket:
@@ -435,19 +440,16 @@ class Swarms:
                 self.seeders + self.leechers >= self.max_peers
             ):
                 return False
-            lst = swarm.lists[slot]
-            peer = Peer(peer_id, swarm, slot, len(lst))
-            lst.append(addr)
+            peer = Peer(peer_id, swarm, slot, 0)
+            swarm.add(peer, addr)
             swarm.peers[addr] = peer
             self._count(slot, 1)
         elif peer.slot != slot:
             if seeder and peer.slot & 1:
                 peer.completed = True  # counted by the tracker that heard it finish
             self._unlink(peer)
-            lst = swarm.lists[slot]
             peer.slot = slot
-            peer.idx = len(lst)
-            lst.append(addr)
+            swarm.add(peer, addr)
             self._count(slot, 1)
         peer.peer_id = peer_id
         if peer.expires != bucket:
@@ -495,11 +497,7 @@ class Swarms:
         """Take ``peer`` out of its address list (swap-remove) and the counters."""
         swarm = peer.swarm
         assert swarm is not None
-        lst = swarm.lists[peer.slot]
-        last = lst.pop()
-        if peer.idx < len(lst):
-            lst[peer.idx] = last
-            swarm.peers[last].idx = peer.idx
+        swarm.take(peer)
         self._count(peer.slot, -1)
 
     def _remove(self, peer: Peer, addr: bytes) -> None:

@@ -67,6 +67,7 @@ PURE = (
     "tracker.responses",
     "tracker.udp_protocol",
     "tracker.swarm",
+    "tracker.peerwindow",
     "tracker.clientaddr",
     "seeder.torrent.entry",
     "seeder.torrent.metainfo",

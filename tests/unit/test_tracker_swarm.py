@@ -28,17 +28,23 @@ def make(**kw) -> Swarms:
 
 def announce(s: Swarms, h: bytes, addr: bytes, *, seeder=False, event=EVENT_NONE, numwant=50,
              families=FAMILY_ANY, now=0.0) -> list[bytes]:  # fmt: skip
-    return s.announce(s.get_or_create(h), addr, PID, seeder, event, numwant, families, now)
+    v4s, v6s = s.announce(s.get_or_create(h), addr, PID, seeder, event, numwant, families, now)
+    return [v4s[i : i + 6] for i in range(0, len(v4s), 6)] + [
+        v6s[i : i + 18] for i in range(0, len(v6s), 18)
+    ]
 
 
 def check_invariants(s: Swarms) -> None:
     seeders = leechers = 0
     for swarm in {id(x): x for x in s.by_hash.values()}.values():
-        assert len(swarm.peers) == sum(len(lst) for lst in swarm.lists)
-        for slot, lst in enumerate(swarm.lists):
-            for i, addr in enumerate(lst):
+        width = (6, 6, 18, 18)
+        assert len(swarm.peers) == sum(len(b) // width[i] for i, b in enumerate(swarm.packed))
+        for slot, blob in enumerate(swarm.packed):
+            assert len(blob) % width[slot] == 0
+            for i in range(len(blob) // width[slot]):
+                addr = bytes(blob[i * width[slot] : (i + 1) * width[slot]])
                 p = swarm.peers[addr]
-                assert (p.slot, p.idx, p.swarm) == (slot, i, swarm)
+                assert (p.slot, p.idx, p.swarm, p.addr) == (slot, i, swarm, addr)
         seeders += swarm.complete
         leechers += swarm.incomplete
     assert (s.seeders, s.leechers) == (seeders, leechers)
