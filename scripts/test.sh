@@ -18,6 +18,7 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v transmission-cli >/dev/null 2>&1 || need_apt+=(transmission-cli)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the status page's browser test
+command -v mkfs.xfs >/dev/null 2>&1 || need_apt+=(xfsprogs)  # reflinks on a loop-mounted XFS
 # The WAN lab (tests/wan/, marker "wan"; skipped unless root with network namespaces):
 # ip and tc, ping, curl, and two more real clients.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)

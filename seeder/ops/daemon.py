@@ -482,8 +482,9 @@ def _make_seeding(config: Config, state_dir: Path, metrics: SeederMetrics,
         ),
         metrics=metrics,
         share=UploadShare(config.seeding.upload_rate_limit),
-        # The live dict (a reload swaps stores): local buckets are seeded in place.
-        local_stores=stores if config.seeding.local_no_copy else None,
+        # The live dict (a reload swaps stores): local buckets are seeded in place, or
+        # reflinked into the seed cache.
+        local_stores=stores, in_place=config.seeding.local_no_copy,
     )
 
 

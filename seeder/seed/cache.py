@@ -38,6 +38,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from seeder.seed import reflink
+
 log = logging.getLogger(__name__)
 
 TMP_DIR = ".tmp"
@@ -191,6 +193,11 @@ class CacheWriter:
     Made by `SeedCache.begin`. `write` any number of times (any order, any thread), then
     exactly one of `commit` or `abort`. A writer for an object larger than the budget
     writes nothing and its `commit` returns None.
+
+    A writer whose file was cloned from the object's source file (`cloned`: a reflink,
+    `SeedCache.begin(source_fd=)`) writes nothing either: `write` compares the bytes given
+    with the clone's (CacheError at the first difference), so an entry holds exactly the
+    bytes that were hashed, whatever happened to the source file meanwhile.
     """
 
     def __init__(self, cache: SeedCache, name: str, size: int, tmp_dir: Path | None) -> None:
@@ -202,10 +209,23 @@ class CacheWriter:
         self._written = 0
         self._done = False
         self._fd: int | None = None
+        self.cloned = False
         if tmp_dir is not None:
             tmp_dir.mkdir(parents=True)
-            self._fd = os.open(tmp_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            self._fd = os.open(tmp_dir / name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             os.ftruncate(self._fd, size)
+
+    def _clone(self, source_fd: int) -> None:
+        """Share ``source_fd``'s bytes (a reflink) where the filesystem can; else nothing
+        (the bytes are written as they come). Not thread-safe: before any `write`."""
+        fd = self._fd
+        if fd is None or not reflink.clone(source_fd, fd):
+            return
+        if os.fstat(fd).st_size != self.size:  # the source is not the object's length
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, self.size)
+            return
+        self.cloned = True
 
     @property
     def discarding(self) -> bool:
@@ -223,9 +243,14 @@ class CacheWriter:
         if fd is None:
             return
         view = memoryview(data)
-        pos = 0
-        while pos < len(view):  # pwrite may write less than asked (disk full is an OSError)
-            pos += os.pwrite(fd, view[pos:], offset + pos)
+        if self.cloned:
+            if os.pread(fd, len(view), offset) != view:
+                raise CacheError(f"the cloned file differs from the bytes hashed at [{offset},"
+                                 f" {offset + len(view)})")
+        else:
+            pos = 0
+            while pos < len(view):  # pwrite may write less than asked (disk full: OSError)
+                pos += os.pwrite(fd, view[pos:], offset + pos)
         with self._lock:
             self._written += len(view)
 
@@ -341,17 +366,27 @@ class SeedCache:
         """
         self._listeners.append(fn)
 
-    def begin(self, name: str, size: int) -> CacheWriter:
+    def begin(self, name: str, size: int, *, source_fd: int | None = None) -> CacheWriter:
         """A writer for an object called `name` (the torrent name) of `size` bytes.
 
-        Raises CacheError for a name that is not a plain file name.
+        ``source_fd``: an open file holding the object (a local bucket's): its bytes are
+        reflinked into the entry where the filesystem can (`CacheWriter.cloned`; the
+        writes then only check them), else written as they come. The caller closes it.
+        Raises CacheError for a name that is not a plain file name; OSError from the disk.
         """
         check_name(name)
         if size < 0:
             raise CacheError("size must be >= 0")
         if size > self.max_bytes:
             return CacheWriter(self, name, size, None)
-        return CacheWriter(self, name, size, self.root / TMP_DIR / uuid.uuid4().hex)
+        writer = CacheWriter(self, name, size, self.root / TMP_DIR / uuid.uuid4().hex)
+        if source_fd is not None:
+            try:
+                writer._clone(source_fd)
+            except BaseException:
+                writer.abort()
+                raise
+        return writer
 
     def reserve(self, info_hash_hex: str, size: int) -> Path | None:
         """Make room for a download by libtorrent into entry `info_hash_hex`, pinned.

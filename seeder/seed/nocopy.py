@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from seeder.store import StoreError
 from seeder.store.local import LocalStore, fingerprint
 
-__all__ = ["LocalSource", "local_source"]
+__all__ = ["LocalSource", "local_source", "open_unchanged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +67,20 @@ def local_source(store: LocalStore, key: str, etag: str, name: str) -> LocalSour
     if os.path.basename(path) != name:
         return None
     return LocalSource(path, etag)
+
+
+def open_unchanged(store: LocalStore, key: str, etag: str) -> int | None:
+    """A read-only fd of ``key``'s file while it still has the fingerprint ``etag`` (the
+    seed cache's reflink source, `SeedCache.begin(source_fd=)`), or None. The caller
+    closes it."""
+    try:
+        fd = os.open(store.file_of(key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (StoreError, OSError):
+        return None
+    try:
+        if fingerprint(os.fstat(fd)) == etag:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None

@@ -42,6 +42,7 @@ in docs/benchmarks.md, "Seeding policy"):
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -52,7 +53,7 @@ import trio
 from seeder.demand import Activation
 from seeder.seed.active import ActiveSet
 from seeder.seed.cache import CacheError, CacheWriter, SeedCache
-from seeder.seed.nocopy import LocalSource, local_source
+from seeder.seed.nocopy import LocalSource, local_source, open_unchanged
 from seeder.seed.session import SeedSession
 from seeder.seed.swarm_budget import SwarmBudget, Throttle
 from seeder.seed.upload_share import UploadShare
@@ -91,13 +92,16 @@ class Seeding:
         activation: Activation | None = None,
         metrics: Any = None,
         local_stores: Mapping[str, object] | None = None,
+        in_place: bool = True,
         share: UploadShare | None = None,
     ) -> None:
         """``budget``: the per-swarm byte budget (swarm_budget; None: the default one).
         ``activation``: which torrents the session holds (None: a default `Activation`, cap
         2000, idle after an hour). ``local_stores``: the daemon's stores by bucket (a live
-        mapping: a reload swaps them); the local ones (LocalStore) are seeded from their own
-        files (seed/nocopy.py) and their objects not copied into the seed cache.
+        mapping: a reload swaps them); with ``in_place`` (``[seeding] local_no_copy``) the
+        local ones (LocalStore) are seeded from their own files (seed/nocopy.py) and their
+        objects not copied into the seed cache; the copies made for the others are
+        reflinks where the filesystem can.
         ``share``: ``[seeding] upload_rate_limit`` split between the session and the web
         seed (upload_share; None: no limit)."""
         self.session = session
@@ -107,6 +111,7 @@ class Seeding:
             clock=clock, metrics=metrics,
         )
         self.local_stores: Mapping[str, object] = local_stores or {}
+        self.in_place = in_place
         self.active.source_of = self.source_of
         self.cache = cache
         self.gate = gate if gate is not None else WebSeedGate()
@@ -126,20 +131,30 @@ class Seeding:
 
     def chunk_sink(self, info: ObjectInfo) -> CacheWriter | None:
         """Where the generator writes the bytes it streams (None: not cached; a local
-        bucket seeded in place is not copied)."""
-        if isinstance(self.local_stores.get(info.bucket), LocalStore):
-            return None
+        object seeded in place is not copied; one that cannot be is reflinked where the
+        filesystem can, the writes then only checked)."""
+        store = self.local_stores.get(info.bucket)
+        name = torrent_name(info.key)
+        source_fd = None
+        if isinstance(store, LocalStore):
+            if self.in_place and local_source(store, info.key, info.etag, name) is not None:
+                return None
+            source_fd = open_unchanged(store, info.key, info.etag)
         try:
-            return self.cache.begin(torrent_name(info.key), info.size)
-        except CacheError as exc:
+            return self.cache.begin(name, info.size, source_fd=source_fd)
+        except (CacheError, OSError) as exc:
             log.warning("not caching %s/%s: %s", info.bucket, info.key, exc)
             return None
+        finally:
+            if source_fd is not None:
+                os.close(source_fd)
 
     def source_of(self, entry: Entry) -> LocalSource | None:
         """The bucket file to seed ``entry`` from in place, if it still has the bytes that
         were hashed (local buckets only; pinned versions never)."""
         store = self.local_stores.get(entry.bucket)
-        if not isinstance(store, LocalStore) or entry.version_id is not None:
+        if (not self.in_place or not isinstance(store, LocalStore)
+                or entry.version_id is not None):
             return None
         return local_source(store, entry.key, entry.etag,
                             metainfo.torrent_name(entry.bucket, entry.key))
