@@ -123,7 +123,8 @@ def main() -> int:
     p.add_argument("--client-up-mbit", type=float, default=20.0)
     p.add_argument("--daemon-up-mbit", type=float, default=200.0)
     p.add_argument("--store-mbit", type=float, default=1000.0)
-    p.add_argument("--swarm-budget", type=float, default=2.0)
+    p.add_argument("--swarm-budget", type=float, default=None,
+                   help="[seeding] swarm_budget (default: the daemon's)")
     p.add_argument("--upload-rate-limit", default="0", help="[seeding] upload_rate_limit")
     p.add_argument("--seeding-extra", default="", help="more [seeding] TOML lines")
     p.add_argument("--deadline", type=float, default=600.0)

@@ -33,6 +33,7 @@ from seeder.seed.cache import SeedCache
 from seeder.seed.nocopy import LocalSource
 from seeder.seed.resume import RESUME_SAVE_DEADLINE, ResumeStore, apply_links
 from seeder.seed.settings import (
+    UPLOAD_SLOTS,
     SeedError,
     key_of,
     parse_torrent,
@@ -190,6 +191,7 @@ class SeedSession:
         params = lt.add_torrent_params()
         params.ti = ti
         params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+        params.max_uploads = UPLOAD_SLOTS
         path = self.cache.lookup(key)
         if source is not None and not (path is not None and self.cache.is_complete(key)):
             # A local bucket's own file (seed/nocopy.py): in place, no copy, in seed mode
@@ -283,6 +285,7 @@ class SeedSession:
                 continue
             params.save_path = str(cache_path)
             params.flags &= ~(lt.torrent_flags.auto_managed | lt.torrent_flags.paused)
+            params.max_uploads = UPLOAD_SLOTS
             apply_links(key, params, self.links_of)
             if not self.cache.is_complete(key):
                 self.cache.pin(key)
@@ -438,7 +441,7 @@ class SeedSession:
             return False
         if throttle is None:
             handle.set_upload_limit(-1)
-            handle.set_max_uploads(-1)
+            handle.set_max_uploads(UPLOAD_SLOTS)
             self._torrents.throttled.pop(key, None)
         else:
             # set_max_uploads runs the choker at once: the peers it chokes drop their

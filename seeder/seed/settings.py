@@ -21,6 +21,7 @@ __all__ = [
     "PEER_FINGERPRINT",
     "STOP_TRACKER_TIMEOUT",
     "SUPER_SEEDING",
+    "UPLOAD_SLOTS",
     "SeedError",
     "key_of",
     "parse_torrent",
@@ -49,6 +50,11 @@ STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces whe
 # super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
 SUPER_SEEDING = False
 
+# Unchoked peers per torrent (libtorrent's max_uploads; the swarm budget's throttle narrows it
+# further), and the seed choker keeps the peers it uploads to fastest: serving a few peers at
+# a time, the same ones, staggers completion (numbers: docs/benchmarks.md, bench_wan).
+UPLOAD_SLOTS = 4
+
 
 class SeedError(Exception):
     """A torrent cannot be seeded: bad metainfo, or no room in the seed cache."""
@@ -74,6 +80,7 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
         "announce_to_all_tiers": True,
         "stop_tracker_timeout": STOP_TRACKER_TIMEOUT,
         "enable_ip_notifier": False,
+        "seed_choking_algorithm": int(lt.seed_choking_algorithm_t.fastest_upload),
         # Few requests per peer queued here (libtorrent's default: 2000 blocks, 32 MiB): a
         # client then asks its other peers for the rest instead of queueing every rare
         # piece here, where the other clients ask for the same (issue 4: 3.1-3.5x -> 2.3-2.4x).

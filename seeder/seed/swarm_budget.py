@@ -5,7 +5,8 @@ seeding.py and benchmarks/README.md).
 The daemon seeds at full speed (no super seeding: it made the clients wait on each other) and
 counts what it sends into the current swarm: BitTorrent payload plus web seed bytes. Once
 
-- it has sent ``copies`` times the object into the swarm, and
+- it has sent ``copies - tail`` times the object into the swarm (the rest of the budget is
+  the reserve for the swarm's last pieces), and
 - the connected peers together hold every piece (``SwarmView.covered``; pieces a live web
   seed response has started sending count as held, not the rest of its range), and
 - the peers still lack more than ``tail`` copies in all, and
@@ -16,8 +17,8 @@ upload to a trickle, the web seed answers busy and stops the responses in flight
 of the download flows between the peers. Choking matters: under a bare rate cap the peers'
 requests sat queued at the daemon and the swarm stalled. Liveness: the daemon never
 throttles while some piece exists only in its session (a lone client, or the peers that held
-a piece left: ``covered`` is false), serves the swarm's last ``tail`` copies at full speed
-(the last few peers trade slowly), and a swarm that stops making progress gets it at full
+a piece left: ``covered`` is false), serves the swarm's last ``tail`` copies at full speed while
+the budget's reserve lasts (the last few peers trade slowly), and a swarm that stops making progress gets it at full
 speed again for ``stall_after`` seconds. A swarm that empties (no peers, nothing sent for
 ``stall_after`` seconds) starts a new budget when peers come back.
 
@@ -39,7 +40,7 @@ __all__ = [
     "missing_pieces",
 ]
 
-DEFAULT_COPIES = 2.0  # copies of the object sent into a swarm before the daemon backs off
+DEFAULT_COPIES = 2.8  # copies of the object sent into a swarm before the daemon backs off
 DEFAULT_STALL_AFTER = 2.0  # s without the peers gaining a piece: the daemon serves again;
 #                            also how long a swarm is empty and idle before it is over
 DEFAULT_TRICKLE_RATE = 64 * 1024  # bytes/s of a swarm that holds every piece, budget spent
@@ -170,14 +171,15 @@ class SwarmBudget:
         if s.cap is not None and stalled:
             s.open_until = now + self.stall_after
             s.gained_at = now
-        spent = view.sent - s.base >= self.copies * view.size
+        spent = view.sent - s.base >= self._main * view.size
         s.throttled = False
         if not spent:
             s.why, s.cap = "under budget", None
         elif stalled or now < s.open_until:
             s.why, s.cap = "swarm stalled", None
-        elif view.wanted <= self.tail * view.size:
-            s.why, s.cap = "the swarm's last pieces", None
+        elif (view.wanted <= self.tail * view.size
+              and view.sent - s.base < self.copies * view.size):
+            s.why, s.cap = "the swarm's last pieces (the budget's reserve)", None
         elif view.peers == 0:
             s.why, s.cap = "no peers (web seed traffic only)", None
         elif not view.covered:
@@ -192,11 +194,16 @@ class SwarmBudget:
             s.throttled = True
         return s.cap
 
+    @property
+    def _main(self) -> float:
+        """Copies sent at full speed before the budget's reserve (the tail's share)."""
+        return max(0.0, self.copies - self.tail)
+
     def over_budget(self, torrent: str, view: SwarmView) -> bool:
         """True when ``view`` shows the budget of the torrent's current swarm spent (so its
         coverage is worth reading)."""
         s = self._swarms.get(torrent)
-        return s is not None and self.copies > 0 and view.sent - s.base >= self.copies * view.size
+        return s is not None and self.copies > 0 and view.sent - s.base >= self._main * view.size
 
     def throttled(self, torrent: str) -> bool:
         """True when the last decision for ``torrent`` was the trickle: the budget is spent

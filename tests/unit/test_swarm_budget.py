@@ -133,12 +133,16 @@ def test_over_budget_but_pieces_only_here_means_full_speed() -> None:
     assert b.throttled(T)
 
 
-def test_the_swarms_last_pieces_come_at_full_speed() -> None:
-    b = budget(tail=0.5)  # 100 pieces of 10 bytes: the tail is 50 pieces wanted in all
+def test_the_swarms_last_pieces_come_at_full_speed_from_the_budgets_reserve() -> None:
+    b = budget(2.5, tail=0.5)  # 100 pieces of 10 bytes: the tail is 50 pieces wanted in all
     b.update(T, view(0, a=0, b=0), 0.0)
+    assert b.update(T, view(1999, a=40, b=40), 0.5) is None  # 2.0 copies at full speed
     assert b.update(T, view(2000, a=40, b=40), 1.0) == TRICKLE  # 120 pieces wanted
     assert b.update(T, view(2000, a=60, b=90), 2.0) is None  # 50 wanted: the tail
-    assert b.why(T) == "the swarm's last pieces"
+    assert b.why(T) == "the swarm's last pieces (the budget's reserve)"
+    assert b.update(T, view(2499, a=70, b=95), 3.0) is None
+    # The reserve is spent too: the whole budget. The swarm holds every piece: trickle.
+    assert b.update(T, view(2500, a=75, b=96), 4.0) == TRICKLE
 
 
 def test_bad_arguments() -> None:

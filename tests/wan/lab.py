@@ -57,7 +57,7 @@ class Shape:
     daemon_up: int = 200_000_000
     daemon_down: int = 1_000_000_000
     store_rate: int = 1_000_000_000  # the object store's link, both ways
-    swarm_budget: float = 2.0  # [seeding] swarm_budget
+    swarm_budget: float | None = None  # [seeding] swarm_budget (None: the daemon's default)
     upload_rate_limit: int = 0  # [seeding] upload_rate_limit, bytes/s (0: none)
     deadline: float = 600.0  # s for the clients to finish
 

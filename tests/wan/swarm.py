@@ -189,7 +189,7 @@ enabled = false
 
 [seeding]
 listen_interfaces = "{srv}:6881"
-swarm_budget = {shape.swarm_budget}
+{"" if shape.swarm_budget is None else f"swarm_budget = {shape.swarm_budget}"}
 upload_rate_limit = {shape.upload_rate_limit}
 {self.extra}
 [[buckets]]
