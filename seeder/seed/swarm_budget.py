@@ -17,10 +17,11 @@ upload to a trickle, the web seed answers busy and stops the responses in flight
 of the download flows between the peers. Choking matters: under a bare rate cap the peers'
 requests sat queued at the daemon and the swarm stalled. Liveness: the daemon never
 throttles while some piece exists only in its session (a lone client, or the peers that held
-a piece left: ``covered`` is false), serves the swarm's last ``tail`` copies at full speed while
-the budget's reserve lasts (the last few peers trade slowly), and a swarm that stops making progress gets it at full
-speed again for ``stall_after`` seconds. A swarm that empties (no peers, nothing sent for
-``stall_after`` seconds) starts a new budget when peers come back.
+a piece left: ``covered`` is false), serves the swarm's last ``tail`` copies at full speed
+while the budget's reserve lasts (the last few peers trade slowly), and a swarm that stops
+making progress gets it at full speed again for ``stall_after`` seconds. A swarm that
+empties (no peers, nothing sent for ``stall_after`` seconds) starts a new budget when peers
+come back.
 
 Pure: no I/O, no clock (``now`` is an argument, seconds on any monotonic origin). One small
 record per torrent with peers; `forget` drops it.
