@@ -143,17 +143,14 @@ def render_connect(transaction_id: int, connection_id: int) -> bytes:
 def render_announce(
     transaction_id: int, interval: int, leechers: int, seeders: int, peers: bytes
 ) -> bytes:
-    """Announce reply: counts then compact peers (6 bytes each over IPv4, 18 over IPv6)."""
-    return (
-        _ANNOUNCE_REPLY.pack(
-            ACTION_ANNOUNCE,
-            transaction_id,
-            min(interval, 0xFFFFFFFF),
-            min(leechers, 0xFFFFFFFF),
-            min(seeders, 0xFFFFFFFF),
-        )
-        + peers
-    )
+    """Announce reply: counts then compact peers (6 bytes each over IPv4, 18 over IPv6);
+    values above 2^32-1 are sent as 2^32-1."""
+    try:
+        return _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, transaction_id, interval, leechers,
+                                    seeders) + peers
+    except struct.error:  # a count past 32 bits: clamped (the rare path)
+        return _ANNOUNCE_REPLY.pack(ACTION_ANNOUNCE, transaction_id, min(interval, 0xFFFFFFFF),
+                                    min(leechers, 0xFFFFFFFF), min(seeders, 0xFFFFFFFF)) + peers
 
 
 def render_scrape(transaction_id: int, counts: Sequence[int]) -> bytes:
@@ -188,8 +185,8 @@ class ConnectionIds:
         # fresh keyed blake2b, same digests.
         self._keyed = hashlib.blake2b(digest_size=8, key=secret)
         self._bucket = bucket
-        # addr -> (bucket, id) last computed: a client's announce follows its connect,
-        # so the check after an issue costs a dict lookup. Pure memo, bounded.
+        # addr -> (bucket, id) last issued or checked: a client's announces follow its
+        # connect, so checking them costs a dict lookup. Pure memo, bounded.
         self._recent: dict[bytes, tuple[int, int]] = {}
 
     def _id(self, addr: bytes, bucket: int) -> int:
@@ -204,17 +201,22 @@ class ConnectionIds:
         if hit is not None and hit[0] == bucket:
             return hit[1]
         cid = self._id(addr, bucket)
-        if len(self._recent) >= _RECENT_MAX:
-            self._recent.clear()
-        self._recent[addr] = (bucket, cid)
+        self._remember(addr, bucket, cid)
         return cid
 
     def valid(self, connection_id: int, addr: bytes, now: float) -> bool:
         """Was ``connection_id`` issued to ``addr`` in this bucket or the previous one?"""
         bucket = int((now + self._offset) // self._bucket)
         hit = self._recent.get(addr)
-        if hit is not None and hit[0] == bucket and hit[1] == connection_id:
-            return True
-        return connection_id == self._id(addr, bucket) or connection_id == self._id(
-            addr, bucket - 1
-        )
+        if hit is not None and hit[1] == connection_id and 0 <= bucket - hit[0] <= 1:
+            return True  # the id last issued or checked for addr, still in its window
+        for b in (bucket, bucket - 1):
+            if connection_id == self._id(addr, b):
+                self._remember(addr, b, connection_id)  # the client's next announces
+                return True
+        return False
+
+    def _remember(self, addr: bytes, bucket: int, cid: int) -> None:
+        if len(self._recent) >= _RECENT_MAX:
+            self._recent.clear()
+        self._recent[addr] = (bucket, cid)

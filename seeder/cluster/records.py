@@ -51,6 +51,10 @@ _V6 = 8
 _REPLACES = 16
 _U32 = struct.Struct(">I")
 _MAX_TTL_MS = 0xFFFFFFFF
+# The usual record, a plain upsert (IPv4 or IPv6, replacing no peer id): one struct call
+# each way; indexed by op >> 3 (0 IPv4, 1 IPv6).
+_PLAIN = (struct.Struct(">B20s6s20sI"), struct.Struct(">B20s18s20sI"))
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__ (~4x cheaper)
 
 
 class RecordError(ValueError):
@@ -73,11 +77,14 @@ def encode_upsert(info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool, t
                   replaces: bytes | None) -> bytes:
     """A peer announced and lives ``ttl_ms`` more; ``replaces``: the peer id stored for
     ``addr`` until now, when it differs (its member is removed)."""
-    op = UPSERT | (_SEEDER if seeder else 0) | (_V6 if len(addr) == 18 else 0)
-    ttl = _U32.pack(min(max(int(ttl_ms), 0), _MAX_TTL_MS))
+    v6 = len(addr) == 18
+    op = UPSERT | (_SEEDER if seeder else 0) | (_V6 if v6 else 0)
+    ttl = int(ttl_ms)
+    if ttl < 0 or ttl > _MAX_TTL_MS:
+        ttl = 0 if ttl < 0 else _MAX_TTL_MS
     if replaces is not None and replaces != peer_id:
-        return bytes((op | _REPLACES,)) + info_hash + addr + peer_id + ttl + replaces
-    return bytes((op,)) + info_hash + addr + peer_id + ttl
+        return bytes((op | _REPLACES,)) + info_hash + addr + peer_id + _U32.pack(ttl) + replaces
+    return _PLAIN[v6].pack(op, info_hash, addr, peer_id, ttl)
 
 
 def encode_stopped(info_hash: bytes, addr: bytes, peer_id: bytes) -> bytes:
@@ -94,6 +101,14 @@ def decode_changes(blob: bytes) -> Iterator[Change]:
     i, n = 0, len(blob)
     while i < n:
         op = blob[i]
+        if not op & ~(_SEEDER | _V6):  # a plain upsert, the usual record
+            plain = _PLAIN[op >> 3]
+            if i + plain.size > n:
+                raise RecordError("truncated peer record")
+            _, info_hash, addr, peer_id, ttl = plain.unpack_from(blob, i)
+            yield _new(Change, (UPSERT, info_hash, addr, peer_id, bool(op & _SEEDER), ttl, 0))
+            i += plain.size
+            continue
         kind = op & 3
         info_hash = blob[i + 1 : i + 21]
         i += 21
