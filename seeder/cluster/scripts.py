@@ -27,7 +27,7 @@ local blob = ARGV[2]
 local n = #blob
 local i = 1
 local pfx = ARGV[1]
-local touched = {}
+local adds = {}  -- swarm key -> {score, member, ...}: one ZADD per swarm, not per peer
 local function u32(j)
   local a, b, c, d = string.byte(blob, j, j + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
@@ -57,13 +57,23 @@ while i <= n do
         i = i + 20
       end
       local score = (now + ttl) * 2 + math.floor(op / 4) % 2
-      redis.call('ZADD', key, 'GT', string.format('%.0f', score), addr .. pid)
-      touched[key] = true
+      local add = adds[key]
+      if add == nil then
+        add = {}
+        adds[key] = add
+      end
+      add[#add + 1] = string.format('%.0f', score)
+      add[#add + 1] = addr .. pid
     end
   end
 end
+-- A batch holds one record per (swarm, peer): the ZREMs above and these ZADDs touch
+-- different members, so deferring the ZADDs changes nothing but the number of calls.
 local floor = '(' .. string.format('%.0f', now * 2)
-for key in pairs(touched) do
+for key, add in pairs(adds) do
+  for j = 1, #add, 1000 do  -- unpack() is bounded by Lua's C stack
+    redis.call('ZADD', key, 'GT', unpack(add, j, math.min(j + 999, #add)))
+  end
   redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
   redis.call('PEXPIRE', key, ARGV[7])
 end

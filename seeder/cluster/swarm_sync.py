@@ -235,17 +235,19 @@ class SwarmSync:
 
     def _apply(self, entries: list[bytes], now_ms: int, local_now: float) -> None:
         swarms = self.core.swarms
+        merge = swarms.merge_peer  # once per batch: the loop runs per peer change
+        own = self.core.own_peer_prefix  # another node's own seed: not demand
         changes = 0
         demand: set[bytes] = set()
         for j in range(0, len(entries), 2):
-            age_ms = now_ms - int(entries[j].split(b"-", 1)[0])
+            # The batch's time on this node's clock: a change expires at base + its ttl.
+            base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
             try:
                 for c in records.decode_changes(entries[j + 1]):
                     changes += 1
                     if c.kind == records.UPSERT:
-                        expires = local_now + (c.ttl_ms - age_ms) / 1000
-                        if swarms.merge_peer(c.info_hash, c.addr, c.peer_id, c.seeder, expires
-                                             ) and not self._own(c.peer_id):
+                        if merge(c.info_hash, c.addr, c.peer_id, c.seeder, base + c.ttl_ms / 1000
+                                 ) and not (own and c.peer_id.startswith(own)):
                             demand.add(c.info_hash)
                     elif c.kind == records.STOPPED:
                         swarms.drop_peer(c.info_hash, c.addr)
@@ -258,11 +260,6 @@ class SwarmSync:
         if self.on_announce is not None:
             for ih in demand:
                 self.on_announce(ih)
-
-    def _own(self, peer_id: bytes) -> bool:
-        """A seed of this service (another node's session): its announces are not demand."""
-        own = self.core.own_peer_prefix
-        return bool(own) and peer_id.startswith(own)
 
     def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
                     local_now: float) -> bool:
