@@ -132,14 +132,16 @@ class Seeding:
     # -- generation side -------------------------------------------------------------------
 
     def chunk_sink(self, info: ObjectInfo) -> CacheWriter | None:
-        """Where the generator writes the bytes it streams (None: not cached; a local
-        object seeded in place is not copied; one that cannot be is reflinked where the
-        filesystem can, the writes then only checked)."""
+        """Where the generator writes the bytes it streams (None: not cached). A local
+        bucket seeded in place is not copied (a key through a symlink with another name is
+        downloaded through the web seed when first wanted: checking for one here would cost
+        every scanned object a path resolution); otherwise a local object is reflinked
+        where the filesystem can, the writes then only checked."""
         store = self.local_stores.get(info.bucket)
         name = torrent_name(info.key)
         source_fd = None
         if isinstance(store, LocalStore):
-            if self.in_place and local_source(store, info.key, info.etag, name) is not None:
+            if self.in_place:
                 return None
             source_fd = open_unchanged(store, info.key, info.etag)
         try:
