@@ -244,6 +244,10 @@ class _Connection(RequestParser):
     """One client connection of the task-per-connection shell: the parser fills
     ``ready``, the serving loop answers it in order."""
 
+    # No __dict__: one of these is made per connection (and a slot store is cheaper).
+    __slots__ = ("client_of", "counted", "deadline", "handler", "key", "phase", "server",
+                 "since", "slots", "stream", "timeouts")
+
     def __init__(
         self,
         stream: _Socket,
@@ -357,7 +361,8 @@ class _Connection(RequestParser):
             if not data:
                 return  # EOF; a request cut short is nobody's to answer
             self.feed(data)
-            self._received()
+            if self.in_body or self.phase == _IDLE:  # (else: nothing for _received to do)
+                self._received()
 
     def _rekey(self, request: Request) -> bool:
         """Count a trusted proxy's connection for the client this request names; False

@@ -80,22 +80,32 @@ class Slots:
         if that makes room, or refuse it. An evicted connection is forgotten here: the
         shell must close it and not call :meth:`close` for it."""
         evict = None
+        clients = self._clients
+        count = clients.get(client, 0) if client is not None else 0
         per = self._per_client
-        if client is not None and per and self._clients.get(client, 0) >= per:
+        if per and count >= per:  # (count > 0: a counted client)
             own = self._waiting_by.get(client)
             if not own:
                 return _REFUSED
             evict = next(iter(own))
             self.close(evict, client)
+            count -= 1
         elif self._total >= self._max:
             if not self._waiting:
                 return _REFUSED
             evict = next(iter(self._waiting))
             self.close(evict, self._waiting[evict])
+            count = clients.get(client, 0) if client is not None else 0
         self._total += 1
+        # Inline (not _wait): this runs once per connection, on the tracker once per announce.
+        self._waiting[conn] = client
         if client is not None:
-            self._clients[client] = self._clients.get(client, 0) + 1
-        self._wait(conn, client)
+            clients[client] = count + 1
+            own = self._waiting_by.get(client)
+            if own is None:
+                self._waiting_by[client] = {conn: None}
+            else:
+                own[conn] = None
         return _ADMITTED if evict is None else Admission(True, evict)
 
     def busy(self, conn: Hashable) -> None:
@@ -117,7 +127,12 @@ class Slots:
 
     def close(self, conn: Hashable, client: Hashable | None) -> None:
         """``conn`` (counted for ``client``) is gone."""
-        self.busy(conn)
+        waited_for = self._waiting.pop(conn, _ABSENT)  # as busy(), inline
+        if waited_for is not _ABSENT and waited_for is not None:
+            own = self._waiting_by[waited_for]
+            del own[conn]
+            if not own:
+                del self._waiting_by[waited_for]
         self._total -= 1
         if client is not None:
             left = self._clients[client] - 1
