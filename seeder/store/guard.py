@@ -11,8 +11,10 @@ through one :class:`BackendGuard`, which bounds it in three ways.
   pile up past the limiter).
 - **Failures**: a :class:`~seeder.store.breaker.Breaker` per bucket. While it is open a
   call fails at once with :class:`CircuitOpen` (a StoreUnavailable with the seconds
-  until the next probe), without a thread or a socket. Calls queued for a thread when
-  it opened fail the same way as soon as they get one.
+  until the next probe), without a thread or a socket. Calls still waiting for a thread
+  when it opens (queued behind the hung calls that opened it) fail the same way at that
+  moment, instead of waiting out their budget; one that got a thread meanwhile checks the
+  breaker before asking the backend.
 
 Each breaker transition is logged (one line) and reported to ``on_change(bucket, old,
 new)`` (the daemon's metrics).
@@ -58,6 +60,39 @@ class CircuitOpen(StoreUnavailable):
         self.retry_after = retry_after
 
 
+class _Opened(Exception):
+    """A call waiting for a thread was woken because the breaker opened."""
+
+
+class _Queue:
+    """The bucket's thread limiter as ``trio.to_thread.run_sync`` uses it (the
+    CapacityLimiter protocol), with its waiting calls wakeable: :meth:`wake_all` makes
+    each one's acquire raise :class:`_Opened`, none is granted a thread."""
+
+    __slots__ = ("limiter", "waiting")
+
+    def __init__(self, threads: int) -> None:
+        self.limiter = trio.CapacityLimiter(max(1, threads))
+        self.waiting: set[trio.CancelScope] = set()
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        with trio.CancelScope() as scope:
+            self.waiting.add(scope)
+            try:
+                await self.limiter.acquire_on_behalf_of(borrower)
+                return
+            finally:
+                self.waiting.discard(scope)
+        raise _Opened  # woken by wake_all (an outer deadline propagates as Cancelled)
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        self.limiter.release_on_behalf_of(borrower)
+
+    def wake_all(self) -> None:
+        for scope in self.waiting:
+            scope.cancel()
+
+
 class BackendGuard:
     """Threads, time budget and breaker of one bucket (see the module docstring)."""
 
@@ -73,12 +108,13 @@ class BackendGuard:
     ) -> None:
         self.bucket = bucket
         self.budget = budget
-        self.limiter = trio.CapacityLimiter(max(1, threads))
+        self.queue = _Queue(threads)
         self.on_change = on_change
         self.breaker = Breaker(threshold, cooldown, self._changed)
 
     def _changed(self, old: State, new: State) -> None:
         if new is State.OPEN:
+            self.queue.wake_all()  # they would wait behind hung calls: fail them now
             log.warning("backend of bucket %s: circuit open (failing fast for %.0f s, then "
                         "one probe)", self.bucket, self.breaker.cooldown)
         elif new is State.HALF_OPEN:
@@ -113,8 +149,10 @@ class BackendGuard:
         try:
             with trio.fail_after(self.budget):
                 result = await trio.to_thread.run_sync(
-                    call, limiter=self.limiter, abandon_on_cancel=True
+                    call, limiter=self.queue, abandon_on_cancel=True  # type: ignore[arg-type]
                 )
+        except _Opened:
+            raise self._refusal(what, trio.current_time()) from None
         except trio.TooSlowError:
             breaker.failure(trio.current_time())
             raise StoreUnavailable(f"{what}: no answer within {self.budget:g} s") from None

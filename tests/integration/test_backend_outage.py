@@ -36,7 +36,10 @@ from seeder.config import (
     TrackerConfig,
 )
 from seeder.ops.daemon import Daemon, serve
+from seeder.store import NoSuchKey, StoreUnavailable
 from seeder.store.breaker import State
+from seeder.store.guard import CircuitOpen
+from seeder.store.s3 import S3Store
 from tracker import bencode
 
 HUNG_DEADLINE = 10.0  # issue 14: one request to a hung backend answered within this
@@ -174,3 +177,53 @@ async def test_hung_backend_fails_fast_serves_cached_stale_and_recovers(outage: 
     changes = o.daemon.metrics.backend_circuit_changes_total
     for state in ("open", "half_open", "closed"):
         assert changes.labels(bucket=o.bucket, state=state)._value.get() >= 1
+
+
+async def _until(condition: Any, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # bounded by the deadline
+        assert time.monotonic() < deadline, what
+        await trio.sleep(0.01)
+
+
+async def test_calls_queued_for_a_thread_fail_when_the_breaker_opens(moto_process: Any) -> None:
+    """Calls waiting for a thread behind hung ones fail with CircuitOpen the moment the
+    breaker opens, not when their own budget runs out."""
+    moto = moto_process.server
+    bucket = moto.create_bucket(prefix="queued")
+    store = S3Store(bucket, endpoint_url=moto.endpoint_url, region="us-east-1",
+                    access_key="testing", secret_key="testing", threads=2)
+    guard = store.guard
+    guard.breaker.threshold = 2  # the two hung calls open it
+    hung: list[tuple[StoreUnavailable, float]] = []
+    queued: list[tuple[StoreUnavailable, float]] = []
+
+    async def head(into: list[tuple[StoreUnavailable, float]]) -> None:
+        started = time.monotonic()
+        try:
+            await store.head("object.bin")
+        except StoreUnavailable as exc:
+            into.append((exc, time.monotonic() - started))
+
+    try:
+        with pytest.raises(NoSuchKey):  # the backend answers: breaker closed, client made
+            await store.head("object.bin")
+        moto_process.pause()
+        guard.budget = 2.0  # the hung calls give up (and open the breaker) after 2 s
+        async with trio.open_nursery() as nursery:
+            for _ in range(2):
+                nursery.start_soon(head, hung)
+            await _until(lambda: guard.queue.limiter.borrowed_tokens == 2, "threads taken")
+            guard.budget = 60.0  # what the queued calls would wait without the fail-fast
+            for _ in range(3):
+                nursery.start_soon(head, queued)
+            await _until(lambda: len(guard.queue.waiting) == 3, "calls queued")
+        assert [type(exc) for exc, _ in hung] == [StoreUnavailable] * 2, hung
+        assert all(took < HUNG_DEADLINE for _, took in hung), hung
+        assert [type(exc) for exc, _ in queued] == [CircuitOpen] * 3, queued
+        assert all(took < HUNG_DEADLINE for _, took in queued), queued
+        assert all(exc.retry_after >= 1 for exc, _ in queued)  # type: ignore[attr-defined]
+        assert guard.breaker.state is State.OPEN
+    finally:
+        moto_process.resume()
+        await store.aclose()
