@@ -2,12 +2,14 @@
 -- peer_id, percent-encoded, for a synthetic population of peers.
 --
 --   wrk -t1 -c64 -d10s -s benchmarks/wrk_announce.lua http://127.0.0.1:PORT -- \
---       MODE PEERS TORRENTS NUMWANT CONNECTION
+--       MODE PEERS TORRENTS NUMWANT CONNECTION [HASHES]
 --
 -- MODE "started": the thread walks the peers in order, announcing event=started, and
 --   once it has PEERS answers (every peer announced once) prints "WRKSTARTED n" and ends
 --   the process (wrk would otherwise idle until -d runs out). Run it with -t1.
 -- MODE "steady": random peers re-announce (no event) until the duration runs out.
+-- MODE "scrape": GET /scrape with HASHES (default 1) info_hash parameters of random
+--   torrents (BEP 48) until the duration runs out.
 -- CONNECTION "close" adds "Connection: close" (one TCP connection per announce, as real
 --   clients do); "keepalive" reuses connections.
 --
@@ -47,6 +49,7 @@ function init(args)
    torrents = tonumber(args[3] or "1000")
    numwant = tonumber(args[4] or "50")
    local connection = args[5] or "keepalive"
+   scrape_hashes = tonumber(args[6] or "1")
    nthreads = nthreads or 1
    headers = {}
    if connection == "close" then
@@ -77,7 +80,18 @@ local function announce(p, event)
    return wrk.format("GET", path, headers)
 end
 
+local function scrape()
+   local parts = {}
+   for i = 1, scrape_hashes do
+      parts[i] = "info_hash=" .. hashes[math.random(0, torrents - 1)]
+   end
+   return wrk.format("GET", "/scrape?" .. table.concat(parts, "&"), headers)
+end
+
 function request()
+   if mode == "scrape" then
+      return scrape()
+   end
    if mode == "started" then
       local p = next_peer % peers
       next_peer = next_peer + nthreads
