@@ -241,9 +241,9 @@ def parse_scrape(query: bytes) -> ScrapeRequest:
     """
     if len(query) > MAX_QUERY_BYTES:
         raise AnnounceError("query too long", "query")
-    raws = [v for k, _, v in (f.partition(b"=") for f in query.split(b"&")) if k == b"info_hash"]
+    raws = [f[10:] for f in query.split(b"&") if f[:10] == b"info_hash=" or f == b"info_hash"]
     if not raws:
         raise AnnounceError("missing info_hash (full scrape is not supported)", "info_hash")
     if len(raws) > MAX_SCRAPE_HASHES:
         raise AnnounceError(f"too many info_hash (at most {MAX_SCRAPE_HASHES})", "info_hash")
-    return ScrapeRequest(tuple(_hash(raw, "info_hash") for raw in raws))
+    return ScrapeRequest(tuple(map(_info_hash, raws)))

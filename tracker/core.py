@@ -219,16 +219,15 @@ class TrackerCore:
             req = parse_scrape(query)
         except AnnounceError as exc:
             return self._fail(exc)
-        files = []
-        for h in dict.fromkeys(req.info_hashes):
-            counts = self.swarms.scrape(h)
-            if counts is None:
-                if not self.swarms.open:
-                    continue
-                counts = (0, 0, 0)
-            files.append((h, *counts))
+        swarms = self.swarms
+        hashes = list(dict.fromkeys(req.info_hashes))
+        if not swarms.open:  # known: a swarm, or a torrent nobody announced lately
+            known, resolve = swarms.by_hash, swarms.resolve
+            hashes = [h for h in hashes if h in known or (resolve is not None and resolve(h))]
+        counts = swarms.counts(hashes)  # zeros where no swarm
         if self.metrics is not None:
             self.metrics.scrape("http")
+        files = zip(hashes, counts[::3], counts[1::3], counts[2::3], strict=True)
         return responses.render_scrape(files)
 
     def _packed(self, host: str) -> bytes | None:

@@ -97,11 +97,13 @@ def peer_dicts(
 
 
 def render_scrape(files: Iterable[tuple[bytes, int, int, int]]) -> bytes:
-    """A scrape answer: ``files`` of (info_hash, complete, downloaded, incomplete)."""
-    return bencode.encode(
-        {
-            b"files": {
-                h: {b"complete": c, b"downloaded": d, b"incomplete": i} for h, c, d, i in files
-            }
-        }
+    """A scrape answer: ``files`` of (info_hash, complete, downloaded, incomplete), each
+    info_hash once. Assembled by hand (the hashes sorted, as BEP 3 wants dict keys): the
+    general encoder cost most of a 50-hash scrape."""
+    entries = b"".join(
+        [
+            b"%d:%sd8:completei%de10:downloadedi%de10:incompletei%dee" % (len(h), h, c, d, i)
+            for h, c, d, i in sorted(files)
+        ]
     )
+    return b"d5:filesd" + entries + b"ee"
