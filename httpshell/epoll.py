@@ -6,9 +6,12 @@ more than the announce itself. Here ONE task owns a ``select.epoll`` set holding
 listeners and their connections, parks on ``trio.lowlevel.wait_readable`` of that set
 when nothing is ready, and serves every ready fd synchronously: accept all pending,
 ``recv``, parse (:class:`httpshell.parser.RequestParser`: same httptools parser and
-caps), call the handler, ``send``, close or keep. A connection that closes after one
-answer (what real clients do) never touches the epoll set: the request is usually there
-by the time it is accepted.
+caps), call the handler, ``send``, close or keep. A new connection whose first read is
+one whole plain request that closes after its answer (what tracker clients send:
+``parser.parse_whole``) is answered and closed right there, with no connection object,
+epoll registration or slot, as it never outlives the call (``defer_accept`` has the kernel
+accept only once the request is there); anything else gets a connection object in the
+epoll set.
 
 Same behaviour as ``httpshell.serve.serve_http`` for bytes responses: keep-alive and
 pipelining (answered in order), ``Connection: close``, HTTP/1.0, HEAD, 100-continue,
@@ -28,6 +31,7 @@ read or answered for it. Handlers cannot stream (the S3 API and /metrics use
 from __future__ import annotations
 
 import _socket
+import functools
 import logging
 import math
 import select
@@ -40,7 +44,7 @@ import trio
 from httpshell.deadlines import Timeouts
 from httpshell.listeners import ACCEPT_BURST, ACCEPT_RESOURCE_ERRNOS, open_listeners
 from httpshell.messages import Request, Response
-from httpshell.parser import RequestParser
+from httpshell.parser import RequestParser, parse_whole
 from httpshell.render import error_response, render_response
 from httpshell.slots import Slots
 
@@ -251,19 +255,82 @@ class _Loop:
             # saves a syscall per connection. The C socket type, not socket.socket: its
             # Python-level __init__ and close() wrappers are measurable here too.
             sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
-            host = addr[0]
-            key = None if self.proxied is not None and self.proxied(host) else host
+            client = (addr[0], addr[1])
+            key = None if self.proxied is not None and self.proxied(client[0]) else client[0]
+            data: bytes | None = b""
+            tried = key is not None and self.slots.free(key)
+            if tried:
+                try:
+                    data = self.at_once(sock, fd, client, key)
+                except Exception:  # a bug: this connection closes, not the loop (guarded())
+                    log.exception("http connection from %s failed", client[0])
+                    sock.close()
+                    continue
+                if data is None:
+                    continue  # answered and closed, or gone
             admitted, evict = self.slots.open(fd, key)
             if not admitted:
                 self.refuse(sock)
                 continue
             if evict is not None:
                 self.evict(evict)
-            conn = _Conn(sock, (host, addr[1]), self.now + self.header_timeout, key)
+            conn = _Conn(sock, client, self.now + self.header_timeout, key)
             self.conns[fd] = conn
-            self.guarded(self.read, conn)  # the request has usually arrived already
+            if data:
+                self.guarded(functools.partial(self.take, data=data), conn)
+            elif tried:
+                self.want(conn, _IN)  # read already: nothing yet
+            else:
+                self.guarded(self.read, conn)  # the request has usually arrived already
             if conn.mask == _IN and self.conns.get(fd) is conn:
                 self.late.append(conn)
+
+    def at_once(
+        self, sock: _socket.socket, fd: int, client: tuple[str, int], key: str
+    ) -> bytes | None:
+        """Read a new connection that ``Slots`` would admit without evicting anyone. One
+        whole request that closes after its answer (``parse_whole``) is answered and the
+        socket closed, with no state kept: it never holds a slot across a wake-up, so it
+        is not counted in one. Returns None for that (or a client gone), else what was
+        read for the connection's parser (b"": nothing yet)."""
+        try:
+            data = sock.recv(_RECEIVE_SIZE, _DONTWAIT)
+        except BlockingIOError:
+            return b""  # not here yet (no deferred accept, or it expired)
+        except OSError:
+            data = b""
+        whole = parse_whole(data, client) if data else None
+        if data and (whole is None or whole[1]):
+            return data  # unusual, pipelined or kept open: the connection object's
+        if whole is None:
+            sock.close()  # gone before sending anything
+            return None
+        request = whole[0]
+        try:
+            response = self.handler(request)
+        except Exception:
+            log.exception("handler failed for %r %r", request.method, request.target[:200])
+            response = _INTERNAL_ERROR
+        out = render_response(request, response, False, self.server)[0]
+        try:
+            sent = sock.send(out, _DONTWAIT_MORE)  # MSG_MORE: see flush()
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = len(out)  # the client is gone: nothing more to do
+        if sent == len(out):
+            sock.close()
+            return None
+        # The kernel took part of it (never seen with tracker answers): a connection object
+        # sends the rest under the usual deadlines. Admission was checked: nobody is evicted.
+        self.slots.open(fd, key)
+        self.slots.busy(fd)
+        conn = self.conns[fd] = _Conn(sock, client, self.now, key)
+        conn.release()  # nothing more is read
+        conn.out, conn.closing, conn.phase = out[sent:], True, _BUSY
+        self.rearm(conn)
+        self.want(conn, _OUT)
+        return None
 
     def evict(self, fd: object) -> None:
         """Close the connection ``Slots`` chose to make room (it forgot it already)."""
@@ -298,7 +365,18 @@ class _Loop:
             if conn.drained >= _MAX_DRAIN:
                 self.drop(conn)
             return
-        conn.feed(data)
+        self.take(conn, data)
+
+    def take(self, conn: _Conn, data: bytes) -> None:
+        """Parse ``data`` (at a request boundary, a whole plain request is read without
+        the parser: ``parse_whole``), then answer what is complete."""
+        whole = None
+        if not (conn.in_head or conn.in_body or conn.broken):
+            whole = parse_whole(data, conn.client)
+        if whole is None:
+            conn.feed(data)
+        else:
+            conn.ready.append(whole)
         self.progress(conn)
 
     def progress(self, conn: _Conn) -> None:
@@ -485,6 +563,7 @@ async def serve_http_sync(
     proxied: Callable[[str], bool] | None = None,
     client_of: Callable[[Request], str] | None = None,
     server_header: bytes = b"s3torrent",
+    defer_accept: bool = False,
 ) -> NoReturn:
     """Listen on ``host:port`` (port 0 picks one) and serve the synchronous ``handler``
     (``Request -> Response`` with a bytes body) until cancelled, from this one task.
@@ -494,10 +573,16 @@ async def serve_http_sync(
     (``max_connections``, ``max_connections_per_ip``, 0 = no per-address cap:
     ``httpshell.slots``) as in the module docstring. ``proxied(host)``: whether a peer is a
     trusted proxy, whose connections are counted per request for ``client_of(request)``
-    (the client it names) instead. Never returns unless cancelled; a handler's exception
-    becomes a 500 and a log line.
+    (the client it names) instead. ``defer_accept``: a connection is accepted once its
+    first bytes arrive, or after about a second without any (TCP_DEFER_ACCEPT), so that
+    a whole request is usually served at once with no state kept; for clients that send
+    their request right after connecting (the tracker's). Never returns unless cancelled;
+    a handler's exception becomes a 500 and a log line.
     """
     bound, socks = await open_listeners(host, port)
+    if defer_accept:
+        for sock in socks:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
     loop = _Loop(
         handler,
         socks,

@@ -4,7 +4,7 @@ a streamed body) and ``Handler``, the async handler type of ``serve_http``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -38,7 +38,7 @@ class Response:
     closes after the body). For HEAD the shell sends the headers only."""
 
     status: int
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: Sequence[tuple[bytes, bytes]] = field(default_factory=list)
     body: bytes | AsyncIterable[bytes] = b""
 
 

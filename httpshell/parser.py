@@ -1,10 +1,12 @@
 """Sans-I/O request framing shared by both HTTP shells (``serve`` and ``epoll``): httptools
 (llhttp) parses the bytes fed in, within this module's caps, into requests, error statuses
-and interim responses.
+and interim responses. ``parse_whole`` reads the common case (one whole GET or HEAD
+without a body in one buffer) without a parser object, as httptools would.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import NoReturn
 
@@ -12,7 +14,7 @@ import httptools
 
 from httpshell.messages import Request
 
-__all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "RECEIVE_SIZE", "RequestParser"]
+__all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "RECEIVE_SIZE", "RequestParser", "parse_whole"]
 
 RECEIVE_SIZE = 65536  # bytes the shell reads per receive (the partial-head cap counts on it)
 MAX_HEADER_BYTES = 16384
@@ -180,3 +182,60 @@ class RequestParser:
         elif self.in_body and self.expect_continue:
             self.expect_continue = False
             self.ready.append(_CONTINUE)
+
+
+# One whole request head and nothing after it: GET or HEAD, an origin-form target of visible
+# ASCII, HTTP/1.1 or 1.0, header lines "token: visible ASCII" with no obs-fold. Anything
+# else (bodies, pipelining, tabs, bytes >= 0x80, odd spacing) is left to httptools.
+_WHOLE_HEAD = re.compile(
+    rb"(GET|HEAD) (/[!-~]*) HTTP/1\.([01])\r\n"
+    rb"((?:[-!#$%&'*+.^_`|~0-9A-Za-z]+: *(?:[!-~][ -~]*)?\r\n)*)\r\n"
+)
+# Headers that change the framing or the connection: their requests go through httptools
+# (except one "Connection: close" or "keep-alive", read here).
+_FRAMING = frozenset(
+    (b"connection", b"proxy-connection", b"content-length", b"transfer-encoding", b"upgrade",
+     b"expect")
+)  # fmt: skip
+_VERSION_BYTES = {b"1": b"1.1", b"0": b"1.0"}
+# RequestParser counts 4 bytes per header line where the line may have 3 (no space after
+# the colon), so its 16 KiB cap is never reached by a buffer of at most half that.
+_MAX_WHOLE = MAX_HEADER_BYTES // 2
+
+
+def parse_whole(data: bytes, client: tuple[str, int]) -> tuple[Request, bool] | None:
+    """``data`` as the one request it holds and whether the connection stays open after
+    it, exactly as ``RequestParser`` would give them, when ``data`` is a whole GET or HEAD
+    head in the plain shape real clients send (see ``_WHOLE_HEAD``) and nothing else; None
+    for anything else, which the caller then feeds to a RequestParser. Pure; costs a
+    fraction of a parser object and its callbacks."""
+    if len(data) > _MAX_WHOLE:
+        return None
+    m = _WHOLE_HEAD.fullmatch(data)
+    if m is None:
+        return None
+    method, target, minor, block = m.groups()
+    keep_alive = minor == b"1"  # HTTP/1.1 stays open unless told; 1.0 closes unless told
+    has_host = connection = False
+    headers = []
+    for line in block.split(b"\r\n")[:-1]:
+        name, _, value = line.partition(b":")
+        name = name.lower()
+        value = value.lstrip(b" ")
+        if name in _FRAMING:
+            if name != b"connection" or connection:
+                return None
+            connection = True
+            token = value.lower()
+            if token == b"close":
+                keep_alive = False
+            elif token == b"keep-alive":
+                keep_alive = True
+            else:
+                return None
+        elif name == b"host":
+            has_host = True
+        headers.append((name, value))
+    if minor == b"1" and not has_host:
+        return None  # RequestParser answers this one with a 400
+    return Request(method, target, tuple(headers), client, _VERSION_BYTES[minor]), keep_alive

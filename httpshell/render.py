@@ -128,6 +128,33 @@ def invalid_response(request: Request, server: bytes) -> bytes:
     return response_head(500, [(b"content-length", b"0"), (b"connection", b"close")], set(), server)
 
 
+# A handler's headers given as a tuple -> their lines, once checked (see _plain_fields).
+_FIELDS_MEMO: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+_FIELDS_MEMO_MAX = 256
+_SHELL_NAMES = frozenset((b"content-length", b"connection", b"date", b"server"))
+
+
+def _plain_fields(headers: tuple[tuple[bytes, bytes], ...]) -> bytes | None:
+    """The header lines of ``headers`` when they are plain (bytes, one line each, none of
+    the names the shell writes itself), else None; memoised, as handlers that give a tuple
+    give the same few over and over (the tracker: one)."""
+    fields = _FIELDS_MEMO.get(headers)
+    if fields is None:
+        try:
+            lines = [k + b": " + v + b"\r\n" for k, v in headers]
+            if any(k.lower() in _SHELL_NAMES for k, _ in headers):
+                return None
+        except (TypeError, ValueError):
+            return None
+        fields = b"".join(lines)
+        if not fields.count(b"\n") == len(lines) == fields.count(b"\r"):
+            return None
+        if len(_FIELDS_MEMO) >= _FIELDS_MEMO_MAX:
+            _FIELDS_MEMO.clear()
+        _FIELDS_MEMO[headers] = fields
+    return fields
+
+
 def render_response(
     request: Request, response: Response, keep_alive: bool, server: bytes
 ) -> tuple[bytes, bool]:
@@ -136,9 +163,29 @@ def render_response(
     Content-Length that is not its body's length sends the head and closes (rather than
     lie); an unsendable status or header (or a body that is not bytes) becomes a bare 500
     and a close. The same head as the streaming path's (``plan_response``), built in one pass:
-    this runs once per tracker announce."""
+    this runs once per tracker announce. Headers given as a tuple are checked once and
+    memoised (the tracker's answers all carry the same two)."""
     body = response.body
     status = response.status
+    headers = response.headers
+    if (
+        type(headers) is tuple
+        and type(body) is bytes
+        and type(status) is int
+        and 200 <= status <= 999
+        and status not in _NO_BODY_STATUSES
+        and (fields := _plain_fields(headers)) is not None
+    ):
+        if keep_alive:
+            tail = b"\r\n" if request.http_version != b"1.0" else b"connection: keep-alive\r\n\r\n"
+        else:
+            tail = b"connection: close\r\n\r\n"
+        head = b"%sdate: %s\r\nserver: %s\r\n%scontent-length: %d\r\n%s" % (
+            _status_line(status), _date.get(), server, fields, len(body), tail
+        )
+        if request.method == b"HEAD" or not body:
+            return head, keep_alive
+        return head + body, keep_alive
     if not isinstance(body, bytes | bytearray) or type(status) is not int:
         return invalid_response(request, server), False
     close = not keep_alive

@@ -73,6 +73,14 @@ class Slots:
         """Connections waiting for a request head."""
         return len(self._waiting)
 
+    def free(self, client: Hashable) -> bool:
+        """Whether :meth:`open` would admit a connection from ``client`` without
+        evicting anyone (a shell may then serve a connection that ends at once without
+        counting it)."""
+        if self._total >= self._max:
+            return False
+        return not self._per_client or self._clients.get(client, 0) < self._per_client
+
     # -- changes ------------------------------------------------------------------------
 
     def open(self, conn: Hashable, client: Hashable | None) -> Admission:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:  # prometheus_client is ~3 MB of RSS that `python -m tracker` 
 
 __all__ = ["TrackerCore", "pack_ip"]
 
-_TEXT = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
+# A tuple: httpshell.render memoises the lines of headers given as one.
+_TEXT = ((b"content-type", b"text/plain"), (b"cache-control", b"no-store"))
 _IP_MEMO_MAX = 4096  # client host string -> packed IP; cleared when full
 
 
@@ -140,7 +141,7 @@ class TrackerCore:
         headers: Sequence[tuple[bytes, bytes]],
         client: tuple[str, int],
         now: float,
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes]:
         """Answer ``GET target`` from ``client`` (socket address; ``headers`` lower-case
         names). ``/announce`` and ``/scrape`` always answer 200 (refusals are bencoded
         failure reasons); any other path is a 404. Returns (status, headers, body)."""

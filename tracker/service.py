@@ -202,6 +202,7 @@ async def serve_tracker(
                     max_connections_per_ip=max_connections_per_ip,
                     proxied=proxied if proxies else None,
                     client_of=client_of if proxies else None,
+                    defer_accept=True,  # clients send at once: see httpshell.epoll
                 )
             )
             http_bound = addrs[0]

@@ -14,6 +14,8 @@ import trio
 from httpshell import Request, Response, serve_http_sync
 from tests.helpers import exchange, read_all
 
+HUGE = b"h" * (8 << 20)  # more than a new connection's socket buffers take at once
+
 
 def handler(request: Request) -> Response:
     if request.target == b"/boom":
@@ -22,6 +24,8 @@ def handler(request: Request) -> Response:
         return Response(200, [(b"x-bad", b"1\r\nset-cookie: evil")], b"body")
     if request.target == b"/big":
         return Response(200, [], b"x" * 20000)
+    if request.target == b"/huge":
+        return Response(200, [], HUGE)
     body = b"%s %s from %s" % (request.method, request.target, request.client[0].encode())
     echo = request.header(b"x-echo") or b""
     return Response(200, [(b"content-type", b"text/plain"), (b"x-echo", echo)], body)
@@ -107,6 +111,35 @@ async def test_a_client_that_never_reads_holds_nobody_up_and_is_closed(
         except trio.BrokenResourceError:
             pass  # a reset for the requests it never read: closed all the same
     assert got < 2000 * 20000
+
+
+async def test_an_answer_sent_at_once_that_the_kernel_takes_in_part_is_finished(
+    nursery: trio.Nursery,
+) -> None:
+    # A plain socket connects and sends before the loop runs again: the request is there
+    # at the accept, so it is answered at once; 8 MiB cannot leave in one send.
+    host, port = await start(nursery, defer_accept=True)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, port))
+    sock.sendall(b"GET /huge HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    data = await read_all(stream, deadline=20)
+    assert data.startswith(b"HTTP/1.1 200 ") and b"connection: close" in data
+    assert data.endswith(HUGE) and b"content-length: %d" % len(HUGE) in data
+
+
+async def test_deferred_accept_serves_late_requests_and_closes_silent_connections(
+    nursery: trio.Nursery,
+) -> None:
+    host, port = await start(nursery, defer_accept=True, header_timeout=0.5)
+    late = await trio.open_tcp_stream(host, port)
+    silent = await trio.open_tcp_stream(host, port)
+    await trio.sleep(0.3)  # the request comes a while after the connection
+    await late.send_all(b"GET /late HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (await read_all(late)).endswith(b"GET /late from 127.0.0.1")
+    # Accepted after about a second without a byte, then held to the head deadline.
+    assert await read_all(silent, deadline=10) == b""
 
 
 async def test_cancellation_closes_every_socket() -> None:
