@@ -75,24 +75,9 @@ class _Conn(RequestParser):
     """One connection's state in the loop (the parser state is inherited)."""
 
     __slots__ = (
-        "closing",
-        "counted",
-        "deadline",
-        "drained",
-        "draining",
-        "fd",
-        "key",
-        "linger",
-        "mask",
-        "moved",
-        "nodelay",
-        "out",
-        "phase",
-        "proxied",
-        "registered",
-        "since",
-        "sock",
-    )
+        "closing", "counted", "deadline", "drained", "draining", "fd", "key", "linger", "mask",
+        "moved", "nodelay", "out", "phase", "proxied", "registered", "since", "sock",
+    )  # fmt: skip
 
     def __init__(
         self, sock: _socket.socket, client: tuple[str, int], deadline: float, key: str | None
@@ -159,18 +144,25 @@ class _Loop:
 
     async def run(self) -> NoReturn:
         poll = self.ep.poll
+        fd = self.ep.fileno()
         while True:
             events = poll(0, _MAX_EVENTS)
             if events or self.pending:
                 self.now = trio.current_time()
                 self.serve(events)
                 self.timers()
-                # A busy loop still lets the UDP listener and the cleaner run.
-                await trio.lowlevel.checkpoint()
-                continue
+                if len(events) == _MAX_EVENTS or self.pending:
+                    # More is ready at once; a busy loop still lets the UDP listener and
+                    # the cleaner run.
+                    await trio.lowlevel.checkpoint()
+                    continue
+            # Waiting is the checkpoint otherwise: one trip through trio per batch.
             wake = min(self.next_sweep if self.conns else math.inf, self.resume_at)
-            with trio.move_on_at(wake):
-                await trio.lowlevel.wait_readable(self.ep.fileno())
+            if wake == math.inf:
+                await trio.lowlevel.wait_readable(fd)
+            else:
+                with trio.move_on_at(wake):
+                    await trio.lowlevel.wait_readable(fd)
             self.now = trio.current_time()
             self.timers()
 

@@ -35,7 +35,9 @@ class Request(NamedTuple):
 class Response:
     """A response. A bytes body gets Content-Length automatically; an async-iterable body
     is streamed, and then the handler must set Content-Length itself (or the connection
-    closes after the body). For HEAD the shell sends the headers only."""
+    closes after the body). For HEAD the shell sends the headers only. ``headers`` given
+    as a tuple are checked and rendered once and memoised (a handler that answers with
+    the same few, as the tracker does)."""
 
     status: int
     headers: Sequence[tuple[bytes, bytes]] = field(default_factory=list)
