@@ -1,5 +1,5 @@
 """Cluster mode benchmark (issue 12): the same tracker standalone and as a cluster node,
-side by side in one run, plus Redis memory, 1 vs 3 nodes, and failover time.
+side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
 
     python benchmarks/bench_cluster.py [--duration 5] [--rounds 3] [--peers 100000]
         [--torrents 1000] [--only cpu,scale,failover]

@@ -86,7 +86,9 @@ def profile(pid: int, seconds: float, out: Path, run) -> list[tuple[str, float, 
         stack, _, count = line.rpartition(" ")
         n = int(count)
         samples += n
-        frames = [re.sub(r" \(.*/", " (", f) for f in stack.split(";")]
+        # "func (path/file.py:line)" -> "func (file.py)": by function, not by line
+        frames = [re.sub(r" \((?:.*/)?([^/:]*)(?::\d+)?\)$", r" (\1)", f)
+                  for f in stack.split(";")]
         own[frames[-1]] += n
         for f in set(frames):
             total[f] += n

@@ -428,15 +428,13 @@ class Swarms:
                 return False
             if swarm is None:
                 return False
-        if len(addr) not in (6, 18):
-            return False
         bucket = int(expires / self._width) + 1
         peer = swarm.peers.get(addr)
         if peer is not None and peer.expires > bucket:
             return False  # this tracker heard from it later
         slot = (2 if len(addr) == 18 else 0) + (_SEEDER if seeder else _LEECHER)
         if peer is None:
-            if len(swarm.peers) >= self.max_peers_per_swarm or (
+            if len(addr) not in (6, 18) or len(swarm.peers) >= self.max_peers_per_swarm or (
                 self.seeders + self.leechers >= self.max_peers
             ):
                 return False

@@ -243,16 +243,17 @@ class SwarmSync:
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
             try:
-                for c in records.decode_changes(entries[j + 1]):
+                for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(
+                        entries[j + 1]):
                     changes += 1
-                    if c.kind == records.UPSERT:
-                        if merge(c.info_hash, c.addr, c.peer_id, c.seeder, base + c.ttl_ms / 1000
-                                 ) and not (own and c.peer_id.startswith(own)):
-                            demand.add(c.info_hash)
-                    elif c.kind == records.STOPPED:
-                        swarms.drop_peer(c.info_hash, c.addr)
+                    if kind == records.UPSERT:
+                        if merge(ih, addr, peer_id, seeder, base + ttl_ms / 1000) and not (
+                                own and peer_id.startswith(own)):
+                            demand.add(ih)
+                    elif kind == records.STOPPED:
+                        swarms.drop_peer(ih, addr)
                     else:
-                        swarms.add_downloaded(c.info_hash, c.count)
+                        swarms.add_downloaded(ih, count)
             except records.RecordError as exc:
                 log.warning("cluster: skipping a swarm change batch: %s", exc)
         if self.metrics is not None and changes:
