@@ -178,15 +178,20 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
     node spends per announce it answers (its sync task included: pushing its own changes,
     merging the other node's): a node on a core of its own serves 1 / that many per
     second, and 2 nodes' capacity over 1 node's is 2 x c(1 node) / c(2 nodes). Redis's own
-    CPU per announce is printed beside (it needs a share of the same cores)."""
+    CPU per announce is printed beside (it needs a share of the same cores). The same two
+    layouts without Redis (standalone nodes) are the control: what sharing the cores with
+    the other node's generator costs a node, cluster or not; with it factored out, the
+    estimate is 2 x c(1) x s(2) / (c(2) x s(1)), s the standalone nodes' CPU."""
     exe = bench_udp.build_generator(work)
 
     def run(n: int, db: int) -> tuple[float, list[float], float]:
         ports = [bt.free_port() for _ in range(n)]
-        procs = [start_node(work, f"scale{n}-{i}", ports[i], args, redis.url(db), cpu=i)
+        url = redis.url(db) if db else ""  # db 0: standalone nodes (the control)
+        procs = [start_node(work, f"scale{n}-{i}", ports[i], args, url, cpu=i)
                  for i in range(n)]
         try:
-            bench_udp.run_load(exe, args, ports[0], "started", 120)
+            for port in ports[:1] if url else ports:  # a cluster node merges the others'
+                bench_udp.run_load(exe, args, port, "started", 120)
             time.sleep(1.0)  # the other nodes merged the peers
             cmds = [["taskset", "-c", str(1 - i if n == 2 else 1), str(exe), bt.HOST,
                      str(port), "cached", str(args.duration), str(args.window),
@@ -214,22 +219,30 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
             for proc in procs:
                 proc.stop()
 
-    rows = {}
+    rows: dict[tuple[int, bool], list[tuple[float, float, float]]] = {}
+    layouts = [(1, True), (2, True), (1, False), (2, False)]
     for r in range(args.rounds):
-        for n in (1, 2) if r % 2 == 0 else (2, 1):
-            rate, per_node, redis_us = run(n, 4 + n + 2 * r)
-            rows.setdefault(n, []).append((rate, statistics.mean(per_node), redis_us))
-            print(f"  {n} node(s): {rate:8.0f} announces/s in all (generators on the same "
-                  f"cores), node CPU/announce {', '.join(f'{c:.2f}' for c in per_node)} us, "
-                  f"redis {redis_us:.2f} us/announce", flush=True)
-    one = [statistics.median(x[i] for x in rows[1]) for i in range(3)]
-    two = [statistics.median(x[i] for x in rows[2]) for i in range(3)]
+        for n, cluster in layouts if r % 2 == 0 else layouts[::-1]:
+            rate, per_node, redis_us = run(n, 4 + n + 2 * r if cluster else 0)
+            rows.setdefault((n, cluster), []).append((rate, statistics.mean(per_node), redis_us))
+            print(f"  {n} {'cluster' if cluster else 'standalone'} node(s): {rate:8.0f} "
+                  f"announces/s in all (generators on the same cores), node CPU/announce "
+                  f"{', '.join(f'{c:.2f}' for c in per_node)} us"
+                  + (f", redis {redis_us:.2f} us/announce" if cluster else ""), flush=True)
+    one = [statistics.median(x[i] for x in rows[1, True]) for i in range(3)]
+    two = [statistics.median(x[i] for x in rows[2, True]) for i in range(3)]
+    s1 = statistics.median(x[1] for x in rows[1, False])
+    s2 = statistics.median(x[1] for x in rows[2, False])
     print(f"medians: 1 node {one[0]:.0f}/s, {one[1]:.2f} us CPU/announce (redis {one[2]:.2f});"
           f" 2 nodes {two[0]:.0f}/s, {two[1]:.2f} us CPU/announce per node (redis "
           f"{two[2]:.2f})", flush=True)
     print(f"2 nodes vs 1: measured {two[0] / one[0]:.2f}x (the generators share the cores); "
           f"by CPU per announce {2 * one[1] / two[1]:.2f}x (goal >= 1.7x), with Redis's CPU "
           f"on the same cores {2 * (one[1] + one[2]) / (two[1] + two[2]):.2f}x", flush=True)
+    print(f"control, standalone nodes in the same layouts: 1 node {s1:.2f} us, 2 nodes {s2:.2f}"
+          f" us CPU/announce (x{s2 / s1:.2f} from sharing the cores); 2 cluster nodes vs 1 "
+          f"with that factored out: {2 * one[1] * s2 / (two[1] * s1):.2f}x (goal >= 1.7x)",
+          flush=True)
 
 
 # -- 3. failover --------------------------------------------------------------------------------
