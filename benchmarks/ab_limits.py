@@ -13,7 +13,9 @@ before the issue 14 commits) and runs, with A = that build and B = this checkout
    (µs CPU per announce).
 
 Each prints its per-load rows and "B/A"; goal (issue 14): B within 5 % of A. The worktree is
-removed afterwards. Needs wrk and taskset; run it alone (under /tmp/s3t-heavy.lock here).
+removed afterwards. Needs wrk and taskset; run it alone (under /tmp/s3t-bench.lock here).
+req/s of a daemon on a shared core moves with the machine's other work (by up to 2x between
+loads): ``ab_instructions.py`` counts instructions per request instead (repeatable).
 """
 
 from __future__ import annotations
