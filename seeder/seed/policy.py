@@ -17,7 +17,7 @@ without slowing them (issue 4; what each choice measured, and the rejected alter
 in docs/benchmarks.md, "Seeding policy"):
 
 - The session seeds at full speed while a swarm needs it, then backs off (`swarm_budget`,
-  `run`): once it has sent ``[seeding] swarm_budget`` copies (2.8) less the reserve for the
+  `run`): once it has sent ``[seeding] swarm_budget`` copies (2.6) less the reserve for the
   swarm's last half copy into the current swarm,
   BitTorrent and web seed together, *and* the connected peers together hold every piece
   (or get it from the web seed right now), the torrent keeps two unchoked peers and an

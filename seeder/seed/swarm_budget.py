@@ -41,7 +41,7 @@ __all__ = [
     "missing_pieces",
 ]
 
-DEFAULT_COPIES = 2.8  # copies of the object sent into a swarm before the daemon backs off
+DEFAULT_COPIES = 2.6  # copies of the object sent into a swarm before the daemon backs off
 DEFAULT_STALL_AFTER = 2.0  # s without the peers gaining a piece: the daemon serves again;
 #                            also how long a swarm is empty and idle before it is over
 DEFAULT_TRICKLE_RATE = 64 * 1024  # bytes/s of a swarm that holds every piece, budget spent
