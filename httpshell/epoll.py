@@ -151,12 +151,9 @@ class _Loop:
                 self.now = trio.current_time()
                 self.serve(events)
                 self.timers()
-                if len(events) == _MAX_EVENTS or self.pending:
-                    # More is ready at once; a busy loop still lets the UDP listener and
-                    # the cleaner run.
-                    await trio.lowlevel.checkpoint()
-                    continue
-            # Waiting is the checkpoint otherwise: one trip through trio per batch.
+                # A busy loop still lets the UDP listener and the cleaner run.
+                await trio.lowlevel.checkpoint()
+                continue
             wake = min(self.next_sweep if self.conns else math.inf, self.resume_at)
             if wake == math.inf:
                 await trio.lowlevel.wait_readable(fd)
