@@ -16,7 +16,6 @@ __all__ = [
     "render_announce",
     "render_failure",
     "render_scrape",
-    "split_families",
 ]
 
 
@@ -27,14 +26,6 @@ def render_failure(reason: str) -> bytes:
 
 def _string(value: bytes) -> bytes:
     return b"%d:%s" % (len(value), value)
-
-
-def split_families(addrs: list[bytes]) -> tuple[bytes, bytes]:
-    """Compact addresses -> (``peers``: 6-byte IPv4 entries, ``peers6``: 18-byte IPv6)."""
-    joined = b"".join(addrs)
-    if len(joined) == 6 * len(addrs):  # the usual case, checked without a Python loop
-        return joined, b""
-    return b"".join(a for a in addrs if len(a) == 6), b"".join(a for a in addrs if len(a) == 18)
 
 
 def render_announce(
