@@ -194,10 +194,28 @@ class LocalStore:
         """The real path of ``key`` below the root, or InvalidKey/NoSuchBucket."""
         parts = key_parts(key)
         self._check_root()
-        real = os.path.realpath(os.path.join(self.root, *parts))
+        real = self._plain_path(parts)
+        if real is None:
+            real = os.path.realpath(os.path.join(self.root, *parts))
         if not _within(self.root, real) or real == self.root:
             raise InvalidKey("key resolves outside the bucket root")
         return real
+
+    def _plain_path(self, parts: tuple[str, ...]) -> str | None:
+        """The root joined with ``parts`` when every one of them exists and none is a
+        symlink: then that is what ``realpath`` gives (the root is real, ``key_parts``
+        allows no ``.``, ``..`` or empty part), at an ``lstat`` per part instead of
+        ``realpath``'s walk of the whole path in Python (~20 us, the largest item of a
+        scan of small objects). None otherwise: the caller asks ``realpath``."""
+        path = self.root.rstrip(os.sep)
+        for part in parts:
+            path = path + os.sep + part
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    return None
+            except OSError:
+                return None
+        return path
 
     def _stat_key(self, key: str) -> os.stat_result:
         path = self._resolve(key)

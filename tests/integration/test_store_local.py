@@ -98,6 +98,28 @@ async def test_symlinks_leaving_the_root_are_refused_and_not_listed(
     assert keys == ["data.bin", "inside-link"]
 
 
+def test_resolution_is_realpath_with_or_without_symlinks(
+    tree: tuple[Path, Path, bytes],
+) -> None:
+    """The lstat-per-part fast path gives what realpath gives, and every key with a
+    symlink (inside or leaving the root) or a missing part takes realpath's answer."""
+    root, outside, _ = tree
+    (root / "d" / "e").mkdir(parents=True)
+    (root / "d" / "e" / "f.bin").write_bytes(b"x")
+    (root / "link-d").symlink_to(root / "d", target_is_directory=True)
+    (root / "escape-dir").symlink_to(outside, target_is_directory=True)
+    store = store_for(root)
+    real_root = os.path.realpath(root)
+    for key in ("data.bin", "d/e/f.bin", "link-d/e/f.bin", "d/missing/x", "nope"):
+        want = os.path.realpath(os.path.join(real_root, *key.split("/")))
+        assert store._resolve(key) == want, key
+    assert store._plain_path(("d", "e", "f.bin")) == os.path.join(real_root, "d", "e", "f.bin")
+    assert store._plain_path(("link-d", "e", "f.bin")) is None
+    assert store._plain_path(("nope",)) is None
+    with pytest.raises(InvalidKey):
+        store._resolve("escape-dir/secret")
+
+
 async def test_listing_is_in_s3_key_order_and_skips_non_files(tmp_path: Path) -> None:
     root = tmp_path / "r"
     files = ["a.txt", "a/b", "a/c/d", "a-b", "b", "A", "sp ace", "ä/ö", "z+=&"]
