@@ -31,7 +31,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import sqlite3
 import statistics
@@ -44,6 +43,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from procs import answers, free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,29 +65,12 @@ CREDS = {
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "events" / "minio_put.json").read_text())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(predicate: Any, what: str, interval: float = 0.002) -> None:
     end = time.monotonic() + DEADLINE
     while not predicate():
         if time.monotonic() > end:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(interval)
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as r:
-            r.read()
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
 
 
 def start(args: list[str], url: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -97,16 +81,6 @@ def start(args: list[str], url: str, log: Path, env: dict[str, str]) -> subproce
     if proc.poll() is not None:
         raise SystemExit(f"{args[2]} exited ({proc.returncode}); see {log}")
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def event_body(key: str, etag: str, size: int, sequencer: int) -> bytes:

@@ -31,8 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,9 @@ from botocore.config import Config as BotoConfig
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from procs import answers, free_port, stop  # noqa: E402
+
 from tests.conftest import S3RVER_BIN  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
 
 AK, SK = "AKIDBENCH", "bench-secret"
 PAGE = 1000
@@ -62,17 +61,6 @@ def make_tree(root: Path, n: int, nested: bool) -> None:
         path.write_bytes(b"x")
 
 
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as r:
-            r.read()
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
-
 def start(cmd: list[str], url: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env)
@@ -85,15 +73,6 @@ def start(cmd: list[str], url: str, env: dict[str, str] | None = None) -> subpro
         time.sleep(0.1)
     proc.terminate()
     raise SystemExit(f"{cmd[0]} did not answer within {START_DEADLINE} s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def client(url: str, ak: str, sk: str) -> Any:

@@ -37,21 +37,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from procs import answers, free_port, stop
 
 from seeder import __version__
 from seeder.store import ObjectInfo
@@ -69,23 +67,6 @@ CREDS = {
     "AWS_CONFIG_FILE": "/dev/null",
     "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as r:
-            r.read()
-        return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
 
 
 # moto.server as `python -m`, with FakeKey.value returning the in-memory bytes uncopied.
@@ -128,16 +109,6 @@ def start_moto(size: int, log_path: Path, mode: str) -> tuple[subprocess.Popen[b
             raise SystemExit(f"moto did not start; see {log_path}")
         time.sleep(0.1)  # a script polling a child process, not a test
     return proc, url
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def upload(url: str, size: int) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from procs import free_port
+
 import seeder.ops.scanner as scanner
 import seeder.torrent.service as service_mod
 from seeder.config import BucketConfig, Config, GenerationConfig
@@ -37,12 +38,6 @@ from seeder.torrent.catalog import Catalog
 from seeder.torrent.service import TorrentService
 
 BUCKET = "small"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_moto() -> tuple[subprocess.Popen[bytes], str]:
