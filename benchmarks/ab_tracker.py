@@ -3,6 +3,11 @@
     python benchmarks/ab_tracker.py /path/to/checkout-A /path/to/checkout-B [--rounds 6]
         [--mode close|keepalive|scrape1|scrape50] [--duration 5]
     python benchmarks/ab_tracker.py opentracker /path/to/checkout --mode scrape50
+    python benchmarks/ab_tracker.py opentracker /path/to/checkout /path/to/compiled-build
+
+A build is a checkout, a ``pip install --target`` directory (the compiled build of the hot
+modules, see README "The compiled tracker build"), or ``opentracker``; a third and further
+build (C, D, ...) run in the same alternation, and each is compared with A.
 
 Both builds (``python -m tracker`` with PYTHONPATH at each checkout, or the word
 ``opentracker`` for it) run at once, pinned to the tracker core, whitelisting the same 1000
@@ -47,12 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("a", help="checkout A (its tracker/ package is run), or 'opentracker'")
     p.add_argument("b", help="checkout B, or 'opentracker'")
+    p.add_argument("more", nargs="*", help="builds C, D, ... (compared with A too)")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--mode", choices=tuple(_MODES), default="close")
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--tracker-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     args = p.parse_args(argv)
+    if len(args.more) > 6:
+        p.error("at most 8 builds")
     wrk_args = argparse.Namespace(
         duration=args.duration, connections=64, peers=100_000, torrents=1000,
         tracker_cpu=args.tracker_cpu, load_cpu=args.load_cpu, started_timeout=120,
@@ -60,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ab-tracker-"))
     builds = []
     try:
-        for name, build in (("A", args.a), ("B", args.b)):
+        named = zip("ABCDEFGH", (args.a, args.b, *args.more), strict=False)
+        for name, build in named:
             port = bt.free_port()
             if build == "opentracker":
                 (work / name).mkdir()
@@ -78,7 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             bt.wait_listening(proc, port)
             bt.wait_serving(proc, port)
             bt.run_wrk(wrk_args, port, "started", "keepalive", wrk_args.started_timeout)
-        rows: dict[str, list[tuple[float, float, float, float, float]]] = {"A": [], "B": []}
+        rows: dict[str, list[tuple[float, float, float, float, float]]] = {
+            name: [] for name, _, _ in builds
+        }
         for k in range(args.rounds):
             for name, proc, port in builds if k % 2 == 0 else builds[::-1]:
                 u0, s0 = _times(proc.pid)
@@ -97,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu[name] = statistics.median(r[1] + r[2] for r in rows[name])
             print(f"{name} median: {med[0]:.0f}/s  user {med[1]:.1f} us  sys {med[2]:.1f} us  "
                   f"p50 {med[3]:.2f} ms  p99 {med[4]:.2f} ms  CPU {cpu[name]:.1f} us")  # fmt: skip
-        print(f"B/A CPU per request ({args.mode}): {cpu['B'] / cpu['A']:.2f}")
+        for name, _, _ in builds[1:]:
+            print(f"{name}/A CPU per request ({args.mode}): {cpu[name] / cpu['A']:.2f}")
     finally:
         for _, proc, _ in builds:
             proc.stop()

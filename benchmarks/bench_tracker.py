@@ -342,14 +342,16 @@ def check_swarm(port: int, args: argparse.Namespace) -> str:
 # -- trackers ---------------------------------------------------------------------------
 
 
-def start_ours(args: argparse.Namespace, work: Path, port: int) -> Proc:
+def start_ours(args: argparse.Namespace, work: Path, port: int, tree: Path = ROOT) -> Proc:
+    """``python -m tracker`` from ``tree`` (a checkout, or a ``pip install --target``
+    directory holding a compiled build)."""
     cmd = [
         "taskset", "-c", str(args.tracker_cpu), sys.executable, "-m", "tracker",
         "--http", f"{HOST}:{port}", "--udp", f"{HOST}:{port}", "--log-level", "WARNING",
     ]  # fmt: skip
     for t in range(args.torrents):
         cmd += ["--info-hash", info_hash(t).hex()]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(tree))
     return Proc("ours", cmd, work, env)
 
 

@@ -17,6 +17,7 @@ ours with py-spy under the connect+announce load and prints the functions with t
 samples (py-spy slows what it samples: that run's CPU figures are not used).
 
     python benchmarks/bench_udp.py [--duration 5] [--rounds 2] [--profile 10]
+        [--tree compiled=/path/to/pip-install-target]   # a second build of ours, same run
 
 Needs gcc and opentracker (Debian: whitelist-only, given ``-w`` of the hex hashes); py-spy
 for ``--profile``. Every process started here is stopped by PID. A script, not a test.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import os
 import re
 import shutil
@@ -110,8 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tracker-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     p.add_argument("--profile", type=float, default=0.0, metavar="SECONDS")
+    p.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                   help="also run our tracker from PATH (a checkout or a `pip install "
+                   "--target` directory, e.g. the compiled build) as NAME; repeatable")
     args = p.parse_args(argv)
     names = [n for n in args.only.split(",") if n]
+    starters = dict(bt.STARTERS)
+    for item in args.tree:
+        name, _, path = item.partition("=")
+        if not name or not path or name in starters:
+            p.error(f"--tree {item!r}: NAME=PATH with a new NAME")
+        starters[name] = functools.partial(bt.start_ours, tree=Path(path).resolve())
+        names.insert(len(names) - ("opentracker" in names), name)
     loads = [x for x in args.loads.split(",") if x]
     if shutil.which("opentracker") is None and "opentracker" in names:
         print("opentracker: skipped (apt-get install opentracker)")
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for name in names:
                 ports[name] = bt.free_port()
-                procs[name] = bt.STARTERS[name](args, work, ports[name])
+                procs[name] = starters[name](args, work, ports[name])
                 bt.wait_listening(procs[name], ports[name])
                 bt.wait_serving(procs[name], ports[name])
                 started = run_load(exe, args, ports[name], "started", 120)
@@ -180,15 +192,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {label} | {name} | {statistics.median(rate[label, name]):.0f} | {c:.2f} | "
                   f"{statistics.median(lat[label, name]) / 1000:.2f} | {ratio} |")
     print("\nGoals (issue 18):")
-    for label in loads:
-        if cpu[label, "ours"] and cpu[label, "opentracker"]:
-            ratio = statistics.median(cpu[label, "ours"]) / statistics.median(
-                cpu[label, "opentracker"])
-            print(f"  {label}: {ratio:.2f}x opentracker's CPU (goal <= {GOAL_RATIO}x) "
-                  f"{'ok' if ratio <= GOAL_RATIO else 'MISSED'}")
-    if "ours" in rss:
-        print(f"  RSS with {args.peers} peers: {rss['ours']:.1f} MB (goal < {GOAL_RSS_MB} MB) "
-              f"{'ok' if rss['ours'] < GOAL_RSS_MB else 'MISSED'}")
+    for name in (n for n in names if n != "opentracker"):
+        for label in loads:
+            if cpu[label, name] and cpu[label, "opentracker"]:
+                ratio = statistics.median(cpu[label, name]) / statistics.median(
+                    cpu[label, "opentracker"])
+                print(f"  {name}, {label}: {ratio:.2f}x opentracker's CPU (goal <= "
+                      f"{GOAL_RATIO}x) {'ok' if ratio <= GOAL_RATIO else 'MISSED'}")
+        if name in rss:
+            print(f"  {name}, RSS with {args.peers} peers: {rss[name]:.1f} MB (goal < "
+                  f"{GOAL_RSS_MB} MB) {'ok' if rss[name] < GOAL_RSS_MB else 'MISSED'}")
     return 0
 
 

@@ -19,6 +19,7 @@ import sys
 
 import trio
 
+from tracker.build import describe
 from tracker.clock import MonotonicClock
 from tracker.core import TrackerCore
 from tracker.secret import load_or_create
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         "across a restart; default: a new random key per start",
     )  # fmt: skip
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--version", action="version", version=f"python -m tracker: {describe()}",
+                   help="show which build of the hot modules runs (plain Python or compiled)")
     return p
 
 
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    logging.getLogger("tracker").info("build: %s", describe())
     for hashes in args.info_hash:
         core.register(hashes)
     if not args.open and not args.info_hash:

@@ -27,6 +27,7 @@ from seeder.config import (
     load,
     parse_size,
 )
+from tracker.build import describe as tracker_build
 
 __all__ = ["build_parser", "main"]
 
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="s3torrent: GetObjectTorrent for S3 buckets and local directories, "
         "with a tracker and a libtorrent seeder.",
     )
-    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"{PROG} {__version__} (tracker: {tracker_build()})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 

@@ -60,6 +60,7 @@ from seeder.torrent.catalog import Catalog, CatalogError
 from seeder.torrent.entry import Entry
 from seeder.torrent.linkstate import links_current
 from seeder.torrent.service import SMALL_JOBS, Listener, TorrentService
+from tracker.build import describe as tracker_build
 from tracker.clientaddr import client_host, parse_proxies, trusted_host
 from tracker.clock import MonotonicClock
 from tracker.core import TrackerCore
@@ -315,8 +316,10 @@ async def serve(
             nursery.start_soon(_status_loop, daemon)
             await nursery.start(run_watchdog, notifier)
             log.info(
-                "seeder %s ready: S3 API on %s, %d buckets, %d torrents in the catalog",
+                "seeder %s ready (tracker: %s): S3 API on %s, %d buckets, %d torrents in the "
+                "catalog",
                 __version__,
+                tracker_build(),
                 _url(bound.s3),
                 len(config.buckets),
                 catalog.count(),
