@@ -221,15 +221,15 @@ class TrackerCore:
         except AnnounceError as exc:
             return self._fail(exc)
         swarms = self.swarms
-        hashes = list(dict.fromkeys(req.info_hashes))
+        hashes = sorted(set(req.info_hashes))  # each once, sorted as bencoded keys must be
         if not swarms.open:  # known: a swarm, or a torrent nobody announced lately
             known, resolve = swarms.by_hash, swarms.resolve
-            hashes = [h for h in hashes if h in known or (resolve is not None and resolve(h))]
+            if not all(map(known.__contains__, hashes)):  # (all of them, usually)
+                hashes = [h for h in hashes if h in known or (resolve is not None and resolve(h))]
         counts = swarms.counts(hashes)  # zeros where no swarm
         if self.metrics is not None:
             self.metrics.scrape("http")
-        files = zip(hashes, counts[::3], counts[1::3], counts[2::3], strict=True)
-        return responses.render_scrape(files)
+        return responses.render_scrape(hashes, counts)
 
     def _packed(self, host: str) -> bytes | None:
         """``pack_ip(host)``, memoised (bounded): clients come back from few addresses."""

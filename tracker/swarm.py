@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, repeat
+from operator import attrgetter
 
 from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
 from tracker.peerwindow import WIDTH as _WIDTH
@@ -44,7 +46,6 @@ FAMILY_ANY = FAMILY_V4 | FAMILY_V6
 _SEEDER = 0
 _LEECHER = 1
 _NO_PEERS = (b"", b"")
-_ZEROS = (0, 0, 0)
 _BUCKETS_PER_TIMEOUT = 8  # expiry precision: a peer lives timeout .. timeout * 9/8
 
 
@@ -84,9 +85,13 @@ class Peer:
 
 
 class Swarm:
-    """The peers of one torrent (under one or more info-hashes)."""
+    """The peers of one torrent (under one or more info-hashes). ``complete`` (seeders)
+    and ``incomplete`` (leechers) count the addresses in ``packed``: kept by ``add`` and
+    ``take`` (plain attributes, so a scrape reads them without a Python call)."""
 
-    __slots__ = ("downloaded", "hashes", "lazy", "packed", "peers", "registered")
+    __slots__ = (
+        "complete", "downloaded", "hashes", "incomplete", "lazy", "packed", "peers", "registered",
+    )  # fmt: skip
 
     def __init__(self, hashes: tuple[bytes, ...], registered: bool) -> None:
         self.hashes = hashes
@@ -97,22 +102,18 @@ class Swarm:
         # the compact addresses back to back (6 or 18 bytes each, _WIDTH)
         self.packed = (bytearray(), bytearray(), bytearray(), bytearray())
         self.downloaded = 0
-
-    @property
-    def complete(self) -> int:
-        """Seeders."""
-        return len(self.packed[0]) // 6 + len(self.packed[2]) // 18
-
-    @property
-    def incomplete(self) -> int:
-        """Leechers."""
-        return len(self.packed[1]) // 6 + len(self.packed[3]) // 18
+        self.complete = 0
+        self.incomplete = 0
 
     def add(self, peer: Peer, addr: bytes) -> None:
         """Append ``addr`` to the string of ``peer.slot``; sets ``peer.idx``."""
         blob = self.packed[peer.slot]
         peer.idx = len(blob) // _WIDTH[peer.slot]
         blob += addr
+        if peer.slot & 1:
+            self.incomplete += 1
+        else:
+            self.complete += 1
 
     def take(self, peer: Peer) -> None:
         """Take ``peer``'s address out of its string: the last one moves into the hole."""
@@ -124,6 +125,27 @@ class Swarm:
             blob[at : at + w] = last
             self.peers[last].idx = peer.idx
         del blob[-w:]
+        if peer.slot & 1:
+            self.incomplete -= 1
+        else:
+            self.complete -= 1
+
+    def clear(self) -> None:
+        """Forget every peer (their ``swarm`` is left to the caller)."""
+        self.peers.clear()
+        for blob in self.packed:
+            blob.clear()
+        self.complete = self.incomplete = 0
+
+
+class _NoSwarm:
+    """What ``Swarms.counts`` reads for a hash without a swarm."""
+
+    complete = downloaded = incomplete = 0
+
+
+_NO_SWARM = _NoSwarm()
+_COUNTS = attrgetter("complete", "downloaded", "incomplete")
 
 
 class Swarms:
@@ -249,9 +271,7 @@ class Swarms:
         for peer in swarm.peers.values():
             self._count(peer.slot, -1)
             peer.swarm = None
-        swarm.peers.clear()
-        for blob in swarm.packed:
-            blob.clear()
+        swarm.clear()
         for h in swarm.hashes:
             if self.by_hash.get(h) is swarm:
                 del self.by_hash[h]
@@ -293,15 +313,10 @@ class Swarms:
     def counts(self, hashes: Iterable[bytes]) -> list[int]:
         """complete, downloaded, incomplete of each of ``hashes``, back to back (a UDP
         scrape): zeros for a hash without a swarm."""
-        out: list[int] = []
-        for swarm in map(self.by_hash.get, hashes):
-            if swarm is None:
-                out += _ZEROS
-            else:
-                p = swarm.packed
-                out += (len(p[0]) // 6 + len(p[2]) // 18, swarm.downloaded,
-                        len(p[1]) // 6 + len(p[3]) // 18)
-        return out
+        # All in C (no Python call per hash): the swarm of each hash, _NO_SWARM for none,
+        # its three counts read by one attrgetter, flattened.
+        swarms = map(self.by_hash.get, hashes, repeat(_NO_SWARM))
+        return list(chain.from_iterable(map(_COUNTS, swarms)))
 
     # -- announce -------------------------------------------------------------------
 

@@ -188,3 +188,30 @@ def test_fuzz_parsers_return_request_or_raise_announce_error(data):
         except AnnounceError:
             continue
         assert isinstance(result, AnnounceRequest | ScrapeRequest)
+
+
+def _scrape_field_by_field(query: bytes) -> ScrapeRequest | str:
+    """The scrape parse read field by field (the general path), or its error message."""
+    raws = [f[10:] for f in query.split(b"&") if f[:10] == b"info_hash=" or f == b"info_hash"]
+    try:
+        if not raws or len(raws) > MAX_SCRAPE_HASHES:
+            parse_scrape(b"x=1" if not raws else query)  # the count errors: the same text
+        return ScrapeRequest(tuple(parse_scrape(b"info_hash=" + r).info_hashes[0] for r in raws))
+    except AnnounceError as exc:
+        return str(exc)
+
+
+_SCRAPE_ALPHABET = st.sampled_from(
+    [b"info_hash=", b"info_hash", b"&", b"=", b"&info_hash=", b"%b7" * 20, b"x" * 20, b"%",
+     b"y=1", b"info_hash=" + b"%ab" * 20, b"info_hashx=", b"\xff"]
+)  # fmt: skip
+
+
+@given(st.lists(_SCRAPE_ALPHABET, max_size=30).map(b"".join))
+def test_scrape_fast_split_reads_as_field_by_field(query):
+    # parse_scrape splits a query of info_hash fields only at "&info_hash=" at once.
+    try:
+        got: ScrapeRequest | str = parse_scrape(query)
+    except AnnounceError as exc:
+        got = str(exc)
+    assert got == _scrape_field_by_field(query)

@@ -20,7 +20,10 @@ def test_scrape_is_the_bencoded_files_dict() -> None:
             {b"files": {h: {b"complete": c, b"downloaded": d, b"incomplete": i}
                         for h, c, d, i in files}}
         )  # fmt: skip
-        assert responses.render_scrape(files) == expected
+        files.sort()
+        hashes = [f[0] for f in files]
+        counts = [v for f in files for v in f[1:]]
+        assert responses.render_scrape(hashes, counts) == expected
         assert bencode.decode(expected)  # and it is valid bencoding
 
 

@@ -45,6 +45,9 @@ def check_invariants(s: Swarms) -> None:
                 addr = bytes(blob[i * width[slot] : (i + 1) * width[slot]])
                 p = swarm.peers[addr]
                 assert (p.slot, p.idx, p.swarm, p.addr) == (slot, i, swarm, addr)
+        # the counters kept by add/take are the addresses held
+        assert swarm.complete == len(swarm.packed[0]) // 6 + len(swarm.packed[2]) // 18
+        assert swarm.incomplete == len(swarm.packed[1]) // 6 + len(swarm.packed[3]) // 18
         seeders += swarm.complete
         leechers += swarm.incomplete
     assert (s.seeders, s.leechers) == (seeders, leechers)
