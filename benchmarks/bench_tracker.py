@@ -22,10 +22,9 @@ come from wrk (HTTP) and from the UDP generator (announce sent -> reply).
         [--peers 100000] [--torrents 1000] [--only ours,opentracker,bittorrent-tracker]
         [--loads close,keepalive,udp,scrape1,scrape50]
 
-Needs: ``apt-get install wrk opentracker`` (Debian's opentracker is whitelist-only: it gets
-``-w FILE`` of the benchmark's hex info-hashes), ``npm`` (bittorrent-tracker is installed
-into a temporary directory at run time, with an ``overrides`` stub for its WebRTC
-dependency, which downloads a binary at install and which the server never uses). A
+Needs: ``apt-get install wrk opentracker`` and ``npm`` (the other two trackers are started
+by ``rival_trackers.py``: opentracker with a whitelist of the benchmark's info-hashes,
+bittorrent-tracker installed into a temporary directory at run time). A
 tracker whose tool is missing is skipped with a note. Every process started here is
 stopped by PID; every wait has a deadline. A script, not a test.
 """
@@ -33,12 +32,10 @@ stopped by PID; every wait has a deadline. A script, not a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -49,11 +46,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import rival_trackers as rivals
+from procs import Proc
+
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "benchmarks" / "wrk_announce.lua"
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-BT_TRACKER_VERSION = "11.2.3"
 
 GOAL_HTTP_RATE_VS_BT = 2.0
 GOAL_CPU_VS_OPENTRACKER = 2.0  # issue 18 (issue 3: 3.0)
@@ -80,32 +79,6 @@ def peer_left(p: int, torrents: int) -> int:
 
 
 # -- processes --------------------------------------------------------------------------
-
-
-class Proc:
-    """A child process we own, stopped by its PID (SIGTERM, then SIGKILL)."""
-
-    def __init__(self, name: str, cmd: list[str], cwd: Path, env: dict[str, str] | None = None):
-        self.name = name
-        self.log = open(cwd / f"{name}.log", "wb")  # closed in stop()
-        self.popen = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.pid = self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
-        self.log.close()
 
 
 def cpu_seconds(pid: int) -> float:
@@ -356,66 +329,12 @@ def start_ours(args: argparse.Namespace, work: Path, port: int, tree: Path = ROO
 
 
 def start_opentracker(args: argparse.Namespace, work: Path, port: int) -> Proc:
-    # It chroots here and drops to "nobody" before reading the whitelist: world-readable.
-    root = work / "opentracker"
-    root.mkdir(exist_ok=True)
-    root.chmod(0o755)
-    whitelist = root / "whitelist.txt"
-    whitelist.write_text("".join(info_hash(t).hex() + "\n" for t in range(args.torrents)))
-    whitelist.chmod(0o644)
-    cmd = ["taskset", "-c", str(args.tracker_cpu), "opentracker", "-i", HOST,
-           "-p", str(port), "-P", str(port), "-w", whitelist.name, "-d", str(root)]  # fmt: skip
-    return Proc("opentracker", cmd, root)
-
-
-_BT_STUB = """\
-// The tracker server never uses WebRTC: stand-ins for the names simple-peer imports.
-export class RTCPeerConnection {}
-export class RTCSessionDescription {}
-export class RTCIceCandidate {}
-export default { RTCPeerConnection, RTCSessionDescription, RTCIceCandidate }
-"""
-
-_BT_LAUNCHER_TEMPLATE = """\
-import { Server } from 'bittorrent-tracker'
-const port = Number(process.argv[2])
-const server = new Server({ http: true, udp: true, ws: false, stats: false,
-                            interval: 1800000 })
-server.on('error', (err) => console.error('error', err.message))
-server.on('warning', () => {})
-server.listen(port, { http: 'HOST', udp: 'HOST', udp6: '::1' },
-              () => console.log('listening', port))
-"""
-_BT_LAUNCHER = _BT_LAUNCHER_TEMPLATE.replace("HOST", HOST)
-
-
-def install_bittorrent_tracker(work: Path) -> Path:
-    """npm-install bittorrent-tracker into ``work/bt`` (node_modules never in the repo)."""
-    bt = work / "bt"
-    (bt / "webrtc-stub").mkdir(parents=True)
-    (bt / "webrtc-stub" / "package.json").write_text(json.dumps({
-        "name": "webrtc-polyfill", "version": "1.1.10", "type": "module",
-        "main": "index.js", "exports": "./index.js",
-    }))  # fmt: skip
-    (bt / "webrtc-stub" / "index.js").write_text(_BT_STUB)
-    (bt / "package.json").write_text(json.dumps({
-        "name": "bench-bittorrent-tracker", "version": "0.0.0", "private": True,
-        "type": "module",
-        "dependencies": {"bittorrent-tracker": BT_TRACKER_VERSION},
-        "overrides": {"webrtc-polyfill": "file:./webrtc-stub"},
-    }))  # fmt: skip
-    (bt / "launch.js").write_text(_BT_LAUNCHER)
-    subprocess.run(
-        ["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
-        cwd=bt, check=True, timeout=600, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    return bt
+    hashes = (info_hash(t) for t in range(args.torrents))
+    return rivals.start_opentracker(args.tracker_cpu, work, HOST, port, hashes)
 
 
 def start_bittorrent_tracker(args: argparse.Namespace, work: Path, port: int) -> Proc:
-    bt = work / "bt"
-    cmd = ["taskset", "-c", str(args.tracker_cpu), "node", "launch.js", str(port)]
-    return Proc("bittorrent-tracker", cmd, bt, dict(os.environ, NODE_ENV="production"))
+    return rivals.start_bittorrent_tracker(args.tracker_cpu, work, port)
 
 
 STARTERS = {
@@ -586,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                     print("  bittorrent-tracker: skipped (needs node and npm)")
                     continue
                 try:
-                    install_bittorrent_tracker(work)
+                    rivals.install_bittorrent_tracker(work, HOST)
                 except (subprocess.SubprocessError, OSError) as exc:
                     print(f"  bittorrent-tracker: skipped (npm install failed: {exc})")
                     continue
