@@ -46,10 +46,12 @@ MAX_SCRAPE_HASHES = 74  # BEP 15: what fits one packet
 CONNECTION_ID_BUCKET = 120.0  # seconds
 
 _HEADER = struct.Struct(">QII")  # connection_id / protocol_id, action, transaction_id
-# BEP 15 announce: header, info_hash, peer_id, downloaded, left, uploaded, event, ip, key,
-# num_want, port. BEP 41 options may follow; they are ignored.
-_ANNOUNCE = struct.Struct(">QII20s20sQQQIIIiH")
+# BEP 15 announce: connection_id, action (skipped: "4x"), transaction_id, info_hash,
+# peer_id, downloaded, left, uploaded, event, ip, key, num_want, port: UdpAnnounce's fields
+# in its order. BEP 41 options may follow; they are ignored.
+_ANNOUNCE = struct.Struct(">Q4xI20s20sQQQIIIiH")
 _REPLY = struct.Struct(">II")
+_CONNECT_REPLY = struct.Struct(">IIQ")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
 # The scrape reply of n hashes, packed in one call (n = 1 .. MAX_SCRAPE_HASHES).
 _SCRAPE_REPLY = [struct.Struct(">II" + "III" * n) for n in range(MAX_SCRAPE_HASHES + 1)]
@@ -116,13 +118,12 @@ def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
     if action == ACTION_ANNOUNCE:
         if len(data) < _ANNOUNCE.size:
             raise UdpError("truncated announce", "udp_truncated", tid)
-        fields = _ANNOUNCE.unpack_from(data)
-        if fields[8] > EVENT_STOPPED:
+        req = _new(UdpAnnounce, _ANNOUNCE.unpack_from(data))
+        if req.event > EVENT_STOPPED:
             raise UdpError("invalid event", "event", tid)
-        if fields[12] == 0:
+        if req.port == 0:
             raise UdpError("invalid port", "port", tid)
-        # fields[1] is the action: drop it, the rest is UdpAnnounce's field order.
-        return _new(UdpAnnounce, fields[:1] + fields[2:])
+        return req
     if action == ACTION_SCRAPE:
         body = len(data) - 16
         if body == 0 or body % 20:
@@ -135,7 +136,7 @@ def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
 
 def render_connect(transaction_id: int, connection_id: int) -> bytes:
     """Connect reply: action 0, transaction id, connection id."""
-    return _REPLY.pack(ACTION_CONNECT, transaction_id) + connection_id.to_bytes(8, "big")
+    return _CONNECT_REPLY.pack(ACTION_CONNECT, transaction_id, connection_id)
 
 
 def render_announce(
