@@ -5,7 +5,9 @@ A pass lists each bucket and merges the listing with the catalog in key order, a
 range; memory stays constant whatever the bucket's size). It asks the TorrentService for every
 new or changed qualifying object (so single flight and the generation bounds apply; at most
 ``generation.concurrency`` scanner requests are in flight, or ``service.SMALL_JOBS`` for small
-objects) and drops catalog entries whose objects are gone. An unchanged object costs its
+objects), except the small objects of a store that reads many in one hop (a local directory):
+those are made a batch at a time (``seeder.torrent.batch``, ``BATCHES_IN_FLIGHT`` batches at
+once). It drops catalog entries whose objects are gone. An unchanged object costs its
 listing entry only: no HEAD, no read. A backend error in one bucket is logged and the pass
 moves on; a listing that failed midway drops nothing past the last page it gave. Entries of
 buckets no longer configured are dropped. The first pass starts right away, later ones
@@ -17,12 +19,15 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import trio
 
 from seeder.store import NoSuchKey, ObjectInfo, Store, StoreError
+from seeder.torrent.batch import SmallBatches
+from seeder.torrent.batchplan import BATCHES_IN_FLIGHT, batches
+from seeder.torrent.entry import Entry
 from seeder.torrent.hashing import SMALL_OBJECT
 from seeder.torrent.policy import NotQualified, check_qualifies
 from seeder.torrent.service import SMALL_JOBS, TorrentService
@@ -165,7 +170,7 @@ async def _merge(service: TorrentService, bucket: str, store: Store,
     catalog = service.catalog
     after: str | None = None  # the catalog is merged up to and including this key
     async with trio.open_nursery() as nursery:
-        generate = _Generator(service, bucket, nursery, totals)
+        generate = _Generator(service, bucket, store, nursery, totals)
         async for page in _pages(store.list()):
             upto = page[-1].key
             if (after is not None and page[0].key < after) or any(
@@ -179,8 +184,7 @@ async def _merge(service: TorrentService, bucket: str, store: Store,
             for key in the_plan.to_drop:
                 if service.forget(bucket, key, etag=cached.get(key)):
                     totals.dropped += 1
-            for info in the_plan.to_generate:
-                await generate.start(info)
+            await generate.start_all(the_plan.to_generate)
             catalog.flush()  # the rows the jobs made so far: one commit for many
         # Everything the catalog holds past the last listed key is gone.
         while rest := catalog.etag_page(bucket, after, None, PAGE):  # bounded: after grows
@@ -208,16 +212,35 @@ def _cached_for(service: TorrentService, bucket: str, page: list[ObjectInfo], af
 
 class _Generator:
     """Spawns generation tasks into ``nursery``: only as many exist as the service runs jobs
-    (acquire before spawning); small objects have their own, wider bound (SMALL_JOBS)."""
+    (acquire before spawning); small objects have their own, wider bound (SMALL_JOBS), or
+    are made in batches (``seeder.torrent.batch``) where the store allows, BATCHES_IN_FLIGHT
+    at once."""
 
-    def __init__(self, service: TorrentService, bucket: str, nursery: trio.Nursery,
-                 totals: ScanSummary) -> None:
+    def __init__(self, service: TorrentService, bucket: str, store: Store,
+                 nursery: trio.Nursery, totals: ScanSummary) -> None:
         self.service = service
         self.bucket = bucket
         self.nursery = nursery
         self.totals = totals
         self.large = trio.CapacityLimiter(max(1, service.config.generation.concurrency))
         self.small = trio.CapacityLimiter(SMALL_JOBS)
+        batched = SmallBatches(service)
+        self.batches = batched if batched.takes(store) else None
+        self.batch_limit = trio.CapacityLimiter(BATCHES_IN_FLIGHT)
+
+    async def start_all(self, infos: Sequence[ObjectInfo]) -> None:
+        """Start making the torrents of ``infos`` (a page's objects to generate)."""
+        if self.batches is None:
+            for info in infos:
+                await self.start(info)
+            return
+        for info in infos:
+            if info.size > SMALL_OBJECT:
+                await self.start(info)
+        for batch in batches(info for info in infos if info.size <= SMALL_OBJECT):
+            token = object()
+            await self.batch_limit.acquire_on_behalf_of(token)
+            self.nursery.start_soon(self._batch, batch, token)
 
     async def start(self, info: ObjectInfo) -> None:
         token = object()
@@ -226,19 +249,38 @@ class _Generator:
         self.nursery.start_soon(self._one, info, limit, token)
 
     async def _one(self, info: ObjectInfo, limit: trio.CapacityLimiter, token: object) -> None:
-        bucket, totals = self.bucket, self.totals
         try:
-            await self.service.get_torrent(bucket, info.key, listed=info)
-            totals.generated += 1
-        except NotQualified:
-            totals.skipped += 1  # e.g. SSE-C: a listing does not tell, a HEAD does
-        except NoSuchKey:
-            pass  # deleted since the listing; get_torrent dropped any entry
-        except StoreError as exc:
-            totals.failed += 1
-            log.warning("scan: %s/%s: %s: %s", bucket, info.key, type(exc).__name__, exc)
-        except Exception:
-            totals.failed += 1
-            log.exception("scan: %s/%s: unexpected error", bucket, info.key)
+            await self.service.get_torrent(self.bucket, info.key, listed=info)
+            self.totals.generated += 1
+        except Exception as exc:
+            self._failed(info, exc)
         finally:
             limit.release_on_behalf_of(token)
+
+    async def _batch(self, batch: list[ObjectInfo], token: object) -> None:
+        assert self.batches is not None
+        try:
+            results: Sequence[Entry | Exception] = await self.batches.make(self.bucket, batch)
+        except Exception as exc:
+            results = [exc] * len(batch)
+        finally:
+            self.batch_limit.release_on_behalf_of(token)
+        for info, result in zip(batch, results, strict=True):
+            if isinstance(result, Entry):
+                self.totals.generated += 1
+            else:
+                self._failed(info, result)
+
+    def _failed(self, info: ObjectInfo, exc: Exception) -> None:
+        """Count (and log) why the torrent of ``info`` was not made."""
+        bucket, totals = self.bucket, self.totals
+        if isinstance(exc, NotQualified):
+            totals.skipped += 1  # e.g. SSE-C: a listing does not tell, a HEAD does
+        elif isinstance(exc, NoSuchKey):
+            pass  # deleted since the listing; any cached entry was dropped
+        elif isinstance(exc, StoreError):
+            totals.failed += 1
+            log.warning("scan: %s/%s: %s: %s", bucket, info.key, type(exc).__name__, exc)
+        else:
+            totals.failed += 1
+            log.error("scan: %s/%s: unexpected error", bucket, info.key, exc_info=exc)

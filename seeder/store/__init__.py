@@ -12,7 +12,7 @@ below; a botocore or OSError never escapes a store method.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -34,6 +34,7 @@ __all__ = [
     "StoreUnavailable",
     "SupportsBlockingRead",
     "SupportsListPage",
+    "SupportsReadMany",
     "make_store",
 ]
 
@@ -196,6 +197,23 @@ class SupportsBlockingRead(Protocol):
     async def open_reader(self, info: ObjectInfo) -> BlockingReader:
         """A reader of the object version ``info`` describes. Errors as :meth:`Store.read`
         (NoSuchKey, ObjectChanged if it already moved, ...). The caller closes it."""
+        ...
+
+
+@runtime_checkable
+class SupportsReadMany(Protocol):
+    """A store that reads many whole objects in one worker-thread hop (LocalStore: a local
+    file is read in microseconds, less than a hop costs). Optional capability, for many
+    small objects (the scanner's); S3 lacks it (its reads wait on round trips, which
+    overlap only as separate requests in flight)."""
+
+    async def read_many(self, infos: Sequence[ObjectInfo],
+                        then: Callable[[ObjectInfo, bytes], Any]) -> list[Any]:
+        """Each object of ``infos`` read whole, pinned to its ETag as :meth:`Store.read`
+        is, and ``then(info, data)`` called on it in that worker thread (it must be
+        thread-safe: hashing, encoding). Per object, in order: what ``then`` returned, or
+        the Exception its read or ``then`` raised (ObjectChanged, NoSuchKey, ...): one
+        object's failure is its own."""
         ...
 
 

@@ -65,7 +65,9 @@ from seeder.store import (
 from seeder.torrent import merkle, metainfo
 from seeder.torrent.metainfo import PieceHashes
 
-__all__ = ["CHUNK_TARGET", "OnChunk", "chunk_length", "hash_chunk", "hash_object"]
+__all__ = [
+    "CHUNK_TARGET", "OnChunk", "chunk_length", "hash_chunk", "hash_object", "hash_whole",
+]
 
 # Bytes per read and per thread hop when pieces are small: large enough that per-call costs
 # (a thread hand-off, an HTTP request) are noise next to hashing, small enough for memory.
@@ -484,23 +486,45 @@ async def _hash_with_reads(
     return sha1s, nodes
 
 
-async def _hash_small(
-    store: Store, info: ObjectInfo, piece_length: int, v2_width: int | None,
-    on_chunk: OnChunk | None, on_progress: Callable[[int], None] | None,
-) -> tuple[list[bytes], list[bytes]]:
-    """The small path (``SMALL_OBJECT``): the whole object in one read, hashed here."""
-    data = await store.read(info, 0, info.size)
+def hash_whole(info: ObjectInfo, data: bytes, piece_length: int, *,
+               hybrid: bool = False) -> PieceHashes:
+    """What :func:`hash_object` gives for ``info`` when its bytes are ``data`` (an object
+    read whole: small ones, in the worker thread that read it). Sync, thread-safe.
+    ObjectChanged if ``data`` is not ``info.size`` bytes, MetainfoError for a bad piece
+    length."""
+    metainfo.check_piece_length(piece_length)
     if len(data) != info.size:
         raise ObjectChanged(
             f"{info.bucket}/{info.key}: {len(data)} bytes where {info.size} were expected;"
             " the object changed while hashing"
         )
-    sha1, node = hash_chunk(data, piece_length, v2_width)
-    if on_chunk is not None:
-        on_chunk(0, data)
-    if on_progress is not None:
-        on_progress(info.size)
-    return [sha1], [node]
+    if info.size <= 0:
+        return PieceHashes(piece_length, b"")
+    sha1s, nodes = hash_chunk(data, piece_length, _v2_width(info.size, piece_length, hybrid))
+    return _piece_hashes(info.size, piece_length, hybrid, [sha1s], [nodes])
+
+
+def _v2_width(size: int, piece_length: int, hybrid: bool) -> int | None:
+    """Leaves per piece subtree for hash_chunk (None: v1 only)."""
+    if not hybrid:
+        return None
+    # A file of one piece or less: its root pads its blocks to a power of two only.
+    if size <= piece_length:
+        return merkle.next_pow2(-(-size // merkle.BLOCK_SIZE))
+    return piece_length // merkle.BLOCK_SIZE
+
+
+def _piece_hashes(size: int, piece_length: int, hybrid: bool, sha1s: list[bytes],
+                  nodes: list[bytes]) -> PieceHashes:
+    """The PieceHashes of an object from its chunks' hashes, in offset order."""
+    if not hybrid:
+        return PieceHashes(piece_length, b"".join(sha1s))
+    layer = b"".join(nodes)
+    if size <= piece_length:
+        return PieceHashes(piece_length, b"".join(sha1s), pieces_root=layer, piece_layer=None)
+    hashes = [layer[i : i + merkle.HASH_SIZE] for i in range(0, len(layer), merkle.HASH_SIZE)]
+    root = merkle.root_from_layer(hashes, piece_length)
+    return PieceHashes(piece_length, b"".join(sha1s), pieces_root=root, piece_layer=layer)
 
 
 async def hash_object(
@@ -537,17 +561,16 @@ async def hash_object(
     size = info.size
     if size <= 0:
         return PieceHashes(piece_length, b"")
-    v2_width: int | None = None
-    if hybrid:
-        blocks_per_piece = piece_length // merkle.BLOCK_SIZE
-        # A file of one piece or less: its root pads its blocks to a power of two only.
-        one_piece_blocks = merkle.next_pow2(-(-size // merkle.BLOCK_SIZE))
-        v2_width = one_piece_blocks if size <= piece_length else blocks_per_piece
-
-    if size <= SMALL_OBJECT:
-        sha1s, nodes = await _hash_small(store, info, piece_length, v2_width, on_chunk,
-                                         on_progress)
-    elif isinstance(store, SupportsBlockingRead):
+    if size <= SMALL_OBJECT:  # one read, hashed here (see SMALL_OBJECT)
+        data = await store.read(info, 0, size)
+        hashes = hash_whole(info, data, piece_length, hybrid=hybrid)
+        if on_chunk is not None:
+            on_chunk(0, data)
+        if on_progress is not None:
+            on_progress(size)
+        return hashes
+    v2_width = _v2_width(size, piece_length, hybrid)
+    if isinstance(store, SupportsBlockingRead):
         reader = await store.open_reader(info)
         chunk = chunk_length(piece_length, getattr(reader, "read_size", CHUNK_TARGET))
         try:
@@ -564,11 +587,4 @@ async def hash_object(
             on_progress,
         )
 
-    if not hybrid:
-        return PieceHashes(piece_length, b"".join(sha1s))
-    layer = b"".join(nodes)
-    if size <= piece_length:
-        return PieceHashes(piece_length, b"".join(sha1s), pieces_root=layer, piece_layer=None)
-    hashes = [layer[i : i + merkle.HASH_SIZE] for i in range(0, len(layer), merkle.HASH_SIZE)]
-    root = merkle.root_from_layer(hashes, piece_length)
-    return PieceHashes(piece_length, b"".join(sha1s), pieces_root=root, piece_layer=layer)
+    return _piece_hashes(size, piece_length, hybrid, sha1s, nodes)

@@ -39,7 +39,7 @@ from seeder.config import BucketConfig, Config
 from seeder.store import NoSuchBucket, NoSuchKey, ObjectInfo, Store, StoreUnavailable
 from seeder.torrent import hashing, metainfo
 from seeder.torrent.catalog import Catalog, CatalogError
-from seeder.torrent.entry import Entry, seed_key
+from seeder.torrent.entry import Entry
 from seeder.torrent.hooks import ChunkSink, ChunkSinkFactory, Listener, SharedStore
 from seeder.torrent.links import has_links, links_or_none, relink_entry, torrent_links
 from seeder.torrent.linkstate import LINKS_META, links_fingerprint
@@ -51,8 +51,10 @@ __all__ = [
     "ChunkSink",
     "Fetched",
     "Listener",
+    "SafeSink",
     "SharedStore",
     "TorrentService",
+    "entry_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ class TorrentService:
         self.config = config
         self.metrics = metrics
         self.listeners: list[Listener] = list(listeners)
-        self._chunk_sink_factory = chunk_sink_factory
+        self.chunk_sink_factory = chunk_sink_factory
         self._limiter = trio.CapacityLimiter(max(1, config.generation.concurrency))
         self._small_limiter = trio.CapacityLimiter(SMALL_JOBS)
         self._jobs: dict[tuple[str, str, str, str], _Job] = {}
@@ -269,7 +271,7 @@ class TorrentService:
         cur = self.catalog.get(entry.bucket, entry.key, entry.version_id)
         if cur is not None and cur.etag == entry.etag and cur.torrent == entry.torrent:
             return
-        self._store_entry(entry)
+        self.store_entry(entry)
 
     def local_entries(self) -> list[Entry]:
         """Every torrent in this daemon's catalog. Raises CatalogError."""
@@ -327,7 +329,7 @@ class TorrentService:
         None (the caller regenerates) if it cannot be."""
         entry = relink_entry(cached, links, version, last_modified)
         if entry is not None:
-            self._store_entry(entry)
+            self.store_entry(entry)
             trackers = [url for tier in links.announce_list for url in tier]
             log.info("%s/%s: relinked (trackers %s, web seed %s)", cached.bucket, cached.key,
                      ", ".join(trackers) or links.announce or "none",
@@ -380,7 +382,7 @@ class TorrentService:
                     self.metrics.generation_queue_depth.dec()
             job.result = entry
             result = "ok"
-            self._store_entry(entry, commit=not job.scanned)
+            self.store_entry(entry, commit=not job.scanned)
             log.log(_level(info), "generated the torrent for %s (%d bytes, %s, piece %d KiB)"
                     " in %.1f s", name, info.size, entry.format, entry.piece_length // 1024,
                     time.monotonic() - started)
@@ -426,10 +428,9 @@ class TorrentService:
                         version_id: str | None, name: str) -> Entry:
         piece_length = wanted_piece_length(bconf, info.size)
         hybrid = bconf.torrent_format == "hybrid"
-        sink = _SafeSink.open(self._chunk_sink_factory, info, name)
+        sink = SafeSink.open(self.chunk_sink_factory, info, name)
         progress = ProgressLog(name, info.size, time.monotonic())
         hashed = 0
-        version = object_version(info, version_id)
 
         def on_progress(done: int) -> None:
             nonlocal hashed
@@ -451,31 +452,20 @@ class TorrentService:
                 read_ahead=self.config.generation.read_ahead,
                 on_chunk=None if sink is None else sink.write, on_progress=on_progress,
             )
-            # The hashed version, also for the current object: after an overwrite the web
-            # seed URL must still give the bytes the piece hashes describe.
-            links = self._links(store, bconf, info.key, version)
-            torrent, ih = metainfo.build_torrent_hashed(
-                bucket=info.bucket, key=info.key, size=info.size, piece_length=piece_length,
-                hashes=hashes, announce=links.announce, announce_list=links.announce_list,
-                url_list=links.url_list,
-                created_by=f"s3torrent/{__version__}",
-            )
+            entry = entry_of(self.config, bconf, store, info, version_id, hashes)
         except BaseException:
             if sink is not None:
                 sink.abort()
             raise
         if sink is not None:
             # commit fsyncs the whole object: seconds for a big one, so not on the trio thread.
-            await trio.to_thread.run_sync(sink.commit, seed_key(ih.v1, ih.v2))
-        return Entry(
-            bucket=info.bucket, key=info.key, etag=info.etag, version_id=version_id,
-            size=info.size, last_modified=info.last_modified, torrent=torrent,
-            info_hash_v1=ih.v1, info_hash_v2=ih.v2, piece_length=piece_length,
-            format="hybrid" if hybrid else "v1", created_at=time.time(),
-            object_version=version,
-        )
+            await trio.to_thread.run_sync(sink.commit, entry.seed_key)
+        return entry
 
-    def _store_entry(self, entry: Entry, commit: bool = True) -> None:
+    def store_entry(self, entry: Entry, commit: bool = True) -> None:
+        """Record a torrent made here or taken from the cluster: its catalog row (``commit``:
+        at once; else in the open transaction, see ``Catalog.put_newest``), the listeners
+        told, the gauge updated. A catalog error is logged (the torrent still serves)."""
         try:
             # Jobs for two ETags of one key may finish out of order: keep the newer object.
             written, old = self.catalog.put_newest(entry, commit=commit)
@@ -524,6 +514,28 @@ class TorrentService:
                 pass
 
 
+def entry_of(config: Config, bconf: BucketConfig, store: Store, info: ObjectInfo,
+             version_id: str | None, hashes: metainfo.PieceHashes) -> Entry:
+    """The catalog entry of ``info`` hashed into ``hashes``, its torrent linked as ``config``
+    says now. Sync and thread-safe (no I/O): also for the worker threads of a batch."""
+    # The hashed version, also for the current object: after an overwrite the web seed URL
+    # must still give the bytes the piece hashes describe.
+    version = object_version(info, version_id)
+    links = torrent_links(config, bconf, info.key, store.origin_url(info.key), version)
+    torrent, ih = metainfo.build_torrent_hashed(
+        bucket=info.bucket, key=info.key, size=info.size, piece_length=hashes.piece_length,
+        hashes=hashes, announce=links.announce, announce_list=links.announce_list,
+        url_list=links.url_list, created_by=f"s3torrent/{__version__}",
+    )
+    return Entry(
+        bucket=info.bucket, key=info.key, etag=info.etag, version_id=version_id,
+        size=info.size, last_modified=info.last_modified, torrent=torrent,
+        info_hash_v1=ih.v1, info_hash_v2=ih.v2, piece_length=hashes.piece_length,
+        format="hybrid" if hashes.pieces_root is not None else "v1", created_at=time.time(),
+        object_version=version,
+    )
+
+
 def _level(info: ObjectInfo) -> int:
     """The level of a job's "generating" / "generated" lines: debug for small objects (a
     scanned bucket of a million would log two million lines; the scan's summary counts
@@ -531,7 +543,7 @@ def _level(info: ObjectInfo) -> int:
     return logging.DEBUG if info.size <= hashing.SMALL_OBJECT else logging.INFO
 
 
-class _SafeSink:
+class SafeSink:
     """Wraps a seed-cache writer so that a failing cache (disk full) never fails a generation:
     the first error aborts the writer and later calls do nothing."""
 
@@ -541,7 +553,7 @@ class _SafeSink:
 
     @classmethod
     def open(cls, factory: ChunkSinkFactory | None, info: ObjectInfo,
-             name: str) -> _SafeSink | None:
+             name: str) -> SafeSink | None:
         if factory is None:
             return None
         try:

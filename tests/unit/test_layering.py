@@ -77,6 +77,7 @@ PURE = (
     "seeder.torrent.policy",
     "seeder.store.s3_urls",
     "seeder.torrent.magnet",
+    "seeder.torrent.batchplan",
     "seeder.status.chart",
     "seeder.status.history",
     "seeder.status.paging",
