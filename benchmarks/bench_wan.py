@@ -151,7 +151,7 @@ def main() -> int:
                               args.daemon_tree)
                 rep["wall_s"] = round(time.monotonic() - t0, 1)
             reports.append(rep)
-            print(json.dumps(rep), flush=True)
+            print(json.dumps({k: v for k, v in rep.items() if k != "timeline"}), flush=True)
             print_run(i, rep)
     if args.json:
         args.json.write_text(json.dumps({"shape": repr(shape), "runs": reports}, indent=1))

@@ -125,7 +125,7 @@ class SeedingConfig:
     upnp: bool = False
     natpmp: bool = False
     ssrf_mitigation: bool = True
-    swarm_budget: float = 2.6  # copies of an object sent into a swarm before backing off; 0 = off
+    swarm_budget: float = 2.9  # copies of an object sent into a swarm before backing off; 0 = off
     swarm_trickle_rate: int = 64 * 1024  # bytes/s per torrent: budget spent, peers hold all
     peer_request_queue: int = 64  # 16 KiB block requests one peer may queue at the session
     max_active_torrents: int = 2000  # torrents in the libtorrent session at once (on demand)

@@ -17,14 +17,15 @@ without slowing them (issue 4; what each choice measured, and the rejected alter
 in docs/benchmarks.md, "Seeding policy"):
 
 - The session seeds at full speed while a swarm needs it, then backs off (`swarm_budget`,
-  `run`): once it has sent ``[seeding] swarm_budget`` copies (2.6) less the reserve for the
-  swarm's last half copy into the current swarm,
+  `run`): once it has sent ``[seeding] swarm_budget`` copies (2.9) less the reserve for the
+  swarm's end (0.3 copy) into the current swarm,
   BitTorrent and web seed together, *and* the connected peers together hold every piece
-  (or get it from the web seed right now), the torrent keeps two unchoked peers and an
+  (or get it from the web seed right now, or a client that completed and left the daemon
+  seeds them), the torrent keeps two unchoked peers and an
   upload cap of ``swarm_trickle_rate`` (64 KiB/s), and its web seed answers busy and stops
   the responses in flight; the peers finish among themselves. Back to full speed when a
-  piece is only in the session again (peers left), for the swarm's last half copy (out of
-  the budget's reserve), after
+  piece is only in the session again (peers left before completing), for the swarm's last
+  0.3 copy or a peer about to complete (out of the budget's reserve), after
   2 s without progress, or when it empties. A lone client never reaches the throttle (it
   holds no piece the session lacks). Each peer may queue only
   ``[seeding] peer_request_queue`` requests (64 blocks, 1 MiB) here, so clients ask their

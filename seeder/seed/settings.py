@@ -50,10 +50,11 @@ STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces whe
 # super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
 SUPER_SEEDING = False
 
-# Unchoked peers per torrent (libtorrent's max_uploads; the swarm budget's throttle narrows it
-# further), and the seed choker keeps the peers it uploads to fastest: serving a few peers at
-# a time, the same ones, staggers completion (numbers: docs/benchmarks.md, bench_wan).
-UPLOAD_SLOTS = 4
+# Unchoked peers per torrent (libtorrent's max_uploads; the swarm budget's throttle keeps as
+# many at a trickle), and the seed choker keeps the peers it uploads to fastest: serving two
+# peers at a time, the same ones until they complete, staggers completion; the first two
+# then seed to the rest (WAN lab: median 65-71 s with 2, 72-88 s with 4; docs/benchmarks.md).
+UPLOAD_SLOTS = 2
 
 
 class SeedError(Exception):

@@ -6,10 +6,15 @@ The daemon seeds at full speed (no super seeding: it made the clients wait on ea
 counts what it sends into the current swarm: BitTorrent payload plus web seed bytes. Once
 
 - it has sent ``copies - tail`` times the object into the swarm (the rest of the budget is
-  the reserve for the swarm's last pieces), and
-- the connected peers together hold every piece (``SwarmView.covered``; pieces a live web
-  seed response has started sending count as held, not the rest of its range), and
-- the peers still lack more than ``tail`` copies in all, and
+  the reserve for the swarm's end), and
+- the swarm holds every piece: the connected peers together (``SwarmView.covered``; pieces a
+  live web seed response has started sending count as held, not the rest of its range), or
+  a peer that was a seed, or left lacking at most ``LEFT_NEAR`` of the pieces, within the
+  last ``seed_memory`` seconds (a client that completes drops its connection to the daemon,
+  a seed to a seed, and goes on seeding to the others), and
+- the peers still lack more than ``tail`` copies in all, and no connected peer lacks at
+  most ``near`` of the pieces (while the reserve lasts: a peer about to complete is
+  finished at full speed, and becomes a seed for the others sooner), and
 - the swarm is not stalled (a peer gained a piece within the last ``stall_after`` seconds),
 
 the torrent is *throttled* (`Throttle`): the session leaves two peers unchoked and caps the
@@ -17,7 +22,7 @@ upload to a trickle, the web seed answers busy and stops the responses in flight
 of the download flows between the peers. Choking matters: under a bare rate cap the peers'
 requests sat queued at the daemon and the swarm stalled. Liveness: the daemon never
 throttles while some piece exists only in its session (a lone client, or the peers that held
-a piece left: ``covered`` is false), serves the swarm's last ``tail`` copies at full speed
+a piece left before completing), serves the swarm's last ``tail`` copies at full speed
 while the budget's reserve lasts (the last few peers trade slowly), and a swarm that stops
 making progress gets it at full speed again for ``stall_after`` seconds. A swarm that
 empties (no peers, nothing sent for ``stall_after`` seconds) starts a new budget when peers
@@ -41,13 +46,20 @@ __all__ = [
     "missing_pieces",
 ]
 
-DEFAULT_COPIES = 2.6  # copies of the object sent into a swarm before the daemon backs off
+DEFAULT_COPIES = 2.9  # copies of the object sent into a swarm before the daemon backs off
 DEFAULT_STALL_AFTER = 2.0  # s without the peers gaining a piece: the daemon serves again;
 #                            also how long a swarm is empty and idle before it is over
 DEFAULT_TRICKLE_RATE = 64 * 1024  # bytes/s of a swarm that holds every piece, budget spent
-DEFAULT_TAIL = 0.5  # copies: once the peers lack less than this in all, the daemon serves
-#                     them at full speed (the last peers of a swarm trade slowly: 18 s seen)
+DEFAULT_TAIL = 0.3  # copies: the budget's reserve, kept for the swarm's end: full speed once
+#                     the peers lack less than this in all (the last peers of a swarm trade
+#                     slowly: 18 s seen), or while a peer is NEAR completion
 NARROW_SLOTS = 2  # unchoked peers of a torrent over budget (libtorrent's least)
+DEFAULT_SEED_MEMORY = 60.0  # s a peer seen complete counts as holding every piece after it
+#                             left the daemon (a seed drops its connection to a seed)
+DEFAULT_NEAR = 0.25  # fraction of the pieces: a peer lacking at most this many is finished
+#                      at full speed out of the budget's reserve (0: never)
+LEFT_NEAR = 0.05  # a peer that leaves lacking at most this fraction completed: libtorrent
+#                   drops a peer as soon as both are seeds, often before a view shows it whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +121,7 @@ class _Swarm:
     throttled: bool = False
     cap: Throttle | None = None  # the last decision
     why: str = "new swarm"  # the last decision's reason (logs)
+    seed_seen: float | None = None  # when a connected peer last held every piece
 
 
 class SwarmBudget:
@@ -129,10 +142,16 @@ class SwarmBudget:
         *,
         trickle_rate: int = DEFAULT_TRICKLE_RATE,
         tail: float = DEFAULT_TAIL,
+        seed_memory: float = DEFAULT_SEED_MEMORY,
+        near: float = DEFAULT_NEAR,
     ):
-        if copies < 0 or stall_after <= 0 or trickle_rate < 1 or tail < 0:
-            raise ValueError("copies >= 0, stall_after > 0, trickle_rate >= 1, tail >= 0")
+        if (copies < 0 or stall_after <= 0 or trickle_rate < 1 or tail < 0 or seed_memory < 0
+                or not 0 <= near < 1):
+            raise ValueError("copies >= 0, stall_after > 0, trickle_rate >= 1, tail >= 0, "
+                             "seed_memory >= 0, 0 <= near < 1")
         self.copies = copies
+        self.seed_memory = seed_memory
+        self.near = near
         self.stall_after = stall_after
         self.trickle_rate = trickle_rate
         self.tail = tail
@@ -164,10 +183,20 @@ class SwarmBudget:
             del self._swarms[torrent]
             return None
         before = s.holdings
+        pieces = -(-view.size // view.piece_length) if view.piece_length > 0 else 0
+        if any(n >= pieces for n in view.holdings.values()) or any(
+            n >= pieces - LEFT_NEAR * pieces and peer not in view.holdings
+            for peer, n in before.items()
+        ):
+            s.seed_seen = now  # a seed, or a peer that left about complete (became one)
         if not before or any(n > before.get(peer, n) for peer, n in view.holdings.items()):
             s.gained_at = now  # a peer gained a piece, or peers just came: not stalled
         s.holdings = view.holdings
         s.last_sent = view.sent
+        covered = view.covered or (
+            s.seed_seen is not None and now - s.seed_seen <= self.seed_memory
+        )
+        reserve_left = view.sent - s.base < self.copies * view.size
         stalled = now - s.gained_at >= self.stall_after
         if s.cap is not None and stalled:
             s.open_until = now + self.stall_after
@@ -178,12 +207,15 @@ class SwarmBudget:
             s.why, s.cap = "under budget", None
         elif stalled or now < s.open_until:
             s.why, s.cap = "swarm stalled", None
-        elif (view.wanted <= self.tail * view.size
-              and view.sent - s.base < self.copies * view.size):
+        elif view.wanted <= self.tail * view.size and reserve_left:
             s.why, s.cap = "the swarm's last pieces (the budget's reserve)", None
+        elif reserve_left and any(
+            pieces - self.near * pieces <= n < pieces for n in view.holdings.values()
+        ):
+            s.why, s.cap = "a peer near completion (the budget's reserve)", None
         elif view.peers == 0:
             s.why, s.cap = "no peers (web seed traffic only)", None
-        elif not view.covered:
+        elif not covered:
             # Any throttle here starves or slows the swarm: every client asks the daemon for
             # its rarest pieces. Measured: a 16 MiB/s cap made a 9 s download 20 s, 8 MiB/s
             # 30 s, a cap in proportion to the pieces only here 18-22 s; two unchoked peers

@@ -162,3 +162,61 @@ def test_over_budget_tells_when_coverage_is_worth_reading() -> None:
     b.update(T, view(100, a=0), 0.0)
     assert not b.over_budget(T, view(2099))
     assert b.over_budget(T, view(2100))
+
+
+def test_a_peer_that_left_complete_still_covers_the_swarm_for_a_while() -> None:
+    # 100 pieces. A client that completes drops its connection to the daemon (a seed to a
+    # seed), often before a view showed it whole: the pieces only it held are not "only
+    # here", it still seeds them to the others.
+    b = SwarmBudget(2.0, stall_after=5.0, trickle_rate=4096, tail=0.0, seed_memory=30.0)
+    b.update(T, view(0, a=0, b=0), 0.0)
+    assert b.update(T, view(2000, a=97, b=40), 1.0) == TRICKLE
+    assert b.update(T, view(2000, missing=3, b=41), 2.0) == TRICKLE  # a left at 97 %
+    assert b.why(T) == "budget spent, the swarm holds every piece"
+    assert b.update(T, view(2000, missing=3, b=42), 31.9) == TRICKLE
+    assert b.update(T, view(2000, missing=3, b=43), 32.1) is None  # remembered 30 s only
+    assert b.why(T) == "budget spent, some pieces only here"
+
+
+def test_a_peer_that_left_half_done_leaves_its_pieces_only_here() -> None:
+    b = SwarmBudget(2.0, stall_after=5.0, trickle_rate=4096, tail=0.0, seed_memory=30.0)
+    b.update(T, view(0, a=0, b=0), 0.0)
+    assert b.update(T, view(2000, a=50, b=60), 1.0) == TRICKLE
+    assert b.update(T, view(2000, missing=10, b=61), 2.0) is None
+
+
+def test_a_seed_seen_connected_is_remembered_after_it_leaves() -> None:
+    b = SwarmBudget(2.0, stall_after=5.0, trickle_rate=4096, tail=0.0, seed_memory=30.0)
+    b.update(T, view(0, a=0, b=0), 0.0)
+    assert b.update(T, view(2000, a=100, b=60), 1.0) == TRICKLE
+    assert b.update(T, view(2000, b=61), 1.5) == TRICKLE  # missing=0 by the view: a seed
+    assert b.update(T, view(2000, missing=5, b=62), 2.0) == TRICKLE
+
+
+def test_a_stalled_swarm_covered_by_a_departed_seed_still_gets_full_speed() -> None:
+    b = SwarmBudget(2.0, stall_after=5.0, trickle_rate=4096, tail=0.0, seed_memory=60.0)
+    b.update(T, view(0, a=0, b=0), 0.0)
+    b.update(T, view(2000, a=99, b=40), 1.0)
+    assert b.update(T, view(2000, missing=1, b=41), 2.0) == TRICKLE
+    assert b.update(T, view(2000, missing=1, b=41), 7.0) is None  # the seed was gone for good
+    assert b.why(T) == "swarm stalled"
+
+
+def test_a_peer_near_completion_is_finished_at_full_speed_from_the_reserve() -> None:
+    b = SwarmBudget(2.5, stall_after=5.0, trickle_rate=4096, tail=0.5, near=0.2)
+    b.update(T, view(0, a=0, b=0, c=0), 0.0)
+    assert b.update(T, view(2000, a=70, b=40, c=10), 1.0) == TRICKLE  # main part spent
+    assert b.update(T, view(2100, a=80, b=40, c=10), 2.0) is None  # a lacks 20 %
+    assert b.why(T) == "a peer near completion (the budget's reserve)"
+    assert b.update(T, view(2200, a=100, b=45, c=10), 3.0) == TRICKLE  # a is whole
+    assert b.update(T, view(2300, a=100, b=85, c=10), 4.0) is None
+    assert b.update(T, view(2500, a=100, b=95, c=10), 5.0) == TRICKLE  # reserve spent
+
+
+def test_near_and_seed_memory_bounds() -> None:
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, near=1.0)
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, near=-0.1)
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, seed_memory=-1.0)

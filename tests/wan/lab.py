@@ -22,6 +22,7 @@ processes it started stopped by PID, then the namespaces deleted). Needs root, `
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -194,6 +195,19 @@ class Lab:
         """Bytes ``host`` has sent on its link (its eth0 counter)."""
         path = "/sys/class/net/eth0/statistics/tx_bytes"
         return int(self.run(host, ["cat", path]).strip())
+
+    def link_bytes(self) -> dict[str, tuple[int, int]]:
+        """Host name -> (bytes it sent, bytes it received) so far, from its link's end in
+        the wan namespace (one ``ip`` call for every host)."""
+        out = _run(["ip", "-n", self.wan, "-j", "-s", "link", "show"])
+        ends = {f"h{i}": name for i, name in enumerate(self.hosts)}
+        got: dict[str, tuple[int, int]] = {}
+        for link in json.loads(out):
+            name = ends.get(link.get("ifname", "").split("@")[0])
+            if name is not None:
+                stats = link["stats64"]
+                got[name] = (int(stats["rx"]["bytes"]), int(stats["tx"]["bytes"]))
+        return got
 
     def wait_reachable(self, timeout: float = 20.0) -> None:
         """Every host reaches the daemon's host (ARP through the delay lines done)."""

@@ -59,6 +59,9 @@ class SwarmResult:
     daemon_wire: int  # bytes out of the daemon host's link during the swarm
     peak_rate: float  # highest daemon link rate over one SAMPLE_EVERY window, bytes/s
     rates: list[float] = field(default_factory=list)  # every window's rate, bytes/s
+    # Each host's link per SAMPLE_EVERY window: (seconds since the start, host -> (bytes
+    # sent, bytes received) since the start); who served whom when, for the logs.
+    timeline: list[tuple[float, dict[str, tuple[int, int]]]] = field(default_factory=list)
 
     @property
     def median(self) -> float | None:
@@ -82,7 +85,20 @@ class SwarmResult:
                  else round(c.seconds, 1), "verified": c.verified, "error": c.error}
                 for c in self.clients
             ],
+            "timeline": timeline_mib(self.timeline),
         }
+
+
+def timeline_mib(timeline: list[tuple[float, dict[str, tuple[int, int]]]]) -> dict[str, Any]:
+    """The timeline as {"t": [s...], host: {"up": [MiB...], "down": [MiB...]}} (cumulative)."""
+    out: dict[str, Any] = {"t": [round(t, 1) for t, _ in timeline]}
+    for _, hosts in timeline[:1]:
+        for host in hosts:
+            out[host] = {
+                way: [round(h[host][i] / 2**20, 1) for _, h in timeline]
+                for i, way in enumerate(("up", "down"))
+            }
+    return out
 
 
 class Services:
@@ -219,7 +235,7 @@ def run_swarm(services: Services, workdir: Path) -> SwarmResult:
         for i, kind in enumerate(shape.clients):
             started.append(lab_clients.start(lab, kind, f"c{i}", tpath, workdir / f"c{i}-{kind}",
                                              KEY, shape.deadline))
-        rates = _wait_clients(lab, started, shape.deadline)
+        rates, timeline = _wait_clients(lab, started, shape.deadline)
     finally:
         for c in started:
             c.stop()
@@ -233,7 +249,7 @@ def run_swarm(services: Services, workdir: Path) -> SwarmResult:
         shape=shape, clients=results, s3_bytes=services.s3_bytes(),
         daemon_payload=payload - payload0, webseed_bytes=web - web0,
         daemon_wire=lab.tx_bytes("srv") - wire0, peak_rate=max(rates, default=0.0),
-        rates=rates,
+        rates=rates, timeline=timeline,
     )
 
 
@@ -272,12 +288,17 @@ def lab_stop(proc: subprocess.Popen[Any]) -> None:
     stop(proc)
 
 
-def _wait_clients(lab: Lab, started: list[lab_clients.Client], deadline: float) -> list[float]:
+def _wait_clients(
+    lab: Lab, started: list[lab_clients.Client], deadline: float
+) -> tuple[list[float], list[tuple[float, dict[str, tuple[int, int]]]]]:
     """Poll the clients until all are done (bounded by ``deadline``); the daemon link's
-    rate per SAMPLE_EVERY window meanwhile."""
+    rate per SAMPLE_EVERY window meanwhile, and every host's link bytes (`SwarmResult`)."""
     end = time.monotonic() + deadline
     rates: list[float] = []
-    last_t, last_b = time.monotonic(), lab.tx_bytes("srv")
+    t0 = time.monotonic()
+    last_t, last_b = t0, lab.tx_bytes("srv")
+    base = lab.link_bytes()
+    timeline: list[tuple[float, dict[str, tuple[int, int]]]] = []
     while time.monotonic() < end:
         if all([c.poll() for c in started]):
             break
@@ -287,7 +308,12 @@ def _wait_clients(lab: Lab, started: list[lab_clients.Client], deadline: float) 
             b = lab.tx_bytes("srv")
             rates.append((b - last_b) / (now - last_t))
             last_t, last_b = now, b
-    return rates
+            links = lab.link_bytes()
+            timeline.append((now - t0, {
+                h: (up - base[h][0], down - base[h][1]) for h, (up, down) in links.items()
+                if h in base
+            }))
+    return rates, timeline
 
 
 def _wait(probe: Any, what: str, deadline: float = START_DEADLINE) -> None:
