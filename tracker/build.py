@@ -16,10 +16,10 @@ import importlib.util
 
 __all__ = ["HOT", "compiled_modules", "describe"]
 
-# The request path of the HTTP and UDP tracker (profiles in docs/benchmarks.md).
+# The request path of the HTTP and UDP tracker (profiles in docs/benchmarks.md). Not
+# tracker.bencode: off the compact path, shared with torrent generation, and recursive.
 HOT: tuple[str, ...] = (
     "tracker.announce",
-    "tracker.bencode",
     "tracker.core",
     "tracker.peerwindow",
     "tracker.responses",

@@ -30,7 +30,6 @@ TESTS = (
     "tests/unit/test_tracker_swarm.py",
     "tests/unit/test_tracker_udp.py",
     "tests/unit/test_http_whole.py",
-    "tests/unit/test_bencode.py",
     "tests/integration/test_tracker_service.py",
     "tests/integration/test_httploop.py",
 )
