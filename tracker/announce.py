@@ -242,14 +242,14 @@ def parse_scrape(query: bytes) -> ScrapeRequest:
     if len(query) > MAX_QUERY_BYTES:
         raise AnnounceError("query too long", "query")
     raws = query[10:].split(b"&info_hash=")
-    if query[:10] != b"info_hash=" or query.count(b"&") != len(raws) - 1:
-        # Not only info_hash=... fields (else every "&" starts one): field by field.
+    if query[:10] != b"info_hash=" or b"&" in b"".join(raws):
+        # Not only info_hash=... fields (else every "&" started one): field by field.
         raws = [f[10:] for f in query.split(b"&") if f[:10] == b"info_hash=" or f == b"info_hash"]
     if not raws:
         raise AnnounceError("missing info_hash (full scrape is not supported)", "info_hash")
     if len(raws) > MAX_SCRAPE_HASHES:
         raise AnnounceError(f"too many info_hash (at most {MAX_SCRAPE_HASHES})", "info_hash")
     hashes = tuple(map(_hash_memo.get, raws))  # the hashes seen lately, in C
-    if None in hashes:
+    if not all(hashes):  # one was not (None)
         hashes = tuple(map(_info_hash, raws))
     return ScrapeRequest(hashes)
