@@ -186,7 +186,7 @@ def run_one(n: int, work: Path, idle_seconds: float) -> dict[str, object]:
     d = Daemon(cfg, log)
     wait_for(lambda: len(scan_seconds(d.text())) >= 2, SCAN_DEADLINE, "two scan passes")
     first, rescan = scan_seconds(d.text())[:2]
-    print(f"[{n}] first scan {first:.1f} s, rescan {rescan:.1f} s", flush=True)
+    print(f"[{n}] first scan {first:.2f} s, rescan {rescan:.2f} s", flush=True)
     d.stop()
 
     # Restart (the scanner back at a normal interval: its pass at start-up is the only one
@@ -334,7 +334,7 @@ def main() -> None:
           "| alerts_dropped |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        scans = (f"{r['first_scan_s']:.1f} s ({r['objects_per_s']:.0f}/s) | {r['rescan_s']:.1f} s"
+        scans = (f"{r['first_scan_s']:.2f} s ({r['objects_per_s']:.0f}/s) | {r['rescan_s']:.1f} s"
                  if r["first_scan_s"] else "(catalog written directly) | —")
         print(f"| {r['n']:,} | {scans} | {r['restart_s3_s']:.2f} / {r['restart_webseed_s']:.2f}"
               f" / {r['restart_tracker_s']:.2f} s | {r['rss_idle_0_mb']:.0f} MB "

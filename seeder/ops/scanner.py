@@ -133,7 +133,7 @@ async def scan_once(service: TorrentService, stores: Mapping[str, Store]) -> Sca
                         exc_info=not isinstance(exc, StoreError))
     totals.seconds = time.monotonic() - t0
     log.info("scan: %d buckets (%d failed), %d objects listed, %d torrents generated, "
-             "%d failed, %d not qualifying, %d dropped, %.1f s",
+             "%d failed, %d not qualifying, %d dropped, %.2f s",
              totals.buckets, totals.bucket_errors, totals.listed, totals.generated,
              totals.failed, totals.skipped, totals.dropped, totals.seconds)
     return totals
