@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from seeder.s3api import errors as s3errors
-from seeder.s3api.sigv4 import Secrets, SignedRequest, percent_decode
+from seeder.s3api.sigv4 import Secrets, SignedRequest, percent_decode, printable, wire_bytes
 
 __all__ = ["SUB_RESOURCES", "applies", "canonical_resource", "string_to_sign", "verify"]
 
@@ -137,13 +137,13 @@ def verify(request: SignedRequest, secrets: Secrets, now: datetime | float,
                 headers[name] = [_decode(value_raw or b"")]
     resource = canonical_resource(request.raw_path, request.raw_query, virtual_bucket)
     sts = string_to_sign(request.method, headers, date_line, amz, resource)
-    sts_bytes = _utf8(sts)
+    sts_bytes = wire_bytes(sts)
     expected = base64.b64encode(
         hmac.digest(secret.encode("utf-8"), sts_bytes, hashlib.sha1)).decode("ascii")
-    if hmac.compare_digest(expected.encode(), _utf8(signature)):
+    if hmac.compare_digest(expected.encode(), wire_bytes(signature)):
         return access_key
     raise s3errors.signature_does_not_match_v2(
-        access_key, _printable(sts), _printable(signature), sts_bytes.hex(" "))
+        access_key, printable(sts), printable(signature), sts_bytes.hex(" "))
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -153,7 +153,7 @@ def _parse_header(value: str) -> tuple[str, str]:
     scheme, _, credential = value.strip().partition(" ")
     access_key, colon, signature = credential.strip().rpartition(":")
     if scheme != "AWS" or not colon or not access_key or not signature or " " in access_key:
-        raise s3errors.invalid_argument(_HEADER_FORM, "Authorization", _printable(value))
+        raise s3errors.invalid_argument(_HEADER_FORM, "Authorization", printable(value))
     return access_key, signature
 
 
@@ -176,7 +176,7 @@ def _parse_query(raw_query: bytes) -> tuple[str, str, int]:
         raise s3errors.access_denied(_QUERY_REQUIRED) from None
     if not (expires_s.isascii() and expires_s.isdigit()) or len(expires_s) > 12:
         raise s3errors.access_denied(
-            f"Invalid date (should be seconds since epoch): {_printable(expires_s)}")
+            f"Invalid date (should be seconds since epoch): {printable(expires_s)}")
     if not access_key or not signature:
         raise s3errors.access_denied(_QUERY_REQUIRED)
     return access_key, signature, int(expires_s)
@@ -185,7 +185,7 @@ def _parse_query(raw_query: bytes) -> tuple[str, str, int]:
 def _secret(secrets: Secrets, access_key: str) -> str:
     secret = secrets.get(access_key) if isinstance(secrets, Mapping) else secrets(access_key)
     if secret is None:
-        raise s3errors.invalid_access_key_id(_printable(access_key))
+        raise s3errors.invalid_access_key_id(printable(access_key))
     return secret
 
 
@@ -262,14 +262,3 @@ def _as_datetime(now: datetime | float) -> datetime:
 
 def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _utf8(s: str) -> bytes:
-    try:
-        return s.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return s.encode("utf-8", "replace")
-
-
-def _printable(s: str) -> str:
-    return _utf8(s).decode("utf-8", "replace")

@@ -234,11 +234,11 @@ def verify(request: SignedRequest, secrets: Secrets, now: datetime | float,
     raw_uri = request.raw_path.decode("utf-8", "surrogateescape") or "/"
     if raw_uri != uris[0]:
         uris.append(raw_uri)
-    provided = _utf8(auth.signature)
+    provided = wire_bytes(auth.signature)
     first: tuple[str, str] | None = None
     for uri in uris:
         canonical = f"{request.method}\n{uri}\n{tail}"
-        digest = hashlib.sha256(_utf8(canonical)).hexdigest()
+        digest = hashlib.sha256(wire_bytes(canonical)).hexdigest()
         string_to_sign = f"{ALGORITHM}\n{auth.amz_date}\n{scope}\n{digest}"
         expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected.encode(), provided):
@@ -247,10 +247,10 @@ def verify(request: SignedRequest, secrets: Secrets, now: datetime | float,
             first = (string_to_sign, canonical)
     assert first is not None
     raise s3errors.signature_does_not_match(
-        auth.access_key, first[0], _printable(auth.signature), _printable(first[1]))
+        auth.access_key, first[0], printable(auth.signature), printable(first[1]))
 
 
-def _utf8(s: str) -> bytes:
+def wire_bytes(s: str) -> bytes:
     """The bytes a ``from_http`` string came from; any other lone surrogate becomes "?"."""
     try:
         return s.encode("utf-8", "surrogateescape")
@@ -258,8 +258,9 @@ def _utf8(s: str) -> bytes:
         return s.encode("utf-8", "replace")
 
 
-def _printable(s: str) -> str:
-    return _utf8(s).decode("utf-8", "replace")
+def printable(s: str) -> str:
+    """``s`` as text safe to echo in an error message (undecodable bytes become U+FFFD)."""
+    return wire_bytes(s).decode("utf-8", "replace")
 
 
 def _as_datetime(now: datetime | float) -> datetime:
@@ -302,9 +303,9 @@ def _parse_credential(value: str, region: str | None,
     if region is not None and scope_region != region:
         raise fail(f"the region '{scope_region}' is wrong; expecting '{region}'")
     if service != SERVICE:
-        raise fail(f'incorrect service "{_printable(service)}". This endpoint belongs to "s3".')
+        raise fail(f'incorrect service "{printable(service)}". This endpoint belongs to "s3".')
     if terminator != "aws4_request":
-        raise fail(f'incorrect terminal "{_printable(terminator)}". '
+        raise fail(f'incorrect terminal "{printable(terminator)}". '
                    'This endpoint uses "aws4_request".')
     return access_key, date, scope_region
 
@@ -367,7 +368,7 @@ def _parse_header_auth(values: list[str], headers: dict[str, list[str]],
             or _SHA256_HEX.match(payload)):
         raise s3errors.invalid_argument(
             "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, or a valid sha256 value.",
-            "x-amz-content-sha256", _printable(payload))
+            "x-amz-content-sha256", printable(payload))
     return _Auth(access_key, date, scope_region, signed, fields["Signature"], amz_date, when,
                  payload, presigned=False)
 
