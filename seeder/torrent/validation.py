@@ -115,6 +115,9 @@ def validate(torrent: bytes) -> None:
         _validate_v2(top, info, name, length, plen, count)
     elif b"piece layers" in top:
         raise InvalidTorrent(key_path(b"piece layers"), "present in a v1-only torrent")
+    elif b"file tree" in info:
+        # libtorrent refuses v2 keys without the version that gives them meaning.
+        raise InvalidTorrent(key_path(b"info", b"file tree"), "present without meta version 2")
 
 
 def _validate_v2(top: dict[bytes, Any], info: dict[bytes, Any], name: bytes, length: int,

@@ -563,6 +563,16 @@ def test_validate_v1_specifics() -> None:
     one_piece[b"piece layers"] = {b"r" * 32: b"l" * 32}
     with pytest.raises(InvalidTorrent, match="a one-piece file has no piece layer"):
         validation.validate(bencode.encode(one_piece))
+    # A v2 file tree whose "meta version" key is gone (a byte of its name changed): libtorrent
+    # refuses it, so must we (a hypothesis draw of the garbage test below found it).
+    lost_version = bencode.decode(make(content(10), hybrid=True))
+    del lost_version[b"info"][b"meta version"]
+    lost_version[b"info"][b"meta\x00version"] = 2
+    raw = bencode.encode(lost_version)
+    with pytest.raises(RuntimeError, match="does not specify meta version 2"):
+        lt.torrent_info(raw)
+    with pytest.raises(InvalidTorrent, match=r"^\['info'\]\['file tree'\]: present without meta"):
+        validation.validate(raw)
 
 
 @pytest.mark.parametrize("order", ["unsorted", "duplicated"])
