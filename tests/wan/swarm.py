@@ -295,17 +295,19 @@ def _wait_clients(
     rate per SAMPLE_EVERY window meanwhile, and every host's link bytes (`SwarmResult`)."""
     end = time.monotonic() + deadline
     rates: list[float] = []
-    t0 = time.monotonic()
-    last_t, last_b = t0, lab.tx_bytes("srv")
+    # Each counter is read, then its time taken: starting `ip netns exec` under load takes
+    # 10-100s of ms, which a time taken before the read would count out of the window.
+    last_b = lab.tx_bytes("srv")
+    t0 = last_t = time.monotonic()
     base = lab.link_bytes()
     timeline: list[tuple[float, dict[str, tuple[int, int]]]] = []
     while time.monotonic() < end:
         if all([c.poll() for c in started]):
             break
         time.sleep(POLL)  # polling real processes on a deadline
-        now = time.monotonic()
-        if now - last_t >= SAMPLE_EVERY:
+        if time.monotonic() - last_t >= SAMPLE_EVERY:
             b = lab.tx_bytes("srv")
+            now = time.monotonic()
             rates.append((b - last_b) / (now - last_t))
             last_t, last_b = now, b
             links = lab.link_bytes()
