@@ -94,19 +94,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_until(
-    predicate: Callable[[], bool], deadline: float, *, interval: float = 0.02, what: str = ""
+    predicate: Callable[[], bool], deadline: float, *, interval: float = 0.02, what: str = "",
+    seen: Callable[[], object] | None = None,
 ) -> None:
     """Poll ``predicate`` until it returns true or ``deadline`` seconds have passed.
 
-    Raises TimeoutError (naming ``what``) at the deadline. Exceptions from ``predicate``
-    propagate. The loop is bounded by the deadline; ``interval`` only spaces the polls.
+    Raises TimeoutError (naming ``what``, and ``seen()``: what the last poll observed, so a
+    failure explains itself) at the deadline. Exceptions from ``predicate`` propagate. The
+    loop is bounded by the deadline; ``interval`` only spaces the polls.
     """
     end = time.monotonic() + deadline
     while True:
         if predicate():
             return
         if time.monotonic() >= end:
-            raise TimeoutError(f"not true within {deadline} s: {what or predicate!r}")
+            last = "" if seen is None else f"; last seen: {seen()!r}"
+            raise TimeoutError(f"not true within {deadline} s: {what or predicate!r}{last}")
         time.sleep(interval)
 
 

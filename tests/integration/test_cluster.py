@@ -321,12 +321,23 @@ def test_one_swarm_over_http_and_udp(cluster: Cluster) -> None:
         assert action == 1
     wait_until(lambda: peers_of(announce(c, ih, 4)) >= {1, 2, 3}, DEADLINE,
                what="peers of every node in one node's answer")
+    # What each node answered at the last poll: a timeout shows it.
+    seen: dict[str, object] = {}
+
+    def scrapes_agree() -> bool:
+        seen.update({n.name: scrape(n, ih) for n in cluster.nodes})
+        return len(set(seen.values())) == 1 and seen[a.name][2] == 3  # type: ignore[index]
+
     # (The daemons' own seeds are in the swarm too: count agreement, and our leechers.)
-    wait_until(lambda: len({scrape(n, ih) for n in cluster.nodes}) == 1
-               and scrape(a, ih)[2] == 3, DEADLINE, what="scrape counts agree")
+    wait_until(scrapes_agree, DEADLINE, what="scrape counts agree", seen=lambda: seen)
     announce(b, ih, 1, event="stopped")  # announced to a, stopped on b
-    wait_until(lambda: all(1 not in peers_of(announce(n, ih, 5)) for n in cluster.nodes),
-               DEADLINE, what="stopped peer gone everywhere")
+    seen.clear()
+
+    def stopped_gone() -> bool:
+        seen.update({n.name: sorted(peers_of(announce(n, ih, 5))) for n in cluster.nodes})
+        return all(1 not in p for p in seen.values())  # type: ignore[operator]
+
+    wait_until(stopped_gone, DEADLINE, what="stopped peer gone everywhere", seen=lambda: seen)
     wait_until(lambda: len({scrape(n, ih)[1] for n in cluster.nodes}) == 1, DEADLINE,
                what="download counts agree")
     before = scrape(a, ih)[1]
