@@ -17,6 +17,9 @@ whole local view (Redis may have restarted empty: it runs without persistence in
 deployments) and reads every registered swarm's sorted set and download count back
 (``scripts.RESYNC``, :meth:`SwarmSync.resync`): every node ends with the union. A swarm
 registered later (a torrent another node made) is read the same way at the next tick. A
+swarm's download count read so already holds the log entries up to that read: the
+downloads of those entries are not added again when the log brings them (each download is
+counted once on every node). A
 peer that stopped on another node while this one could not hear it stays until its
 deadline.
 
@@ -39,7 +42,7 @@ from seeder.cluster.link import ClusterMetrics, RedisLink, Unavailable
 from tracker.core import TrackerCore
 from tracker.swarm import Swarm
 
-__all__ = ["FLUSH_EVERY", "SwarmSync"]
+__all__ = ["FLUSH_EVERY", "SwarmSync", "log_id"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,9 @@ class SwarmSync:
         self._last_id = b"0-0"
         self._epoch = 0  # the link epoch caught up with
         self._watch: set[bytes] = set()
+        # ih -> the log id up to which a resync's download count included that swarm's
+        # entries (dropped once the log is read past it)
+        self._counted: dict[bytes, tuple[int, int]] = {}
         self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
         self.ticks = 0  # round trips done (tests wait on it)
 
@@ -168,6 +174,7 @@ class SwarmSync:
             log.info("cluster: the swarm change log moved past this node: reading it all again")
             self._epoch = 0
         self._apply(entries, now_ms, self.clock())
+        self._read_through(last_id)
         return len(entries) // 2
 
     async def resync(self, hashes: Iterable[bytes] | None) -> None:
@@ -185,6 +192,12 @@ class SwarmSync:
             now_ms, last_id, out = int(reply[0]), reply[1], reply[2]
             if start == 0 and hashes is None:
                 self._last_id = last_id  # the log from here on; earlier is in the sets
+            # The counts read include the log up to last_id; this node may not have read
+            # that far (a watched swarm, a later batch): those downloads are not added again.
+            upto = log_id(last_id)
+            for ih in batch:
+                self._counted[ih] = upto
+            self._read_through(self._last_id)
             local_now = self.clock()
             for j, ih in enumerate(batch):
                 if self._load_swarm(ih, out[2 * j], out[2 * j + 1], now_ms, local_now) and (
@@ -233,8 +246,15 @@ class SwarmSync:
                 self._pending.setdefault(ih + addr, (peer.peer_id, None, not peer.slot & 1,
                                                      False, min(heard, now)))
 
+    def _read_through(self, last_id: bytes | str) -> None:
+        """The log was read up to ``last_id``: forget the resync marks it passed."""
+        if self._counted:
+            done = log_id(last_id)
+            self._counted = {ih: m for ih, m in self._counted.items() if m > done}
+
     def _apply(self, entries: list[bytes], now_ms: int, local_now: float) -> None:
         swarms = self.core.swarms
+        counted = self._counted
         merge = swarms.merge_peer  # once per batch: the loop runs per peer change
         own = self.core.own_peer_prefix  # another node's own seed: not demand
         changes = 0
@@ -242,6 +262,7 @@ class SwarmSync:
         for j in range(0, len(entries), 2):
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
+            entry = log_id(entries[j]) if counted else (0, 0)
             try:
                 for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(
                         entries[j + 1]):
@@ -253,7 +274,9 @@ class SwarmSync:
                     elif kind == records.STOPPED:
                         swarms.drop_peer(ih, addr)
                     else:
-                        swarms.add_downloaded(ih, count)
+                        mark = counted.get(ih) if counted else None
+                        if mark is None or entry > mark:  # else in the count a resync read
+                            swarms.add_downloaded(ih, count)
             except records.RecordError as exc:
                 log.warning("cluster: skipping a swarm change batch: %s", exc)
         if self.metrics is not None and changes:
@@ -279,6 +302,13 @@ class SwarmSync:
             stored |= swarms.merge_peer(ih, addr, peer_id, bool(score & 1), expires)
         swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self._downloads.get(ih, 0))
         return stored
+
+
+def log_id(entry_id: bytes | str) -> tuple[int, int]:
+    """A Redis stream id (b"ms-seq") as a tuple that orders as the stream does."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def wall_offset(clock: Callable[[], float] = trio.current_time) -> float:

@@ -12,7 +12,7 @@ import pytest
 from seeder.cluster import records
 from seeder.cluster.keys import Keys, catalog_name, redact
 from seeder.cluster.rendezvous import owners
-from seeder.cluster.swarm_sync import SwarmSync
+from seeder.cluster.swarm_sync import SwarmSync, log_id
 from seeder.config import ConfigError, load
 from seeder.torrent.entry import Entry
 from tracker.core import TrackerCore
@@ -169,3 +169,45 @@ def test_swarm_sync_coalesces_announces() -> None:
     assert sync._pending[IH + A4][:4] == (P1, P2, False, True)
     (stop,) = records.decode_changes(sync._encode(sync._pending, {}, 5.0))
     assert (stop.kind, stop.peer_id) == (records.STOPPED, P2)
+
+
+class _ResyncLink:
+    """Answers RESYNC as Redis would for one swarm: no peers, ``downloads`` counted, the log
+    ending at ``last``."""
+
+    epoch = 1
+
+    def __init__(self, last: bytes, downloads: bytes) -> None:
+        self.last, self.downloads = last, downloads
+
+    async def script(self, source: str, keys: list[bytes], args: list[object]) -> list[object]:
+        return [b"200", self.last, [[], self.downloads]]
+
+
+def test_a_download_read_by_a_resync_is_not_added_again_from_the_log() -> None:
+    """A swarm registered late is read from Redis (its download count holds the log up to
+    the read) while the node has read the log less far: the entries it reads next carry
+    downloads already counted. Counting them again left one node's scrape a download ahead
+    of the others' for good (the cluster one-swarm test, under load)."""
+    import trio
+
+    core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
+    core.register([IH])
+    sync = SwarmSync(_ResyncLink(b"100-3", b"2"), core, "n",  # type: ignore[arg-type]
+                     clock=lambda: 0.0)
+    sync._last_id = b"90-0"
+    trio.run(sync.resync, [IH])
+    swarm = core.swarms.get(IH)
+    assert swarm is not None and swarm.downloaded == 2
+    one = records.encode_downloads(IH, 1)
+    # 95-0 and 100-3 are in the count read; 100-4 came after the read.
+    sync._apply([b"95-0", one, b"100-3", one, b"100-4", one], 200, 0.0)
+    assert swarm.downloaded == 3
+    sync._read_through(b"100-4")
+    assert sync._counted == {}
+    sync._apply([b"101-0", one], 200, 0.0)
+    assert swarm.downloaded == 4
+
+
+def test_log_ids_order_as_the_stream() -> None:
+    assert log_id(b"0-0") < log_id(b"99-7") < log_id("100-0") < log_id(b"100-10")
