@@ -19,7 +19,8 @@ deployments) and reads every registered swarm's sorted set and download count ba
 registered later (a torrent another node made) is read the same way at the next tick. A
 swarm's download count read so already holds the log entries up to that read: the
 downloads of those entries are not added again when the log brings them (each download is
-counted once on every node). A
+counted once on every node); a peer heard here since the last push keeps what this node
+heard (its word is newer than Redis's, and goes out at the next push). A
 peer that stopped on another node while this one could not hear it stays until its
 deadline.
 
@@ -293,11 +294,12 @@ class SwarmSync:
         if swarm is None:
             return False
         stored = False
+        pending = self._pending
         for j in range(0, len(members), 2):
             member, score = members[j], int(members[j + 1])
             addr, peer_id = member[:-20], member[-20:]
-            if len(addr) not in (6, 18):
-                continue
+            if len(addr) not in (6, 18) or ih + addr in pending:
+                continue  # pending: heard here since the last push, newer than Redis's word
             expires = local_now + ((score >> 1) - now_ms) / 1000
             stored |= swarms.merge_peer(ih, addr, peer_id, bool(score & 1), expires)
         swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self._downloads.get(ih, 0))

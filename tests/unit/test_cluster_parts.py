@@ -177,11 +177,11 @@ class _ResyncLink:
 
     epoch = 1
 
-    def __init__(self, last: bytes, downloads: bytes) -> None:
-        self.last, self.downloads = last, downloads
+    def __init__(self, last: bytes, downloads: bytes, members: list[bytes] | None = None) -> None:
+        self.last, self.downloads, self.members = last, downloads, members or []
 
     async def script(self, source: str, keys: list[bytes], args: list[object]) -> list[object]:
-        return [b"200", self.last, [[], self.downloads]]
+        return [b"200", self.last, [self.members, self.downloads]]
 
 
 def test_a_download_read_by_a_resync_is_not_added_again_from_the_log() -> None:
@@ -211,3 +211,24 @@ def test_a_download_read_by_a_resync_is_not_added_again_from_the_log() -> None:
 
 def test_log_ids_order_as_the_stream() -> None:
     assert log_id(b"0-0") < log_id(b"99-7") < log_id("100-0") < log_id(b"100-10")
+
+
+def test_a_resync_does_not_undo_an_announce_heard_since_the_last_push() -> None:
+    """A leecher that finished announced here while this node read its swarm back from Redis
+    (which still says leecher): the read must not turn it back into a leecher here, while
+    the pending seeder word goes to every other node (one node's scrape a seeder short)."""
+    import trio
+
+    core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
+    core.register([IH])
+    as_leecher = [A4 + P1, b"%d" % (400_000 * 2)]  # expires at 400 s (Redis clock), leecher
+    sync = SwarmSync(_ResyncLink(b"100-0", b"", as_leecher), core, "n",  # type: ignore[arg-type]
+                     clock=lambda: 0.0)
+    core.peer_log = sync
+    q = b"info_hash=" + b"%01" * 20 + b"&port=6881&compact=1&peer_id=" + P1 + b"&left=0"
+    core.http_announce(q, [], "10.0.0.1", 1.0)  # a seeder now, not pushed yet
+    trio.run(sync.resync, [IH])
+    assert core.swarms.scrape(IH) == (1, 0, 0)
+    sync._pending.clear()  # pushed: Redis's word counts again
+    trio.run(sync.resync, [IH])
+    assert core.swarms.scrape(IH) == (0, 0, 1)
