@@ -171,6 +171,30 @@ class Recorder:
                 await self.changed.wait()
 
 
+@asynccontextmanager
+async def torrent_service(
+    catalog_path: Path, stores: dict[str, Any], config: Any, **kw: Any
+) -> AsyncIterator[tuple[Any, Recorder]]:
+    """A TorrentService over ``stores`` and a new catalog at ``catalog_path`` (``kw``: its
+    other keyword arguments), running in its own nursery with a Recorder listening; yields
+    (service, recorder). On exit: cancelled, then the stores and the catalog closed."""
+    from seeder.torrent.catalog import Catalog
+    from seeder.torrent.service import TorrentService
+
+    catalog = Catalog.open(catalog_path)
+    rec = Recorder()
+    service = TorrentService(catalog, stores, config, listeners=[rec], **kw)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(service.run)
+            yield service, rec
+            nursery.cancel_scope.cancel()
+    finally:
+        for store in stores.values():
+            await store.aclose()
+        catalog.close()
+
+
 async def read_all(stream: trio.SocketStream, deadline: float = 5.0) -> bytes:
     """Everything the peer sends until it closes (raises trio.TooSlowError past ``deadline``)."""
     out = bytearray()

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import trio
 
 from seeder.config import BucketConfig, Config, GenerationConfig
 from seeder.ops.scanner import scan_once
@@ -25,11 +24,9 @@ from seeder.seed.cache import SeedCache
 from seeder.store import NoSuchKey, ObjectChanged, ObjectInfo
 from seeder.store.local import LocalStore
 from seeder.torrent.batch import SmallBatches
-from seeder.torrent.catalog import Catalog
 from seeder.torrent.entry import Entry
 from seeder.torrent.hashing import SMALL_OBJECT
-from seeder.torrent.service import TorrentService
-from tests.helpers import Recorder, free_port, wait_until
+from tests.helpers import free_port, torrent_service, wait_until
 from tracker import bencode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,19 +51,11 @@ def fill(root: Path, count: int, *, big: int = 0) -> dict[str, bytes]:
 async def running(tmp_path: Path, bucket: BucketConfig, *, name: str = "state",
                   store: LocalStore | None = None, chunk_sink_factory=None):
     config = Config(generation=GenerationConfig(threads=1, concurrency=2), buckets=(bucket,))
-    catalog = Catalog.open(tmp_path / name / "catalog.sqlite3")
     assert bucket.path is not None
     stores = {bucket.name: store or LocalStore(bucket.name, bucket.path)}
-    rec = Recorder()
-    service = TorrentService(catalog, stores, config, listeners=[rec],
-                             chunk_sink_factory=chunk_sink_factory)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            yield service, stores, rec
-            nursery.cancel_scope.cancel()
-    finally:
-        catalog.close()
+    async with torrent_service(tmp_path / name / "catalog.sqlite3", stores, config,
+                               chunk_sink_factory=chunk_sink_factory) as (service, rec):
+        yield service, stores, rec
 
 
 @pytest.mark.parametrize("bucket_args", [

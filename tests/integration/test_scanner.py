@@ -13,11 +13,9 @@ import trio
 from seeder.config import BucketConfig, Config, GenerationConfig
 from seeder.ops.scanner import run_scanner, scan_once
 from seeder.store import ObjectInfo, StoreUnavailable, make_store
-from seeder.torrent.catalog import Catalog
 from seeder.torrent.entry import Entry
 from seeder.torrent.policy import MAX_TORRENT_SIZE
-from seeder.torrent.service import TorrentService
-from tests.helpers import DelegatingStore, Recorder
+from tests.helpers import DelegatingStore, torrent_service
 
 
 class CountingStore(DelegatingStore):
@@ -60,19 +58,11 @@ async def running(tmp_path: Path, roots: dict[str, Path], concurrency: int = 2):
         generation=GenerationConfig(threads=1, concurrency=concurrency),
         buckets=tuple(BucketConfig(name=b, backend="local", path=str(p)) for b, p in roots.items()),
     )
-    catalog = Catalog.open(tmp_path / "state" / "catalog.sqlite3")
     stores = {b.name: CountingStore(make_store(b)) for b in config.buckets}
-    rec = Recorder()
-    service = TorrentService(catalog, stores, config, listeners=[rec])
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            yield service, stores, rec
-            nursery.cancel_scope.cancel()
-    finally:
-        for s in stores.values():
-            await s.aclose()
-        catalog.close()
+    async with torrent_service(tmp_path / "state" / "catalog.sqlite3", stores, config) as (
+        service, rec
+    ):
+        yield service, stores, rec
 
 
 @pytest.fixture

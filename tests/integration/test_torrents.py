@@ -21,7 +21,7 @@ from seeder.torrent.entry import Entry
 from seeder.torrent.linkstate import links_current
 from seeder.torrent.policy import MAX_TORRENT_SIZE, NotQualified
 from seeder.torrent.service import TorrentService
-from tests.helpers import DelegatingStore, Recorder, write_schema_1_catalog
+from tests.helpers import DelegatingStore, Recorder, torrent_service, write_schema_1_catalog
 from tracker import bencode
 
 PUBLIC = "http://127.0.0.1:8123"
@@ -115,18 +115,10 @@ def make_config(root: Path, *, fmt: str = "v1", concurrency: int = 2, webseed: s
 
 @asynccontextmanager
 async def running(tmp_path: Path, config: Config, **kw):
-    catalog = Catalog.open(tmp_path / "state" / "catalog.sqlite3")
     store = CountingStore(make_store(config.buckets[0]))
-    rec = Recorder()
-    service = TorrentService(catalog, {"bk": store}, config, listeners=[rec], **kw)
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
-            yield service, store, rec
-            nursery.cancel_scope.cancel()
-    finally:
-        await store.aclose()
-        catalog.close()
+    async with torrent_service(tmp_path / "state" / "catalog.sqlite3", {"bk": store}, config,
+                               **kw) as (service, rec):
+        yield service, store, rec
 
 
 @pytest.fixture
