@@ -8,10 +8,10 @@ page (``hashing.SMALL_OBJECT`` or less) of a store that reads many objects in on
 (``SupportsReadMany``: a local directory, whose listing entry is its HEAD) are made a batch
 (``batchplan``) at a time: one worker-thread hop reads each object pinned to its listed ETag
 (a file changed since fails alone, ObjectChanged: never a wrong torrent), hashes it and
-encodes its torrent (``service.entry_of``); the trio thread then copies the bytes into the
-seed cache where the seeding policy wants a copy (one thread hop for the batch's commits) and
-records each entry as a job does (``TorrentService.store_entry``: its row in the catalog's
-open transaction, committed with the scanner's next flush; the listeners told).
+encodes its torrent (``service.entry_of``); the bytes go into the seed cache where the
+seeding policy wants a copy (one more thread hop for the batch's writes and commits), and the
+trio thread records each entry as a job does (``TorrentService.store_entry``: its row in the
+catalog's open transaction, committed with the scanner's next flush; the listeners told).
 
 Left to the per-object path: stores without ``read_many`` (S3: its reads overlap only as
 requests in flight), and every object of a daemon in a cluster (``SharedStore.generate_once``
@@ -75,7 +75,7 @@ class SmallBatches:
         try:
             results = await store.read_many(infos, then)
             out: list[Entry | Exception] = []
-            commits: list[tuple[SafeSink, str]] = []
+            commits: list[tuple[SafeSink, bytes, str]] = []
             for result, sink in zip(results, sinks, strict=True):
                 if isinstance(result, Exception):
                     out.append(result)
@@ -85,9 +85,8 @@ class SmallBatches:
                 entry, data = result
                 out.append(entry)
                 if sink is not None and data is not None:
-                    sink.write(0, data)
-                    commits.append((sink, entry.seed_key))
-            if commits:  # each commit fsyncs its file: not on the trio thread
+                    commits.append((sink, data, entry.seed_key))
+            if commits:  # file writes and an fsync per commit: not on the trio thread
                 await trio.to_thread.run_sync(_commit_all, commits)
         except BaseException:
             for sink in sinks:
@@ -102,25 +101,23 @@ class SmallBatches:
         """The batch's entries into the catalog and to the listeners, its failures' cached
         entries dropped where the object is gone, the metrics counted."""
         service = self.service
-        made = 0
+        metrics = service.metrics
+        made = read = 0
         for info, result in zip(infos, results, strict=True):
             if isinstance(result, Entry):
                 service.store_entry(result, commit=False)
                 made += 1
+                read += info.size
+                if metrics:
+                    metrics.objects.add_origin(bucket, info.key, info.size)
+                    metrics.generation_duration_seconds.observe(seconds)
             elif isinstance(result, NoSuchKey):
                 try:
                     service.forget(bucket, info.key)
                 except CatalogError as exc:
                     log.error("%s", exc)
-        metrics = service.metrics
         if not metrics:
             return
-        read = 0
-        for info, result in zip(infos, results, strict=True):
-            if isinstance(result, Entry):
-                read += info.size
-                metrics.objects.add_origin(bucket, info.key, info.size)
-                metrics.generation_duration_seconds.observe(seconds)
         metrics.hashed_bytes_total.inc(read)
         metrics.backend_read_bytes_total.labels(bucket=bucket).inc(read)
         metrics.generations_total.labels(result="ok").inc(made)
@@ -128,7 +125,9 @@ class SmallBatches:
             metrics.generations_total.labels(result="error").inc(len(infos) - made)
 
 
-def _commit_all(commits: list[tuple[SafeSink, str]]) -> None:
-    """Commit the batch's seed-cache copies (a worker thread; SafeSink logs its failures)."""
-    for sink, seed_key in commits:
+def _commit_all(commits: list[tuple[SafeSink, bytes, str]]) -> None:
+    """Write and commit the batch's seed-cache copies (a worker thread; SafeSink logs its
+    failures and never raises)."""
+    for sink, data, seed_key in commits:
+        sink.write(0, data)
         sink.commit(seed_key)
