@@ -19,70 +19,85 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # Apply one node's batch of peer changes (records.py), append it to the change log, and
 # return what the other nodes appended since ARGV[4].
 # KEYS: 1 change log, 2 downloads hash. ARGV: 1 swarm key prefix, 2 batch, 3 node id,
-# 4 last log id read, 5 max entries to return, 6 ms of log kept, 7 swarm key TTL ms.
+# 4 last log id read, 5 max entries to return, 6 ms of log kept, 7 swarm key TTL ms,
+# 8 this node's whole view (a batch of upserts, catching up; may be empty), 9 'force' to
+# apply the view even if the log holds entries after ARGV[4].
+# The view is applied (after the batch, as one log entry with it) only when this node has
+# read the whole log: an entry it has not read may stop a peer its view still holds.
 # Returns {now ms, last id read, {id, batch, id, batch, ...}, gap (1: the entry ARGV[4]
-# was trimmed, others after it may have been too, unread: resync)}.
+# was trimmed, others after it may have been too, unread: resync), view applied (0/1)}.
 PUSH_PULL = _NOW + """
-local blob = ARGV[2]
-local n = #blob
-local i = 1
 local pfx = ARGV[1]
-local adds = {}  -- swarm key -> {score, member, ...}: one ZADD per swarm, not per peer
-local function u32(j)
+local function u32(blob, j)
   local a, b, c, d = string.byte(blob, j, j + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
-while i <= n do
-  local op = string.byte(blob, i)
-  local kind = op % 4
-  local ih = string.sub(blob, i + 1, i + 20)
-  i = i + 21
-  if kind == 2 then
-    redis.call('HINCRBY', KEYS[2], ih, u32(i))
-    i = i + 4
-  else
-    local alen = 6
-    if math.floor(op / 8) % 2 == 1 then alen = 18 end
-    local addr = string.sub(blob, i, i + alen - 1)
-    local pid = string.sub(blob, i + alen, i + alen + 19)
-    local key = pfx .. ih
-    i = i + alen + 20
-    if kind == 1 then
-      redis.call('ZREM', key, addr .. pid)
-    else
-      local ttl = u32(i)
+local function apply(blob)
+  local n = #blob
+  local i = 1
+  local adds = {}  -- swarm key -> {score, member, ...}: one ZADD per swarm, not per peer
+  while i <= n do
+    local op = string.byte(blob, i)
+    local kind = op % 4
+    local ih = string.sub(blob, i + 1, i + 20)
+    i = i + 21
+    if kind == 2 then
+      redis.call('HINCRBY', KEYS[2], ih, u32(blob, i))
       i = i + 4
-      if math.floor(op / 16) % 2 == 1 then
-        redis.call('ZREM', key, addr .. string.sub(blob, i, i + 19))
-        i = i + 20
+    else
+      local alen = 6
+      if math.floor(op / 8) % 2 == 1 then alen = 18 end
+      local addr = string.sub(blob, i, i + alen - 1)
+      local pid = string.sub(blob, i + alen, i + alen + 19)
+      local key = pfx .. ih
+      i = i + alen + 20
+      if kind == 1 then
+        redis.call('ZREM', key, addr .. pid)
+      else
+        local ttl = u32(blob, i)
+        i = i + 4
+        if math.floor(op / 16) % 2 == 1 then
+          redis.call('ZREM', key, addr .. string.sub(blob, i, i + 19))
+          i = i + 20
+        end
+        local score = (now + ttl) * 2 + math.floor(op / 4) % 2
+        local add = adds[key]
+        if add == nil then
+          add = {}
+          adds[key] = add
+        end
+        add[#add + 1] = string.format('%.0f', score)
+        add[#add + 1] = addr .. pid
       end
-      local score = (now + ttl) * 2 + math.floor(op / 4) % 2
-      local add = adds[key]
-      if add == nil then
-        add = {}
-        adds[key] = add
-      end
-      add[#add + 1] = string.format('%.0f', score)
-      add[#add + 1] = addr .. pid
     end
   end
-end
--- A batch holds one record per (swarm, peer): the ZREMs above and these ZADDs touch
--- different members, so deferring the ZADDs changes nothing but the number of calls.
-local floor = '(' .. string.format('%.0f', now * 2)
-for key, add in pairs(adds) do
-  for j = 1, #add, 1000 do  -- unpack() is bounded by Lua's C stack
-    redis.call('ZADD', key, 'GT', unpack(add, j, math.min(j + 999, #add)))
+  -- A batch holds one record per (swarm, peer): the ZREMs above and these ZADDs touch
+  -- different members, so deferring the ZADDs changes nothing but the number of calls.
+  local floor = '(' .. string.format('%.0f', now * 2)
+  for key, add in pairs(adds) do
+    for j = 1, #add, 1000 do  -- unpack() is bounded by Lua's C stack
+      redis.call('ZADD', key, 'GT', unpack(add, j, math.min(j + 999, #add)))
+    end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
+    redis.call('PEXPIRE', key, ARGV[7])
   end
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
-  redis.call('PEXPIRE', key, ARGV[7])
 end
-if n > 0 then
+local last = ARGV[4]
+local blob = ARGV[2]
+local view = ARGV[8]
+local viewed = 1
+if #view > 0 and ARGV[9] ~= 'force' and
+    #redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1) > 0 then
+  viewed = 0
+  view = ''
+end
+apply(blob)
+apply(view)
+if #blob + #view > 0 then
   redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%.0f', now - tonumber(ARGV[6])),
-             '*', 'n', ARGV[3], 'd', blob)
+             '*', 'n', ARGV[3], 'd', blob .. view)
 end
 local gap = 0
-local last = ARGV[4]
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 if #first > 0 then
   local fms, fseq = string.match(first[1][1], '(%d+)-(%d+)')
@@ -104,7 +119,7 @@ for _, e in ipairs(entries) do
     out[#out + 1] = data
   end
 end
-return {string.format('%.0f', now), last, out, gap}
+return {string.format('%.0f', now), last, out, gap, viewed}
 """
 
 # Everything Redis holds for the swarms of ARGV[2..] (info-hashes), and where the change

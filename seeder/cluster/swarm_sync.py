@@ -12,17 +12,21 @@ everywhere; every node expires it at the deadline of its last announce, whicheve
 heard it (deadlines travel as "ms to live", converted through the Redis clock).
 
 Catching up: at the first contact, after Redis was unreachable (the link's epoch
-changed), or when the change log was trimmed past what this node read, the node pushes its
-whole local view (Redis may have restarted empty: it runs without persistence in most
-deployments) and reads every registered swarm's sorted set and download count back
-(``scripts.RESYNC``, :meth:`SwarmSync.resync`): every node ends with the union. A swarm
-registered later (a torrent another node made) is read the same way at the next tick. A
-swarm's download count read so already holds the log entries up to that read: the
+changed), or when the change log was trimmed past what this node read, the node first
+pushes its pending changes and reads the log through (the other nodes' changes meanwhile,
+their stops included), then pushes its whole local view (Redis may have restarted empty:
+it runs without persistence in most deployments), and reads every registered swarm's
+sorted set and download count back (``scripts.RESYNC``, :meth:`SwarmSync.resync`): every
+node ends with the union. The view goes out only when it is current: the push script
+refuses it while the log holds an entry this node has not read (a stop there would be
+undone by the view's older word for that peer); the node reads it and tries again. A
+swarm registered later (a torrent another node made) is read the same way at the next
+tick. A swarm's download count read so already holds the log entries up to that read: the
 downloads of those entries are not added again when the log brings them (each download is
 counted once on every node); a peer heard here since the last push keeps what this node
-heard (its word is newer than Redis's, and goes out at the next push). A
-peer that stopped on another node while this one could not hear it stays until its
-deadline.
+heard (its word is newer than Redis's, and goes out at the next push). A peer that stopped
+on another node in log entries that were trimmed before this node read them stays here
+until its deadline.
 
 While Redis is unreachable the changes wait, coalesced per (swarm, peer), at most
 ``MAX_PENDING``; beyond that they are dropped and the whole local view is pushed at
@@ -53,6 +57,7 @@ LOG_KEEP_MS = 30_000  # how long the change log keeps a batch (a node reads it e
 MAX_PENDING = 500_000  # coalesced changes held while Redis is unreachable
 RESYNC_BATCH = 2_000  # swarms per resync round trip
 PUSH_BATCH = 20_000  # peer changes per push round trip (~1 MB)
+VIEW_TRIES = 10  # a view slice refused this often (the log moves on) goes out regardless
 SWARM_KEY_MARGIN_MS = 60_000  # a swarm key outlives its last peer's deadline by this
 
 
@@ -83,8 +88,10 @@ class SwarmSync:
         self._epoch = 0  # the link epoch caught up with
         self._watch: set[bytes] = set()
         # ih -> the log id up to which a resync's download count included that swarm's
-        # entries (dropped once the log is read past it)
+        # entries (dropped once the log is read past it); _all_counted: the same for every
+        # swarm a full resync read
         self._counted: dict[bytes, tuple[int, int]] = {}
+        self._all_counted: tuple[int, int] | None = None
         self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
         self.ticks = 0  # round trips done (tests wait on it)
 
@@ -127,9 +134,7 @@ class SwarmSync:
         if self.link.epoch != self._epoch or self._overflow:
             epoch = self.link.epoch
             self._overflow = False
-            self._push_all_later()
-            await self.push_pull()
-            await self.resync(None)
+            await self._catch_up()
             self._epoch = max(epoch, 1)
         elif self._watch:
             await self.push_pull()
@@ -140,6 +145,26 @@ class SwarmSync:
                 pass
         self.ticks += 1
 
+    async def _catch_up(self) -> None:
+        """Push what is pending and read the log through, push the whole local view, read
+        every registered swarm back. Raises Unavailable (the next tick starts over)."""
+        if self._last_id == b"0-0":  # first contact: the sets hold what the log did
+            reply = await self.link.script(scripts.RESYNC, [self.keys.log, self.keys.downloads],
+                                           [self.keys.swarm_prefix])
+            self._last_id = reply[1]
+        while await self.push_pull() >= READ_COUNT:
+            pass
+        swarms = self.core.swarms
+        view = [s.hashes[0] + addr for s in swarms.registered() for addr in s.peers]
+        for start in range(0, len(view), PUSH_BATCH):
+            part = view[start : start + PUSH_BATCH]
+            for attempt in range(VIEW_TRIES):
+                _, applied = await self._push_pull({}, {}, self._view(part),
+                                                   force=attempt == VIEW_TRIES - 1)
+                if applied:
+                    break
+        await self.resync(None)
+
     async def push_pull(self) -> int:
         """Send the pending changes, apply the other nodes' new ones; the number of log
         entries read. Raises Unavailable (unsent changes stay for the next try)."""
@@ -147,12 +172,12 @@ class SwarmSync:
         while True:
             pending, downloads = self._pending, self._downloads
             rest: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
-            if len(pending) > PUSH_BATCH:  # a whole view after an outage: in slices
+            if len(pending) > PUSH_BATCH:  # a long outage's changes: in slices
                 items = list(pending.items())
                 pending, rest = dict(items[:PUSH_BATCH]), dict(items[PUSH_BATCH:])
             self._pending, self._downloads = rest, {}
             try:
-                read += await self._push_pull(pending, downloads)
+                read += (await self._push_pull(pending, downloads))[0]
             except Unavailable:
                 self._restore(pending, downloads)
                 raise
@@ -161,14 +186,21 @@ class SwarmSync:
 
     async def _push_pull(self, pending: dict[bytes, tuple[bytes, bytes | None, bool, bool,
                                                           float]],
-                         downloads: dict[bytes, int]) -> int:
-        blob = self._encode(pending, downloads, self.clock())
+                         downloads: dict[bytes, int],
+                         view: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]]
+                         | None = None, force: bool = False) -> tuple[int, bool]:
+        """One round trip: (log entries read, whether ``view`` was applied)."""
+        now = self.clock()
+        blob = self._encode(pending, downloads, now)
+        view_blob = self._encode(view, {}, now) if view else b""
         reply = await self.link.script(
             scripts.PUSH_PULL, [self.keys.log, self.keys.downloads],
             [self.keys.swarm_prefix, blob, self.node_id, self._last_id, READ_COUNT,
-             LOG_KEEP_MS, self._ttl_arg])
-        if self.metrics is not None and pending:
-            self.metrics.synced_peers.labels(direction="out").inc(len(pending))
+             LOG_KEEP_MS, self._ttl_arg, view_blob, b"force" if force else b""])
+        applied = bool(int(reply[4]))
+        sent = len(pending) + (len(view) if view and applied else 0)
+        if self.metrics is not None and sent:
+            self.metrics.synced_peers.labels(direction="out").inc(sent)
         now_ms, last_id, entries, gap = int(reply[0]), reply[1], reply[2], int(reply[3])
         self._last_id = last_id
         if gap:
@@ -176,7 +208,7 @@ class SwarmSync:
             self._epoch = 0
         self._apply(entries, now_ms, self.clock())
         self._read_through(last_id)
-        return len(entries) // 2
+        return len(entries) // 2, applied
 
     async def resync(self, hashes: Iterable[bytes] | None) -> None:
         """Read the swarms of ``hashes`` (None: every registered swarm) from Redis into the
@@ -191,13 +223,17 @@ class SwarmSync:
                 scripts.RESYNC, [self.keys.log, self.keys.downloads],
                 [self.keys.swarm_prefix, *batch])
             now_ms, last_id, out = int(reply[0]), reply[1], reply[2]
-            if start == 0 and hashes is None:
-                self._last_id = last_id  # the log from here on; earlier is in the sets
-            # The counts read include the log up to last_id; this node may not have read
-            # that far (a watched swarm, a later batch): those downloads are not added again.
             upto = log_id(last_id)
-            for ih in batch:
-                self._counted[ih] = upto
+            if start == 0 and hashes is None and upto < log_id(self._last_id):
+                self._last_id = b"0-0"  # a new log (Redis restarted): read all of it
+            # The counts read include the log up to last_id; this node has not read that far
+            # (it reads on from where it is: a stop in between is applied then): those
+            # downloads are not added again.
+            if hashes is None and start == 0:
+                self._all_counted = upto  # one mark for all (the later batches' counts
+            else:                         # hold more of the log: marks of their own)
+                for ih in batch:
+                    self._counted[ih] = upto
             self._read_through(self._last_id)
             local_now = self.clock()
             for j, ih in enumerate(batch):
@@ -236,26 +272,37 @@ class SwarmSync:
             self._pending.clear()
             self._overflow = True
 
-    def _push_all_later(self) -> None:
-        """Queue the whole local view as pending changes (catching up)."""
+    def _view(self, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes | None, bool, bool,
+                                                            float]]:
+        """The local view of ``keys`` (ih + addr) as upserts, read now: peers gone since
+        are left out, and so are peers with a pending change (newer, sent with it)."""
         now = self.clock()
-        width = self.core.swarms.sweep_every
-        for swarm in self.core.swarms.registered():
-            ih = swarm.hashes[0]
-            for addr, peer in swarm.peers.items():
+        swarms = self.core.swarms
+        width = swarms.sweep_every
+        pending = self._pending
+        out = {}
+        for k in keys:
+            swarm = swarms.get(k[:20])
+            peer = None if swarm is None or k in pending else swarm.peers.get(k[20:])
+            if peer is not None:
                 heard = peer.expires * width - self.peer_timeout  # about when it announced
-                self._pending.setdefault(ih + addr, (peer.peer_id, None, not peer.slot & 1,
-                                                     False, min(heard, now)))
+                out[k] = (peer.peer_id, None, not peer.slot & 1, False, min(heard, now))
+        return out
 
     def _read_through(self, last_id: bytes | str) -> None:
         """The log was read up to ``last_id``: forget the resync marks it passed."""
-        if self._counted:
+        if self._counted or self._all_counted is not None:
             done = log_id(last_id)
-            self._counted = {ih: m for ih, m in self._counted.items() if m > done}
+            if self._all_counted is not None and self._all_counted <= done:
+                self._all_counted = None
+            if self._counted:
+                self._counted = {ih: m for ih, m in self._counted.items() if m > done}
 
     def _apply(self, entries: list[bytes], now_ms: int, local_now: float) -> None:
         swarms = self.core.swarms
         counted = self._counted
+        all_counted = self._all_counted
+        marked = bool(counted) or all_counted is not None
         merge = swarms.merge_peer  # once per batch: the loop runs per peer change
         own = self.core.own_peer_prefix  # another node's own seed: not demand
         changes = 0
@@ -263,7 +310,7 @@ class SwarmSync:
         for j in range(0, len(entries), 2):
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
-            entry = log_id(entries[j]) if counted else (0, 0)
+            entry = log_id(entries[j]) if marked else (0, 0)
             try:
                 for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(
                         entries[j + 1]):
@@ -274,9 +321,10 @@ class SwarmSync:
                             demand.add(ih)
                     elif kind == records.STOPPED:
                         swarms.drop_peer(ih, addr)
-                    else:
+                    else:  # unless in the count a resync read
                         mark = counted.get(ih) if counted else None
-                        if mark is None or entry > mark:  # else in the count a resync read
+                        if (mark is None or entry > mark) and (
+                                all_counted is None or entry > all_counted):
                             swarms.add_downloaded(ih, count)
             except records.RecordError as exc:
                 log.warning("cluster: skipping a swarm change batch: %s", exc)
