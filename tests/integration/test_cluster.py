@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from seeder.cluster.rendezvous import owners
 from tests.helpers import free_port, wait_until
 from tests.redis_server import RedisServer
 from tracker import bencode
@@ -347,8 +348,26 @@ def test_one_swarm_over_http_and_udp(cluster: Cluster) -> None:
                what="the download counted on every node")
 
 
+def _spread_keys(bucket: str, names: list[str], count: int) -> list[str]:
+    """``count`` object keys whose owner pairs (rendezvous over the nodes) cover every pair
+    equally: the bucket's name is random, and six random keys all land on one pair in one
+    run in 243 (the spread assertion failed so once)."""
+    chosen: list[str] = []
+    per_pair: dict[frozenset[str], int] = {}
+    pairs = len(names) * (len(names) - 1) // 2
+    for i in range(1000):
+        key = f"seed/{i}.bin"
+        pair = frozenset(owners(f"{bucket}\0{key}".encode(), names, 2))
+        if per_pair.get(pair, 0) < count // pairs:
+            per_pair[pair] = per_pair.get(pair, 0) + 1
+            chosen.append(key)
+            if len(chosen) == count:
+                return chosen
+    raise AssertionError(f"no spread key set in 1000 keys: {per_pair}")
+
+
 def test_seeding_is_spread_over_the_owners_and_moves_when_a_node_dies(cluster: Cluster) -> None:
-    keys = [f"seed/{i}.bin" for i in range(6)]
+    keys = _spread_keys(cluster.bucket, [n.name for n in cluster.nodes], 6)
     hashes = []
     for k in keys:
         cluster.put(k, os.urandom(40_000))
@@ -366,11 +385,21 @@ def test_seeding_is_spread_over_the_owners_and_moves_when_a_node_dies(cluster: C
         ports = ports_of(announce(asker, h, 51))
         return {name for name, port in bt_ports.items() if port in ports}
 
-    # Each torrent seeded by seed_replicas = 2 of the 3 nodes, not by all three.
-    wait_until(lambda: all(len(seeds(h, cluster.nodes[1])) == 2 for h in hashes), DEADLINE,
-               what="2 seeds per torrent")
-    owned = {h: seeds(h, cluster.nodes[1]) for h in hashes}
-    assert len({frozenset(v) for v in owned.values()}) > 1  # spread, not one pair for all
+    # Each torrent seeded by its seed_replicas = 2 owners of the 3 nodes, not by all three.
+    names = [n.name for n in cluster.nodes]
+    want = {h: set(owners(f"{cluster.bucket}\0{k}".encode(), names, 2))
+            for h, k in zip(hashes, keys, strict=True)}
+    seen: dict[str, object] = {}
+
+    def seeded_by_owners() -> bool:
+        got = {k: seeds(h, cluster.nodes[1]) for h, k in zip(hashes, keys, strict=True)}
+        seen.update({k: sorted(v) for k, v in got.items()})
+        return all(got[k] == want[h] for h, k in zip(hashes, keys, strict=True))
+
+    wait_until(seeded_by_owners, DEADLINE, what="each torrent seeded by its 2 owners",
+               seen=lambda: {"seeds": seen, "owners": {k: sorted(want[h]) for h, k in
+                                                       zip(hashes, keys, strict=True)}})
+    assert len({frozenset(v) for v in want.values()}) == 3  # spread over every pair
 
     # kill -9 of a node: the others serve its torrents and its peers, and take its seeds.
     victim = cluster.nodes[2]
