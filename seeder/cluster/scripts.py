@@ -25,7 +25,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # The view is applied (after the batch, as one log entry with it) only when this node has
 # read the whole log: an entry it has not read may stop a peer its view still holds.
 # Returns {now ms, last id read, {id, batch, id, batch, ...}, gap (1: the entry ARGV[4]
-# was trimmed, others after it may have been too, unread: resync), view applied (0/1)}.
+# was trimmed, others after it may have been too, unread: resync), view applied (0/1),
+# the id of this call's own entry ('' if none): the entries returned precede it}.
 PUSH_PULL = _NOW + """
 local pfx = ARGV[1]
 local function u32(blob, j)
@@ -93,8 +94,9 @@ if #view > 0 and ARGV[9] ~= 'force' and
 end
 apply(blob)
 apply(view)
+local own = ''
 if #blob + #view > 0 then
-  redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%.0f', now - tonumber(ARGV[6])),
+  own = redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%.0f', now - tonumber(ARGV[6])),
              '*', 'n', ARGV[3], 'd', blob .. view)
 end
 local gap = 0
@@ -119,7 +121,7 @@ for _, e in ipairs(entries) do
     out[#out + 1] = data
   end
 end
-return {string.format('%.0f', now), last, out, gap, viewed}
+return {string.format('%.0f', now), last, out, gap, viewed, own}
 """
 
 # Everything Redis holds for the swarms of ARGV[2..] (info-hashes), and where the change

@@ -24,9 +24,16 @@ swarm registered later (a torrent another node made) is read the same way at the
 tick. A swarm's download count read so already holds the log entries up to that read: the
 downloads of those entries are not added again when the log brings them (each download is
 counted once on every node); a peer heard here since the last push keeps what this node
-heard (its word is newer than Redis's, and goes out at the next push). A peer that stopped
-on another node in log entries that were trimmed before this node read them stays here
-until its deadline.
+heard (its word is newer than Redis's, and goes out at the next push).
+
+Every node ends in the state the log's order gives. A push returns the other nodes'
+entries that precede this node's own in the log; where such an entry stops a peer this
+node's entry announces, or announces a peer this node's entry stops, this node's (later)
+word stands: applied here, the older one would leave this node alone with a different
+view (a stop undone here by an announce another node pushed just before). Two announces of
+one peer merge as everywhere (the later deadline wins). A peer that stopped on another
+node in log entries that were trimmed before this node read them stays here until its
+deadline.
 
 While Redis is unreachable the changes wait, coalesced per (swarm, peer), at most
 ``MAX_PENDING``; beyond that they are dropped and the whole local view is pushed at
@@ -92,6 +99,11 @@ class SwarmSync:
         # swarm a full resync read
         self._counted: dict[bytes, tuple[int, int]] = {}
         self._all_counted: tuple[int, int] | None = None
+        # this node's own log entries not read past yet: (entry id, the changes it carried,
+        # the keys it stopped): entries before them yield to them (``_apply``)
+        self._mine: list[tuple[tuple[int, int], dict[bytes, tuple[bytes, bytes | None, bool,
+                                                                    bool, float]],
+                               list[bytes]]] = []
         self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
         self.ticks = 0  # round trips done (tests wait on it)
 
@@ -191,7 +203,8 @@ class SwarmSync:
                          | None = None, force: bool = False) -> tuple[int, bool]:
         """One round trip: (log entries read, whether ``view`` was applied)."""
         now = self.clock()
-        blob = self._encode(pending, downloads, now)
+        stops: list[bytes] = []
+        blob = self._encode(pending, downloads, now, stops)
         view_blob = self._encode(view, {}, now) if view else b""
         reply = await self.link.script(
             scripts.PUSH_PULL, [self.keys.log, self.keys.downloads],
@@ -206,6 +219,9 @@ class SwarmSync:
         if gap:
             log.info("cluster: the swarm change log moved past this node: reading it all again")
             self._epoch = 0
+        if reply[5]:
+            carried = {**pending, **view} if view and applied else pending
+            self._mine.append((log_id(reply[5]), carried, stops))
         self._apply(entries, now_ms, self.clock())
         self._read_through(last_id)
         return len(entries) // 2, applied
@@ -244,7 +260,9 @@ class SwarmSync:
     # -- helpers --------------------------------------------------------------------------
 
     def _encode(self, pending: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]],
-                downloads: dict[bytes, int], now: float) -> bytes:
+                downloads: dict[bytes, int], now: float, stops: list[bytes] | None = None
+                ) -> bytes:
+        """The batch of ``pending`` and ``downloads``; the stopped keys go to ``stops``."""
         parts: list[bytes] = []
         timeout = self.peer_timeout
         upsert, stopped_rec = records.encode_upsert, records.encode_stopped
@@ -252,6 +270,8 @@ class SwarmSync:
             ih, addr = k[:20], k[20:]
             if stopped:
                 parts.append(stopped_rec(ih, addr, prev_id or peer_id))
+                if stops is not None:
+                    stops.append(k)
             else:
                 ttl_ms = (heard + timeout - now) * 1000
                 parts.append(upsert(ih, addr, peer_id, seeder, ttl_ms, prev_id))
@@ -290,7 +310,11 @@ class SwarmSync:
         return out
 
     def _read_through(self, last_id: bytes | str) -> None:
-        """The log was read up to ``last_id``: forget the resync marks it passed."""
+        """The log was read up to ``last_id``: forget the resync marks and own entries it
+        passed."""
+        if self._mine:
+            done = log_id(last_id)
+            self._mine = [m for m in self._mine if m[0] > done]
         if self._counted or self._all_counted is not None:
             done = log_id(last_id)
             if self._all_counted is not None and self._all_counted <= done:
@@ -303,6 +327,9 @@ class SwarmSync:
         counted = self._counted
         all_counted = self._all_counted
         marked = bool(counted) or all_counted is not None
+        mine = self._mine
+        # keys this node stopped in its unread-past entries: their entry id
+        stopped_here = {k: oid for oid, _, stops in mine for k in stops} if mine else None
         merge = swarms.merge_peer  # once per batch: the loop runs per peer change
         own = self.core.own_peer_prefix  # another node's own seed: not demand
         changes = 0
@@ -310,16 +337,20 @@ class SwarmSync:
         for j in range(0, len(entries), 2):
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
-            entry = log_id(entries[j]) if marked else (0, 0)
+            entry = log_id(entries[j]) if marked or mine else (0, 0)
             try:
                 for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(
                         entries[j + 1]):
                     changes += 1
                     if kind == records.UPSERT:
+                        if stopped_here and entry < stopped_here.get(ih + addr, entry):
+                            continue  # this node's later entry stops it
                         if merge(ih, addr, peer_id, seeder, base + ttl_ms / 1000) and not (
                                 own and peer_id.startswith(own)):
                             demand.add(ih)
                     elif kind == records.STOPPED:
+                        if mine and self._announced_later(ih + addr, entry):
+                            continue
                         swarms.drop_peer(ih, addr)
                     else:  # unless in the count a resync read
                         mark = counted.get(ih) if counted else None
@@ -333,6 +364,14 @@ class SwarmSync:
         if self.on_announce is not None:
             for ih in demand:
                 self.on_announce(ih)
+
+    def _announced_later(self, key: bytes, entry: tuple[int, int]) -> bool:
+        """Whether an own entry after ``entry`` announces the peer of ``key``."""
+        for own, carried, _ in self._mine:
+            change = carried.get(key)
+            if change is not None and not change[3] and entry < own:
+                return True
+        return False
 
     def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
                     local_now: float) -> bool:

@@ -133,3 +133,40 @@ async def test_a_stop_between_the_catch_up_round_trips_is_not_undone(
             await d.sync.tick()
             nursery.cancel_scope.cancel()
         assert d.peers() == {2}
+
+
+async def test_a_stop_is_not_undone_by_an_older_announce_read_in_the_same_round_trip(
+        redis_server: RedisServer) -> None:
+    """Node a pushed the peer's announce; before b read it, the peer stopped on b. b's
+    round trip pushes the stop and reads a's announce, which the log orders before it:
+    applying it on b brought the peer back on b alone, the others dropping it (the
+    'stopped peer gone everywhere' failure without any Redis error)."""
+    async with three_nodes(redis_server, b"sync-stop-3:") as (a, b, c):
+        for n in (a, b, c):
+            n.announce(1)
+        for n in (a, b, c):
+            await n.sync.tick()
+        a.announce(1)  # again: a's word on peer 1 goes out ...
+        await a.sync.tick()
+        b.announce(1, b"&left=5&event=stopped")  # ... and b has not read it when it stops
+        for n in (b, c, a, b, c):
+            await n.sync.tick()
+        assert (a.peers(), b.peers(), c.peers()) == (set(), set(), set())
+
+
+async def test_an_announce_pushed_after_a_stop_elsewhere_wins_on_every_node(
+        redis_server: RedisServer) -> None:
+    """The other order: b's stop is in the log before a's later push of the peer's
+    announce. Every node follows the log's order (the announce wins), a included: a must not
+    apply b's older stop on top of what it just pushed."""
+    async with three_nodes(redis_server, b"sync-stop-4:") as (a, b, c):
+        for n in (a, b, c):
+            n.announce(1)
+        for n in (a, b, c):
+            await n.sync.tick()
+        a.announce(1)  # not pushed yet ...
+        b.announce(1, b"&left=5&event=stopped")
+        await b.sync.tick()  # ... when b's stop goes out
+        for n in (a, b, c, a):
+            await n.sync.tick()
+        assert (a.peers(), b.peers(), c.peers()) == ({1}, {1}, {1})
