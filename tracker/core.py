@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from tracker import responses, udp_protocol
@@ -33,6 +35,20 @@ __all__ = ["TrackerCore", "pack_ip"]
 # A tuple: httpshell.render memoises the lines of headers given as one.
 _TEXT = ((b"content-type", b"text/plain"), (b"cache-control", b"no-store"))
 _IP_MEMO_MAX = 4096  # client host string -> packed IP; cleared when full
+_ZERO_ENTRY = responses.scrape_entry(0, 0, 0)
+
+
+class _NoSwarm:
+    """What a scrape reads for a hash without a swarm: no HTTP entry (b"": left out or
+    zeros, ``_http_entries`` decides), zeros over UDP."""
+
+    scrape_http = b""
+    scrape_udp = udp_protocol.scrape_record(0, 0, 0)
+
+
+_NONE = _NoSwarm()
+_HTTP_ENTRY = attrgetter("scrape_http")
+_UDP_RECORD = attrgetter("scrape_udp")
 
 
 class TrackerCore:
@@ -220,16 +236,36 @@ class TrackerCore:
             req = parse_scrape(query)
         except AnnounceError as exc:
             return self._fail(exc)
-        swarms = self.swarms
         hashes = sorted(set(req.info_hashes))  # each once, sorted as bencoded keys must be
-        if not swarms.open:  # known: a swarm, or a torrent nobody announced lately
-            known, resolve = swarms.by_hash, swarms.resolve
-            if not all(map(known.__contains__, hashes)):  # (all of them, usually)
-                hashes = [h for h in hashes if h in known or (resolve is not None and resolve(h))]
-        counts = swarms.counts(hashes)  # zeros where no swarm
+        # Each swarm's entry as it was last made (no Python step per hash); made again
+        # below where its counts changed since (None) or the hash has no swarm (b"").
+        entries = list(map(_HTTP_ENTRY, map(self.swarms.by_hash.get, hashes, repeat(_NONE))))
+        if not all(entries):
+            hashes, entries = self._http_entries(hashes)
         if self.metrics is not None:
             self.metrics.scrape("http")
-        return responses.render_scrape(hashes, counts)
+        return responses.render_scrape(hashes, entries)
+
+    def _http_entries(self, hashes: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """The scrape entries of ``hashes`` (made where not kept), without the unknown
+        hashes: known is a swarm, or a torrent nobody announced lately (``resolve``);
+        open mode knows every hash (zeros, the swarm just has nobody yet)."""
+        swarms = self.swarms
+        known, entries = [], []
+        for h in hashes:
+            swarm = swarms.by_hash.get(h)
+            if swarm is not None:
+                entry = swarm.scrape_http
+                if entry is None:
+                    entry = swarm.scrape_http = responses.scrape_entry(
+                        swarm.complete, swarm.downloaded, swarm.incomplete)
+            elif swarms.open or (swarms.resolve is not None and swarms.resolve(h)):
+                entry = _ZERO_ENTRY
+            else:
+                continue
+            known.append(h)
+            entries.append(entry)
+        return known, entries
 
     def _packed(self, host: str) -> bytes | None:
         """``pack_ip(host)``, memoised (bounded): clients come back from few addresses."""
@@ -333,7 +369,20 @@ class TrackerCore:
         )
 
     def _udp_scrape(self, req: udp_protocol.UdpScrape) -> bytes:
-        counts = self.swarms.counts(req.info_hashes)  # unknown hashes: zeros
+        # Each swarm's record as it was last made, zeros for a hash without a swarm (no
+        # Python step per hash); made again where a swarm's counts changed since (None).
+        records = list(map(_UDP_RECORD, map(self.swarms.by_hash.get, req.info_hashes,
+                                            repeat(_NONE))))
+        if not all(records):
+            hashes = req.info_hashes
+            records = [r or self._udp_record(h) for r, h in zip(records, hashes, strict=True)]
         if self.metrics is not None:
             self.metrics.scrape("udp")
-        return udp_protocol.render_scrape(req.transaction_id, counts)
+        return udp_protocol.render_scrape(req.transaction_id, records)
+
+    def _udp_record(self, info_hash: bytes) -> bytes:
+        """The scrape record of the swarm of ``info_hash``, made and kept."""
+        swarm = self.swarms.by_hash[info_hash]
+        record = swarm.scrape_udp = udp_protocol.scrape_record(
+            swarm.complete, swarm.downloaded, swarm.incomplete)
+        return record

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Sequence
-from itertools import chain
+from itertools import chain, repeat
 
 from tracker import bencode
 
@@ -17,6 +17,7 @@ __all__ = [
     "render_announce",
     "render_failure",
     "render_scrape",
+    "scrape_entry",
 ]
 
 
@@ -88,14 +89,19 @@ def peer_dicts(
     return out
 
 
-# One scrape entry (BEP 48): the info-hash (20 bytes) and its counts.
-_SCRAPE_FILE = b"20:%sd8:completei%de10:downloadedi%de10:incompletei%dee"
+# The value of one info-hash in a scrape's ``files`` dict (BEP 48).
+_SCRAPE_ENTRY = b"d8:completei%de10:downloadedi%de10:incompletei%dee"
 
 
-def render_scrape(hashes: Sequence[bytes], counts: Sequence[int]) -> bytes:
+def scrape_entry(complete: int, downloaded: int, incomplete: int) -> bytes:
+    """One torrent's counts as a scrape answer's ``files`` dict holds them (the bencoded
+    ``{complete, downloaded, incomplete}``), for ``render_scrape``."""
+    return _SCRAPE_ENTRY % (complete, downloaded, incomplete)
+
+
+def render_scrape(hashes: Sequence[bytes], entries: Sequence[bytes]) -> bytes:
     """A scrape answer: ``hashes`` (20 bytes each, distinct, sorted: the order BEP 3
-    wants dict keys in) with their complete, downloaded, incomplete counts back to back
-    in ``counts`` (``Swarms.counts``). Assembled by hand, one ``%`` over a format
-    repeated per hash: the general encoder cost most of a 50-hash scrape."""
-    values = chain.from_iterable(zip(hashes, counts[0::3], counts[1::3], counts[2::3], strict=True))
-    return b"d5:filesd%see" % ((_SCRAPE_FILE * len(hashes)) % tuple(values))
+    wants dict keys in), each with its ``scrape_entry`` at the same index in ``entries``.
+    Joined by hand: the entries are made once per change of a swarm's counts (the core
+    keeps them), an answer only copies them."""
+    return b"d5:filesd%see" % b"".join(chain.from_iterable(zip(repeat(b"20:"), hashes, entries)))

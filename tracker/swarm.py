@@ -21,9 +21,7 @@ are arguments. Built for the hot path:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, repeat
-from operator import attrgetter
+from collections.abc import Callable, Sequence
 
 from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
 from tracker.peerwindow import WIDTH as _WIDTH
@@ -87,10 +85,16 @@ class Peer:
 class Swarm:
     """The peers of one torrent (under one or more info-hashes). ``complete`` (seeders)
     and ``incomplete`` (leechers) count the addresses in ``packed``: kept by ``add`` and
-    ``take`` (plain attributes, so a scrape reads them without a Python call)."""
+    ``take`` (plain attributes, so a scrape reads them without a Python call).
+
+    ``scrape_http`` / ``scrape_udp``: the three counts as a scrape answers them in each
+    protocol's bytes, made and kept by the tracker core (``tracker.core``); None when the
+    counts changed since. ``add``, ``take``, ``clear`` and every change of ``downloaded``
+    (a property for that reason, whoever assigns it) set both to None."""
 
     __slots__ = (
-        "complete", "downloaded", "hashes", "incomplete", "lazy", "packed", "peers", "registered",
+        "_downloaded", "complete", "hashes", "incomplete", "lazy", "packed", "peers",
+        "registered", "scrape_http", "scrape_udp",
     )  # fmt: skip
 
     def __init__(self, hashes: tuple[bytes, ...], registered: bool) -> None:
@@ -101,9 +105,21 @@ class Swarm:
         # slot = family * 2 + role: v4 seeders, v4 leechers, v6 seeders, v6 leechers; each
         # the compact addresses back to back (6 or 18 bytes each, _WIDTH)
         self.packed = (bytearray(), bytearray(), bytearray(), bytearray())
-        self.downloaded = 0
+        self._downloaded = 0
         self.complete = 0
         self.incomplete = 0
+        self.scrape_http: bytes | None = None
+        self.scrape_udp: bytes | None = None
+
+    @property
+    def downloaded(self) -> int:
+        """Downloads counted (``completed`` events, and peers seen finishing)."""
+        return self._downloaded
+
+    @downloaded.setter
+    def downloaded(self, value: int) -> None:
+        self._downloaded = value
+        self.scrape_http = self.scrape_udp = None
 
     def add(self, peer: Peer, addr: bytes) -> None:
         """Append ``addr`` to the string of ``peer.slot``; sets ``peer.idx``."""
@@ -114,6 +130,7 @@ class Swarm:
             self.incomplete += 1
         else:
             self.complete += 1
+        self.scrape_http = self.scrape_udp = None
 
     def take(self, peer: Peer) -> None:
         """Take ``peer``'s address out of its string: the last one moves into the hole."""
@@ -129,6 +146,7 @@ class Swarm:
             self.incomplete -= 1
         else:
             self.complete -= 1
+        self.scrape_http = self.scrape_udp = None
 
     def clear(self) -> None:
         """Forget every peer (their ``swarm`` is left to the caller)."""
@@ -136,16 +154,7 @@ class Swarm:
         for blob in self.packed:
             blob.clear()
         self.complete = self.incomplete = 0
-
-
-class _NoSwarm:
-    """What ``Swarms.counts`` reads for a hash without a swarm."""
-
-    complete = downloaded = incomplete = 0
-
-
-_NO_SWARM = _NoSwarm()
-_COUNTS = attrgetter("complete", "downloaded", "incomplete")
+        self.scrape_http = self.scrape_udp = None
 
 
 class Swarms:
@@ -309,14 +318,6 @@ class Swarms:
                 return 0, 0, 0  # a known torrent nobody announced lately
             return None
         return swarm.complete, swarm.downloaded, swarm.incomplete
-
-    def counts(self, hashes: Iterable[bytes]) -> list[int]:
-        """complete, downloaded, incomplete of each of ``hashes``, back to back (a UDP
-        scrape): zeros for a hash without a swarm."""
-        # All in C (no Python call per hash): the swarm of each hash, _NO_SWARM for none,
-        # its three counts read by one attrgetter, flattened.
-        swarms = map(self.by_hash.get, hashes, repeat(_NO_SWARM))
-        return list(chain.from_iterable(map(_COUNTS, swarms)))
 
     # -- announce -------------------------------------------------------------------
 

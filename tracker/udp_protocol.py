@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from tracker.announce import EVENT_STOPPED
@@ -35,6 +35,7 @@ __all__ = [
     "render_connect",
     "render_error",
     "render_scrape",
+    "scrape_record",
 ]
 
 PROTOCOL_ID = 0x41727101980  # BEP 15 magic in the connect request
@@ -53,8 +54,7 @@ _ANNOUNCE = struct.Struct(">Q4xI20s20sQQQIIIiH")
 _REPLY = struct.Struct(">II")
 _CONNECT_REPLY = struct.Struct(">IIQ")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
-# The scrape reply of n hashes, packed in one call (n = 1 .. MAX_SCRAPE_HASHES).
-_SCRAPE_REPLY = [struct.Struct(">II" + "III" * n) for n in range(MAX_SCRAPE_HASHES + 1)]
+_SCRAPE_RECORD = struct.Struct(">III")  # seeders, completed, leechers of one hash
 # The n info-hashes of a scrape request (after its header), cut out by one call.
 _SCRAPE_HASHES = [struct.Struct("20s" * n) for n in range(MAX_SCRAPE_HASHES + 1)]
 _MAX_ERROR_MESSAGE = 200
@@ -152,15 +152,20 @@ def render_announce(
                                     min(leechers, 0xFFFFFFFF), min(seeders, 0xFFFFFFFF)) + peers
 
 
-def render_scrape(transaction_id: int, counts: Sequence[int]) -> bytes:
-    """Scrape reply: ``counts`` holds seeders, completed, leechers of each requested
-    hash, in order, back to back (at most MAX_SCRAPE_HASHES hashes; values above 2^32-1
-    are sent as 2^32-1)."""
-    reply = _SCRAPE_REPLY[len(counts) // 3]
+def scrape_record(seeders: int, completed: int, leechers: int) -> bytes:
+    """One info-hash's 12 bytes in a scrape reply (values above 2^32-1 are sent as
+    2^32-1), for ``render_scrape``."""
     try:
-        return reply.pack(ACTION_SCRAPE, transaction_id, *counts)
+        return _SCRAPE_RECORD.pack(seeders, completed, leechers)
     except struct.error:  # a count past 32 bits: clamped (the rare path)
-        return reply.pack(ACTION_SCRAPE, transaction_id, *(min(v, 0xFFFFFFFF) for v in counts))
+        return _SCRAPE_RECORD.pack(min(seeders, 0xFFFFFFFF), min(completed, 0xFFFFFFFF),
+                                   min(leechers, 0xFFFFFFFF))
+
+
+def render_scrape(transaction_id: int, records: Iterable[bytes]) -> bytes:
+    """Scrape reply: the ``scrape_record`` of each requested hash, in order (at most
+    MAX_SCRAPE_HASHES)."""
+    return _REPLY.pack(ACTION_SCRAPE, transaction_id) + b"".join(records)
 
 
 def render_error(transaction_id: int, message: str) -> bytes:

@@ -22,8 +22,8 @@ def test_scrape_is_the_bencoded_files_dict() -> None:
         )  # fmt: skip
         files.sort()
         hashes = [f[0] for f in files]
-        counts = [v for f in files for v in f[1:]]
-        assert responses.render_scrape(hashes, counts) == expected
+        entries = [responses.scrape_entry(*f[1:]) for f in files]
+        assert responses.render_scrape(hashes, entries) == expected
         assert bencode.decode(expected)  # and it is valid bencoding
 
 

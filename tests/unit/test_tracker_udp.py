@@ -20,6 +20,7 @@ from tracker.udp_protocol import (
     render_connect,
     render_error,
     render_scrape,
+    scrape_record,
 )
 
 IH = bytes(range(20))
@@ -57,8 +58,10 @@ def test_scrape_hashes_in_order():
 def test_renders():
     peers = bytes([127, 0, 0, 2, 0x1A, 0xE1])
     assert render_announce(3, 1800, 4, 5, peers) == struct.pack(">IIIII", 1, 3, 1800, 4, 5) + peers
-    assert render_scrape(3, [1, 2, 3, 4, 5, 6]) == struct.pack(">II6I", 2, 3, 1, 2, 3, 4, 5, 6)
-    assert render_scrape(3, [1, 1 << 40, 3]) == struct.pack(">II3I", 2, 3, 1, 0xFFFFFFFF, 3)
+    records = [scrape_record(1, 2, 3), scrape_record(4, 5, 6)]
+    assert render_scrape(3, records) == struct.pack(">II6I", 2, 3, 1, 2, 3, 4, 5, 6)
+    clamped = [scrape_record(1, 1 << 40, 3)]
+    assert render_scrape(3, clamped) == struct.pack(">II3I", 2, 3, 1, 0xFFFFFFFF, 3)
     assert render_error(3, "nope") == struct.pack(">II", 3, 3) + b"nope"
     assert render_announce(3, 1800, 2**40, 0, b"")[12:16] == b"\xff" * 4  # clamped, no crash
 
