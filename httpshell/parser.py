@@ -187,10 +187,16 @@ class RequestParser:
 # One whole request head and nothing after it: GET or HEAD, an origin-form target of visible
 # ASCII, HTTP/1.1 or 1.0, header lines "token: visible ASCII" with no obs-fold. Anything
 # else (bodies, pipelining, tabs, bytes >= 0x80, odd spacing) is left to httptools.
+# The regex takes the target up to the next space (a loop of a few instructions a byte)
+# and one ``bytes.translate`` checks it is visible ASCII: a regex class read a 3 KB
+# scrape target at ~24 instructions a byte.
 _WHOLE_HEAD = re.compile(
-    rb"(GET|HEAD) (/[!-~]*) HTTP/1\.([01])\r\n"
+    rb"(GET|HEAD) (/[^ ]*) HTTP/1\.([01])\r\n"
     rb"((?:[-!#$%&'*+.^_`|~0-9A-Za-z]+: *(?:[!-~][ -~]*)?\r\n)*)\r\n"
 )
+# Visible ASCII (0x21-0x7E) to itself, any other byte to another ("!"): a target is
+# visible ASCII when it translates to itself.
+_VISIBLE = bytes(c if 0x21 <= c <= 0x7E else 0x21 for c in range(256))
 # Headers that change the framing or the connection: their requests go through httptools
 # (except one "Connection: close" or "keep-alive", read here).
 _FRAMING = frozenset(
@@ -215,6 +221,8 @@ def parse_whole(data: bytes, client: tuple[str, int]) -> tuple[Request, bool] | 
     if m is None:
         return None
     method, target, minor, block = m.groups()
+    if target.translate(_VISIBLE) != target:
+        return None
     keep_alive = minor == b"1"  # HTTP/1.1 stays open unless told; 1.0 closes unless told
     has_host = connection = False
     headers = []

@@ -48,7 +48,7 @@ CORPUS = [
     b"POST / HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET / HTTP/1.1\r\n\r\n",
 ]
-SUBSTITUTES = [b" ", b"\t", b":", b"\r", b"\n", b"\x80", b"A", b"/", b""]
+SUBSTITUTES = [b" ", b"\t", b":", b"\r", b"\n", b"\x80", b"A", b"/", b"", b"\x7f", b"\x00", b"~"]
 
 
 def reference(data: bytes) -> tuple[Request, bool] | None:
@@ -85,6 +85,17 @@ def test_the_plain_shapes_take_the_short_way() -> None:
     assert request.header(b"user-agent") == b"qBittorrent/4.2.5" and not keep_alive
     assert parse_whole(CORPUS[1], CLIENT)[1] is True  # type: ignore[index]
     assert parse_whole(CORPUS[2], CLIENT)[1] is False  # type: ignore[index]
+
+
+def test_a_50_hash_scrape_takes_the_short_way() -> None:
+    target = b"/scrape?" + b"&".join(b"info_hash=" + b"%B7" * 16 + b"%%%02X" % k * 4
+                                     for k in range(50))
+    data = b"GET " + target + b" HTTP/1.1\r\nHost: t:6969\r\nConnection: close\r\n\r\n"
+    got = parse_whole(data, CLIENT)
+    assert got is not None and got == reference(data) and got[0].target == target
+    for bad in (b"\x7f", b"\x00", b"\x1f", b"\xff", b" "):
+        broken = data.replace(b"%B7", bad, 1)  # one byte of the long target
+        assert parse_whole(broken, CLIENT) is None
 
 
 def test_long_heads_are_left_to_the_parser() -> None:
