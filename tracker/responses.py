@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable, Sequence
-from itertools import chain, repeat
 
 from tracker import bencode
 
@@ -102,6 +101,12 @@ def scrape_entry(complete: int, downloaded: int, incomplete: int) -> bytes:
 def render_scrape(hashes: Sequence[bytes], entries: Sequence[bytes]) -> bytes:
     """A scrape answer: ``hashes`` (20 bytes each, distinct, sorted: the order BEP 3
     wants dict keys in), each with its ``scrape_entry`` at the same index in ``entries``.
-    Joined by hand: the entries are made once per change of a swarm's counts (the core
-    keeps them), an answer only copies them."""
-    return b"d5:filesd%see" % b"".join(chain.from_iterable(zip(repeat(b"20:"), hashes, entries)))
+    The entries are made once per change of a swarm's counts (the core keeps them): an
+    answer only copies them, in one join of a list filled by two slice assignments."""
+    n = len(hashes)  # (as many entries, else ValueError from the slice assignment)
+    parts = [b"20:"] * (3 * n + 2)  # d5:filesd, then 20: hash entry per hash, then ee
+    parts[0] = b"d5:filesd"
+    parts[2 : 3 * n : 3] = hashes
+    parts[3 : 3 * n + 1 : 3] = entries
+    parts[-1] = b"ee"
+    return b"".join(parts)
