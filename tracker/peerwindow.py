@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["WIDTH", "mixed", "ring"]
+__all__ = ["JOIN_MAX", "WIDTH", "mixed", "ring"]
 
 WIDTH = (6, 6, 18, 18)  # bytes per compact address, by slot (family * 2 + role)
+JOIN_MAX = 8192  # ring() joins a ring this small (~1400 IPv4 peers) before cutting it
 
 
 def ring(strings: tuple[bytearray, ...], w: int, k: int, asker: int,
-     rand: Callable[[], float]) -> bytes:
+         rand: Callable[[], float], join_max: int = JOIN_MAX) -> bytes:
     """Up to ``k`` addresses of ``w`` bytes from ``strings`` read back to back as one
-    ring, from a random offset, without the one at byte offset ``asker`` (-1: none):
-    one slice of one string, unless the window wraps."""
+    ring, from a random offset, without the one at byte offset ``asker`` (-1: none).
+    A ring of at most ``join_max`` bytes is joined into one string first (the usual
+    swarm: a copy of a few hundred bytes costs less than locating the window); a larger
+    one gives one slice of one string, unless the window wraps."""
     total = 0
     for blob in strings:
         total += len(blob)
@@ -32,25 +35,34 @@ def ring(strings: tuple[bytearray, ...], w: int, k: int, asker: int,
             out = out[:asker] + out[asker + w :]
         return out[: k * w]
     start = int(rand() * (total // w)) * w  # randrange costs ~4x more
-    first = start
+    end = start + need
+    if total <= join_max:
+        whole = b"".join(strings)
+        part = whole[start:end] if end <= total else whole[start:] + whole[: end - total]
+    else:
+        part = _window(strings, start, need)
+    at = (asker - start) % total if asker >= 0 else need
+    if at >= need:
+        return part[: need - w]  # the asker is not in it: the spare goes
+    return part[:at] + part[at + w :]
+
+
+def _window(strings: tuple[bytearray, ...], start: int, need: int) -> bytes:
+    """``need`` bytes of the ring from byte ``start`` (the ring is longer than that)."""
     i = 0
     while start >= len(strings[i]):  # empty strings are skipped here
         start -= len(strings[i])
         i += 1
     part = strings[i][start : start + need]  # usually the whole window
-    if len(part) < need:  # the ring wraps into the next strings (total > need: it ends)
-        parts = [part]
-        left = need - len(part)
-        while left:
-            i = (i + 1) % len(strings)
-            parts.append(strings[i][:left])
-            left -= len(parts[-1])
-        part = bytearray(b"".join(parts))
-    at = (asker - first) % total if asker >= 0 else need
-    if at >= need:
-        at = need - w
-    del part[at : at + w]
-    return bytes(part)
+    if len(part) == need:
+        return bytes(part)
+    parts = [part]  # the ring wraps into the next strings (it is longer: it ends)
+    left = need - len(part)
+    while left:
+        i = (i + 1) % len(strings)
+        parts.append(strings[i][:left])
+        left -= len(parts[-1])
+    return b"".join(parts)
 
 def mixed(packed: tuple[bytearray, ...], slots: tuple[int, ...], k: int, asker: bytes,
       rand: Callable[[], float]) -> tuple[bytes, bytes]:

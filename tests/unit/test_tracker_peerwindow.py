@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker.peerwindow import mixed, ring
+from tracker.peerwindow import JOIN_MAX, mixed, ring
 
 
 def reference(lists: list[list[bytes]], k: int, asker: bytes | None, r: float) -> list[bytes]:
@@ -34,15 +34,21 @@ def split(blob: bytes, width: int) -> list[bytes]:
     return [blob[i : i + width] for i in range(0, len(blob), width)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(st.lists(st.integers(0, 30), min_size=1, max_size=3), st.integers(0, 40),
-       st.floats(0, 0.999), st.integers(-1, 200))
-def test_ring_matches_reference(sizes: list[int], k: int, r: float, pick: int) -> None:
+       st.floats(0, 0.999), st.integers(-1, 200), st.sampled_from([JOIN_MAX, 0]))
+def test_ring_matches_reference(
+    sizes: list[int], k: int, r: float, pick: int, join_max: int
+) -> None:
+    """Both ways of cutting the window: a small ring joined first (the default, what
+    these sizes get) and the slices of a large one (join_max 0)."""
     lists = [addrs(n, 6, 1000 * j) for j, n in enumerate(sizes)]
     flat = [a for lst in lists for a in lst]
     asker = flat[pick] if 0 <= pick < len(flat) else None
     offset = flat.index(asker) * 6 if asker is not None else -1
-    got = ring(tuple(bytearray(b"".join(lst)) for lst in lists), 6, k, offset, lambda: r)
+    strings = tuple(bytearray(b"".join(lst)) for lst in lists)
+    got = ring(strings, 6, k, offset, lambda: r, join_max)
+    assert type(got) is bytes
     assert split(got, 6) == reference(lists, k, asker, r)
 
 
