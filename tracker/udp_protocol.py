@@ -51,6 +51,7 @@ _HEADER = struct.Struct(">QII")  # connection_id / protocol_id, action, transact
 # peer_id, downloaded, left, uploaded, event, ip, key, num_want, port: UdpAnnounce's fields
 # in its order. BEP 41 options may follow; they are ignored.
 _ANNOUNCE = struct.Struct(">Q4xI20s20sQQQIIIiH")
+_ANNOUNCE_ACTION = ACTION_ANNOUNCE.to_bytes(4, "big")
 _REPLY = struct.Struct(">II")
 _CONNECT_REPLY = struct.Struct(">IIQ")
 _ANNOUNCE_REPLY = struct.Struct(">IIIII")
@@ -108,6 +109,14 @@ _new = tuple.__new__
 def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
     """Parse one client datagram. Raises UdpError (see its ``transaction_id``) for
     anything that is not a well-formed BEP 15 request; nothing else escapes."""
+    # An announce (most datagrams) is unpacked without reading the header first.
+    if data[8:12] == _ANNOUNCE_ACTION and len(data) >= _ANNOUNCE.size:
+        req = _new(UdpAnnounce, _ANNOUNCE.unpack_from(data))
+        if req[7] > EVENT_STOPPED:  # event
+            raise UdpError("invalid event", "event", req[1])
+        if not req[11]:  # port
+            raise UdpError("invalid port", "port", req[1])
+        return req
     if len(data) < 16:
         raise UdpError("datagram too short", "udp_short", None)
     first, action, tid = _HEADER.unpack_from(data)
@@ -116,14 +125,7 @@ def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
             raise UdpError("not a BEP 15 connect", "udp_protocol", None)
         return _new(ConnectRequest, (tid,))
     if action == ACTION_ANNOUNCE:
-        if len(data) < _ANNOUNCE.size:
-            raise UdpError("truncated announce", "udp_truncated", tid)
-        req = _new(UdpAnnounce, _ANNOUNCE.unpack_from(data))
-        if req.event > EVENT_STOPPED:
-            raise UdpError("invalid event", "event", tid)
-        if req.port == 0:
-            raise UdpError("invalid port", "port", tid)
-        return req
+        raise UdpError("truncated announce", "udp_truncated", tid)
     if action == ACTION_SCRAPE:
         body = len(data) - 16
         if body == 0 or body % 20:
