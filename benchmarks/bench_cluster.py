@@ -2,7 +2,7 @@
 side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
 
     python benchmarks/bench_cluster.py [--duration 5] [--rounds 3] [--peers 100000]
-        [--torrents 1000] [--only cpu,scale,failover]
+        [--torrents 1000] [--only cpu,scale,failover] [--tree NAME=PATH ...]
 
 1. ``cpu``: a standalone node and a cluster node (``benchmarks/cluster_node.py``: the
    daemon's tracker stack, with seeder.cluster's ClusterNode attached or not), both pinned
@@ -14,7 +14,9 @@ side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
    per torrent: ``used_memory`` growth over the loaded state, and the keys' ``MEMORY USAGE``.
 2. ``scale``: one cluster node on core 0, then two on cores 0 and 1, one Redis, UDP
    announces on a cached connection id from the C generator (``udp_load.c``), one per
-   node: announces/s, and each node's CPU per announce (see ``bench_scale``).
+   node: announces/s, and each node's CPU per announce (see ``bench_scale``). With
+   ``--tree NAME=PATH`` the cluster layouts run for each tree too (another checkout: a
+   before/after side by side in one run, rounds interleaved).
 3. ``failover``: three ``seeder serve`` daemons (local bucket, seeding on, one Redis),
    ``--failover-torrents`` torrents in demand (a leecher in each swarm), each seeded by 2
    nodes; kill -9 of one node; the time until the survivors see it gone, and until both
@@ -92,13 +94,14 @@ return {total, n, m}
 
 
 def start_node(work: Path, name: str, port: int, args: argparse.Namespace,
-               redis: str = "", cpu: int | None = None) -> bt.Proc:
-    cmd = [sys.executable, str(NODE), "--port", str(port), "--torrents", str(args.torrents)]
+               redis: str = "", cpu: int | None = None, tree: Path = ROOT) -> bt.Proc:
+    cmd = [sys.executable, str(tree / "benchmarks" / "cluster_node.py"), "--port", str(port),
+           "--torrents", str(args.torrents)]
     if redis:
         cmd += ["--redis", redis, "--node-id", name]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
-    proc = bt.Proc(name, cmd, work, dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = bt.Proc(name, cmd, work, dict(os.environ, PYTHONPATH=str(tree)))
     bt.wait_listening(proc, port)
     bt.wait_serving(proc, port)
     return proc
@@ -184,10 +187,12 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
     estimate is 2 x c(1) x s(2) / (c(2) x s(1)), s the standalone nodes' CPU."""
     exe = bench_udp.build_generator(work)
 
-    def run(n: int, db: int) -> tuple[float, list[float], float]:
+    trees = {"this": ROOT, **dict(_tree(t) for t in args.tree)}
+
+    def run(n: int, db: int, tree: Path) -> tuple[float, list[float], float]:
         ports = [bt.free_port() for _ in range(n)]
         url = redis.url(db) if db else ""  # db 0: standalone nodes (the control)
-        procs = [start_node(work, f"scale{n}-{i}", ports[i], args, url, cpu=i)
+        procs = [start_node(work, f"scale{n}-{i}", ports[i], args, url, cpu=i, tree=tree)
                  for i in range(n)]
         try:
             for port in ports[:1] if url else ports:  # a cluster node merges the others'
@@ -219,27 +224,49 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
             for proc in procs:
                 proc.stop()
 
-    rows: dict[tuple[int, bool], list[tuple[float, float, float]]] = {}
-    layouts = [(1, True), (2, True), (1, False), (2, False)]
+    rows: dict[tuple[str, int, bool], list[tuple[float, float, float]]] = {}
+    # standalone nodes (the control) from this tree only
+    layouts = [(name, n, True) for name in trees for n in (1, 2)]
+    layouts += [("this", 1, False), ("this", 2, False)]
+    print(f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     for r in range(args.rounds):
-        for n, cluster in layouts if r % 2 == 0 else layouts[::-1]:
-            rate, per_node, redis_us = run(n, 4 + n + 2 * r if cluster else 0)
-            rows.setdefault((n, cluster), []).append((rate, statistics.mean(per_node), redis_us))
-            print(f"  {n} {'cluster' if cluster else 'standalone'} node(s): {rate:8.0f} "
+        for name, n, cluster in layouts if r % 2 == 0 else layouts[::-1]:
+            if cluster:
+                redis.cli(1, "flushdb")  # each cluster run starts from an empty Redis
+            rate, per_node, redis_us = run(n, 1 if cluster else 0, trees[name])
+            rows.setdefault((name, n, cluster), []).append(
+                (rate, statistics.mean(per_node), redis_us))
+            print(f"  {name}: {n} {'cluster' if cluster else 'standalone'} node(s): {rate:8.0f} "
                   f"announces/s in all (generators on the same cores), node CPU/announce "
                   f"{', '.join(f'{c:.2f}' for c in per_node)} us"
                   + (f", redis {redis_us:.2f} us/announce" if cluster else ""), flush=True)
-    one = [statistics.median(x[i] for x in rows[1, True]) for i in range(3)]
-    two = [statistics.median(x[i] for x in rows[2, True]) for i in range(3)]
-    s1 = statistics.median(x[1] for x in rows[1, False])
-    s2 = statistics.median(x[1] for x in rows[2, False])
-    print(f"medians: 1 node {one[0]:.0f}/s, {one[1]:.2f} us CPU/announce (redis {one[2]:.2f});"
+    print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
+    s1 = statistics.median(x[1] for x in rows["this", 1, False])
+    s2 = statistics.median(x[1] for x in rows["this", 2, False])
+    for name in trees:
+        _scale_summary(name, rows, s1, s2)
+
+
+def _tree(item: str) -> tuple[str, Path]:
+    name, _, path = item.partition("=")
+    if not name or not path or name == "this":
+        raise SystemExit(f"--tree {item!r}: NAME=PATH, NAME not 'this'")
+    return name, Path(path).resolve()
+
+
+def _scale_summary(name: str, rows: dict[tuple[str, int, bool], list[tuple[float, float,
+                                                                          float]]],
+                   s1: float, s2: float) -> None:
+    one = [statistics.median(x[i] for x in rows[name, 1, True]) for i in range(3)]
+    two = [statistics.median(x[i] for x in rows[name, 2, True]) for i in range(3)]
+    print(f"{name}:", flush=True)
+    print(f"  medians: 1 node {one[0]:.0f}/s, {one[1]:.2f} us CPU/announce (redis {one[2]:.2f});"
           f" 2 nodes {two[0]:.0f}/s, {two[1]:.2f} us CPU/announce per node (redis "
           f"{two[2]:.2f})", flush=True)
-    print(f"2 nodes vs 1: measured {two[0] / one[0]:.2f}x (the generators share the cores); "
+    print(f"  2 nodes vs 1: measured {two[0] / one[0]:.2f}x (the generators share the cores); "
           f"by CPU per announce {2 * one[1] / two[1]:.2f}x (goal >= 1.7x), with Redis's CPU "
           f"on the same cores {2 * (one[1] + one[2]) / (two[1] + two[2]):.2f}x", flush=True)
-    print(f"control, standalone nodes in the same layouts: 1 node {s1:.2f} us, 2 nodes {s2:.2f}"
+    print(f"  control, standalone nodes in the same layouts: 1 node {s1:.2f} us, 2 nodes {s2:.2f}"
           f" us CPU/announce (x{s2 / s1:.2f} from sharing the cores); 2 cluster nodes vs 1 "
           f"with that factored out: {2 * one[1] * s2 / (two[1] * s1):.2f}x (goal >= 1.7x)",
           flush=True)
@@ -363,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=64, help="UDP transactions in flight")
     p.add_argument("--sockets", type=int, default=4, help="UDP generator sockets")
     p.add_argument("--only", default="cpu,scale,failover")
+    p.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                   help="scale: also run the cluster nodes of the checkout at PATH as NAME")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     redis = Redis(work)

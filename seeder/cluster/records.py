@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from seeder.torrent.entry import Entry
@@ -37,10 +37,12 @@ __all__ = [
     "RecordError",
     "decode_changes",
     "decode_entry",
+    "encode_batch",
     "encode_downloads",
     "encode_entry",
     "encode_stopped",
     "encode_upsert",
+    "plain_ipv4_upserts",
 ]
 
 UPSERT = 0
@@ -55,6 +57,12 @@ _MAX_TTL_MS = 0xFFFFFFFF
 # each way; indexed by op >> 3 (0 IPv4, 1 IPv6).
 _PLAIN = (struct.Struct(">B20s6s20sI"), struct.Struct(">B20s18s20sI"))
 _new = tuple.__new__  # a NamedTuple without its Python-level __new__ (~4x cheaper)
+# The same records packed from the info-hash and address as one key (what a node's
+# pending changes are keyed by): no slicing per record.
+_KEYED = {26: (struct.Struct(">B26s20sI").pack, UPSERT),
+          38: (struct.Struct(">B38s20sI").pack, UPSERT | _V6)}
+_PLAIN4 = _PLAIN[0]
+_PLAIN4_OPS = bytes((UPSERT, UPSERT | _SEEDER))
 
 
 class RecordError(ValueError):
@@ -94,6 +102,47 @@ def encode_stopped(info_hash: bytes, addr: bytes, peer_id: bytes) -> bytes:
 
 def encode_downloads(info_hash: bytes, count: int) -> bytes:
     return bytes((DOWNLOADS,)) + info_hash + _U32.pack(min(count, _MAX_TTL_MS))
+
+
+def encode_batch(pending: Mapping[bytes, tuple[bytes, bytes | None, bool, bool, float]],
+                 downloads: Mapping[bytes, int], now: float, timeout: float,
+                 stops: list[bytes] | None = None) -> bytes:
+    """One flush as a batch: ``pending`` maps info-hash + address to (peer id, the peer
+    id it replaces or None, seeder, stopped, time heard), each upsert living ``timeout``
+    seconds from when it was heard (``now``: the clock of those times); then a downloads
+    record per info-hash of ``downloads``. The keys of stopped peers are appended to
+    ``stops``. Same bytes as the encode_* functions record by record."""
+    parts: list[bytes] = []
+    append = parts.append
+    keyed = _KEYED
+    for k, (peer_id, prev_id, seeder, stopped, heard) in pending.items():
+        if stopped:
+            append(encode_stopped(k[:20], k[20:], prev_id or peer_id))
+            if stops is not None:
+                stops.append(k)
+            continue
+        ttl = int((heard + timeout - now) * 1000)
+        plain = keyed.get(len(k)) if prev_id is None or prev_id == peer_id else None
+        if plain is None or not 0 <= ttl <= _MAX_TTL_MS:
+            append(encode_upsert(k[:20], k[20:], peer_id, seeder, ttl, prev_id))
+        else:
+            pack, op = plain
+            append(pack(op | _SEEDER if seeder else op, k, peer_id, ttl))
+    for ih, count in downloads.items():
+        append(encode_downloads(ih, count))
+    return b"".join(parts)
+
+
+def plain_ipv4_upserts(blob: bytes) -> Iterator[tuple[int, bytes, bytes, bytes, int]] | None:
+    """The records of ``blob`` as (op, info-hash, address, peer id, ttl ms), op & 4 the
+    seeder bit, when every one is a plain IPv4 upsert (the usual batch: unpacked by one C
+    loop); None otherwise (:func:`decode_changes` reads those)."""
+    size = _PLAIN4.size
+    # The first other record would start at a multiple of 51 (all before it are 51 bytes
+    # long) with an op byte other than these two: looking at those bytes is enough.
+    if len(blob) % size or blob[::size].translate(None, _PLAIN4_OPS):
+        return None
+    return _PLAIN4.iter_unpack(blob)
 
 
 def decode_changes(blob: bytes) -> Iterator[Change]:

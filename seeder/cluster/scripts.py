@@ -36,46 +36,47 @@ end
 local function apply(blob)
   local n = #blob
   local i = 1
-  local adds = {}  -- swarm key -> {score, member, ...}: one ZADD per swarm, not per peer
+  local sub, byte = string.sub, string.byte
+  local adds = {}  -- info-hash -> {score, member, ...}: one ZADD per swarm, not per peer
   while i <= n do
-    local op = string.byte(blob, i)
+    local op = byte(blob, i)
     local kind = op % 4
-    local ih = string.sub(blob, i + 1, i + 20)
+    local ih = sub(blob, i + 1, i + 20)
     i = i + 21
     if kind == 2 then
       redis.call('HINCRBY', KEYS[2], ih, u32(blob, i))
       i = i + 4
     else
       local alen = 6
-      if math.floor(op / 8) % 2 == 1 then alen = 18 end
-      local addr = string.sub(blob, i, i + alen - 1)
-      local pid = string.sub(blob, i + alen, i + alen + 19)
-      local key = pfx .. ih
+      if op % 16 >= 8 then alen = 18 end
+      local member = sub(blob, i, i + alen + 19)  -- address .. peer id
       i = i + alen + 20
       if kind == 1 then
-        redis.call('ZREM', key, addr .. pid)
+        redis.call('ZREM', pfx .. ih, member)
       else
-        local ttl = u32(blob, i)
+        local a, b, c, d = byte(blob, i, i + 3)
         i = i + 4
-        if math.floor(op / 16) % 2 == 1 then
-          redis.call('ZREM', key, addr .. string.sub(blob, i, i + 19))
+        if op >= 16 then
+          redis.call('ZREM', pfx .. ih, sub(member, 1, alen) .. sub(blob, i, i + 19))
           i = i + 20
         end
-        local score = (now + ttl) * 2 + math.floor(op / 4) % 2
-        local add = adds[key]
+        local add = adds[ih]
         if add == nil then
           add = {}
-          adds[key] = add
+          adds[ih] = add
         end
-        add[#add + 1] = string.format('%.0f', score)
-        add[#add + 1] = addr .. pid
+        local k = #add
+        -- a number: Redis turns it into an exact integer string (below 2^53)
+        add[k + 1] = (now + ((a * 256 + b) * 256 + c) * 256 + d) * 2 + math.floor(op / 4) % 2
+        add[k + 2] = member
       end
     end
   end
   -- A batch holds one record per (swarm, peer): the ZREMs above and these ZADDs touch
   -- different members, so deferring the ZADDs changes nothing but the number of calls.
   local floor = '(' .. string.format('%.0f', now * 2)
-  for key, add in pairs(adds) do
+  for ih, add in pairs(adds) do
+    local key = pfx .. ih
     for j = 1, #add, 1000 do  -- unpack() is bounded by Lua's C stack
       redis.call('ZADD', key, 'GT', unpack(add, j, math.min(j + 999, #add)))
     end
@@ -100,15 +101,22 @@ if #blob + #view > 0 then
              '*', 'n', ARGV[3], 'd', blob .. view)
 end
 local gap = 0
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #first > 0 then
-  local fms, fseq = string.match(first[1][1], '(%d+)-(%d+)')
-  local lms, lseq = string.match(last, '(%d+)-(%d+)')
-  fms, fseq, lms, lseq = tonumber(fms), tonumber(fseq), tonumber(lms), tonumber(lseq)
-  if lms > 0 and (fms > lms or (fms == lms and fseq > lseq)) then gap = 1 end
+local lms, lseq = string.match(last, '(%d+)-(%d+)')
+lms, lseq = tonumber(lms), tonumber(lseq)
+-- Every trim so far cut below now - ARGV[6]: a newer last id cannot have been trimmed, and
+-- the first entry (its whole batch copied here) is looked at only for a node that far behind.
+if lms > 0 and lms < now - tonumber(ARGV[6]) then
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if #first > 0 then
+    local fms, fseq = string.match(first[1][1], '(%d+)-(%d+)')
+    fms, fseq = tonumber(fms), tonumber(fseq)
+    if fms > lms or (fms == lms and fseq > lseq) then gap = 1 end
+  end
 end
 local out = {}
-local entries = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', ARGV[5])
+local upto = '+'
+if own ~= '' then upto = '(' .. own end  -- not this call's own batch back
+local entries = redis.call('XRANGE', KEYS[1], '(' .. last, upto, 'COUNT', ARGV[5])
 for _, e in ipairs(entries) do
   last = e[1]
   local f = e[2]
@@ -121,6 +129,7 @@ for _, e in ipairs(entries) do
     out[#out + 1] = data
   end
 end
+if own ~= '' and #entries < tonumber(ARGV[5]) then last = own end  -- read through
 return {string.format('%.0f', now), last, out, gap, viewed, own}
 """
 

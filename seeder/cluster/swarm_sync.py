@@ -263,21 +263,7 @@ class SwarmSync:
                 downloads: dict[bytes, int], now: float, stops: list[bytes] | None = None
                 ) -> bytes:
         """The batch of ``pending`` and ``downloads``; the stopped keys go to ``stops``."""
-        parts: list[bytes] = []
-        timeout = self.peer_timeout
-        upsert, stopped_rec = records.encode_upsert, records.encode_stopped
-        for k, (peer_id, prev_id, seeder, stopped, heard) in pending.items():
-            ih, addr = k[:20], k[20:]
-            if stopped:
-                parts.append(stopped_rec(ih, addr, prev_id or peer_id))
-                if stops is not None:
-                    stops.append(k)
-            else:
-                ttl_ms = (heard + timeout - now) * 1000
-                parts.append(upsert(ih, addr, peer_id, seeder, ttl_ms, prev_id))
-        for ih, count in downloads.items():
-            parts.append(records.encode_downloads(ih, count))
-        return b"".join(parts)
+        return records.encode_batch(pending, downloads, now, self.peer_timeout, stops)
 
     def _restore(self, pending: dict, downloads: dict[bytes, int]) -> None:
         """Put changes that could not be sent back under the ones recorded meanwhile."""
@@ -338,6 +324,16 @@ class SwarmSync:
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
             entry = log_id(entries[j]) if marked or mine else (0, 0)
+            plain = records.plain_ipv4_upserts(entries[j + 1])
+            if plain is not None:  # the usual batch: the same as below, without the decoder
+                for op, ih, addr, peer_id, ttl_ms in plain:
+                    if stopped_here and entry < stopped_here.get(ih + addr, entry):
+                        continue
+                    if merge(ih, addr, peer_id, op == 4, base + ttl_ms / 1000) and not (
+                            own and peer_id.startswith(own)):
+                        demand.add(ih)
+                changes += len(entries[j + 1]) // 51
+                continue
             try:
                 for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(
                         entries[j + 1]):

@@ -170,3 +170,33 @@ async def test_an_announce_pushed_after_a_stop_elsewhere_wins_on_every_node(
         for n in (a, b, c, a):
             await n.sync.tick()
         assert (a.peers(), b.peers(), c.peers()) == ({1}, {1}, {1})
+
+
+async def test_a_node_behind_the_trimmed_log_reads_the_swarms_again(
+        redis_server: RedisServer, monkeypatch: Any) -> None:
+    """The log keeps LOG_KEEP_MS (30 s; 50 ms here): a node whose last read entry was
+    trimmed learns it at its next push (the gap) and reads every swarm back at the tick
+    after, so the peers of the entries it missed are there."""
+    from seeder.cluster import swarm_sync
+
+    monkeypatch.setattr(swarm_sync, "LOG_KEEP_MS", 50)
+    async with three_nodes(redis_server, b"sync-gap-1:") as (a, b, c):
+        a.announce(1)
+        for n in (a, b, c):
+            await n.sync.tick()
+        assert b.peers() == {1}
+        peer = 2
+        with trio.fail_after(20):
+            while True:  # a's batches (over 4 KB: one stream node each) trim the log
+                for _ in range(100):
+                    a.announce(peer % 250 + 2)
+                    peer += 1
+                await a.sync.tick()
+                first = await a.link.call(lambda r: r.xrange(b"sync-gap-1:log", count=1))
+                if swarm_sync.log_id(first[0][0]) > swarm_sync.log_id(b.sync._last_id):
+                    break
+                await trio.sleep(0.01)
+        await b.sync.tick()  # the gap found ...
+        assert b.sync._epoch == 0
+        await b.sync.tick()  # ... and read again
+        assert b.peers() == a.peers()

@@ -232,3 +232,43 @@ def test_a_resync_does_not_undo_an_announce_heard_since_the_last_push() -> None:
     sync._pending.clear()  # pushed: Redis's word counts again
     trio.run(sync.resync, [IH])
     assert core.swarms.scrape(IH) == (0, 0, 1)
+
+
+def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_unpacks_at_once() -> None:
+    """encode_batch (a node's pending changes, keyed by info-hash + address) writes the
+    bytes the record functions write; plain_ipv4_upserts reads a batch of plain IPv4
+    upserts in one go and refuses any other (whose first other record would be misread)."""
+    a4b = bytes([10, 0, 0, 2, 0x1A, 0xE1])
+    pending = {
+        IH + A4: (P1, None, True, False, 5.0),  # plain, seeder
+        IH + a4b: (P2, P2, False, False, 9.5),  # same id: plain
+        b"\x02" * 20 + A4: (P2, P1, False, False, 9.0),  # replaces P1
+        IH + A6: (P1, None, False, False, 10.0),  # IPv6
+        b"\x03" * 20 + A4: (P1, P2, False, True, 3.0),  # stopped: removes P2
+        b"\x04" * 20 + A4: (P1, None, False, False, -500.0),  # long gone: ttl 0
+    }
+    stops: list[bytes] = []
+    blob = records.encode_batch(pending, {IH: 2}, 10.0, 100.0, stops)
+    assert blob == b"".join([
+        records.encode_upsert(IH, A4, P1, True, 95_000, None),
+        records.encode_upsert(IH, a4b, P2, False, 99_500, P2),
+        records.encode_upsert(b"\x02" * 20, A4, P2, False, 99_000, P1),
+        records.encode_upsert(IH, A6, P1, False, 100_000, None),
+        records.encode_stopped(b"\x03" * 20, A4, P2),
+        records.encode_upsert(b"\x04" * 20, A4, P1, False, 0, None),
+        records.encode_downloads(IH, 2),
+    ])
+    assert stops == [b"\x03" * 20 + A4]
+    plain = b"".join(records.encode_upsert(IH, bytes([10, 0, 0, i, 0, 1]), P1, i % 2 == 0, i, None)
+                     for i in range(40))
+    fast = records.plain_ipv4_upserts(plain)
+    assert fast is not None
+    assert [(op == 4, ih, addr, pid, ttl) for op, ih, addr, pid, ttl in fast] == [
+        (c.seeder, c.info_hash, c.addr, c.peer_id, c.ttl_ms)
+        for c in records.decode_changes(plain)]
+    for other in (records.encode_upsert(IH, A6, P1, False, 1, None),
+                  records.encode_upsert(IH, A4, P1, False, 1, P2),
+                  records.encode_stopped(IH, A4, P1), records.encode_downloads(IH, 1)):
+        for batch in (plain + other, other + plain, plain[:51] + other + plain[51:]):
+            assert records.plain_ipv4_upserts(batch) is None
+    assert records.plain_ipv4_upserts(plain[:-1]) is None
