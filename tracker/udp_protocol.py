@@ -194,6 +194,14 @@ class ConnectionIds:
         # addr -> (bucket, id) last issued or checked: a client's announces follow its
         # connect, so checking them costs a dict lookup. Pure memo, bounded.
         self._recent: dict[bytes, tuple[int, int]] = {}
+        # The bucket of the last ``now`` seen: the datagrams of a burst share their ``now``.
+        self._now = float("nan")
+        self._now_bucket = 0
+
+    def _bucket_at(self, now: float) -> int:
+        bucket = int((now + self._offset) // self._bucket)
+        self._now, self._now_bucket = now, bucket
+        return bucket
 
     def _id(self, addr: bytes, bucket: int) -> int:
         h = self._keyed.copy()
@@ -202,7 +210,7 @@ class ConnectionIds:
 
     def issue(self, addr: bytes, now: float) -> int:
         """A connection id for the client at compact ``addr`` (IP bytes + 2-byte port)."""
-        bucket = int((now + self._offset) // self._bucket)
+        bucket = self._now_bucket if now == self._now else self._bucket_at(now)
         hit = self._recent.get(addr)
         if hit is not None and hit[0] == bucket:
             return hit[1]
@@ -212,7 +220,7 @@ class ConnectionIds:
 
     def valid(self, connection_id: int, addr: bytes, now: float) -> bool:
         """Was ``connection_id`` issued to ``addr`` in this bucket or the previous one?"""
-        bucket = int((now + self._offset) // self._bucket)
+        bucket = self._now_bucket if now == self._now else self._bucket_at(now)
         hit = self._recent.get(addr)
         if hit is not None and hit[1] == connection_id and 0 <= bucket - hit[0] <= 1:
             return True  # the id last issued or checked for addr, still in its window

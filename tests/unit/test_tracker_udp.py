@@ -104,6 +104,21 @@ def test_connection_ids_live_two_to_four_minutes_and_bind_the_address():
         ConnectionIds(b"short")
 
 
+def test_connection_ids_follow_now_back_and_forth() -> None:
+    """The bucket of the last ``now`` is kept (a burst shares it): an earlier or later
+    ``now`` is bucketed again, never answered from the last one."""
+    ids = ConnectionIds(b"k" * 32)
+    me = b"\x7f\x00\x00\x02\x10\x00"
+    early = ids.issue(me, 1000.0)
+    late = ids.issue(me, 1000.0 + 480.0)
+    assert late != early
+    assert ids.issue(me, 1000.0) == early
+    assert ids.valid(early, me, 1000.0)
+    assert not ids.valid(early, me, 1000.0 + 480.0)
+    assert ids.valid(late, me, 1000.0 + 480.0)
+    assert not ids.valid(late, me, 1000.0)
+
+
 @given(st.binary(max_size=200))
 def test_fuzz_parse_returns_request_or_raises_udp_error(data):
     try:
