@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 async def _run(args: argparse.Namespace) -> None:
     rng = random.Random(1)
     core = TrackerCore(rng=random.Random(2))
-    core.register([info_hash(t) for t in range(args.torrents)])
+    for t in range(args.torrents):  # a torrent each (one register of all would alias them)
+        core.register([info_hash(t)])
     handler = make_sync_http_handler(core)
     server = b"bench"
     now = time.monotonic()
