@@ -16,7 +16,9 @@ side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
    announces on a cached connection id from the C generator (``udp_load.c``), one per
    node: announces/s, and each node's CPU per announce (see ``bench_scale``). With
    ``--tree NAME=PATH`` the cluster layouts run for each tree too (another checkout: a
-   before/after side by side in one run, rounds interleaved).
+   before/after side by side in one run, rounds interleaved). opentracker in the 1-node
+   layout is the per-node reference; each node's busy share of its core is printed (CPU
+   per announce grows when a node waits for datagrams: more wake-ups per announce).
 3. ``failover``: three ``seeder serve`` daemons (local bucket, seeding on, one Redis),
    ``--failover-torrents`` torrents in demand (a leecher in each swarm), each seeded by 2
    nodes; kill -9 of one node; the time until the survivors see it gone, and until both
@@ -45,6 +47,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_tracker as bt
 import bench_udp
+import rival_trackers as rivals
 
 ROOT = bt.ROOT
 NODE = ROOT / "benchmarks" / "cluster_node.py"
@@ -188,12 +191,18 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
     exe = bench_udp.build_generator(work)
 
     trees = {"this": ROOT, **dict(_tree(t) for t in args.tree)}
+    busy: list[list[float]] = []
 
-    def run(n: int, db: int, tree: Path) -> tuple[float, list[float], float]:
+    def run(n: int, db: int, tree: Path | None) -> tuple[float, list[float], float]:
         ports = [bt.free_port() for _ in range(n)]
         url = redis.url(db) if db else ""  # db 0: standalone nodes (the control)
-        procs = [start_node(work, f"scale{n}-{i}", ports[i], args, url, cpu=i, tree=tree)
-                 for i in range(n)]
+        if tree is None:  # opentracker on core 0, the reference per node
+            hashes = (bt.info_hash(t) for t in range(args.torrents))
+            procs = [rivals.start_opentracker(0, work, bt.HOST, ports[0], hashes)]
+            bt.wait_listening(procs[0], ports[0])
+        else:
+            procs = [start_node(work, f"scale{n}-{i}", ports[i], args, url, cpu=i, tree=tree)
+                     for i in range(n)]
         try:
             for port in ports[:1] if url else ports:  # a cluster node merges the others'
                 bench_udp.run_load(exe, args, port, "started", 120)
@@ -219,6 +228,9 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
             rate = sum(count / secs for count, secs in loads)
             per_node = [u / max(count, 1) * 1e6 for u, (count, _) in zip(used, loads,
                                                                            strict=True)]
+            # how busy each node's core kept it: below ~100 %, the node waited for datagrams
+            # and its CPU per announce includes more wake-ups per announce
+            busy.append([u / secs * 100 for u, (_, secs) in zip(used, loads, strict=True)])
             return rate, per_node, redis_used / max(done, 1) * 1e6
         finally:
             for proc in procs:
@@ -228,23 +240,28 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
     # standalone nodes (the control) from this tree only
     layouts = [(name, n, True) for name in trees for n in (1, 2)]
     layouts += [("this", 1, False), ("this", 2, False)]
+    if shutil.which("opentracker"):
+        layouts.append(("opentracker", 1, False))
     print(f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     for r in range(args.rounds):
         for name, n, cluster in layouts if r % 2 == 0 else layouts[::-1]:
             if cluster:
                 redis.cli(1, "flushdb")  # each cluster run starts from an empty Redis
-            rate, per_node, redis_us = run(n, 1 if cluster else 0, trees[name])
+            rate, per_node, redis_us = run(n, 1 if cluster else 0, trees.get(name))
             rows.setdefault((name, n, cluster), []).append(
                 (rate, statistics.mean(per_node), redis_us))
             print(f"  {name}: {n} {'cluster' if cluster else 'standalone'} node(s): {rate:8.0f} "
                   f"announces/s in all (generators on the same cores), node CPU/announce "
-                  f"{', '.join(f'{c:.2f}' for c in per_node)} us"
+                  f"{', '.join(f'{c:.2f}' for c in per_node)} us (busy "
+                  f"{', '.join(f'{b:.0f}' for b in busy[-1])} %)"
                   + (f", redis {redis_us:.2f} us/announce" if cluster else ""), flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
     s1 = statistics.median(x[1] for x in rows["this", 1, False])
     s2 = statistics.median(x[1] for x in rows["this", 2, False])
+    ot = rows.get(("opentracker", 1, False))
+    o1 = statistics.median(x[1] for x in ot) if ot else 0.0
     for name in trees:
-        _scale_summary(name, rows, s1, s2)
+        _scale_summary(name, rows, s1, s2, o1)
 
 
 def _tree(item: str) -> tuple[str, Path]:
@@ -256,7 +273,7 @@ def _tree(item: str) -> tuple[str, Path]:
 
 def _scale_summary(name: str, rows: dict[tuple[str, int, bool], list[tuple[float, float,
                                                                           float]]],
-                   s1: float, s2: float) -> None:
+                   s1: float, s2: float, o1: float) -> None:
     one = [statistics.median(x[i] for x in rows[name, 1, True]) for i in range(3)]
     two = [statistics.median(x[i] for x in rows[name, 2, True]) for i in range(3)]
     print(f"{name}:", flush=True)
@@ -270,6 +287,11 @@ def _scale_summary(name: str, rows: dict[tuple[str, int, bool], list[tuple[float
           f" us CPU/announce (x{s2 / s1:.2f} from sharing the cores); 2 cluster nodes vs 1 "
           f"with that factored out: {2 * one[1] * s2 / (two[1] * s1):.2f}x (goal >= 1.7x)",
           flush=True)
+    if o1:
+        print(f"  per node vs opentracker ({o1:.2f} us CPU/announce, the 1-node layout): "
+              f"standalone {s1 / o1:.2f}x, 1 cluster node {one[1] / o1:.2f}x (+ Redis "
+              f"{(one[1] + one[2]) / o1:.2f}x), 2 cluster nodes {two[1] / o1:.2f}x per node "
+              f"(+ Redis {(two[1] + two[2]) / o1:.2f}x) (goal <= 2)", flush=True)
 
 
 # -- 3. failover --------------------------------------------------------------------------------
