@@ -46,11 +46,11 @@ LIMITED = Shape(
 )
 # What a one-second window of the daemon's link may carry above the limit. By design: the web
 # seed's bucket (256 KiB) and one 256 KiB body chunk sent on credit (seeder/seed/upload_share.py),
-# and 5% of TCP/IP headers over the payload the limit counts. Measured besides (issue 16, not
-# explained yet): in about a run in three, the second in which the web seed's and libtorrent's
-# shares shift carries up to ~0.9 MB more (23-25 Mbit/s against 16.8). The bound is that plus
-# half a MiB of margin: it still fails a limit not applied (96 Mbit/s before issue 16) or
-# applied to one of the two only.
+# and 5% of TCP/IP headers over the payload the limit counts. Measured besides (issue 16): in
+# about a run in three one second carries up to ~0.9 MB more (23-25 Mbit/s against 16.8):
+# libtorrent's limiter hands out quota in 500-ms steps and keeps up to 3 s of it unused
+# (docs/seeding.md). The bound is that plus half a MiB of margin: it still fails a limit not
+# applied (96 Mbit/s before issue 16) or applied to one of the two only.
 BURST_ALLOWANCE = 3 * 512 * 1024
 WIRE_OVERHEAD = 1.05
 
