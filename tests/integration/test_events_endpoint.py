@@ -15,9 +15,8 @@ from httpshell import Request
 from seeder.config import BucketConfig, Config, EventsConfig, GenerationConfig
 from seeder.events.endpoint import EventEndpoint
 from seeder.store import make_store
-from seeder.torrent.catalog import Catalog
-from seeder.torrent.service import TorrentService
 from tests.event_shapes import shaped
+from tests.helpers import torrent_service
 
 TOKEN = "tok"
 
@@ -45,21 +44,14 @@ async def running(tmp_path: Path, *, capacity: int = 10000,
     config = Config(generation=GenerationConfig(threads=1, concurrency=2),
                     events=EventsConfig(enabled=True, token=TOKEN),
                     buckets=(BucketConfig(name="bk", backend="local", path=str(root)),))
-    catalog = Catalog.open(tmp_path / "catalog.sqlite3")
     stores = {b.name: make_store(b) for b in config.buckets}
-    service = TorrentService(catalog, stores, config)
-    endpoint = EventEndpoint(service, capacity=capacity)
-    try:
+    async with torrent_service(tmp_path / "catalog.sqlite3", stores, config) as (service, _):
+        endpoint = EventEndpoint(service, capacity=capacity)
         async with trio.open_nursery() as nursery:
-            await nursery.start(service.run)
             if workers:
                 await nursery.start(endpoint.run)
             yield endpoint, root
             nursery.cancel_scope.cancel()
-    finally:
-        for s in stores.values():
-            await s.aclose()
-        catalog.close()
 
 
 async def test_full_queue_answers_503_and_takes_nothing(tmp_path: Path) -> None:
