@@ -8,6 +8,8 @@ separate clusters on one Redis use separate databases (``redis://host:6379/N``).
 - ``s3t:dl`` (hash): info-hash -> completed downloads.
 - ``s3t:log`` (stream): every node's announce batches (``n`` node id, ``d`` records),
   kept 30 s.
+- ``s3t:pushed`` (hash): node id -> the number and log id of its last batch applied (a
+  resend after a lost reply is answered, not applied again).
 - ``s3t:cat:<bucket>\\0<key>\\0<version>`` (string): a torrent some node made
   (``records.encode_entry``).
 - ``s3t:catlog`` (stream): catalog changes (``n`` node, ``o`` put/del, ``k`` the name).
@@ -53,6 +55,10 @@ class Keys:
     @property
     def log(self) -> bytes:
         return self.prefix + b"log"
+
+    @property
+    def pushed(self) -> bytes:
+        return self.prefix + b"pushed"
 
     def catalog(self, name: bytes) -> bytes:
         return self.prefix + b"cat:" + name

@@ -18,25 +18,60 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 # Apply one node's batch of peer changes (records.py), append it to the change log, and
 # return what the other nodes appended since ARGV[4].
-# KEYS: 1 change log, 2 downloads hash. ARGV: 1 swarm key prefix, 2 batch, 3 node id,
-# 4 last log id read, 5 max entries to return, 6 ms of log kept, 7 swarm key TTL ms,
-# 8 this node's whole view (a batch of upserts, catching up; may be empty), 9 'force' to
-# apply the view even if the log holds entries after ARGV[4].
+# KEYS: 1 change log, 2 downloads hash, 3 the hash of each node's last batch applied.
+# ARGV: 1 swarm key prefix, 2 batch, 3 node id, 4 last log id read, 5 max entries to return,
+# 6 ms of log kept, 7 swarm key TTL ms, 8 this node's whole view (a batch of upserts,
+# catching up; may be empty), 9 'force' to apply the view even if the log holds entries
+# after ARGV[4], 10 the batch's number ('<incarnation>:<n>', n rising; '' with no batch),
+# 11 when (ms, Redis clock) this node last read the log to its end (0: unknown).
 # The view is applied (after the batch, as one log entry with it) only when this node has
 # read the whole log: an entry it has not read may stop a peer its view still holds.
-# Returns {now ms, last id read, {id, batch, id, batch, ...}, gap (1: the entry ARGV[4]
-# was trimmed, others after it may have been too, unread: resync), view applied (0/1),
-# the id of this call's own entry ('' if none): the entries returned precede it}.
+# A batch whose number is not above the last one applied for this node (a resend after a
+# lost reply) is neither applied nor logged again: the reply names its entry as before.
+# An upsert older than what the swarm's sorted set holds for that member (ZADD GT refused
+# it: the same peer announced later elsewhere, pushed first) is applied nowhere: it is left
+# out of the logged batch and returned as dropped.
+# Returns {now ms, last id read, {id, batch, id, batch, ...}, gap (1: an entry after ARGV[4]
+# was trimmed unread: resync), view applied (0/1), the id of this call's own entry ('' if
+# none): the entries returned precede it, read to the log's end (0/1), {info-hash ..
+# address of each dropped upsert}}.
 PUSH_PULL = _NOW + """
 local pfx = ARGV[1]
+local sub, byte = string.sub, string.byte
+local dropped = {}  -- info-hash .. address of the upserts left out
 local function u32(blob, j)
-  local a, b, c, d = string.byte(blob, j, j + 3)
+  local a, b, c, d = byte(blob, j, j + 3)
   return ((a * 256 + b) * 256 + c) * 256 + d
+end
+-- The batch without the upserts of ``gone`` (info-hash .. member -> true): the rare path.
+local function without(blob, gone)
+  local keep = {}
+  local i, n = 1, #blob
+  while i <= n do
+    local op = byte(blob, i)
+    local kind = op % 4
+    local e = i + 25
+    if kind ~= 2 then
+      local alen = 6
+      if op % 16 >= 8 then alen = 18 end
+      e = i + 41 + alen
+      if kind == 0 then
+        e = e + 4
+        if op >= 16 then e = e + 20 end
+      end
+      if kind == 0 and gone[sub(blob, i + 1, i + 40 + alen)] then
+        dropped[#dropped + 1] = sub(blob, i + 1, i + 20 + alen)
+        e = -e
+      end
+    end
+    if e > 0 then keep[#keep + 1] = sub(blob, i, e - 1) else e = -e end
+    i = e
+  end
+  return table.concat(keep)
 end
 local function apply(blob)
   local n = #blob
   local i = 1
-  local sub, byte = string.sub, string.byte
   local adds = {}  -- info-hash -> {score, member, ...}: one ZADD per swarm, not per peer
   while i <= n do
     local op = byte(blob, i)
@@ -75,14 +110,28 @@ local function apply(blob)
   -- A batch holds one record per (swarm, peer): the ZREMs above and these ZADDs touch
   -- different members, so deferring the ZADDs changes nothing but the number of calls.
   local floor = '(' .. string.format('%.0f', now * 2)
+  local gone = nil
   for ih, add in pairs(adds) do
     local key = pfx .. ih
+    local changed = 0
     for j = 1, #add, 1000 do  -- unpack() is bounded by Lua's C stack
-      redis.call('ZADD', key, 'GT', unpack(add, j, math.min(j + 999, #add)))
+      changed = changed + redis.call('ZADD', key, 'GT', 'CH',
+                                     unpack(add, j, math.min(j + 999, #add)))
+    end
+    if changed < #add / 2 then  -- some member holds a later word: which ones
+      for j = 2, #add, 2 do
+        local held = redis.call('ZSCORE', key, add[j])
+        if held and tonumber(held) ~= add[j - 1] then
+          gone = gone or {}
+          gone[ih .. add[j]] = true
+        end
+      end
     end
     redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
     redis.call('PEXPIRE', key, ARGV[7])
   end
+  if gone then return without(blob, gone) end
+  return blob
 end
 local last = ARGV[4]
 local blob = ARGV[2]
@@ -93,19 +142,36 @@ if #view > 0 and ARGV[9] ~= 'force' and
   viewed = 0
   view = ''
 end
-apply(blob)
-apply(view)
 local own = ''
+local again = false
 if #blob + #view > 0 then
-  own = redis.call('XADD', KEYS[1], 'MINID', '~', string.format('%.0f', now - tonumber(ARGV[6])),
-             '*', 'n', ARGV[3], 'd', blob .. view)
+  local inc, seq = string.match(ARGV[10], '^(.*):(%d+)$')
+  local prev = seq and redis.call('HGET', KEYS[3], ARGV[3])
+  if prev then
+    local pinc, pseq, pid = string.match(prev, '^(.*):(%d+) (.*)$')
+    if pinc == inc and tonumber(pseq) >= tonumber(seq) then
+      again = true
+      own = pid
+    end
+  end
+  if not again then
+    blob = apply(blob)
+    view = apply(view)
+    if #blob + #view > 0 then
+      own = redis.call('XADD', KEYS[1], 'MINID', '~',
+                       string.format('%.0f', now - tonumber(ARGV[6])),
+                       '*', 'n', ARGV[3], 'd', blob .. view)
+    end
+    if seq then redis.call('HSET', KEYS[3], ARGV[3], ARGV[10] .. ' ' .. own) end
+  end
 end
 local gap = 0
 local lms, lseq = string.match(last, '(%d+)-(%d+)')
 lms, lseq = tonumber(lms), tonumber(lseq)
--- Every trim so far cut below now - ARGV[6]: a newer last id cannot have been trimmed, and
+-- Every trim so far cut below now - ARGV[6]: an entry added after this node last read the
+-- log to its end cannot have been trimmed (a quiet log trimmed past a node is no gap), and
 -- the first entry (its whole batch copied here) is looked at only for a node that far behind.
-if lms > 0 and lms < now - tonumber(ARGV[6]) then
+if lms > 0 and math.max(lms, tonumber(ARGV[11])) < now - tonumber(ARGV[6]) then
   local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
   if #first > 0 then
     local fms, fseq = string.match(first[1][1], '(%d+)-(%d+)')
@@ -115,7 +181,7 @@ if lms > 0 and lms < now - tonumber(ARGV[6]) then
 end
 local out = {}
 local upto = '+'
-if own ~= '' then upto = '(' .. own end  -- not this call's own batch back
+if own ~= '' and not again then upto = '(' .. own end  -- not this call's own batch back
 local entries = redis.call('XRANGE', KEYS[1], '(' .. last, upto, 'COUNT', ARGV[5])
 for _, e in ipairs(entries) do
   last = e[1]
@@ -129,8 +195,12 @@ for _, e in ipairs(entries) do
     out[#out + 1] = data
   end
 end
-if own ~= '' and #entries < tonumber(ARGV[5]) then last = own end  -- read through
-return {string.format('%.0f', now), last, out, gap, viewed, own}
+local ended = 0
+if #entries < tonumber(ARGV[5]) then
+  ended = 1
+  if own ~= '' and not again then last = own end  -- read through
+end
+return {string.format('%.0f', now), last, out, gap, viewed, own, ended, dropped}
 """
 
 # Everything Redis holds for the swarms of ARGV[2..] (info-hashes), and where the change

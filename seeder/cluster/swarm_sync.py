@@ -26,14 +26,22 @@ downloads of those entries are not added again when the log brings them (each do
 counted once on every node); a peer heard here since the last push keeps what this node
 heard (its word is newer than Redis's, and goes out at the next push).
 
-Every node ends in the state the log's order gives. A push returns the other nodes'
-entries that precede this node's own in the log; where such an entry stops a peer this
-node's entry announces, or announces a peer this node's entry stops, this node's (later)
-word stands: applied here, the older one would leave this node alone with a different
-view (a stop undone here by an announce another node pushed just before). Two announces of
-one peer merge as everywhere (the later deadline wins). A peer that stopped on another
-node in log entries that were trimmed before this node read them stays here until its
-deadline.
+Every node ends with a peer's later word. Redis decides which word is later: the push
+script stores an upsert with ``ZADD GT`` (exact deadlines on the Redis clock) and leaves
+out of the logged batch an upsert older than what the swarm holds for that peer (the same
+peer announced later to another node, which pushed first), so the log's order is the
+words' order. A push returns the other nodes' entries that precede this node's own in the
+log; where such an entry stops or announces a peer this node's own entry carries, this
+node's (later) word stands, as it does on every node reading both in order (an upsert of
+this node's that the script left out is not its word: the earlier entry is applied). A
+peer that stopped on another node in log entries that were trimmed before this node read
+them stays here until its deadline.
+
+Batches are numbered per node: a push whose reply was lost (a client-side timeout after
+the script ran) is sent again (the same changes, under its number) before anything newer; the
+script answers it without applying or logging it again (its downloads counted once). A
+log trimmed past a node that read it to its end since the trim's cut-off is no gap (a
+quiet cluster: the last entry every node read goes, nothing was missed).
 
 While Redis is unreachable the changes wait, coalesced per (swarm, peer), at most
 ``MAX_PENDING``; beyond that they are dropped and the whole local view is pushed at
@@ -43,8 +51,10 @@ recovery instead.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping
 
 import trio
 
@@ -92,6 +102,15 @@ class SwarmSync:
         self._downloads: dict[bytes, int] = {}
         self._overflow = False  # pending dropped: push the whole local view at recovery
         self._last_id = b"0-0"
+        self._read_end_ms = b"0"  # when (Redis clock) the last pull read the log to its end
+        # Batches are numbered (per incarnation: a restarted node must not look like a
+        # resend); a batch whose round trip failed is sent again as it was, under its
+        # number, before anything newer: it may have run in Redis (a lost reply), which
+        # then answers without applying it twice.
+        self._incarnation = secrets.token_hex(8)
+        self._seq = 0
+        self._inflight: tuple[int, dict[bytes, tuple[bytes, bytes | None, bool, bool, float]],
+                              dict[bytes, int]] | None = None
         self._epoch = 0  # the link epoch caught up with
         self._watch: set[bytes] = set()
         # ih -> the log id up to which a resync's download count included that swarm's
@@ -102,8 +121,7 @@ class SwarmSync:
         # this node's own log entries not read past yet: (entry id, the changes it carried,
         # the keys it stopped): entries before them yield to them (``_apply``)
         self._mine: list[tuple[tuple[int, int], dict[bytes, tuple[bytes, bytes | None, bool,
-                                                                    bool, float]],
-                               list[bytes]]] = []
+                                                                    bool, float]]]] = []
         self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
         self.ticks = 0  # round trips done (tests wait on it)
 
@@ -163,7 +181,7 @@ class SwarmSync:
         if self._last_id == b"0-0":  # first contact: the sets hold what the log did
             reply = await self.link.script(scripts.RESYNC, [self.keys.log, self.keys.downloads],
                                            [self.keys.swarm_prefix])
-            self._last_id = reply[1]
+            self._last_id, self._read_end_ms = reply[1], reply[0]
         while await self.push_pull() >= READ_COUNT:
             pass
         swarms = self.core.swarms
@@ -171,7 +189,8 @@ class SwarmSync:
         for start in range(0, len(view), PUSH_BATCH):
             part = view[start : start + PUSH_BATCH]
             for attempt in range(VIEW_TRIES):
-                _, applied = await self._push_pull({}, {}, self._view(part),
+                self._seq += 1
+                _, applied = await self._push_pull({}, {}, self._seq, self._view(part),
                                                    force=attempt == VIEW_TRIES - 1)
                 if applied:
                     break
@@ -179,49 +198,60 @@ class SwarmSync:
 
     async def push_pull(self) -> int:
         """Send the pending changes, apply the other nodes' new ones; the number of log
-        entries read. Raises Unavailable (unsent changes stay for the next try)."""
-        read = 0
+        entries read. Raises Unavailable (the batch that failed goes first next time, as
+        it was; changes recorded since follow it)."""
+        read, sent = 0, False
         while True:
-            pending, downloads = self._pending, self._downloads
-            rest: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
-            if len(pending) > PUSH_BATCH:  # a long outage's changes: in slices
-                items = list(pending.items())
-                pending, rest = dict(items[:PUSH_BATCH]), dict(items[PUSH_BATCH:])
-            self._pending, self._downloads = rest, {}
-            try:
-                read += (await self._push_pull(pending, downloads))[0]
-            except Unavailable:
-                self._restore(pending, downloads)
-                raise
-            if not self._pending or not rest:
+            more = self._inflight is not None  # a batch to send again: the pending next
+            if not more:
+                pending, downloads = self._pending, self._downloads
+                if not pending and not downloads:
+                    return read if sent else (await self._push_pull({}, {}, 0))[0]
+                rest: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
+                if len(pending) > PUSH_BATCH:  # a long outage's changes: in slices
+                    items = list(pending.items())
+                    pending, rest = dict(items[:PUSH_BATCH]), dict(items[PUSH_BATCH:])
+                    more = True
+                self._pending, self._downloads = rest, {}
+                self._seq += 1
+                self._inflight = (self._seq, pending, downloads)
+            seq, pending, downloads = self._inflight  # type: ignore[misc]
+            read += (await self._push_pull(pending, downloads, seq))[0]
+            self._inflight, sent = None, True
+            if not more:
                 return read
 
     async def _push_pull(self, pending: dict[bytes, tuple[bytes, bytes | None, bool, bool,
                                                           float]],
-                         downloads: dict[bytes, int],
+                         downloads: dict[bytes, int], seq: int,
                          view: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]]
                          | None = None, force: bool = False) -> tuple[int, bool]:
-        """One round trip: (log entries read, whether ``view`` was applied)."""
+        """One round trip (``seq``: the batch's number, 0 with nothing to send): (log
+        entries read, whether ``view`` was applied)."""
         now = self.clock()
-        stops: list[bytes] = []
-        blob = self._encode(pending, downloads, now, stops)
+        blob = self._encode(pending, downloads, now)
         view_blob = self._encode(view, {}, now) if view else b""
         reply = await self.link.script(
-            scripts.PUSH_PULL, [self.keys.log, self.keys.downloads],
+            scripts.PUSH_PULL, [self.keys.log, self.keys.downloads, self.keys.pushed],
             [self.keys.swarm_prefix, blob, self.node_id, self._last_id, READ_COUNT,
-             LOG_KEEP_MS, self._ttl_arg, view_blob, b"force" if force else b""])
+             LOG_KEEP_MS, self._ttl_arg, view_blob, b"force" if force else b"",
+             f"{self._incarnation}:{seq}" if seq else b"", self._read_end_ms])
         applied = bool(int(reply[4]))
         sent = len(pending) + (len(view) if view and applied else 0)
         if self.metrics is not None and sent:
             self.metrics.synced_peers.labels(direction="out").inc(sent)
         now_ms, last_id, entries, gap = int(reply[0]), reply[1], reply[2], int(reply[3])
         self._last_id = last_id
+        self._read_end_ms = reply[0] if int(reply[6]) else b"0"
         if gap:
             log.info("cluster: the swarm change log moved past this node: reading it all again")
             self._epoch = 0
         if reply[5]:
             carried = {**pending, **view} if view and applied else pending
-            self._mine.append((log_id(reply[5]), carried, stops))
+            if reply[7]:  # left out: Redis holds a later word for them (read before own)
+                dropped = set(reply[7])
+                carried = {k: v for k, v in carried.items() if k not in dropped}
+            self._mine.append((log_id(reply[5]), carried))
         self._apply(entries, now_ms, self.clock())
         self._read_through(last_id)
         return len(entries) // 2, applied
@@ -265,19 +295,6 @@ class SwarmSync:
         """The batch of ``pending`` and ``downloads``; the stopped keys go to ``stops``."""
         return records.encode_batch(pending, downloads, now, self.peer_timeout, stops)
 
-    def _restore(self, pending: dict, downloads: dict[bytes, int]) -> None:
-        """Put changes that could not be sent back under the ones recorded meanwhile."""
-        for k, v in self._pending.items():
-            old = pending.get(k)
-            pending[k] = v if old is None else (v[0], old[1], *v[2:])
-        self._pending = pending
-        for ih, n in self._downloads.items():
-            downloads[ih] = downloads.get(ih, 0) + n
-        self._downloads = downloads
-        if len(self._pending) > MAX_PENDING:
-            self._pending.clear()
-            self._overflow = True
-
     def _view(self, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes | None, bool, bool,
                                                             float]]:
         """The local view of ``keys`` (ih + addr) as upserts, read now: peers gone since
@@ -314,8 +331,6 @@ class SwarmSync:
         all_counted = self._all_counted
         marked = bool(counted) or all_counted is not None
         mine = self._mine
-        # keys this node stopped in its unread-past entries: their entry id
-        stopped_here = {k: oid for oid, _, stops in mine for k in stops} if mine else None
         merge = swarms.merge_peer  # once per batch: the loop runs per peer change
         own = self.core.own_peer_prefix  # another node's own seed: not demand
         changes = 0
@@ -324,10 +339,12 @@ class SwarmSync:
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
             entry = log_id(entries[j]) if marked or mine else (0, 0)
+            # the keys this node's own later entries carry: their word stands over this one
+            words = self._words_after(entry) if mine else None
             plain = records.plain_ipv4_upserts(entries[j + 1])
             if plain is not None:  # the usual batch: the same as below, without the decoder
                 for op, ih, addr, peer_id, ttl_ms in plain:
-                    if stopped_here and entry < stopped_here.get(ih + addr, entry):
+                    if words is not None and ih + addr in words:
                         continue
                     if merge(ih, addr, peer_id, op == 4, base + ttl_ms / 1000) and not (
                             own and peer_id.startswith(own)):
@@ -338,15 +355,13 @@ class SwarmSync:
                 for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(
                         entries[j + 1]):
                     changes += 1
+                    if kind != records.DOWNLOADS and words is not None and ih + addr in words:
+                        continue
                     if kind == records.UPSERT:
-                        if stopped_here and entry < stopped_here.get(ih + addr, entry):
-                            continue  # this node's later entry stops it
                         if merge(ih, addr, peer_id, seeder, base + ttl_ms / 1000) and not (
                                 own and peer_id.startswith(own)):
                             demand.add(ih)
                     elif kind == records.STOPPED:
-                        if mine and self._announced_later(ih + addr, entry):
-                            continue
                         swarms.drop_peer(ih, addr)
                     else:  # unless in the count a resync read
                         mark = counted.get(ih) if counted else None
@@ -361,13 +376,15 @@ class SwarmSync:
             for ih in demand:
                 self.on_announce(ih)
 
-    def _announced_later(self, key: bytes, entry: tuple[int, int]) -> bool:
-        """Whether an own entry after ``entry`` announces the peer of ``key``."""
-        for own, carried, _ in self._mine:
-            change = carried.get(key)
-            if change is not None and not change[3] and entry < own:
-                return True
-        return False
+    def _words_after(self, entry: tuple[int, int]) -> Mapping[bytes, object] | None:
+        """The keys (ih + addr) this node's own entries after ``entry`` carry (None: no
+        such entry). Their word is the later one (an older upsert of theirs was left out
+        of the log by the push script): a stop or an announce of those peers in ``entry``
+        is not applied here, as every node reading the log in order has it overridden."""
+        after = [carried for oid, carried in self._mine if entry < oid]
+        if not after:
+            return None
+        return after[0] if len(after) == 1 else ChainMap(*after)
 
     def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
                     local_now: float) -> bool:

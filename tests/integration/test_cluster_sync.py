@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 import trio
 
+from seeder.cluster import records
 from seeder.cluster.keys import Keys
 from seeder.cluster.link import RedisLink, Unavailable
 from seeder.cluster.swarm_sync import SwarmSync
@@ -32,12 +34,20 @@ class StepLink(RedisLink):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.before: list[Callable[[], Awaitable[None]] | None] = []
+        self.lose_replies = 0  # the next scripts run in Redis, their replies are lost
 
     async def script(self, source: str, keys: Any, args: Any) -> Any:
         step = self.before.pop(0) if self.before else None
         if step is not None:
             await step()
-        return await super().script(source, keys, args)
+        reply = await super().script(source, keys, args)
+        if self.lose_replies:
+            # As a client-side timeout after Redis ran the script: the call fails as
+            # any failure does (degraded; the next success bumps the epoch).
+            self.lose_replies -= 1
+            self._failed(TimeoutError("reply lost (test)"))
+            raise Unavailable("reply lost (test)")
+        return reply
 
 
 class Node:
@@ -48,15 +58,26 @@ class Node:
         self.sync = SwarmSync(self.link, self.core, name, keys=keys)
         self.core.peer_log = self.sync
 
-    def announce(self, peer: int, rest: bytes = b"&left=5") -> None:
+    def announce(self, peer: int, rest: bytes = b"&left=5", at: float | None = None) -> None:
         pid = b"-TS0001-%012d" % peer
-        body = self.core.http_announce(_query(pid, rest), [], f"10.0.0.{peer}", trio.current_time())
+        now = trio.current_time() if at is None else at
+        body = self.core.http_announce(_query(pid, rest), [], f"10.0.0.{peer}", now)
         assert b"failure" not in body, body
 
     def peers(self) -> set[int]:
         swarm = self.core.swarms.get(IH)
         assert swarm is not None
         return {addr[3] for addr in swarm.peers}
+
+    def roles(self) -> dict[int, str]:
+        swarm = self.core.swarms.get(IH)
+        assert swarm is not None
+        return {addr[3]: "leecher" if p.slot & 1 else "seeder" for addr, p in swarm.peers.items()}
+
+    def downloaded(self) -> int:
+        swarm = self.core.swarms.get(IH)
+        assert swarm is not None
+        return swarm.downloaded
 
     async def lose_redis_once(self) -> None:
         """One failed call (as a 2-s timeout under load): degraded, then reachable again on
@@ -185,18 +206,104 @@ async def test_a_node_behind_the_trimmed_log_reads_the_swarms_again(
         for n in (a, b, c):
             await n.sync.tick()
         assert b.peers() == {1}
-        peer = 2
+        peer, unread = 2, None
         with trio.fail_after(20):
             while True:  # a's batches (over 4 KB: one stream node each) trim the log
                 for _ in range(100):
                     a.announce(peer % 250 + 2)
                     peer += 1
                 await a.sync.tick()
-                first = await a.link.call(lambda r: r.xrange(b"sync-gap-1:log", count=1))
-                if swarm_sync.log_id(first[0][0]) > swarm_sync.log_id(b.sync._last_id):
+                log = await a.link.call(lambda r: r.xrange(b"sync-gap-1:log"))
+                if unread is None:  # the first entry b has not read
+                    unread = swarm_sync.log_id(log[-1][0])
+                if swarm_sync.log_id(log[0][0]) > unread:  # trimmed: b missed it
                     break
                 await trio.sleep(0.01)
         await b.sync.tick()  # the gap found ...
         assert b.sync._epoch == 0
         await b.sync.tick()  # ... and read again
+        assert b.peers() == a.peers()
+
+
+async def test_a_push_whose_reply_was_lost_is_not_applied_twice(
+        redis_server: RedisServer) -> None:
+    """A push that ran in Redis but whose reply the node never got (a client-side timeout)
+    is sent again: Redis answers the resend without applying or logging it again, so the
+    download it carries is counted once in Redis and on every node (was: twice)."""
+    async with three_nodes(redis_server, b"sync-dup-1:") as (a, b, c):
+        a.announce(1)
+        await a.sync.tick()
+        a.announce(1, b"&left=0&event=completed")
+        a.announce(2)
+        a.link.lose_replies = 1
+        with pytest.raises(Unavailable):
+            await a.sync.tick()
+        b.announce(3)
+        for n in (a, b, c, a, b, c):
+            await n.sync.tick()  # a catches up (its epoch moved): the batch goes again
+        assert (a.downloaded(), b.downloaded(), c.downloaded()) == (1, 1, 1)
+        assert await a.link.call(lambda r: r.hget(b"sync-dup-1:dl", IH)) == b"1"
+        assert a.peers() == b.peers() == c.peers() == {1, 2, 3}
+        entries = await a.link.call(lambda r: r.xrange(b"sync-dup-1:log"))
+        logged = [c for e in entries for c in records.decode_changes(e[1][b"d"])]
+        assert [c.count for c in logged if c.kind == records.DOWNLOADS] == [1]
+
+
+@pytest.mark.parametrize("first", ["older", "newer"])
+async def test_two_words_of_one_peer_on_two_nodes_end_as_the_later_one_everywhere(
+        redis_server: RedisServer, first: str) -> None:
+    """A peer announced as a leecher on a, then (0.5 s later, both words in one 25-s expiry
+    bucket) finished on b. Whichever node pushes first, every node and Redis end with the
+    later word, the seeder: the node pushing second must not apply the other's word on top
+    of its own when that one is older (was: the log's order won on two nodes, the other
+    node kept the other word)."""
+    async with three_nodes(redis_server, b"sync-order-%s:" % first.encode()) as (a, b, c):
+        timeout, width = a.core.swarms.peer_timeout, a.core.swarms.sweep_every
+        now = trio.current_time()
+        start = now + (-(now + timeout) % width) + 1.0  # 1 s into a deadline bucket
+        for n in (a, b, c):
+            n.announce(1, at=start)
+        for n in (a, b, c):
+            await n.sync.tick()
+        a.announce(1, at=start + 1.0)
+        b.announce(1, b"&left=0&event=completed", at=start + 1.5)
+        for n in (b, a) if first == "newer" else (a, b):
+            await n.sync.tick()
+        for n in (c, a, b, c):
+            await n.sync.tick()
+        assert (a.roles(), b.roles(), c.roles()) == ({1: "seeder"},) * 3
+        stored = await a.link.call(
+            lambda r: r.zrange(b"sync-order-%s:sw:" % first.encode() + IH, 0, -1,
+                               withscores=True))
+        assert [int(score) & 1 for _, score in stored] == [1]
+
+
+async def test_a_quiet_log_trimmed_past_a_node_is_no_gap(
+        redis_server: RedisServer, monkeypatch: Any) -> None:
+    """No announce for longer than the log keeps (30 s; 100 ms here): the next push trims
+    the last entry every node read. The nodes read on (nothing was missed): no gap, no
+    reading every swarm again (was: each node caught up needlessly)."""
+    from seeder.cluster import swarm_sync
+
+    monkeypatch.setattr(swarm_sync, "LOG_KEEP_MS", 100)
+    async with three_nodes(redis_server, b"sync-quiet-1:") as (a, b, c):
+        a.announce(1)
+        for n in (a, b, c):
+            await n.sync.tick()
+        last = swarm_sync.log_id(b.sync._last_id)
+        with trio.fail_after(10):
+            while True:  # quiet; the nodes keep pulling (every 0.1 s in a daemon)
+                for n in (a, b, c):
+                    await n.sync.tick()
+                t = await a.link.call(lambda r: r.time())
+                if t.timestamp() * 1000 > last[0] + 150:
+                    break
+                await trio.sleep(0.02)
+        for peer in range(2, 102):  # over 4 KB: a stream node of its own
+            a.announce(peer)
+        await a.sync.tick()
+        first = await a.link.call(lambda r: r.xrange(b"sync-quiet-1:log", count=1))
+        assert swarm_sync.log_id(first[0][0]) > last  # b's last entry was trimmed
+        await b.sync.tick()
+        assert b.sync._epoch != 0  # no gap seen
         assert b.peers() == a.peers()
