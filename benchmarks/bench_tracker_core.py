@@ -9,14 +9,25 @@ cached connection id and scrapes of 1 and 50. 1000 torrents x PEERS peers are an
 first. Prints the best of ``--passes`` passes in µs per request, and which build of the
 modules ran (``tracker.build.BUILD``: plain Python or compiled). Point PYTHONPATH at a tree
 or at a ``pip install --target`` directory to time that build. A script, not a test.
+
+``--instructions N``: instead of timing, count the instructions per request of each load
+with valgrind (cachegrind, ``--cache-sim=no``): this script run under it once with N
+requests of the load and once with none, the difference divided by N. Deterministic
+(``PYTHONHASHSEED=0``) on a shared machine where timings of a few microseconds are not;
+use a smaller table (``--peers 20000 --torrents 200``: valgrind runs ~50x slower).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import random
+import re
 import struct
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -34,6 +45,8 @@ except ImportError:  # a tree from before the compiled build
         return "plain (no tracker.build)"
 
 CLIENT = ("127.0.0.1", 40000)
+LOADS = ("HTTP announce", "HTTP scrape 1", "HTTP scrape 50", "UDP connect",
+         "UDP announce (cached id)", "UDP scrape 1", "UDP scrape 50")
 
 
 def info_hash(t: int) -> bytes:
@@ -64,8 +77,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torrents", type=int, default=1000)
     p.add_argument("--requests", type=int, default=20_000, help="per load and pass")
     p.add_argument("--passes", type=int, default=5)
+    p.add_argument("--only", default="", help="comma-separated loads (default: all)")
+    p.add_argument("--instructions", type=int, default=0, metavar="N",
+                   help="count instructions per request over N requests (valgrind)")
     args = p.parse_args(argv)
+    if args.instructions:
+        return _instructions(args)
     trio.run(_run, args)  # the handler reads trio's clock
+    return 0
+
+
+def _instructions(args: argparse.Namespace) -> int:
+    """Per load: instructions of N requests minus those of none, divided by N."""
+    labels = [w.strip() for w in args.only.split(",") if w.strip()] or list(LOADS)
+    base = [sys.executable, os.path.abspath(__file__), "--peers", str(args.peers),
+            "--torrents", str(args.torrents), "--passes", "1"]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    print(f"build: {describe()}; {args.torrents} torrents x {args.peers} peers; "
+          f"instructions per request over {args.instructions}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        def count(label: str, n: int) -> int:
+            cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                   f"--cachegrind-out-file={tmp}/cg.out", *base, "--only", label,
+                   "--requests", str(n)]
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+            m = re.search(r"I\s+refs:\s+([\d,]+)", r.stderr)
+            if m is None:
+                raise RuntimeError(f"no instruction count from valgrind: {r.stderr[-500:]}")
+            return int(m.group(1).replace(",", ""))
+
+        for label in labels:
+            n = args.instructions
+            per = (count(label, n) - count(label, 0)) / (n // 10 if label.endswith(" 50") else n)
+            print(f"  {label:26s} {per / 1000:7.1f}k instructions", flush=True)
     return 0
 
 
@@ -125,9 +169,16 @@ async def _run(args: argparse.Namespace) -> None:
         "UDP scrape 1": (udp(udp_s1), args.requests),
         "UDP scrape 50": (udp(udp_s50), args.requests // 10),
     }
+    assert list(loads) == list(LOADS)
+    only = [w.strip() for w in args.only.split(",") if w.strip()] or list(loads)
     print(f"build: {describe()}; {args.torrents} torrents x {args.peers} peers; best of "
           f"{args.passes} passes", flush=True)
     for label, (run, n) in loads.items():
+        if label not in only:
+            continue
+        if not n:  # --instructions' baseline: the set-up only
+            run(0)
+            continue
         best = float("inf")
         for _ in range(args.passes):
             t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 
-__all__ = ["HOT", "compiled_modules", "describe"]
+__all__ = ["HOT", "TYPED", "compiled_modules", "describe"]
 
 # The request path of the HTTP and UDP tracker (profiles in docs/benchmarks.md). Not
 # tracker.bencode: off the compact path, shared with torrent generation, and recursive.
@@ -28,6 +28,17 @@ HOT: tuple[str, ...] = (
     "httpshell.epoll",
     "httpshell.parser",
     "httpshell.render",
+)
+
+# The classes a compiled build makes extension types with C-typed fields, from the
+# ``.pxd`` file next to their module (``tracker/*.pxd``: Cython's augmenting declarations;
+# the ``.py`` stays the source and the plain fallback).
+TYPED: tuple[str, ...] = (
+    "tracker.core.TrackerCore",
+    "tracker.swarm.Peer",
+    "tracker.swarm.Swarm",
+    "tracker.swarm.Swarms",
+    "tracker.udp_protocol.ConnectionIds",
 )
 
 

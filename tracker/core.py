@@ -26,6 +26,15 @@ from tracker.announce import (
 from tracker.clientaddr import client_ip, pack_ip, parse_proxies
 from tracker.peerlog import PeerLog
 from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
+from tracker.udp_protocol import (
+    ConnectRequest,
+    UdpError,
+    UdpScrape,
+    parse_request,
+    render_announce,
+    render_connect,
+    render_error,
+)
 
 if TYPE_CHECKING:  # prometheus_client is ~3 MB of RSS that `python -m tracker` never uses
     from tracker.metrics import TrackerMetrics
@@ -305,41 +314,40 @@ class TrackerCore:
             if source is None:
                 return None
         metrics = self.metrics
+        tid = None
         try:
-            req = udp_protocol.parse_request(data)
+            req = parse_request(data)
             kind = type(req)
-            if kind is udp_protocol.ConnectRequest:
-                return udp_protocol.render_connect(
-                    req.transaction_id, self.connection_ids.issue(source, now)
-                )
-            if not self.connection_ids.valid(req.connection_id, source, now):
-                raise udp_protocol.UdpError(
-                    "invalid connection id", "udp_connection_id", req.transaction_id
-                )
-            if kind is udp_protocol.UdpScrape:
+            if kind is ConnectRequest:  # (transaction_id,)
+                return render_connect(req[0], self.connection_ids.issue(source, now))
+            tid = req[1]  # the transaction id (field 0: the connection id)
+            if not self.connection_ids.valid(req[0], source, now):
+                raise UdpError("invalid connection id", "udp_connection_id", tid)
+            if kind is UdpScrape:
                 return self._udp_scrape(req)
-            swarm = self.swarms.get_or_create(req.info_hash)
-        except udp_protocol.UdpError as exc:
+            # An announce: its fields by name at once (a NamedTuple's attributes are
+            # looked up one by one).
+            _, _, info_hash, peer_id, _, left, _, event, ip, _, numwant, port = req
+            swarm = self.swarms.get_or_create(info_hash)
+        except UdpError as exc:
             if metrics is not None:
                 metrics.failure(exc.code)
             if exc.transaction_id is None:
                 return None
-            return udp_protocol.render_error(exc.transaction_id, str(exc))
+            return render_error(exc.transaction_id, str(exc))
         except SwarmError as exc:
             if metrics is not None:
                 metrics.failure(exc.code)
-            return udp_protocol.render_error(req.transaction_id, str(exc))
-        if self.accept_ip_param and req.ip and len(source) == 6:
-            source = req.ip.to_bytes(4, "big") + source[4:]
-        port = req.port
+            return render_error(tid, str(exc))
+        if self.accept_ip_param and ip and len(source) == 6:
+            source = ip.to_bytes(4, "big") + source[4:]
         if port != client[1]:
             source = source[:-2] + port.to_bytes(2, "big")
-        numwant = req.numwant
         if numwant < 0:
             numwant = DEFAULT_NUMWANT
         if numwant > self.max_numwant:
             numwant = self.max_numwant
-        event = req.event
+        seeder = left == 0
         peer_log = self.peer_log
         if peer_log is not None:
             prev = swarm.peers.get(source)
@@ -347,38 +355,36 @@ class TrackerCore:
         peers, peers6 = self.swarms.announce(
             swarm,
             source,
-            req.peer_id,
-            req.left == 0,
+            peer_id,
+            seeder,
             event,
             numwant,
             FAMILY_V4 if len(source) == 6 else FAMILY_V6,
             now,
         )
         if peer_log is not None:
-            peer_log.record(swarm, source, req.peer_id, None if prev is None else prev.peer_id,
-                            req.left == 0, event == EVENT_STOPPED,
-                            swarm.downloaded - downloaded, now)
+            peer_log.record(swarm, source, peer_id, None if prev is None else prev.peer_id,
+                            seeder, event == EVENT_STOPPED, swarm.downloaded - downloaded, now)
         if self.on_announce is not None and swarm.registered and self._is_demand(
-                req.peer_id, event):
+                peer_id, event):
             self.on_announce(swarm.hashes[0])
         if metrics is not None:
             metrics.announce("udp", event)
-        return udp_protocol.render_announce(
-            req.transaction_id, self.interval, swarm.incomplete, swarm.complete,
+        return render_announce(
+            tid, self.interval, swarm.incomplete, swarm.complete,
             peers if len(source) == 6 else peers6,
         )
 
-    def _udp_scrape(self, req: udp_protocol.UdpScrape) -> bytes:
+    def _udp_scrape(self, req: UdpScrape) -> bytes:
         # Each swarm's record as it was last made, zeros for a hash without a swarm (no
         # Python step per hash); made again where a swarm's counts changed since (None).
-        records = list(map(_UDP_RECORD, map(self.swarms.by_hash.get, req.info_hashes,
-                                            repeat(_NONE))))
+        _, tid, hashes = req
+        records = list(map(_UDP_RECORD, map(self.swarms.by_hash.get, hashes, repeat(_NONE))))
         if not all(records):
-            hashes = req.info_hashes
             records = [r or self._udp_record(h) for r, h in zip(records, hashes, strict=True)]
         if self.metrics is not None:
             self.metrics.scrape("udp")
-        return udp_protocol.render_scrape(req.transaction_id, records)
+        return udp_protocol.render_scrape(tid, records)
 
     def _udp_record(self, info_hash: bytes) -> bytes:
         """The scrape record of the swarm of ``info_hash``, made and kept."""

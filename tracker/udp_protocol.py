@@ -111,12 +111,12 @@ def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
     anything that is not a well-formed BEP 15 request; nothing else escapes."""
     # An announce (most datagrams) is unpacked without reading the header first.
     if data[8:12] == _ANNOUNCE_ACTION and len(data) >= _ANNOUNCE.size:
-        req = _new(UdpAnnounce, _ANNOUNCE.unpack_from(data))
-        if req[7] > EVENT_STOPPED:  # event
-            raise UdpError("invalid event", "event", req[1])
-        if not req[11]:  # port
-            raise UdpError("invalid port", "port", req[1])
-        return req
+        fields = _ANNOUNCE.unpack_from(data)
+        if fields[7] > EVENT_STOPPED:  # event
+            raise UdpError("invalid event", "event", fields[1])
+        if not fields[11]:  # port
+            raise UdpError("invalid port", "port", fields[1])
+        return _new(UdpAnnounce, fields)
     if len(data) < 16:
         raise UdpError("datagram too short", "udp_short", None)
     first, action, tid = _HEADER.unpack_from(data)

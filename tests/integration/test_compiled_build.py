@@ -92,13 +92,25 @@ def test_compiled_build_passes_the_tracker_tests(tmp_path: Path) -> None:
 
     assert _build(site) == f"compiled ({len(HOT)} of {len(HOT)} hot modules)"
     # The installed copy first on the path (the tests import `tests.helpers` from ROOT),
-    # and the check that the compiled modules are the ones the tests import.
+    # and the check that the compiled modules are the ones the tests import, with their
+    # typed classes (tracker/*.pxd): extension types (static, where a class statement
+    # makes a heap type) whose fields are C-typed (a str is no Py_ssize_t).
     check = (
         "import sys, importlib, pytest\n"
-        "from tracker.build import HOT\n"
+        "from tracker.build import HOT, TYPED\n"
         "for name in HOT:\n"
         "    f = importlib.import_module(name).__file__\n"
         "    assert f.startswith(sys.argv[1]) and f.endswith('.so'), f\n"
+        "for path in TYPED:\n"
+        "    module, _, name = path.rpartition('.')\n"
+        "    cls = getattr(importlib.import_module(module), name)\n"
+        "    assert not cls.__flags__ & (1 << 9), path  # Py_TPFLAGS_HEAPTYPE\n"
+        "from tracker.swarm import Peer\n"
+        "try:\n"
+        "    Peer(b'p' * 20, None, 0, 0).slot = 'x'\n"
+        "    sys.exit('Peer.slot took a str: not the typed build')\n"
+        "except TypeError:\n"
+        "    pass\n"
         "sys.exit(pytest.main(sys.argv[2:]))\n"
     )
     r = subprocess.run(

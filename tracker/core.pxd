@@ -1,0 +1,38 @@
+# Cython declarations for the compiled build of core.py (setup.py compiles the .py; this
+# file only types it): TrackerCore becomes an extension type whose fields are struct
+# members, and the UDP path calls the swarm table, the connection ids and the parser as
+# C functions. Every attribute is public (the daemon and the cluster set on_announce,
+# peer_log, metrics, connection_ids as on the plain class).
+cimport cython
+
+from tracker.swarm cimport Swarm, Swarms
+from tracker.udp_protocol cimport ConnectionIds
+
+
+cdef class TrackerCore:
+    cdef public object interval
+    cdef public object min_interval
+    cdef public Py_ssize_t max_numwant
+    cdef public bint accept_ip_param
+    cdef public Swarms swarms
+    cdef public object proxies
+    cdef public ConnectionIds connection_ids
+    cdef public dict _ips
+    cdef public dict _sources
+    cdef public object on_announce
+    cdef public object peer_log
+    cdef public bytes own_peer_prefix
+    cdef public object metrics
+
+    cpdef bint _is_demand(self, bytes peer_id, int event)
+
+    cpdef bytes _packed(self, str host)
+
+    cpdef bytes _source(self, tuple client)
+
+    @cython.locals(source=bytes, swarm=Swarm, numwant=Py_ssize_t, event=int, port=object,
+                   seeder=bint, peers=bytes, peers6=bytes, tid=object)
+    cpdef object udp(self, object data, tuple client, double now)
+
+    @cython.locals(tid=object, hashes=tuple, records=list)
+    cpdef bytes _udp_scrape(self, object req)
