@@ -84,7 +84,7 @@ class Redis:
 _SWARM_MEMORY = """
 local c, total, n, m = '0', 0, 0, 0
 repeat
-  local r = redis.call('SCAN', c, 'MATCH', 's3t:sw:*', 'COUNT', 1000)
+  local r = redis.call('SCAN', c, 'MATCH', 's3t:swarm:*', 'COUNT', 1000)
   c = r[1]
   for _, k in ipairs(r[2]) do
     total = total + redis.call('MEMORY', 'USAGE', k, 'SAMPLES', 0)

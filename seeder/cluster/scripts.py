@@ -28,9 +28,9 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # read the whole log: an entry it has not read may stop a peer its view still holds.
 # A batch whose number is not above the last one applied for this node (a resend after a
 # lost reply) is neither applied nor logged again: the reply names its entry as before.
-# An upsert older than what the swarm's sorted set holds for that member (ZADD GT refused
-# it: the same peer announced later elsewhere, pushed first) is applied nowhere: it is left
-# out of the logged batch and returned as dropped.
+# An upsert older than what the swarm's sorted set holds for that member (ZADD LT on the
+# negated deadlines refused it: the same peer announced later elsewhere, pushed first) is
+# applied nowhere: it is left out of the logged batch and returned as dropped.
 # Returns {now ms, last id read, {id, batch, id, batch, ...}, gap (1: an entry after ARGV[4]
 # was trimmed unread: resync), view applied (0/1), the id of this call's own entry ('' if
 # none): the entries returned precede it, read to the log's end (0/1), {info-hash ..
@@ -101,21 +101,23 @@ local function apply(blob)
           adds[ih] = add
         end
         local k = #add
-        -- a number: Redis turns it into an exact integer string (below 2^53)
-        add[k + 1] = (now + ((a * 256 + b) * 256 + c) * 256 + d) * 2 + math.floor(op / 4) % 2
+        -- a number: Redis turns it into an exact integer string (below 2^53); negative,
+        -- so that the latest word sorts first (keys.py: a re-announce, the swarm's latest
+        -- deadline, is inserted at the head of a listpack set, not after a walk through it)
+        add[k + 1] = -((now + ((a * 256 + b) * 256 + c) * 256 + d) * 2 + math.floor(op / 4) % 2)
         add[k + 2] = member
       end
     end
   end
   -- A batch holds one record per (swarm, peer): the ZREMs above and these ZADDs touch
   -- different members, so deferring the ZADDs changes nothing but the number of calls.
-  local floor = '(' .. string.format('%.0f', now * 2)
+  local floor = '(' .. string.format('%.0f', -now * 2)  -- deadlines before now
   local gone = nil
   for ih, add in pairs(adds) do
     local key = pfx .. ih
     local changed = 0
     for j = 1, #add, 1000 do  -- unpack() is bounded by Lua's C stack
-      changed = changed + redis.call('ZADD', key, 'GT', 'CH',
+      changed = changed + redis.call('ZADD', key, 'LT', 'CH',
                                      unpack(add, j, math.min(j + 999, #add)))
     end
     if changed < #add / 2 then  -- some member holds a later word: which ones
@@ -127,7 +129,7 @@ local function apply(blob)
         end
       end
     end
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', floor)
+    redis.call('ZREMRANGEBYSCORE', key, floor, '+inf')
     redis.call('PEXPIRE', key, ARGV[7])
   end
   if gone then return without(blob, gone) end
@@ -211,11 +213,11 @@ RESYNC = _NOW + """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local lastid = '0-0'
 if #last > 0 then lastid = last[1][1] end
-local floor = string.format('%.0f', now * 2)
+local floor = string.format('%.0f', -now * 2)  -- deadlines from now on
 local out = {}
 for j = 2, #ARGV do
   local key = ARGV[1] .. ARGV[j]
-  out[#out + 1] = redis.call('ZRANGEBYSCORE', key, floor, '+inf', 'WITHSCORES')
+  out[#out + 1] = redis.call('ZRANGEBYSCORE', key, '-inf', floor, 'WITHSCORES')
   out[#out + 1] = redis.call('HGET', KEYS[2], ARGV[j]) or ''
 end
 return {string.format('%.0f', now), lastid, out}

@@ -396,7 +396,7 @@ class SwarmSync:
         stored = False
         pending = self._pending
         for j in range(0, len(members), 2):
-            member, score = members[j], int(members[j + 1])
+            member, score = members[j], -int(members[j + 1])  # keys.py: negated
             addr, peer_id = member[:-20], member[-20:]
             if len(addr) not in (6, 18) or ih + addr in pending:
                 continue  # pending: heard here since the last push, newer than Redis's word

@@ -273,9 +273,9 @@ async def test_two_words_of_one_peer_on_two_nodes_end_as_the_later_one_everywher
             await n.sync.tick()
         assert (a.roles(), b.roles(), c.roles()) == ({1: "seeder"},) * 3
         stored = await a.link.call(
-            lambda r: r.zrange(b"sync-order-%s:sw:" % first.encode() + IH, 0, -1,
+            lambda r: r.zrange(b"sync-order-%s:swarm:" % first.encode() + IH, 0, -1,
                                withscores=True))
-        assert [int(score) & 1 for _, score in stored] == [1]
+        assert [-int(score) & 1 for _, score in stored] == [1]  # a seeder
 
 
 async def test_a_quiet_log_trimmed_past_a_node_is_no_gap(

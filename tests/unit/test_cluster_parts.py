@@ -73,7 +73,7 @@ def test_bad_catalog_records_are_refused(value: bytes) -> None:
 
 def test_keys_and_redaction() -> None:
     k = Keys(b"x:")
-    assert k.swarm(IH) == b"x:sw:" + IH and k.nodes == b"x:nodes"
+    assert k.swarm(IH) == b"x:swarm:" + IH and k.nodes == b"x:nodes"
     assert catalog_name("b", "a/b", None) == b"b\0a/b\0"
     assert catalog_name("b", "a", "v9") == b"b\0a\0v9"
     assert redact("rediss://u:secret@h:6380/2") == "rediss://u:***@h:6380/2"
@@ -221,7 +221,7 @@ def test_a_resync_does_not_undo_an_announce_heard_since_the_last_push() -> None:
 
     core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
     core.register([IH])
-    as_leecher = [A4 + P1, b"%d" % (400_000 * 2)]  # expires at 400 s (Redis clock), leecher
+    as_leecher = [A4 + P1, b"%d" % -(400_000 * 2)]  # expires at 400 s (Redis clock), leecher
     sync = SwarmSync(_ResyncLink(b"100-0", b"", as_leecher), core, "n",  # type: ignore[arg-type]
                      clock=lambda: 0.0)
     core.peer_log = sync
