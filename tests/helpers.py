@@ -6,6 +6,7 @@ processes (tests/peers/lt_peer.py) read through their JSON events."""
 from __future__ import annotations
 
 import json
+import random
 import socket
 import sqlite3
 import subprocess
@@ -83,14 +84,47 @@ def made_up_entry(bucket: str, key: str, size: int = 1000, *, hybrid: bool = Fal
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that was free a moment ago.
+    """A port on ``host`` free for both TCP and UDP a moment ago, chosen below the kernel's
+    ephemeral range.
 
     Only for programs that cannot bind port 0 themselves and report it (another process
     may take the port in between: callers that start a server should retry on failure).
+    Why not the port 0 gives: that port comes from the ephemeral range, which every
+    outgoing connection and every port-0 listener on the machine draws from too, so a
+    daemon started on it a moment later found it taken (``Address already in use``, seen
+    in test_seeding under a busy suite). Below the range only other callers of this
+    function compete, at random over thousands of ports.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    low, _ = _ephemeral_range()
+    rng = random.SystemRandom()
+    for _ in range(200):  # bounded: nearly every try succeeds at the first
+        port = rng.randrange(_PORT_FLOOR, max(low, _PORT_FLOOR + 1024))
+        if _bindable(host, port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: any
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+_PORT_FLOOR = 20000  # above the well-known and registered ports most services take
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 def wait_until(
