@@ -224,8 +224,6 @@ class SeedSession:
             raise SeedError(f"{key}: libtorrent refused the torrent: {e}") from None
         self._torrents.handles[key] = handle
         self._torrents.uploaded[key] = 0
-        if key in self._torrents.from_cache or key in self._sources:
-            self._torrents.completed(key)
         if key not in self._sources:  # in place: nothing to resume from (back on demand)
             handle.save_resume_data(lt.torrent_handle.save_info_dict)
         log.info(
@@ -301,8 +299,6 @@ class SeedSession:
                 continue
             self._torrents.handles[key] = handle
             self._torrents.uploaded[key] = 0
-            if key not in self._torrents.downloading:
-                self._torrents.completed(key)
             added += 1
         if added:
             log.info("resumed %d torrents from %s", added, self.resume_path)
@@ -379,7 +375,8 @@ class SeedSession:
         return True
 
     async def wait_complete(self, info_hash: str) -> TorrentStatus:
-        """Wait until the torrent has every piece (at once if it came from the cache);
+        """Wait until the torrent has every piece and libtorrent accepts peers for it (for a
+        torrent added whole, from the cache or resume data: within milliseconds of the add);
         its status then. SeedError if it is not in the session or is removed meanwhile."""
         key = info_hash.lower()
         if key not in self._torrents.handles:
@@ -486,6 +483,8 @@ class SeedSession:
             t.finished(a.handle)
         elif kind is lt.cache_flushed_alert:
             t.flushed(a.handle)
+        elif kind is lt.torrent_checked_alert:
+            t.ready(a.handle)
         elif kind is lt.save_resume_data_alert:
             key = key_of(a.params.info_hashes)
             self._resume_waiting.discard(key)

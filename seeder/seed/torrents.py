@@ -36,6 +36,10 @@ class TorrentTable:
         self.peered: dict[str, int] = {}  # connected peers, from the last state update
         self.throttled: dict[str, Throttle] = {}  # torrent -> its throttle (set_throttle)
         self.complete: dict[str, trio.Event] = {}  # set once the torrent has every piece
+        # Torrents libtorrent accepts peers for (torrent_checked_alert). Until then it turns
+        # every incoming peer away ("torrent is not ready to accept peers"), even for a
+        # torrent added whole in seed_mode, whose add_torrent returns before that.
+        self.checked: set[str] = set()
 
     def valid(self, key: str) -> lt.torrent_handle | None:
         """The torrent's handle if it is in the session and valid, else None."""
@@ -57,7 +61,21 @@ class TorrentTable:
             # Pieces pass their hash check before libtorrent writes them out: the entry is
             # complete (trusted for seed_mode) only once its buffers are flushed.
             handle.flush_cache()
-        elif key in self.handles:
+        elif key in self.checked:
+            self.completed(key)
+
+    def ready(self, handle: lt.torrent_handle) -> None:
+        """libtorrent accepts peers for the torrent (torrent_checked_alert): a torrent added
+        whole (seed mode, resume data, a checked cache entry) is complete from now. For
+        those libtorrent posts torrent_finished_alert *before* this one, so `finished`
+        alone would wake `wait_complete` while peers are still turned away."""
+        if not handle.is_valid():
+            return
+        key = key_of(handle.info_hashes())
+        if key not in self.handles:
+            return
+        self.checked.add(key)
+        if key not in self.downloading and handle.status(0).is_seeding:
             self.completed(key)
 
     def flushed(self, handle: lt.torrent_handle) -> None:
@@ -92,13 +110,17 @@ class TorrentTable:
         self.uploaded.pop(key, None)
         self.peered.pop(key, None)
         self.throttled.pop(key, None)
-        self.complete.pop(key, None)  # evictable means complete: this event is already set
+        self.checked.discard(key)
+        event = self.complete.pop(key, None)
+        if event is not None:
+            event.set()  # evictable means complete, or never ready: waiters find it gone
         return handle
 
     def forget(self, key: str, *, drop_partial: bool) -> None:
         """Drop the torrent's bookkeeping (waiters wake and find it gone); a download's
         pinned cache entry is dropped (``drop_partial``) or unpinned."""
         self.handles.pop(key, None)
+        self.checked.discard(key)
         event = self.complete.pop(key, None)
         if event is not None:
             event.set()  # wake waiters: they find the torrent gone
