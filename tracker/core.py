@@ -318,16 +318,18 @@ class TrackerCore:
         try:
             req = parse_request(data)
             kind = type(req)
-            if kind is ConnectRequest:  # (transaction_id,)
-                return render_connect(req[0], self.connection_ids.issue(source, now))
-            tid = req[1]  # the transaction id (field 0: the connection id)
-            if not self.connection_ids.valid(req[0], source, now):
+            # The fields by name at once: a NamedTuple's attributes are looked up one by one.
+            if kind is ConnectRequest:
+                (tid,) = req
+                return render_connect(tid, self.connection_ids.issue(source, now))
+            if kind is UdpScrape:
+                cid, tid, _ = req
+            else:
+                cid, tid, info_hash, peer_id, _, left, _, event, ip, _, numwant, port = req
+            if not self.connection_ids.valid(cid, source, now):
                 raise UdpError("invalid connection id", "udp_connection_id", tid)
             if kind is UdpScrape:
                 return self._udp_scrape(req)
-            # An announce: its fields by name at once (a NamedTuple's attributes are
-            # looked up one by one).
-            _, _, info_hash, peer_id, _, left, _, event, ip, _, numwant, port = req
             swarm = self.swarms.get_or_create(info_hash)
         except UdpError as exc:
             if metrics is not None:
