@@ -30,16 +30,22 @@ in docs/benchmarks.md, "Seeding policy"):
   holds no piece the session lacks). Each peer may queue only
   ``[seeding] peer_request_queue`` requests (64 blocks, 1 MiB) here, so clients ask their
   other peers for the rare pieces instead of all queueing them here.
+- At full speed the session unchokes ``seed.settings.UPLOAD_SLOTS`` peers (4), plus one for
+  each unchoked peer in its end game or slow to ramp up (`upload_slots`): the daemon's link
+  stays busy while the peers it serves finish their last blocks elsewhere.
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
   busy (503 + Retry-After) while this session seeds the whole torrent to connected peers.
+  It also answers busy to a client whose BitTorrent connections the session's choker
+  chokes while its slots are taken (`upload_slots.choked_address`): the web seed is the same
+  uplink, and serving it would be a slot the choker did not give.
   Otherwise it always serves (seeding disabled, torrent not in the session, still
   downloading: the swarm could not stand in). libtorrent 2.1 never asks a web seed again
   after one busy answer, which is safe only because this session is then a complete seeder.
 - Not done (each measured worse): super seeding (BEP 16, ``seed.settings.SUPER_SEEDING``),
-  the web seed answering busy as soon as this session can serve, more unchoke slots before
-  the budget is spent, any throttle while some piece is only here, a bare rate cap, and
-  upload slots alone.
+  the web seed answering busy as soon as this session can serve, more unchoke slots without
+  the handoff (their holders keep them through their end game), any throttle while some
+  piece is only here, a bare rate cap, and upload slots alone.
 """
 
 from __future__ import annotations
@@ -58,8 +64,10 @@ from seeder.seed.active import ActiveSet
 from seeder.seed.cache import CacheError, CacheWriter, SeedCache
 from seeder.seed.nocopy import LocalSource, local_source, open_unchanged
 from seeder.seed.session import SeedSession
-from seeder.seed.swarm_budget import SwarmBudget, Throttle
+from seeder.seed.settings import UPLOAD_SLOTS
+from seeder.seed.swarm_budget import SwarmBudget, SwarmView, Throttle
 from seeder.seed.upload_share import UploadShare
+from seeder.seed.upload_slots import UploadSlots, choked_address
 from seeder.seed.webseed_gate import Busy, Grant, WebSeedGate
 from seeder.store import ObjectInfo
 from seeder.store.local import LocalStore
@@ -73,6 +81,7 @@ BUDGET_INTERVAL = 0.5  # s between swarm budget decisions (run)
 ANNOUNCE_RETRY = 30.0  # s: an announced torrent the session lacks is looked up this rarely
 ANNOUNCE_TRIED_MAX = 10_000  # torrents remembered for ANNOUNCE_RETRY (cleared when full)
 DEFAULT_CAP = 2000  # [seeding] max_active_torrents' default
+WEB_SEED_FOLLOWS_CHOKER = True  # the web seed answers busy to a client the session chokes
 DEFAULT_IDLE = 3600.0  # s: the tracker's default peer timeout (interval 1800 x factor 2)
 
 
@@ -97,6 +106,7 @@ class Seeding:
         local_stores: Mapping[str, object] | None = None,
         in_place: bool = True,
         share: UploadShare | None = None,
+        slots: UploadSlots | None = None,
     ) -> None:
         """``budget``: the per-swarm byte budget (swarm_budget; None: the default one).
         ``activation``: which torrents the session holds (None: a default `Activation`, cap
@@ -106,7 +116,8 @@ class Seeding:
         objects not copied into the seed cache; the copies made for the others are
         reflinks where the filesystem can.
         ``share``: ``[seeding] upload_rate_limit`` split between the session and the web
-        seed (upload_share; None: no limit)."""
+        seed (upload_share; None: no limit). ``slots``: the unchoke slots at full speed
+        with the end-game handoff (upload_slots; None: the default one)."""
         self.session = session
         self.active = ActiveSet(
             session,
@@ -119,10 +130,12 @@ class Seeding:
         self.cache = cache
         self.gate = gate if gate is not None else WebSeedGate()
         self.budget = budget if budget is not None else SwarmBudget()
+        self.slots = slots if slots is not None else UploadSlots(UPLOAD_SLOTS)
         self.clock = clock
         self.share = share if share is not None else UploadShare(0)
         self._bt_rate = self.share.bt_limit  # the session's upload limit as last set
         self._bt_sent: dict[str, int] = {}  # key -> the session's payload bytes, last tick
+        self._views: dict[str, SwarmView] = {}  # key -> its swarm as last read (tick)
         self._ready: dict[str, tuple[float, bool]] = {}  # key -> (asked at, swarm ready)
         self._cleaned = clock()
         self._webseed_sent: dict[str, int] = {}  # key -> web seed body bytes sent
@@ -183,6 +196,8 @@ class Seeding:
         self._ready.pop(key, None)
         self._webseed_sent.pop(key, None)
         self._bt_sent.pop(key, None)
+        self._views.pop(key, None)
+        self.slots.forget(key)
         self.active.forget(key)
         if not self.session.remove(key, delete_files=True):
             self.cache.remove(key)
@@ -263,6 +278,11 @@ class Seeding:
         if self.budget.throttled(key) and length > 0:
             # The swarm holds every piece and had its share of the daemon's bytes.
             return Busy(self.gate.retry_after, "swarm", start // entry.piece_length)
+        view = self._views.get(key)
+        if (length > 0 and view is not None and WEB_SEED_FOLLOWS_CHOKER
+                and choked_address(client, view.holdings, view.unchoked, self.slots.slots)):
+            # The choker gave its slots to other peers (upload_slots.choked_address).
+            return Busy(self.gate.retry_after, "choked", start // entry.piece_length)
         if length > 0 and key not in self.budget:
             # Web seed traffic before any peer connected: this swarm's budget starts here.
             st = self.session.status(key)
@@ -346,13 +366,21 @@ class Seeding:
         bt_new = 0
         if view is None:
             self._bt_sent.pop(key, None)
+            self._views.pop(key, None)
+            self.slots.forget(key)
         else:
+            self._views[key] = view
             before = self._bt_sent.get(key, view.sent - sent)
             self._bt_sent[key] = view.sent - sent
             bt_new = max(0, view.sent - sent - before)
         if view is not None and not view.covered and self.budget.over_budget(key, view):
             view = session.swarm_view(key, sent, self.gate.in_flight(key))
         throttle = self.budget.update(key, view, now)
+        if throttle is None and view is not None:
+            # Full speed: a slot more for each unchoked peer in its end game or slow
+            # (upload_slots).
+            n = self.slots.count(key, view.holdings, view.unchoked, view.rates, view.pieces, now)
+            throttle = None if n == UPLOAD_SLOTS else Throttle(n, None)
         if view is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("%s: %d peers, %d pieces held, %d only here, %.2f copies sent: %s",
                       key[:8], view.peers, sum(view.holdings.values()), view.missing,
@@ -385,5 +413,7 @@ class Seeding:
 def _throttle_text(throttle: Throttle | None) -> str:
     if throttle is None:
         return "at full speed"
+    if throttle.rate is None:
+        return f"at full speed, {throttle.slots} unchoked peers"
     rate = "no cap" if throttle.rate is None else f"{throttle.rate} B/s"
     return f"throttled to {throttle.slots} unchoked peers, {rate}"

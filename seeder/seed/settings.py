@@ -21,6 +21,7 @@ __all__ = [
     "PEER_FINGERPRINT",
     "STOP_TRACKER_TIMEOUT",
     "SUPER_SEEDING",
+    "UNCHOKE_INTERVAL",
     "UPLOAD_SLOTS",
     "SeedError",
     "key_of",
@@ -50,11 +51,19 @@ STOP_TRACKER_TIMEOUT = 2  # seconds libtorrent waits for "stopped" announces whe
 # super-seeds torrents added whole that have a web seed (bench_swarm --super-seed on).
 SUPER_SEEDING = False
 
-# Unchoked peers per torrent (libtorrent's max_uploads; the swarm budget's throttle keeps as
-# many at a trickle), and the seed choker keeps the peers it uploads to fastest: serving two
-# peers at a time, the same ones until they complete, staggers completion; the first two
-# then seed to the rest (WAN lab: median 65-71 s with 2, 72-88 s with 4; docs/benchmarks.md).
-UPLOAD_SLOTS = 2
+# Unchoked peers per torrent at full speed (libtorrent's max_uploads; the swarm budget's
+# throttle keeps 2 at a trickle, seed/upload_slots.py adds one for each unchoked peer in its
+# end game or slow), and the seed choker keeps the peers it uploads to fastest. Four clients
+# served at once (and trading among themselves) finish by ~35-45 s on the daemon's copies,
+# the others then from the clients' uplinks (WAN lab: median 63-64 s with 4 and the handoff,
+# 65-74 s with 2; docs/benchmarks.md).
+UPLOAD_SLOTS = 4
+
+# Seconds between two runs of libtorrent's choker (its default: 15). A slot handed on by the
+# daemon (seed/upload_slots.py: set_max_uploads) is given to the next peer only when the
+# choker runs (or an unchoked peer disconnects): with 15 s the daemon's link idled up to 5 s
+# after a handoff (measured).
+UNCHOKE_INTERVAL = 2
 
 
 class SeedError(Exception):
@@ -82,6 +91,7 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
         "stop_tracker_timeout": STOP_TRACKER_TIMEOUT,
         "enable_ip_notifier": False,
         "seed_choking_algorithm": int(lt.seed_choking_algorithm_t.fastest_upload),
+        "unchoke_interval": UNCHOKE_INTERVAL,
         # Few requests per peer queued here (libtorrent's default: 2000 blocks, 32 MiB): a
         # client then asks its other peers for the rest instead of queueing every rare
         # piece here, where the other clients ask for the same (issue 4: 3.1-3.5x -> 2.3-2.4x).

@@ -34,6 +34,7 @@ UPDATES_INTERVAL = 0.5  # seconds between post_torrent_updates (which torrents h
 
 # peer_info.connection_type bits of web seed connections (not peers of the swarm).
 _WEB_SEED_CONNECTIONS = int(lt.peer_info.web_seed) | int(lt.peer_info.http_seed)
+_CHOKED = int(lt.peer_info.choked)  # peer_info.flags: the session chokes this peer
 
 _STATE_NAMES = {
     0: "queued_for_checking",
@@ -139,12 +140,18 @@ def swarm_view(
     num_pieces = ti.num_pieces()
     bitfields: list[list[bool]] = []
     holdings: dict[str, int] = {}
+    unchoked: set[str] = set()
+    rates: dict[str, int] = {}
     seeded = False
     for p in handle.get_peer_info():
         if p.connection_type & _WEB_SEED_CONNECTIONS:
             continue
         ip, port = p.ip
-        holdings[f"{ip}:{port}"] = p.num_pieces
+        endpoint = f"{ip}:{port}"
+        holdings[endpoint] = p.num_pieces
+        if not p.flags & _CHOKED:
+            unchoked.add(endpoint)
+            rates[endpoint] = p.up_speed
         if p.num_pieces >= num_pieces:
             seeded = True
         elif coverage and not seeded:
@@ -161,6 +168,8 @@ def swarm_view(
         sent=st.total_payload_upload + extra_sent,
         size=ti.total_size(),
         piece_length=ti.piece_length(),
+        unchoked=frozenset(unchoked),
+        rates=rates,
     )
 
 

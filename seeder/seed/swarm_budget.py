@@ -35,7 +35,7 @@ record per torrent with peers; `forget` drops it.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "DEFAULT_COPIES",
@@ -80,15 +80,22 @@ class SwarmView:
     #            bytes handed to the socket (never a granted range before it is sent)
     size: int  # the torrent's total size, bytes
     piece_length: int
+    unchoked: frozenset[str] = frozenset()  # the peers (endpoints) the session unchokes now
+    rates: Mapping[str, int] = field(default_factory=dict)  # peer -> upload rate to it, B/s
 
     @property
     def peers(self) -> int:
         return len(self.holdings)
 
     @property
+    def pieces(self) -> int:
+        """The torrent's number of pieces."""
+        return -(-self.size // self.piece_length) if self.piece_length > 0 else 0
+
+    @property
     def wanted(self) -> int:
         """Bytes the connected peers still lack, summed over them (about)."""
-        pieces = -(-self.size // self.piece_length) if self.piece_length > 0 else 0
+        pieces = self.pieces
         return sum(max(0, pieces - n) for n in self.holdings.values()) * self.piece_length
 
     @property

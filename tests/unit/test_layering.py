@@ -96,6 +96,7 @@ PURE = (
     "seeder.seed.swarm_budget",
     "seeder.seed.webseed_gate",
     "seeder.seed.upload_share",
+    "seeder.seed.upload_slots",
     "seeder.events.payload",
     "seeder.events.auth",
     "seeder.events.ordering",

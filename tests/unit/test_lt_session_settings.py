@@ -14,6 +14,7 @@ from seeder.seed.session import (
     session_settings,
     torrent_key,
 )
+from seeder.seed.settings import UNCHOKE_INTERVAL
 from seeder.torrent.entry import seed_key
 from seeder.torrent.metainfo import info_hashes
 
@@ -40,6 +41,8 @@ def test_settings_follow_the_config() -> None:
     )
     assert s["ssrf_mitigation"] is False
     assert s["allow_multiple_connections_per_ip"] is True
+    # The choker runs often enough to give a handed-on slot (seed/upload_slots.py) soon.
+    assert s["unchoke_interval"] == UNCHOKE_INTERVAL
 
 
 def test_defaults_keep_discovery_off_and_ssrf_on() -> None:

@@ -1,0 +1,122 @@
+"""How many peers of one torrent the session unchokes at full speed: its slots, plus one for
+each unchoked peer that does not use its slot (the slot handoff).
+
+libtorrent's seed choker (``fastest_upload``) keeps a peer unchoked until it completes, so a
+slot is held by whoever got it first. Two kinds of peers hold a slot and take little through
+it (WAN lab, 100-ms log of the daemon's peers, docs/benchmarks.md):
+
+- A peer in its end game: in its last few percent it asks its other peers for the blocks it
+  lacks, and the daemon sends it almost nothing (0.2 MiB/s of 23.8 for 5-9 s in every run,
+  with the slots all held by such peers). An unchoked peer lacking at most ``endgame`` of the
+  pieces does not count against the slots.
+- A slow peer: clients raise their request pipeline on a new connection at very different
+  paces (libtorrent and qBittorrent ~1 MiB/s more each second, aria2 0.1-0.3), and the slow
+  ones left the daemon's link part idle. An unchoked peer that was unchoked at least
+  ``trial`` seconds ago and gets less than ``slow`` times the rate of the fastest unchoked
+  peer does not count either, from then on while it stays unchoked (no flapping: a peer
+  whose slot was handed on keeps being served; it is not choked for it).
+
+For each of these libtorrent's choker (``set_max_uploads``) unchokes the next peer at its next
+run (``seed.settings.UNCHOKE_INTERVAL``).
+When such a peer completes or leaves (a seed drops its connection to the daemon), the count
+falls by its own slot, so no peer is choked for it.
+
+The rule keeps a small record per torrent (when each peer was first seen unchoked, and the
+peers whose slot was handed on); `forget` drops it. Pure: no I/O, no clock (``now`` is an
+argument, seconds on any monotonic origin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_ENDGAME", "DEFAULT_SLOW", "DEFAULT_TRIAL", "UploadSlots", "choked_address",
+           "host_of"]
+
+DEFAULT_ENDGAME = 0.05  # fraction of the pieces: an unchoked peer lacking at most this many
+#                         is in its end game (the daemon's rate to it falls from ~8 to <1
+#                         MiB/s over its last ~5 %: measured)
+DEFAULT_TRIAL = 8.0  # s a newly unchoked peer has to ramp up before it can count as slow
+DEFAULT_SLOW = 0.25  # an unchoked peer below this part of the fastest one's rate is slow
+
+
+@dataclass(slots=True)
+class _Peers:
+    since: dict[str, float] = field(default_factory=dict)  # unchoked peer -> first seen so
+    handed: set[str] = field(default_factory=set)  # unchoked peers whose slot was handed on
+
+
+class UploadSlots:
+    """``slots``: unchoked peers at full speed (seed.settings.UPLOAD_SLOTS); ``endgame``:
+    the fraction of the pieces (0 <= endgame < 1; 0: no end-game handoff) an unchoked peer
+    may lack and not hold a slot; ``trial`` (s) and ``slow`` (0 <= slow < 1; 0: no slow
+    handoff): see the module doc; ``most``: the most unchoked peers at once (>= slots,
+    default twice the slots). Raises ValueError for bad values."""
+
+    def __init__(self, slots: int, endgame: float = DEFAULT_ENDGAME, most: int | None = None,
+                 *, trial: float = DEFAULT_TRIAL, slow: float = DEFAULT_SLOW):
+        most = 2 * slots if most is None else most
+        if slots < 1 or not 0 <= endgame < 1 or most < slots or trial < 0 or not 0 <= slow < 1:
+            raise ValueError("slots >= 1, 0 <= endgame < 1, most >= slots, trial >= 0, "
+                             "0 <= slow < 1")
+        self.slots = slots
+        self.endgame = endgame
+        self.most = most
+        self.trial = trial
+        self.slow = slow
+        self._torrents: dict[str, _Peers] = {}
+
+    def count(self, torrent: str, holdings: Mapping[str, int],
+              unchoked: frozenset[str] | set[str], rates: Mapping[str, int], pieces: int,
+              now: float) -> int:
+        """The unchoke slots for ``torrent`` (any stable key), of ``pieces`` pieces, whose
+        connected peers hold ``holdings`` (endpoint -> pieces held), ``unchoked`` being
+        those the session unchokes now and ``rates`` the session's upload rate to each
+        (bytes/s; a peer left out: 0)."""
+        peers = self._torrents.setdefault(torrent, _Peers())
+        live = {p for p in unchoked if p in holdings}
+        peers.since = {p: peers.since.get(p, now) for p in live}
+        peers.handed &= live
+        if pieces <= 0:
+            return self.slots
+        lack = max(1, int(self.endgame * pieces)) if self.endgame > 0 else 0
+        ending = {p for p in live if pieces - lack <= holdings[p] < pieces}
+        best = max((rates.get(p, 0) for p in live), default=0)
+        if self.slow > 0 and best > 0:
+            peers.handed.update(
+                p for p in live - ending
+                if now - peers.since[p] >= self.trial and rates.get(p, 0) < self.slow * best
+                and holdings[p] < pieces
+            )
+        return min(self.most, self.slots + len(ending | peers.handed))
+
+    def forget(self, torrent: str) -> None:
+        """Drop the torrent's record (it left the session)."""
+        self._torrents.pop(torrent, None)
+
+    def __contains__(self, torrent: object) -> bool:
+        return torrent in self._torrents
+
+def host_of(endpoint: str) -> str:
+    """The address of a peer endpoint ``"ip:port"`` (``"::1:6881"`` -> ``"::1"``)."""
+    return endpoint.rsplit(":", 1)[0]
+
+
+def choked_address(address: str, holdings: Mapping[str, int],
+                   unchoked: frozenset[str] | set[str], slots: int) -> bool:
+    """True when the client at ``address`` is one the session's choker passed over: it has
+    BitTorrent connections to the session (``holdings``: endpoint -> pieces), the session
+    unchokes none of them, and it unchokes ``slots`` peers or more (its slots are taken).
+    The web seed is the same uplink: serving such a client at full speed would be a slot
+    the choker did not give (measured: 0.4-0.8 copies of the daemon's went out of the web
+    seed to clients outside its slots, most of it to those that finish last anyway)."""
+    if len(unchoked) < slots:
+        return False
+    connected = False
+    for endpoint in holdings:
+        if host_of(endpoint) == address:
+            if endpoint in unchoked:
+                return False
+            connected = True
+    return connected

@@ -1,0 +1,117 @@
+"""UploadSlots: a slot more for each unchoked peer in its end game or slow (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from seeder.seed.upload_slots import UploadSlots, choked_address, host_of
+
+T = "ab" * 20
+PIECES = 1000  # endgame 0.05: a peer holding 950..999 pieces is in its end game
+
+
+def count(slots: UploadSlots, holdings: dict[str, int], unchoked: set[str],
+          rates: dict[str, int] | None = None, pieces: int = PIECES, now: float = 0.0) -> int:
+    return slots.count(T, holdings, frozenset(unchoked), rates or {}, pieces, now)
+
+
+def test_no_peer_in_its_end_game_keeps_the_slots() -> None:
+    slots = UploadSlots(2, endgame=0.05)
+    assert count(slots, {}, set()) == 2
+    assert count(slots, {"a": 10, "b": 949, "c": 0}, {"a", "b"}) == 2
+
+
+def test_each_unchoked_peer_in_its_end_game_frees_its_slot() -> None:
+    slots = UploadSlots(2, endgame=0.05)
+    holdings = {"a": 950, "b": 999, "c": 100, "d": 0}
+    assert count(slots, holdings, {"a", "c"}) == 3
+    assert count(slots, holdings, {"a", "b"}) == 4
+    holdings["a"] = PIECES  # complete: a seed leaves; until then it holds no slot to free
+    assert count(slots, holdings, {"a", "b"}) == 3
+
+
+def test_choked_complete_and_departed_peers_hold_no_slot_to_free() -> None:
+    slots = UploadSlots(2, endgame=0.05)
+    # "b" is in its end game but choked; "c" is complete (a seed leaves); "gone" has left.
+    holdings = {"a": 10, "b": 990, "c": PIECES}
+    assert count(slots, holdings, {"a", "c", "gone"}) == 2
+
+
+def test_at_most_most_slots() -> None:
+    slots = UploadSlots(2, endgame=0.05, most=3)
+    holdings = {"a": 990, "b": 991, "c": 992}
+    assert count(slots, holdings, set(holdings)) == 3
+    assert UploadSlots(2).most == 4
+
+
+def test_a_small_torrent_counts_its_last_piece_and_no_handoff_when_off() -> None:
+    assert count(UploadSlots(2, endgame=0.05), {"a": 9}, {"a"}, pieces=10) == 3
+    assert count(UploadSlots(2, endgame=0.05), {"a": 8}, {"a"}, pieces=10) == 2
+    assert count(UploadSlots(2, endgame=0.0), {"a": 999}, {"a"}) == 2
+    assert count(UploadSlots(2, endgame=0.05), {"a": 0}, {"a"}, pieces=0) == 2
+
+
+def test_a_slow_peer_hands_its_slot_on_after_its_trial_and_keeps_being_served() -> None:
+    slots = UploadSlots(2, trial=8.0, slow=0.25)
+    holdings = {"fast": 100, "slow": 20, "next": 0}
+    rates = {"fast": 8_000_000, "slow": 1_000_000}
+    assert count(slots, holdings, {"fast", "slow"}, rates, now=0.0) == 2
+    assert count(slots, holdings, {"fast", "slow"}, rates, now=7.9) == 2  # still on trial
+    assert count(slots, holdings, {"fast", "slow"}, rates, now=8.0) == 3
+    # The next peer is unchoked; the slow one ramps up later and its slot stays handed on.
+    rates = {"fast": 8_000_000, "slow": 6_000_000, "next": 500_000}
+    assert count(slots, holdings, {"fast", "slow", "next"}, rates, now=9.0) == 3
+    # Choked (or gone), it holds nothing any more: the count falls by its own slot.
+    assert count(slots, holdings, {"fast", "next"}, rates, now=10.0) == 2
+    # Unchoked again later, it has a new trial.
+    rates = {"fast": 8_000_000, "slow": 0}
+    assert count(slots, holdings, {"fast", "slow"}, rates, now=11.0) == 2
+    assert count(slots, holdings, {"fast", "slow"}, rates, now=19.0) == 3
+
+
+def test_no_slow_handoff_without_a_rate_or_when_off() -> None:
+    holdings = {"a": 1, "b": 1}
+    assert count(UploadSlots(2, trial=0.0), holdings, {"a", "b"}, {}, now=5.0) == 2
+    assert count(UploadSlots(2, trial=0.0, slow=0.0), holdings, {"a", "b"}, {"a": 10},
+                 now=5.0) == 2
+    assert count(UploadSlots(2, trial=0.0), holdings, {"a", "b"}, {"a": 10}, now=5.0) == 3
+
+
+def test_end_game_and_slow_peers_count_once_and_forget_drops_the_record() -> None:
+    slots = UploadSlots(2, trial=0.0, slow=0.25)
+    holdings = {"a": 990, "b": 10}
+    assert count(slots, holdings, {"a", "b"}, {"a": 0, "b": 100}, now=1.0) == 3  # a ending
+    assert T in slots
+    slots.forget(T)
+    assert T not in slots
+
+
+@pytest.mark.parametrize("args", [(0, 0.05, None), (2, 1.0, None), (2, -0.1, None),
+                                  (3, 0.05, 2)])
+def test_bad_values_are_refused(args: tuple[int, float, int | None]) -> None:
+    with pytest.raises(ValueError):
+        UploadSlots(*args)
+    with pytest.raises(ValueError):
+        UploadSlots(2, slow=1.0)
+    with pytest.raises(ValueError):
+        UploadSlots(2, trial=-1.0)
+
+
+def test_a_client_whose_connections_are_all_choked_is_choked_while_the_slots_are_taken() -> None:
+    holdings = {"10.0.0.1:6881": 5, "10.0.0.2:6881": 5, "10.0.0.3:51413": 0,
+                "10.0.0.4:1": 0, "10.0.0.4:2": 0}
+    unchoked = frozenset({"10.0.0.1:6881", "10.0.0.2:6881", "10.0.0.4:2"})
+    assert choked_address("10.0.0.3", holdings, unchoked, slots=2)
+    assert not choked_address("10.0.0.1", holdings, unchoked, slots=2)  # unchoked
+    assert not choked_address("10.0.0.4", holdings, unchoked, slots=2)  # one of two unchoked
+    assert not choked_address("10.0.0.9", holdings, unchoked, slots=2)  # no BitTorrent peer
+    assert not choked_address("10.0.0.3", holdings, unchoked, slots=4)  # a slot is free
+
+
+def test_ipv6_endpoints_are_matched_by_address() -> None:
+    assert host_of("::1:6881") == "::1"
+    assert host_of("10.0.0.1:6881") == "10.0.0.1"
+    holdings = {"2001:db8::1:6881": 3, "2001:db8::2:6881": 3, "2001:db8::3:6881": 3}
+    unchoked = frozenset({"2001:db8::1:6881", "2001:db8::2:6881"})
+    assert choked_address("2001:db8::3", holdings, unchoked, slots=2)
+    assert not choked_address("2001:db8::2", holdings, unchoked, slots=2)
