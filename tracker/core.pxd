@@ -31,8 +31,8 @@ cdef class TrackerCore:
     cpdef bytes _source(self, tuple client)
 
     @cython.locals(source=bytes, swarm=Swarm, numwant=Py_ssize_t, event=int, port=object,
-                   seeder=bint, peers=bytes, peers6=bytes, tid=object, cid=object)
+                   seeder=bint, peers=bytes, peers6=bytes, tid=object, req=tuple)
     cpdef object udp(self, object data, tuple client, double now)
 
-    @cython.locals(tid=object, hashes=tuple, records=list)
-    cpdef bytes _udp_scrape(self, object req)
+    @cython.locals(records=list)
+    cpdef bytes _udp_scrape(self, object tid, tuple hashes)

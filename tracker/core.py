@@ -27,10 +27,8 @@ from tracker.clientaddr import client_ip, pack_ip, parse_proxies
 from tracker.peerlog import PeerLog
 from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
 from tracker.udp_protocol import (
-    ConnectRequest,
     UdpError,
-    UdpScrape,
-    parse_request,
+    parse_fields,
     render_announce,
     render_connect,
     render_error,
@@ -316,20 +314,16 @@ class TrackerCore:
         metrics = self.metrics
         tid = None
         try:
-            req = parse_request(data)
-            kind = type(req)
-            # The fields by name at once: a NamedTuple's attributes are looked up one by one.
-            if kind is ConnectRequest:
-                (tid,) = req
-                return render_connect(tid, self.connection_ids.issue(source, now))
-            if kind is UdpScrape:
-                cid, tid, _ = req
-            else:
-                cid, tid, info_hash, peer_id, _, left, _, event, ip, _, numwant, port = req
-            if not self.connection_ids.valid(cid, source, now):
+            # The fields of ConnectRequest, UdpScrape or UdpAnnounce, in a plain tuple.
+            req = parse_fields(data)
+            if len(req) == 1:  # a connect: the transaction id
+                return render_connect(req[0], self.connection_ids.issue(source, now))
+            tid = req[1]
+            if not self.connection_ids.valid(req[0], source, now):  # the connection id
                 raise UdpError("invalid connection id", "udp_connection_id", tid)
-            if kind is UdpScrape:
-                return self._udp_scrape(req)
+            if len(req) == 3:  # a scrape: its info-hashes
+                return self._udp_scrape(tid, req[2])
+            _, _, info_hash, peer_id, _, left, _, event, ip, _, numwant, port = req
             swarm = self.swarms.get_or_create(info_hash)
         except UdpError as exc:
             if metrics is not None:
@@ -377,10 +371,9 @@ class TrackerCore:
             peers if len(source) == 6 else peers6,
         )
 
-    def _udp_scrape(self, req: UdpScrape) -> bytes:
+    def _udp_scrape(self, tid: int, hashes: tuple[bytes, ...]) -> bytes:
         # Each swarm's record as it was last made, zeros for a hash without a swarm (no
         # Python step per hash); made again where a swarm's counts changed since (None).
-        _, tid, hashes = req
         records = list(map(_UDP_RECORD, map(self.swarms.by_hash.get, hashes, repeat(_NONE))))
         if not all(records):
             records = [r or self._udp_record(h) for r, h in zip(records, hashes, strict=True)]

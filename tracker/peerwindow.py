@@ -36,12 +36,14 @@ def ring(strings: tuple[bytearray, ...], w: int, k: int, asker: int,
         return out[: k * w]
     start = int(rand() * (total // w)) * w  # randrange costs ~4x more
     end = start + need
+    at = (asker - start) % total if asker >= 0 else need
     if total <= join_max:
         whole = b"".join(strings)
+        if at >= need and end <= total:  # the usual window: one slice, without the spare
+            return whole[start : end - w]
         part = whole[start:end] if end <= total else whole[start:] + whole[: end - total]
     else:
         part = _window(strings, start, need)
-    at = (asker - start) % total if asker >= 0 else need
     if at >= need:
         return part[: need - w]  # the asker is not in it: the spare goes
     return part[:at] + part[at + w :]

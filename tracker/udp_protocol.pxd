@@ -4,8 +4,11 @@
 cimport cython
 
 
-@cython.locals(fields=tuple, body=Py_ssize_t)
+@cython.locals(fields=tuple)
 cpdef object parse_request(object data)
+
+@cython.locals(fields=tuple, body=Py_ssize_t)
+cpdef tuple parse_fields(object data)
 
 cpdef bytes render_announce(object transaction_id, object interval, object leechers,
                             object seeders, bytes peers)

@@ -30,6 +30,7 @@ __all__ = [
     "UdpAnnounce",
     "UdpError",
     "UdpScrape",
+    "parse_fields",
     "parse_request",
     "render_announce",
     "render_connect",
@@ -109,11 +110,21 @@ class UdpScrape(NamedTuple):
 
 
 _new = tuple.__new__
+_KINDS = {1: ConnectRequest, 3: UdpScrape, 12: UdpAnnounce}  # by number of fields
 
 
 def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
     """Parse one client datagram. Raises UdpError (see its ``transaction_id``) for
     anything that is not a well-formed BEP 15 request; nothing else escapes."""
+    fields = parse_fields(data)
+    return _new(_KINDS[len(fields)], fields)
+
+
+def parse_fields(data: bytes) -> tuple:
+    """``parse_request`` without the NamedTuple (the tracker core's path: one object less
+    per datagram, and a plain tuple unpacks faster): the request's fields in their order
+    in a plain tuple, whose length tells the kind (1: connect, 3: scrape, 12: announce).
+    Raises UdpError as ``parse_request`` does."""
     # An announce (most datagrams) is unpacked without reading the header first.
     if data[8:12] == _ANNOUNCE_ACTION and len(data) >= _ANNOUNCE_SIZE:
         fields = _unpack_announce(data)
@@ -121,14 +132,14 @@ def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
             raise UdpError("invalid event", "event", fields[1])
         if not fields[11]:  # port
             raise UdpError("invalid port", "port", fields[1])
-        return _new(UdpAnnounce, fields)
+        return fields
     if len(data) < 16:
         raise UdpError("datagram too short", "udp_short", None)
     first, action, tid = _HEADER.unpack_from(data)
     if action == ACTION_CONNECT:
         if first != PROTOCOL_ID:
             raise UdpError("not a BEP 15 connect", "udp_protocol", None)
-        return _new(ConnectRequest, (tid,))
+        return (tid,)
     if action == ACTION_ANNOUNCE:
         raise UdpError("truncated announce", "udp_truncated", tid)
     if action == ACTION_SCRAPE:
@@ -137,7 +148,7 @@ def parse_request(data: bytes) -> ConnectRequest | UdpAnnounce | UdpScrape:
             raise UdpError("malformed scrape", "udp_truncated", tid)
         if body // 20 > MAX_SCRAPE_HASHES:
             raise UdpError("too many info hashes", "info_hash", tid)
-        return _new(UdpScrape, (first, tid, _SCRAPE_HASHES[body // 20].unpack_from(data, 16)))
+        return (first, tid, _SCRAPE_HASHES[body // 20].unpack_from(data, 16))
     raise UdpError("unknown action", "udp_action", tid)
 
 
