@@ -55,8 +55,8 @@ SUPER_SEEDING = False
 # throttle keeps 2 at a trickle, seed/upload_slots.py adds one for each unchoked peer in its
 # end game or slow), and the seed choker keeps the peers it uploads to fastest. Four clients
 # served at once (and trading among themselves) finish by ~35-45 s on the daemon's copies,
-# the others then from the clients' uplinks (WAN lab: median 63-64 s with 4 and the handoff,
-# 65-74 s with 2; docs/benchmarks.md).
+# the others then from the clients' uplinks (WAN lab, docs/benchmarks.md session 8: the median
+# 62.7-72.5 s with 4 and the handoff, 67-74 s with 2).
 UPLOAD_SLOTS = 4
 
 # Seconds between two runs of libtorrent's choker (its default: 15). A slot handed on by the
