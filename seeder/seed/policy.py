@@ -349,11 +349,17 @@ class Seeding:
         except Exception:  # a libtorrent surprise must not take the daemon down
             log.exception("on-demand sweep failed")
         bt_sent = 0
-        for key in set(self.session.peered()).union(self.budget.tracked()):
+        keys = set(self.session.peered()).union(self.budget.tracked())
+        for key in keys:
             try:
                 bt_sent += self._apply_budget(key, now)
             except Exception:  # a libtorrent surprise must not take the daemon down
                 log.exception("%s: swarm budget failed", key)
+        for key in set(self._views).difference(keys):
+            # No peers and no budget any more: its last view must not refuse a web seed
+            # client later (choked_address), nor its record stay.
+            self._views.pop(key, None)
+            self.slots.forget(key)
         self.share.tick(now, bt_sent)
         self._apply_upload_rate()
 
