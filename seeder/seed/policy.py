@@ -81,7 +81,6 @@ BUDGET_INTERVAL = 0.5  # s between swarm budget decisions (run)
 ANNOUNCE_RETRY = 30.0  # s: an announced torrent the session lacks is looked up this rarely
 ANNOUNCE_TRIED_MAX = 10_000  # torrents remembered for ANNOUNCE_RETRY (cleared when full)
 DEFAULT_CAP = 2000  # [seeding] max_active_torrents' default
-WEB_SEED_FOLLOWS_CHOKER = True  # the web seed answers busy to a client the session chokes
 DEFAULT_IDLE = 3600.0  # s: the tracker's default peer timeout (interval 1800 x factor 2)
 
 
@@ -279,7 +278,7 @@ class Seeding:
             # The swarm holds every piece and had its share of the daemon's bytes.
             return Busy(self.gate.retry_after, "swarm", start // entry.piece_length)
         view = self._views.get(key)
-        if (length > 0 and view is not None and WEB_SEED_FOLLOWS_CHOKER
+        if (length > 0 and view is not None
                 and choked_address(client, view.holdings, view.unchoked, self.slots.slots)):
             # The choker gave its slots to other peers (upload_slots.choked_address).
             return Busy(self.gate.retry_after, "choked", start // entry.piece_length)
@@ -386,7 +385,7 @@ class Seeding:
             # Full speed: a slot more for each unchoked peer in its end game or slow
             # (upload_slots).
             n = self.slots.count(key, view.holdings, view.unchoked, view.rates, view.pieces, now)
-            throttle = None if n == UPLOAD_SLOTS else Throttle(n, None)
+            throttle = None if n == self.slots.slots else Throttle(n, None)
         if view is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("%s: %d peers, %d pieces held, %d only here, %.2f copies sent: %s",
                       key[:8], view.peers, sum(view.holdings.values()), view.missing,
@@ -421,5 +420,4 @@ def _throttle_text(throttle: Throttle | None) -> str:
         return "at full speed"
     if throttle.rate is None:
         return f"at full speed, {throttle.slots} unchoked peers"
-    rate = "no cap" if throttle.rate is None else f"{throttle.rate} B/s"
-    return f"throttled to {throttle.slots} unchoked peers, {rate}"
+    return f"throttled to {throttle.slots} unchoked peers, {throttle.rate} B/s"

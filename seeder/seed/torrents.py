@@ -54,9 +54,9 @@ class TorrentTable:
 
     def finished(self, handle: lt.torrent_handle) -> None:
         """libtorrent says the torrent has every piece (torrent_finished_alert)."""
-        if not handle.is_valid():
+        key = _key(handle)
+        if key is None:
             return
-        key = key_of(handle.info_hashes())
         if key in self.downloading:
             # Pieces pass their hash check before libtorrent writes them out: the entry is
             # complete (trusted for seed_mode) only once its buffers are flushed.
@@ -69,9 +69,7 @@ class TorrentTable:
         whole (seed mode, resume data, a checked cache entry) is complete from now. For
         those libtorrent posts torrent_finished_alert *before* this one, so `finished`
         alone would wake `wait_complete` while peers are still turned away."""
-        if not handle.is_valid():
-            return
-        key = key_of(handle.info_hashes())
+        key = _key(handle)
         if key not in self.handles:
             return
         self.checked.add(key)
@@ -80,9 +78,7 @@ class TorrentTable:
 
     def flushed(self, handle: lt.torrent_handle) -> None:
         """A download's pieces are on disk (cache_flushed_alert): its cache entry is complete."""
-        if not handle.is_valid():
-            return
-        key = key_of(handle.info_hashes())
+        key = _key(handle)
         if key not in self.downloading:
             return
         self.downloading.discard(key)
@@ -105,32 +101,35 @@ class TorrentTable:
 
     def evict(self, key: str) -> lt.torrent_handle | None:
         """Drop the torrent's bookkeeping as its cache entry is evicted; its handle, if any."""
-        handle = self.handles.pop(key, None)
-        self.from_cache.discard(key)
-        self.uploaded.pop(key, None)
-        self.peered.pop(key, None)
-        self.throttled.pop(key, None)
-        self.checked.discard(key)
-        event = self.complete.pop(key, None)
-        if event is not None:
-            event.set()  # evictable means complete, or never ready: waiters find it gone
+        handle = self.handles.get(key)
+        self._drop(key)
         return handle
 
     def forget(self, key: str, *, drop_partial: bool) -> None:
         """Drop the torrent's bookkeeping (waiters wake and find it gone); a download's
         pinned cache entry is dropped (``drop_partial``) or unpinned."""
-        self.handles.pop(key, None)
-        self.checked.discard(key)
-        event = self.complete.pop(key, None)
-        if event is not None:
-            event.set()  # wake waiters: they find the torrent gone
-        self.from_cache.discard(key)
-        self.uploaded.pop(key, None)
-        self.peered.pop(key, None)
-        self.throttled.pop(key, None)
+        self._drop(key)
         if key in self.downloading:
             self.downloading.discard(key)
             if drop_partial:
                 self.cache.remove(key)
             else:
                 self.cache.unpin(key)
+
+    def _drop(self, key: str) -> None:
+        """Forget the torrent's handle and what was known of it; waiters of its completion
+        wake and find it gone (evicted means complete, or removed before it was ready)."""
+        self.handles.pop(key, None)
+        self.checked.discard(key)
+        event = self.complete.pop(key, None)
+        if event is not None:
+            event.set()
+        self.from_cache.discard(key)
+        self.uploaded.pop(key, None)
+        self.peered.pop(key, None)
+        self.throttled.pop(key, None)
+
+
+def _key(handle: lt.torrent_handle) -> str | None:
+    """The seed key of an alert's torrent; None once the handle is no longer valid."""
+    return key_of(handle.info_hashes()) if handle.is_valid() else None

@@ -98,6 +98,7 @@ class UploadSlots:
     def __contains__(self, torrent: object) -> bool:
         return torrent in self._torrents
 
+
 def host_of(endpoint: str) -> str:
     """The address of a peer endpoint ``"ip:port"`` (``"::1:6881"`` -> ``"::1"``)."""
     return endpoint.rsplit(":", 1)[0]
