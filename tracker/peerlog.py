@@ -4,17 +4,29 @@ The tracker itself stays an island: it answers every announce from its own in-me
 :class:`~tracker.swarm.Swarms`. A :class:`PeerLog` given to :class:`~tracker.core.TrackerCore`
 hears each accepted announce (after the swarm recorded it) and may carry it elsewhere; what
 other trackers stored comes back through ``Swarms.merge_peer`` / ``drop_peer`` /
-``add_downloaded``. The tracker never imports the implementation (the seeder's cluster
-package does that, the daemon wires it in).
+``add_downloaded``, and ``Swarms.merge_upserts`` for a whole batch of the usual record,
+whose layout is this module's (below). The tracker never imports the implementation (the
+seeder's cluster package does that, the daemon wires it in).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import struct
+from typing import TYPE_CHECKING, Protocol
 
-from tracker.swarm import Swarm
+if TYPE_CHECKING:  # tracker.swarm reads the record layout below
+    from tracker.swarm import Swarm
 
-__all__ = ["PeerLog"]
+__all__ = ["PLAIN_V4", "PLAIN_V4_OPS", "PLAIN_V6", "UPSERT_SEEDER", "UPSERT_V6", "PeerLog"]
+
+# The usual peer change a cluster carries, a plain upsert (seeder.cluster.records writes
+# and reads every kind): op byte (0, | UPSERT_SEEDER for a seeder, | UPSERT_V6 for IPv6),
+# info-hash (20), address (6 or 18), peer id (20), time to live in ms (u32 big-endian).
+UPSERT_SEEDER = 4
+UPSERT_V6 = 8
+PLAIN_V4 = struct.Struct(">B20s6s20sI")  # 51 bytes
+PLAIN_V6 = struct.Struct(">B20s18s20sI")
+PLAIN_V4_OPS = bytes((0, UPSERT_SEEDER))  # the op bytes of a plain IPv4 upsert
 
 
 class PeerLog(Protocol):

@@ -63,6 +63,18 @@ cdef class Swarms:
     cpdef tuple announce(self, Swarm swarm, bytes addr, bytes peer_id, bint seeder, int event,
                          Py_ssize_t numwant, int families, double now)
 
+    @cython.locals(n=Py_ssize_t, op=Py_ssize_t, addr=bytes,
+                   width=double, by_hash=dict, ih=bytes, peer_id=bytes, swarm=Swarm,
+                   ttl=Py_ssize_t)
+    cpdef bint merge_upserts(self, bytes batch, double base, object skip, bytes own,
+                             set demand)
+
+    cpdef Swarm _merged_into(self, bytes info_hash)
+
+    @cython.locals(peer=Peer, slot=Py_ssize_t, due=list)
+    cpdef bint _store(self, Swarm swarm, bytes addr, bytes peer_id, bint seeder,
+                      Py_ssize_t bucket)
+
     cpdef _count(self, Py_ssize_t slot, Py_ssize_t delta)
 
     @cython.locals(swarm=Swarm)

@@ -21,9 +21,10 @@ are arguments. Built for the hot path:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 
 from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
+from tracker.peerlog import PLAIN_V4, PLAIN_V4_OPS
 from tracker.peerwindow import WIDTH as _WIDTH
 from tracker.peerwindow import mixed, ring
 
@@ -436,15 +437,45 @@ class Swarms:
         counted (the tracker that heard the peer counts it, ``add_downloaded``). Caps apply
         as for an announce. False when the swarm is unknown (not registered here) or the
         peer was not stored."""
-        swarm = self.by_hash.get(info_hash)
+        swarm = self._merged_into(info_hash)
         if swarm is None:
-            try:
-                swarm = self._resolved(info_hash)
-            except SwarmError:
-                return False
-            if swarm is None:
-                return False
-        bucket = int(expires / self._width) + 1
+            return False
+        return self._store(swarm, addr, peer_id, seeder, int(expires / self._width) + 1)
+
+    def merge_upserts(self, batch: bytes, base: float, skip: Container[bytes] | None,
+                      own: bytes, demand: set[bytes]) -> bool:
+        """``merge_peer`` for each record of ``batch``, when every one is a plain IPv4
+        upsert (``tracker.peerlog.PLAIN_V4``: the usual batch of a cluster), each peer
+        living until ``base`` + its time to live; False, with nothing merged, for any other
+        batch (the caller decodes it). A record whose info-hash + address is in ``skip``
+        is passed over. The info-hash of each peer stored whose id does not start with
+        ``own`` (when not empty) is added to ``demand``."""
+        n = len(batch)  # PLAIN_V4: 51 bytes a record
+        # Any other record would be the first at a multiple of 51 with another op byte.
+        if n % 51 or batch[::51].translate(None, PLAIN_V4_OPS):
+            return False
+        width = self._width
+        by_hash = self.by_hash
+        for op, ih, addr, peer_id, ttl in PLAIN_V4.iter_unpack(batch):
+            if skip is not None and ih + addr in skip:
+                continue
+            swarm = by_hash.get(ih) or self._merged_into(ih)
+            if swarm is not None and self._store(
+                    swarm, addr, peer_id, op != 0, int((base + ttl / 1000) / width) + 1) and not (
+                    own and peer_id.startswith(own)):
+                demand.add(ih)
+        return True
+
+    def _merged_into(self, info_hash: bytes) -> Swarm | None:
+        """The swarm a peer of another tracker goes to (None: not served here)."""
+        try:
+            return self.by_hash.get(info_hash) or self._resolved(info_hash)
+        except SwarmError:
+            return None  # tracker is full
+
+    def _store(self, swarm: Swarm, addr: bytes, peer_id: bytes, seeder: bool,
+               bucket: int) -> bool:
+        """``merge_peer`` into ``swarm``, expiring in ``bucket``."""
         peer = swarm.peers.get(addr)
         if peer is not None and peer.expires > bucket:
             return False  # this tracker heard from it later
@@ -465,7 +496,8 @@ class Swarms:
             peer.slot = slot
             swarm.add(peer, addr)
             self._count(slot, 1)
-        peer.peer_id = peer_id
+        if peer.peer_id != peer_id:
+            peer.peer_id = peer_id
         if peer.expires != bucket:
             peer.expires = bucket
             due = self._queue.get(bucket)

@@ -28,9 +28,11 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from seeder.torrent.entry import Entry
+from tracker.peerlog import PLAIN_V4, PLAIN_V6, UPSERT_SEEDER, UPSERT_V6
 
 __all__ = [
     "DOWNLOADS",
+    "PLAIN_V4",
     "STOPPED",
     "UPSERT",
     "Change",
@@ -42,27 +44,25 @@ __all__ = [
     "encode_entry",
     "encode_stopped",
     "encode_upsert",
-    "plain_ipv4_upserts",
 ]
 
 UPSERT = 0
 STOPPED = 1
 DOWNLOADS = 2
-_SEEDER = 4
-_V6 = 8
+_SEEDER = UPSERT_SEEDER
+_V6 = UPSERT_V6
 _REPLACES = 16
 _U32 = struct.Struct(">I")
 _MAX_TTL_MS = 0xFFFFFFFF
-# The usual record, a plain upsert (IPv4 or IPv6, replacing no peer id): one struct call
-# each way; indexed by op >> 3 (0 IPv4, 1 IPv6).
-_PLAIN = (struct.Struct(">B20s6s20sI"), struct.Struct(">B20s18s20sI"))
+# The usual record, a plain upsert (IPv4 or IPv6, replacing no peer id; its layout is the
+# tracker's, tracker.peerlog: Swarms.merge_upserts reads a batch of IPv4 ones): one struct
+# call each way; indexed by op >> 3 (0 IPv4, 1 IPv6).
+_PLAIN = (PLAIN_V4, PLAIN_V6)
 _new = tuple.__new__  # a NamedTuple without its Python-level __new__ (~4x cheaper)
 # The same records packed from the info-hash and address as one key (what a node's
 # pending changes are keyed by): no slicing per record.
 _KEYED = {26: (struct.Struct(">B26s20sI").pack, UPSERT),
           38: (struct.Struct(">B38s20sI").pack, UPSERT | _V6)}
-_PLAIN4 = _PLAIN[0]
-_PLAIN4_OPS = bytes((UPSERT, UPSERT | _SEEDER))
 
 
 class RecordError(ValueError):
@@ -131,18 +131,6 @@ def encode_batch(pending: Mapping[bytes, tuple[bytes, bytes | None, bool, bool, 
     for ih, count in downloads.items():
         append(encode_downloads(ih, count))
     return b"".join(parts)
-
-
-def plain_ipv4_upserts(blob: bytes) -> Iterator[tuple[int, bytes, bytes, bytes, int]] | None:
-    """The records of ``blob`` as (op, info-hash, address, peer id, ttl ms), op & 4 the
-    seeder bit, when every one is a plain IPv4 upsert (the usual batch: unpacked by one C
-    loop); None otherwise (:func:`decode_changes` reads those)."""
-    size = _PLAIN4.size
-    # The first other record would start at a multiple of 51 (all before it are 51 bytes
-    # long) with an op byte other than these two: looking at those bytes is enough.
-    if len(blob) % size or blob[::size].translate(None, _PLAIN4_OPS):
-        return None
-    return _PLAIN4.iter_unpack(blob)
 
 
 def decode_changes(blob: bytes) -> Iterator[Change]:

@@ -6,7 +6,8 @@ unchanged but for one dict write per announce, :meth:`SwarmSync.record`). Every
 ``FLUSH_EVERY`` seconds one Lua script (``scripts.PUSH_PULL``, one round trip) applies this
 node's coalesced changes to the swarms' sorted sets in Redis, appends them to the change
 log, and returns what the other nodes appended since the last tick; those are merged into
-the local swarms (``Swarms.merge_peer`` / ``drop_peer`` / ``add_downloaded``). A peer
+the local swarms (``Swarms.merge_upserts`` for the usual batch, one call into the tracker;
+``merge_peer`` / ``drop_peer`` / ``add_downloaded`` record by record otherwise). A peer
 announced to any node is in every node's answers one tick later; ``stopped`` removes it
 everywhere; every node expires it at the deadline of its last announce, whichever node
 heard it (deadlines travel as "ms to live", converted through the Redis clock).
@@ -331,7 +332,7 @@ class SwarmSync:
         all_counted = self._all_counted
         marked = bool(counted) or all_counted is not None
         mine = self._mine
-        merge = swarms.merge_peer  # once per batch: the loop runs per peer change
+        merge = swarms.merge_peer  # once per batch: the decoder's loop runs per change
         own = self.core.own_peer_prefix  # another node's own seed: not demand
         changes = 0
         demand: set[bytes] = set()
@@ -341,15 +342,8 @@ class SwarmSync:
             entry = log_id(entries[j]) if marked or mine else (0, 0)
             # the keys this node's own later entries carry: their word stands over this one
             words = self._words_after(entry) if mine else None
-            plain = records.plain_ipv4_upserts(entries[j + 1])
-            if plain is not None:  # the usual batch: the same as below, without the decoder
-                for op, ih, addr, peer_id, ttl_ms in plain:
-                    if words is not None and ih + addr in words:
-                        continue
-                    if merge(ih, addr, peer_id, op == 4, base + ttl_ms / 1000) and not (
-                            own and peer_id.startswith(own)):
-                        demand.add(ih)
-                changes += len(entries[j + 1]) // 51
+            if swarms.merge_upserts(entries[j + 1], base, words, own, demand):
+                changes += len(entries[j + 1]) // records.PLAIN_V4.size  # the usual batch
                 continue
             try:
                 for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(

@@ -20,14 +20,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "httpshell", "seeder", "tracker")
-# The tracker's tests over the compiled modules: parsers, swarm, core, renderers, the HTTP
-# shell's whole-request path, and the conformance tests over real sockets (HTTP and UDP).
+# The tracker's tests over the compiled modules: parsers, swarm (and the cluster's merge of
+# other nodes' batches), core, renderers, the HTTP shell's whole-request path, and the
+# conformance tests over real sockets (HTTP and UDP).
 TESTS = (
     "tests/unit/test_tracker_announce.py",
     "tests/unit/test_tracker_core.py",
     "tests/unit/test_tracker_peerwindow.py",
     "tests/unit/test_tracker_responses.py",
     "tests/unit/test_tracker_swarm.py",
+    "tests/unit/test_tracker_merge.py",
+    "tests/unit/test_cluster_parts.py",
     "tests/unit/test_tracker_udp.py",
     "tests/unit/test_http_whole.py",
     "tests/integration/test_tracker_service.py",

@@ -234,10 +234,9 @@ def test_a_resync_does_not_undo_an_announce_heard_since_the_last_push() -> None:
     assert core.swarms.scrape(IH) == (0, 0, 1)
 
 
-def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_unpacks_at_once() -> None:
+def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_merges_at_once() -> None:
     """encode_batch (a node's pending changes, keyed by info-hash + address) writes the
-    bytes the record functions write; plain_ipv4_upserts reads a batch of plain IPv4
-    upserts in one go and refuses any other (whose first other record would be misread)."""
+    bytes the record functions write; a batch of plain IPv4 upserts merges in one call."""
     a4b = bytes([10, 0, 0, 2, 0x1A, 0xE1])
     pending = {
         IH + A4: (P1, None, True, False, 5.0),  # plain, seeder
@@ -259,16 +258,22 @@ def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_unpacks_at_once
         records.encode_downloads(IH, 2),
     ])
     assert stops == [b"\x03" * 20 + A4]
-    plain = b"".join(records.encode_upsert(IH, bytes([10, 0, 0, i, 0, 1]), P1, i % 2 == 0, i, None)
-                     for i in range(40))
-    fast = records.plain_ipv4_upserts(plain)
-    assert fast is not None
-    assert [(op == 4, ih, addr, pid, ttl) for op, ih, addr, pid, ttl in fast] == [
-        (c.seeder, c.info_hash, c.addr, c.peer_id, c.ttl_ms)
-        for c in records.decode_changes(plain)]
+    # The usual batch, plain IPv4 upserts, merges in one call into the tracker
+    # (Swarms.merge_upserts) as the decoder's records would one by one; any other batch
+    # is left to the decoder.
+    plain = b"".join(records.encode_upsert(IH, bytes([10, 0, 0, i, 0, 1]), P1, i % 2 == 0,
+                                           1000 * i, None) for i in range(40))
+    fast, slow = TrackerCore(interval=60), TrackerCore(interval=60)
+    for core in (fast, slow):
+        core.register([IH])
+    assert fast.swarms.merge_upserts(plain, 5.0, None, b"", set())
+    for c in records.decode_changes(plain):
+        slow.swarms.merge_peer(c.info_hash, c.addr, c.peer_id, c.seeder, 5.0 + c.ttl_ms / 1000)
+    assert {a: (p.slot, p.expires) for a, p in fast.swarms.get(IH).peers.items()} == {
+        a: (p.slot, p.expires) for a, p in slow.swarms.get(IH).peers.items()}
     for other in (records.encode_upsert(IH, A6, P1, False, 1, None),
                   records.encode_upsert(IH, A4, P1, False, 1, P2),
                   records.encode_stopped(IH, A4, P1), records.encode_downloads(IH, 1)):
         for batch in (plain + other, other + plain, plain[:51] + other + plain[51:]):
-            assert records.plain_ipv4_upserts(batch) is None
-    assert records.plain_ipv4_upserts(plain[:-1]) is None
+            assert not fast.swarms.merge_upserts(batch, 5.0, None, b"", set())
+    assert not fast.swarms.merge_upserts(plain[:-1], 5.0, None, b"", set())
