@@ -21,6 +21,7 @@ __all__ = ["HOT", "TYPED", "compiled_modules", "describe"]
 HOT: tuple[str, ...] = (
     "tracker.announce",
     "tracker.core",
+    "tracker.peerchanges",
     "tracker.peerwindow",
     "tracker.responses",
     "tracker.swarm",
@@ -35,6 +36,7 @@ HOT: tuple[str, ...] = (
 # the ``.py`` stays the source and the plain fallback).
 TYPED: tuple[str, ...] = (
     "tracker.core.TrackerCore",
+    "tracker.peerchanges.PeerChanges",
     "tracker.swarm.Peer",
     "tracker.swarm.Swarm",
     "tracker.swarm.Swarms",

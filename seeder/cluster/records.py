@@ -3,13 +3,9 @@
 Peer changes
     One flush of a node's announces is one binary batch: the Lua push script applies it
     to the swarms' sorted sets and appends it to the change log unchanged; other nodes
-    decode the same bytes. Per record, one op byte (kind in bits 0-1, seeder bit 2,
-    IPv6 bit 3, "replaces a peer id" bit 4), the 20-byte info-hash, then
-
-    - ``UPSERT``: address (6 or 18 bytes), peer id (20), time to live in ms (u32,
-      from the flush), [the peer id it replaces (20)]
-    - ``STOPPED``: address, the peer id to remove (20)
-    - ``DOWNLOADS``: count (u32)
+    decode the same bytes. The tracker writes them (``tracker.peerchanges``: the layout,
+    the encode_* functions re-exported here) and merges the usual batch, plain IPv4
+    upserts, itself (``Swarms.merge_upserts``); :func:`decode_changes` reads any batch.
 
     51 bytes per IPv4 announce. Times are relative (ms to live) so that no two clocks
     are compared: the push script turns them into Redis-clock deadlines, readers turn the
@@ -24,10 +20,20 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from seeder.torrent.entry import Entry
+from tracker.peerchanges import (
+    DOWNLOADS,
+    REPLACES,
+    STOPPED,
+    UPSERT,
+    encode_batch,
+    encode_downloads,
+    encode_stopped,
+    encode_upsert,
+)
 from tracker.peerlog import PLAIN_V4, PLAIN_V6, UPSERT_SEEDER, UPSERT_V6
 
 __all__ = [
@@ -46,23 +52,14 @@ __all__ = [
     "encode_upsert",
 ]
 
-UPSERT = 0
-STOPPED = 1
-DOWNLOADS = 2
 _SEEDER = UPSERT_SEEDER
 _V6 = UPSERT_V6
-_REPLACES = 16
+_REPLACES = REPLACES
 _U32 = struct.Struct(">I")
-_MAX_TTL_MS = 0xFFFFFFFF
-# The usual record, a plain upsert (IPv4 or IPv6, replacing no peer id; its layout is the
-# tracker's, tracker.peerlog: Swarms.merge_upserts reads a batch of IPv4 ones): one struct
-# call each way; indexed by op >> 3 (0 IPv4, 1 IPv6).
+# The usual record, a plain upsert (IPv4 or IPv6, replacing no peer id): one struct call;
+# indexed by op >> 3 (0 IPv4, 1 IPv6).
 _PLAIN = (PLAIN_V4, PLAIN_V6)
 _new = tuple.__new__  # a NamedTuple without its Python-level __new__ (~4x cheaper)
-# The same records packed from the info-hash and address as one key (what a node's
-# pending changes are keyed by): no slicing per record.
-_KEYED = {26: (struct.Struct(">B26s20sI").pack, UPSERT),
-          38: (struct.Struct(">B38s20sI").pack, UPSERT | _V6)}
 
 
 class RecordError(ValueError):
@@ -79,58 +76,6 @@ class Change(NamedTuple):
     seeder: bool
     ttl_ms: int
     count: int
-
-
-def encode_upsert(info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool, ttl_ms: int,
-                  replaces: bytes | None) -> bytes:
-    """A peer announced and lives ``ttl_ms`` more; ``replaces``: the peer id stored for
-    ``addr`` until now, when it differs (its member is removed)."""
-    v6 = len(addr) == 18
-    op = UPSERT | (_SEEDER if seeder else 0) | (_V6 if v6 else 0)
-    ttl = int(ttl_ms)
-    if ttl < 0 or ttl > _MAX_TTL_MS:
-        ttl = 0 if ttl < 0 else _MAX_TTL_MS
-    if replaces is not None and replaces != peer_id:
-        return bytes((op | _REPLACES,)) + info_hash + addr + peer_id + _U32.pack(ttl) + replaces
-    return _PLAIN[v6].pack(op, info_hash, addr, peer_id, ttl)
-
-
-def encode_stopped(info_hash: bytes, addr: bytes, peer_id: bytes) -> bytes:
-    """The peer at ``addr`` (stored with ``peer_id``) left the swarm."""
-    return bytes((STOPPED | (_V6 if len(addr) == 18 else 0),)) + info_hash + addr + peer_id
-
-
-def encode_downloads(info_hash: bytes, count: int) -> bytes:
-    return bytes((DOWNLOADS,)) + info_hash + _U32.pack(min(count, _MAX_TTL_MS))
-
-
-def encode_batch(pending: Mapping[bytes, tuple[bytes, bytes | None, bool, bool, float]],
-                 downloads: Mapping[bytes, int], now: float, timeout: float,
-                 stops: list[bytes] | None = None) -> bytes:
-    """One flush as a batch: ``pending`` maps info-hash + address to (peer id, the peer
-    id it replaces or None, seeder, stopped, time heard), each upsert living ``timeout``
-    seconds from when it was heard (``now``: the clock of those times); then a downloads
-    record per info-hash of ``downloads``. The keys of stopped peers are appended to
-    ``stops``. Same bytes as the encode_* functions record by record."""
-    parts: list[bytes] = []
-    append = parts.append
-    keyed = _KEYED
-    for k, (peer_id, prev_id, seeder, stopped, heard) in pending.items():
-        if stopped:
-            append(encode_stopped(k[:20], k[20:], prev_id or peer_id))
-            if stops is not None:
-                stops.append(k)
-            continue
-        ttl = int((heard + timeout - now) * 1000)
-        plain = keyed.get(len(k)) if prev_id is None or prev_id == peer_id else None
-        if plain is None or not 0 <= ttl <= _MAX_TTL_MS:
-            append(encode_upsert(k[:20], k[20:], peer_id, seeder, ttl, prev_id))
-        else:
-            pack, op = plain
-            append(pack(op | _SEEDER if seeder else op, k, peer_id, ttl))
-    for ih, count in downloads.items():
-        append(encode_downloads(ih, count))
-    return b"".join(parts)
 
 
 def decode_changes(blob: bytes) -> Iterator[Change]:

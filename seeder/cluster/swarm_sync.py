@@ -63,7 +63,7 @@ from seeder.cluster import records, scripts
 from seeder.cluster.keys import DEFAULT_KEYS, Keys
 from seeder.cluster.link import ClusterMetrics, RedisLink, Unavailable
 from tracker.core import TrackerCore
-from tracker.swarm import Swarm
+from tracker.peerchanges import PeerChanges
 
 __all__ = ["FLUSH_EVERY", "SwarmSync", "log_id"]
 
@@ -79,8 +79,9 @@ VIEW_TRIES = 10  # a view slice refused this often (the log moves on) goes out r
 SWARM_KEY_MARGIN_MS = 60_000  # a swarm key outlives its last peer's deadline by this
 
 
-class SwarmSync:
-    """The tracker's :class:`~tracker.peerlog.PeerLog` in cluster mode, and its sync task."""
+class SwarmSync(PeerChanges):
+    """The tracker's :class:`~tracker.peerlog.PeerLog` in cluster mode (``record``: the
+    changes it coalesces, :class:`~tracker.peerchanges.PeerChanges`), and its sync task."""
 
     def __init__(self, link: RedisLink, core: TrackerCore, node_id: str, *,
                  keys: Keys = DEFAULT_KEYS, metrics: ClusterMetrics | None = None,
@@ -89,6 +90,7 @@ class SwarmSync:
                  on_announce: Callable[[bytes], None] | None = None) -> None:
         """``on_announce``: told the info-hash of every peer another node stored (the
         seeding policy's demand hook, as for the tracker's own announces)."""
+        super().__init__(MAX_PENDING)  # pending, downloads, overflow: dropped past it
         self.link = link
         self.on_announce = on_announce
         self.core = core
@@ -98,10 +100,6 @@ class SwarmSync:
         self.flush_every = flush_every
         self.clock = clock
         self.peer_timeout = core.swarms.peer_timeout
-        # ih + addr -> (peer id, peer id to replace, seeder, stopped, time heard)
-        self._pending: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
-        self._downloads: dict[bytes, int] = {}
-        self._overflow = False  # pending dropped: push the whole local view at recovery
         self._last_id = b"0-0"
         self._read_end_ms = b"0"  # when (Redis clock) the last pull read the log to its end
         # Batches are numbered (per incarnation: a restarted node must not look like a
@@ -126,23 +124,6 @@ class SwarmSync:
         self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
         self.ticks = 0  # round trips done (tests wait on it)
 
-    # -- the tracker's hot path ------------------------------------------------------------
-
-    def record(self, swarm: Swarm, addr: bytes, peer_id: bytes, prev_id: bytes | None,
-               seeder: bool, stopped: bool, downloads: int, now: float) -> None:
-        """PeerLog: one accepted announce (a dict write; coalesced until the next tick)."""
-        ih = swarm.hashes[0]
-        if downloads:
-            self._downloads[ih] = self._downloads.get(ih, 0) + downloads
-        k = ih + addr
-        old = self._pending.get(k)
-        if old is not None:
-            prev_id = old[1]  # Redis still holds what the first pending change replaces
-        elif len(self._pending) >= MAX_PENDING:
-            self._pending.clear()
-            self._overflow = True
-        self._pending[k] = (peer_id, prev_id, seeder, stopped, now)
-
     def watch(self, hashes: Iterable[bytes]) -> None:
         """A swarm was registered here: read what Redis holds for it at the next tick."""
         self._watch.add(next(iter(hashes)))
@@ -162,9 +143,9 @@ class SwarmSync:
 
     async def tick(self) -> None:
         """One round: push, pull, and catch up where needed. Raises Unavailable."""
-        if self.link.epoch != self._epoch or self._overflow:
+        if self.link.epoch != self._epoch or self.overflow:
             epoch = self.link.epoch
-            self._overflow = False
+            self.overflow = False
             await self._catch_up()
             self._epoch = max(epoch, 1)
         elif self._watch:
@@ -205,7 +186,7 @@ class SwarmSync:
         while True:
             more = self._inflight is not None  # a batch to send again: the pending next
             if not more:
-                pending, downloads = self._pending, self._downloads
+                pending, downloads = self.pending, self.downloads
                 if not pending and not downloads:
                     return read if sent else (await self._push_pull({}, {}, 0))[0]
                 rest: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
@@ -213,7 +194,7 @@ class SwarmSync:
                     items = list(pending.items())
                     pending, rest = dict(items[:PUSH_BATCH]), dict(items[PUSH_BATCH:])
                     more = True
-                self._pending, self._downloads = rest, {}
+                self.pending, self.downloads = rest, {}
                 self._seq += 1
                 self._inflight = (self._seq, pending, downloads)
             seq, pending, downloads = self._inflight  # type: ignore[misc]
@@ -303,7 +284,7 @@ class SwarmSync:
         now = self.clock()
         swarms = self.core.swarms
         width = swarms.sweep_every
-        pending = self._pending
+        pending = self.pending
         out = {}
         for k in keys:
             swarm = swarms.get(k[:20])
@@ -388,7 +369,7 @@ class SwarmSync:
         if swarm is None:
             return False
         stored = False
-        pending = self._pending
+        pending = self.pending
         for j in range(0, len(members), 2):
             member, score = members[j], -int(members[j + 1])  # keys.py: negated
             addr, peer_id = member[:-20], member[-20:]
@@ -396,7 +377,7 @@ class SwarmSync:
                 continue  # pending: heard here since the last push, newer than Redis's word
             expires = local_now + ((score >> 1) - now_ms) / 1000
             stored |= swarms.merge_peer(ih, addr, peer_id, bool(score & 1), expires)
-        swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self._downloads.get(ih, 0))
+        swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self.downloads.get(ih, 0))
         return stored
 
 

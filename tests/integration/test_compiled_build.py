@@ -30,6 +30,7 @@ TESTS = (
     "tests/unit/test_tracker_responses.py",
     "tests/unit/test_tracker_swarm.py",
     "tests/unit/test_tracker_merge.py",
+    "tests/unit/test_tracker_peerchanges.py",
     "tests/unit/test_cluster_parts.py",
     "tests/unit/test_tracker_udp.py",
     "tests/unit/test_http_whole.py",

@@ -152,11 +152,11 @@ def test_swarm_sync_coalesces_announces() -> None:
     core.http_announce(q(P1), [], "10.0.0.1", 1.0)
     core.http_announce(q(P2), [], "10.0.0.1", 2.0)  # same address, new peer id
     core.http_announce(q(P2, b"&event=completed&left=0"), [], "10.0.0.2", 3.0)
-    pending = dict(sync._pending)
+    pending = dict(sync.pending)
     assert len(pending) == 2
     # The first change of 10.0.0.1 added it (nothing in Redis to replace) ...
     assert pending[IH + A4][:4] == (P2, None, False, False)
-    blob = sync._encode(pending, sync._downloads, 10.0)
+    blob = sync._encode(pending, sync.downloads, 10.0)
     changes = list(records.decode_changes(blob))
     assert [(c.kind, c.addr, c.seeder, c.ttl_ms) for c in changes] == [
         (records.UPSERT, A4, False, 192_000),  # timeout 200 s, heard at 2, flushed at 10
@@ -164,10 +164,10 @@ def test_swarm_sync_coalesces_announces() -> None:
         (records.DOWNLOADS, b"", False, 0),
     ]
     # ... a stopped one removes what Redis has: the id stored before.
-    sync._pending.clear()
+    sync.pending.clear()
     core.http_announce(q(P1, b"&event=stopped&left=5"), [], "10.0.0.1", 4.0)
-    assert sync._pending[IH + A4][:4] == (P1, P2, False, True)
-    (stop,) = records.decode_changes(sync._encode(sync._pending, {}, 5.0))
+    assert sync.pending[IH + A4][:4] == (P1, P2, False, True)
+    (stop,) = records.decode_changes(sync._encode(sync.pending, {}, 5.0))
     assert (stop.kind, stop.peer_id) == (records.STOPPED, P2)
 
 
@@ -229,7 +229,7 @@ def test_a_resync_does_not_undo_an_announce_heard_since_the_last_push() -> None:
     core.http_announce(q, [], "10.0.0.1", 1.0)  # a seeder now, not pushed yet
     trio.run(sync.resync, [IH])
     assert core.swarms.scrape(IH) == (1, 0, 0)
-    sync._pending.clear()  # pushed: Redis's word counts again
+    sync.pending.clear()  # pushed: Redis's word counts again
     trio.run(sync.resync, [IH])
     assert core.swarms.scrape(IH) == (0, 0, 1)
 

@@ -67,6 +67,7 @@ PURE = (
     "tracker.responses",
     "tracker.udp_protocol",
     "tracker.swarm",
+    "tracker.peerchanges",
     "tracker.peerwindow",
     "tracker.clientaddr",
     "seeder.torrent.entry",
