@@ -19,7 +19,9 @@ counts what it sends into the current swarm: BitTorrent payload plus web seed by
 
 the torrent is *throttled* (`Throttle`): the session leaves two peers unchoked and caps the
 upload to a trickle, the web seed answers busy and stops the responses in flight, so the rest
-of the download flows between the peers. Choking matters: under a bare rate cap the peers'
+of the download flows between the peers. The session goes on sending for about a second
+after a throttle is set, so the reserve ends ``lag`` seconds of the current send rate early
+(``copies`` bounds what the swarm gets in all). Choking matters: under a bare rate cap the peers'
 requests sat queued at the daemon and the swarm stalled. Liveness: the daemon never
 throttles while some piece exists only in its session (a lone client, or the peers that held
 a piece left before completing), serves the swarm's last ``tail`` copies at full speed
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "DEFAULT_COPIES",
+    "DEFAULT_LAG",
     "DEFAULT_STALL_AFTER",
     "SwarmBudget",
     "SwarmView",
@@ -58,6 +61,9 @@ DEFAULT_SEED_MEMORY = 60.0  # s a peer seen complete counts as holding every pie
 #                             left the daemon (a seed drops its connection to a seed)
 DEFAULT_NEAR = 0.25  # fraction of the pieces: a peer lacking at most this many is finished
 #                      at full speed out of the budget's reserve (0: never)
+DEFAULT_LAG = 1.0  # s libtorrent goes on sending at about the same rate after a throttle is
+#                   set (its bandwidth quota is handed out per 500 ms, and the sockets drain):
+#                   the budget ends this long before its bytes are all sent
 LEFT_NEAR = 0.05  # a peer that leaves lacking at most this fraction completed: libtorrent
 #                   drops a peer as soon as both are seeds, often before a view shows it whole
 
@@ -129,6 +135,7 @@ class _Swarm:
     cap: Throttle | None = None  # the last decision
     why: str = "new swarm"  # the last decision's reason (logs)
     seed_seen: float | None = None  # when a connected peer last held every piece
+    seen_at: float | None = None  # when the previous update came (its `sent`: last_sent)
 
 
 class SwarmBudget:
@@ -139,7 +146,10 @@ class SwarmBudget:
     at full speed again (for as long again); also how long a swarm without peers and
     without web seed traffic lasts before the next peers get a fresh budget.
     ``trickle_rate``: the cap, bytes/s, once the budget is spent and the peers hold every
-    piece. Raises ValueError for bad values.
+    piece. ``lag``: seconds the session goes on sending after a throttle is set; the
+    budget counts that many seconds of the current send rate as sent already, so the
+    whole swarm's bytes stay within ``copies`` (0: count only what was sent). Raises
+    ValueError for bad values.
     """
 
     def __init__(
@@ -151,12 +161,14 @@ class SwarmBudget:
         tail: float = DEFAULT_TAIL,
         seed_memory: float = DEFAULT_SEED_MEMORY,
         near: float = DEFAULT_NEAR,
+        lag: float = DEFAULT_LAG,
     ):
         if (copies < 0 or stall_after <= 0 or trickle_rate < 1 or tail < 0 or seed_memory < 0
-                or not 0 <= near < 1):
+                or not 0 <= near < 1 or lag < 0):
             raise ValueError("copies >= 0, stall_after > 0, trickle_rate >= 1, tail >= 0, "
-                             "seed_memory >= 0, 0 <= near < 1")
+                             "seed_memory >= 0, 0 <= near < 1, lag >= 0")
         self.copies = copies
+        self.lag = lag
         self.seed_memory = seed_memory
         self.near = near
         self.stall_after = stall_after
@@ -199,11 +211,14 @@ class SwarmBudget:
         if not before or any(n > before.get(peer, n) for peer, n in view.holdings.items()):
             s.gained_at = now  # a peer gained a piece, or peers just came: not stalled
         s.holdings = view.holdings
-        s.last_sent = view.sent
+        # What the session will have sent once a throttle set now takes effect.
+        rate = ((view.sent - s.last_sent) / (now - s.seen_at)
+                if s.seen_at is not None and now > s.seen_at else 0.0)
+        s.last_sent, s.seen_at = view.sent, now
         covered = view.covered or (
             s.seed_seen is not None and now - s.seed_seen <= self.seed_memory
         )
-        reserve_left = view.sent - s.base < self.copies * view.size
+        reserve_left = view.sent + rate * self.lag - s.base < self.copies * view.size
         stalled = now - s.gained_at >= self.stall_after
         if s.cap is not None and stalled:
             s.open_until = now + self.stall_after

@@ -23,8 +23,8 @@ def empty_view(sent: int) -> SwarmView:
     return SwarmView(holdings={}, missing=SIZE // PLEN, sent=sent, size=SIZE, piece_length=PLEN)
 
 
-def budget(copies: float = 2.0, tail: float = 0.0) -> SwarmBudget:
-    return SwarmBudget(copies, stall_after=5.0, trickle_rate=4096, tail=tail)
+def budget(copies: float = 2.0, tail: float = 0.0, lag: float = 0.0) -> SwarmBudget:
+    return SwarmBudget(copies, stall_after=5.0, trickle_rate=4096, tail=tail, lag=lag)
 
 
 def test_missing_pieces_are_in_no_bitfield_and_not_in_flight() -> None:
@@ -145,6 +145,22 @@ def test_the_swarms_last_pieces_come_at_full_speed_from_the_budgets_reserve() ->
     assert b.update(T, view(2500, a=75, b=96), 4.0) == TRICKLE
 
 
+def test_the_reserve_ends_early_by_what_the_session_sends_before_a_throttle_holds() -> None:
+    b = budget(2.5, tail=0.5, lag=1.0)
+    b.update(T, view(1800, a=0, b=0), 0.0)  # the swarm's budget counts from here
+    b.update(T, view(3800, a=50, b=80), 0.9)
+    # 2100 sent, at 2000 bytes/s: 2100 + 2000 >= 2500, no reserve left.
+    assert b.update(T, view(4000, a=60, b=90), 1.0) == TRICKLE
+    # At 200 bytes/s by the time the main part is spent: the reserve ends 200 bytes early.
+    for lag, last in ((1.0, TRICKLE), (0.0, None)):
+        b = budget(2.5, tail=0.5, lag=lag)
+        b.update(T, view(0, a=0, b=0), 0.0)
+        b.update(T, view(1800, a=50, b=80), 9.0)
+        assert b.update(T, view(2000, a=60, b=90), 10.0) is None  # 50 wanted: the tail
+        assert b.update(T, view(2200, a=62, b=91), 11.0) is None  # 2200 + 200 < 2500
+        assert b.update(T, view(2350, a=64, b=92), 11.5) == last  # 2350 + 300 >= 2500
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         SwarmBudget(-1.0)
@@ -154,6 +170,8 @@ def test_bad_arguments() -> None:
         SwarmBudget(1.0, trickle_rate=0)
     with pytest.raises(ValueError):
         SwarmBudget(1.0, tail=-1.0)
+    with pytest.raises(ValueError):
+        SwarmBudget(1.0, lag=-1.0)
 
 
 def test_over_budget_tells_when_coverage_is_worth_reading() -> None:
@@ -203,7 +221,7 @@ def test_a_stalled_swarm_covered_by_a_departed_seed_still_gets_full_speed() -> N
 
 
 def test_a_peer_near_completion_is_finished_at_full_speed_from_the_reserve() -> None:
-    b = SwarmBudget(2.5, stall_after=5.0, trickle_rate=4096, tail=0.5, near=0.2)
+    b = SwarmBudget(2.5, stall_after=5.0, trickle_rate=4096, tail=0.5, near=0.2, lag=0.0)
     b.update(T, view(0, a=0, b=0, c=0), 0.0)
     assert b.update(T, view(2000, a=70, b=40, c=10), 1.0) == TRICKLE  # main part spent
     assert b.update(T, view(2100, a=80, b=40, c=10), 2.0) is None  # a lacks 20 %
