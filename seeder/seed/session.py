@@ -441,9 +441,10 @@ class SeedSession:
             handle.set_max_uploads(UPLOAD_SLOTS)
             self._torrents.throttled.pop(key, None)
         else:
-            # set_max_uploads runs the choker at once: the peers it chokes drop their
-            # requests queued here and ask their other peers. (Under a bare rate cap they
-            # sat queued and the swarm stalled: 5 s measured.)
+            # The choker unchokes at most these peers from its next run on: under a bare
+            # rate cap every peer stayed unchoked with its requests queued here and the
+            # swarm stalled (5 s measured). libtorrent 2.1 chokes no peer already unchoked
+            # when the count falls (WAN lab log, session 9): the rate cap holds those.
             handle.set_max_uploads(max(2, throttle.slots))  # libtorrent's least is 2
             handle.set_upload_limit(-1 if throttle.rate is None else max(1, throttle.rate))
             self._torrents.throttled[key] = throttle
