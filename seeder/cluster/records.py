@@ -52,9 +52,6 @@ __all__ = [
     "encode_upsert",
 ]
 
-_SEEDER = UPSERT_SEEDER
-_V6 = UPSERT_V6
-_REPLACES = REPLACES
 _U32 = struct.Struct(">I")
 # The usual record, a plain upsert (IPv4 or IPv6, replacing no peer id): one struct call;
 # indexed by op >> 3 (0 IPv4, 1 IPv6).
@@ -83,12 +80,12 @@ def decode_changes(blob: bytes) -> Iterator[Change]:
     i, n = 0, len(blob)
     while i < n:
         op = blob[i]
-        if not op & ~(_SEEDER | _V6):  # a plain upsert, the usual record
+        if not op & ~(UPSERT_SEEDER | UPSERT_V6):  # a plain upsert, the usual record
             plain = _PLAIN[op >> 3]
             if i + plain.size > n:
                 raise RecordError("truncated peer record")
             _, info_hash, addr, peer_id, ttl = plain.unpack_from(blob, i)
-            yield _new(Change, (UPSERT, info_hash, addr, peer_id, bool(op & _SEEDER), ttl, 0))
+            yield _new(Change, (UPSERT, info_hash, addr, peer_id, bool(op & UPSERT_SEEDER), ttl, 0))
             i += plain.size
             continue
         kind = op & 3
@@ -102,14 +99,14 @@ def decode_changes(blob: bytes) -> Iterator[Change]:
             continue
         if kind not in (UPSERT, STOPPED):
             raise RecordError(f"unknown record kind {kind}")
-        alen = 18 if op & _V6 else 6
-        end = i + alen + 20 + (4 if kind == UPSERT else 0) + (20 if op & _REPLACES else 0)
+        alen = 18 if op & UPSERT_V6 else 6
+        end = i + alen + 20 + (4 if kind == UPSERT else 0) + (20 if op & REPLACES else 0)
         if end > n:
             raise RecordError("truncated peer record")
         addr = blob[i : i + alen]
         peer_id = blob[i + alen : i + alen + 20]
         ttl = _U32.unpack_from(blob, i + alen + 20)[0] if kind == UPSERT else 0
-        yield Change(kind, info_hash, addr, peer_id, bool(op & _SEEDER), ttl, 0)
+        yield Change(kind, info_hash, addr, peer_id, bool(op & UPSERT_SEEDER), ttl, 0)
         i = end
 
 
