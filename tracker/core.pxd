@@ -1,11 +1,12 @@
 # Cython declarations for the compiled build of core.py (setup.py compiles the .py; this
 # file only types it): TrackerCore becomes an extension type whose fields are struct
-# members, and the UDP path calls the swarm table, the connection ids and the parser as
-# C functions. Every attribute is public (the daemon and the cluster set on_announce,
-# peer_log, metrics, connection_ids as on the plain class).
+# members, and the UDP path calls the swarm table, the connection ids, the parser and a
+# cluster's PeerChanges.record as C functions. Every attribute is public (the daemon and
+# the cluster set on_announce, peer_log, metrics, connection_ids as on the plain class).
 cimport cython
 
-from tracker.swarm cimport Swarm, Swarms
+from tracker.peerchanges cimport PeerChanges
+from tracker.swarm cimport Peer, Swarm, Swarms
 from tracker.udp_protocol cimport ConnectionIds
 
 
@@ -20,7 +21,7 @@ cdef class TrackerCore:
     cdef public dict _ips
     cdef public dict _sources
     cdef public object on_announce
-    cdef public object peer_log
+    cdef public PeerChanges peer_log
     cdef public bytes own_peer_prefix
     cdef public object metrics
 
@@ -31,7 +32,8 @@ cdef class TrackerCore:
     cpdef bytes _source(self, tuple client)
 
     @cython.locals(source=bytes, swarm=Swarm, numwant=Py_ssize_t, event=int, port=object,
-                   seeder=bint, peers=bytes, peers6=bytes, tid=object, req=tuple)
+                   seeder=bint, peers=bytes, peers6=bytes, tid=object, req=tuple,
+                   peer_log=PeerChanges, prev=Peer)
     cpdef object udp(self, object data, tuple client, double now)
 
     @cython.locals(records=list)

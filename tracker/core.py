@@ -24,7 +24,7 @@ from tracker.announce import (
     parse_scrape,
 )
 from tracker.clientaddr import client_ip, pack_ip, parse_proxies
-from tracker.peerlog import PeerLog
+from tracker.peerchanges import PeerChanges
 from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
 from tracker.udp_protocol import (
     UdpError,
@@ -67,7 +67,9 @@ class TrackerCore:
     ``trusted_proxies``: IPs/CIDRs whose ``X-Forwarded-For`` / ``X-Real-IP`` name the client.
     ``accept_ip_param``: honour the announce ``ip`` parameter (off: the socket address
     is the peer's). ``secret``: key of the UDP connection ids (random by default).
-    ``peer_log``: told about every accepted announce (a cluster shares them; None: an island).
+    ``peer_log``: told about every accepted announce (a cluster shares them; None: an island):
+    a :class:`~tracker.peerchanges.PeerChanges` (the cluster's sync extends it), whose
+    ``record`` the compiled build calls as a C method (it takes no other ``PeerLog``).
     ``on_announce``: called with the swarm's canonical info-hash (its first registered
     hash) after every accepted announce (HTTP or UDP) into a registered swarm, except a
     ``stopped`` one and those of peer ids starting with ``own_peer_prefix`` (when not empty:
@@ -95,7 +97,7 @@ class TrackerCore:
         rng: random.Random | None = None,
         secret: bytes | None = None,
         on_announce: Callable[[bytes], None] | None = None,
-        peer_log: PeerLog | None = None,
+        peer_log: PeerChanges | None = None,
         own_peer_prefix: bytes = b"",
         resolve: Callable[[bytes], Sequence[bytes] | None] | None = None,
     ) -> None:

@@ -5,8 +5,10 @@ The tracker itself stays an island: it answers every announce from its own in-me
 hears each accepted announce (after the swarm recorded it) and may carry it elsewhere; what
 other trackers stored comes back through ``Swarms.merge_peer`` / ``drop_peer`` /
 ``add_downloaded``, and ``Swarms.merge_upserts`` for a whole batch of the usual record,
-whose layout is this module's (below). The tracker never imports the implementation (the
-seeder's cluster package does that, the daemon wires it in).
+whose layout is this module's (below). The core takes the tracker's own implementation,
+:class:`~tracker.peerchanges.PeerChanges` (the compiled core calls its ``record`` as C);
+the cluster that carries the changes elsewhere extends it (the seeder's cluster package,
+which the tracker never imports; the daemon wires it in).
 """
 
 from __future__ import annotations
