@@ -18,7 +18,9 @@ side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
    ``--tree NAME=PATH`` the cluster layouts run for each tree too (another checkout: a
    before/after side by side in one run, rounds interleaved). opentracker in the 1-node
    layout is the per-node reference; each node's busy share of its core is printed (CPU
-   per announce grows when a node waits for datagrams: more wake-ups per announce).
+   per announce grows when a node waits for datagrams: more wake-ups per announce), with
+   its voluntary and involuntary context switches per 1000 announces (it slept for want
+   of a datagram / Redis or a generator preempted it).
 3. ``failover``: three ``seeder serve`` daemons (local bucket, seeding on, one Redis),
    ``--failover-torrents`` torrents in demand (a leecher in each swarm), each seeded by 2
    nodes; kill -9 of one node; the time until the survivors see it gone, and until both
@@ -192,6 +194,7 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
 
     trees = {"this": ROOT, **dict(_tree(t) for t in args.tree)}
     busy: list[list[float]] = []
+    switches: list[list[tuple[float, float]]] = []
 
     def run(n: int, db: int, tree: Path | None) -> tuple[float, list[float], float]:
         ports = [bt.free_port() for _ in range(n)]
@@ -212,6 +215,7 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
                      str(args.peers), str(args.torrents), "1", "4"]
                     for i, port in enumerate(ports)]
             c0 = [bt.cpu_seconds(proc.pid) for proc in procs]
+            x0 = [context_switches(proc.pid) for proc in procs]
             r0 = bt.cpu_seconds(redis.proc.pid)
             running = [subprocess.Popen(c, stdout=subprocess.PIPE) for c in cmds]
             loads = []
@@ -223,6 +227,7 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
                 loads.append((int(m[1]), float(m[5])))
             time.sleep(0.3)  # the sync task's last flush counts too
             used = [bt.cpu_seconds(proc.pid) - c for proc, c in zip(procs, c0, strict=True)]
+            x1 = [context_switches(proc.pid) for proc in procs]
             redis_used = bt.cpu_seconds(redis.proc.pid) - r0
             done = sum(count for count, _ in loads)
             rate = sum(count / secs for count, secs in loads)
@@ -231,6 +236,11 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
             # how busy each node's core kept it: below ~100 %, the node waited for datagrams
             # and its CPU per announce includes more wake-ups per announce
             busy.append([u / secs * 100 for u, (_, secs) in zip(used, loads, strict=True)])
+            # per 1000 announces: voluntary switches (the node slept: no datagram waiting)
+            # and involuntary ones (preempted: Redis or a generator took its core)
+            switches.append([((b[0] - a[0]) * 1e3 / max(count, 1), (b[1] - a[1]) * 1e3
+                              / max(count, 1)) for a, b, (count, _) in zip(x0, x1, loads,
+                                                                          strict=True)])
             return rate, per_node, redis_used / max(done, 1) * 1e6
         finally:
             for proc in procs:
@@ -253,7 +263,8 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
             print(f"  {name}: {n} {'cluster' if cluster else 'standalone'} node(s): {rate:8.0f} "
                   f"announces/s in all (generators on the same cores), node CPU/announce "
                   f"{', '.join(f'{c:.2f}' for c in per_node)} us (busy "
-                  f"{', '.join(f'{b:.0f}' for b in busy[-1])} %)"
+                  f"{', '.join(f'{b:.0f}' for b in busy[-1])} %; sleeps/preemptions per 1k "
+                  f"announces {', '.join(f'{v:.2f}/{i:.2f}' for v, i in switches[-1])})"
                   + (f", redis {redis_us:.2f} us/announce" if cluster else ""), flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
     s1 = statistics.median(x[1] for x in rows["this", 1, False])
@@ -262,6 +273,19 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
     o1 = statistics.median(x[1] for x in ot) if ot else 0.0
     for name in trees:
         _scale_summary(name, rows, s1, s2, o1)
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of process ``pid``, all its threads."""
+    vol = invol = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # a thread ended meanwhile
+            continue
+        vol += int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", text, re.M)[1])
+        invol += int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", text, re.M)[1])
+    return vol, invol
 
 
 def _tree(item: str) -> tuple[str, Path]:
