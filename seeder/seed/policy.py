@@ -32,7 +32,9 @@ in docs/benchmarks.md, "Seeding policy"):
   other peers for the rare pieces instead of all queueing them here.
 - At full speed the session unchokes ``seed.settings.UPLOAD_SLOTS`` peers (4), plus one for
   each unchoked peer in its end game or slow to ramp up (`upload_slots`): the daemon's link
-  stays busy while the peers it serves finish their last blocks elsewhere.
+  stays busy while the peers it serves finish their last blocks elsewhere. While the
+  budget's reserve is spent (`SwarmBudget.on_reserve`) no peer is unchoked anew: the
+  reserve goes to the peers served now, the one near completion among them.
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
   busy (503 + Retry-After) while this session seeds the whole torrent to connected peers.
@@ -383,8 +385,9 @@ class Seeding:
         throttle = self.budget.update(key, view, now)
         if throttle is None and view is not None:
             # Full speed: a slot more for each unchoked peer in its end game or slow
-            # (upload_slots).
-            n = self.slots.count(key, view.holdings, view.unchoked, view.rates, view.pieces, now)
+            # (upload_slots); none anew out of the budget's reserve.
+            n = self.slots.count(key, view.holdings, view.unchoked, view.rates, view.pieces, now,
+                                 grow=not self.budget.on_reserve(key))
             throttle = None if n == self.slots.slots else Throttle(n, None)
         if view is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("%s: %d peers, %d pieces held, %d only here, %.2f copies sent: %s",

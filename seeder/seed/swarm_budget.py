@@ -132,6 +132,7 @@ class _Swarm:
     gained_at: float  # when a peer last gained a piece
     open_until: float = 0.0  # no throttling before this (after a stall)
     throttled: bool = False
+    reserve: bool = False  # the last decision: full speed out of the budget's reserve
     cap: Throttle | None = None  # the last decision
     why: str = "new swarm"  # the last decision's reason (logs)
     seed_seen: float | None = None  # when a connected peer last held every piece
@@ -224,17 +225,19 @@ class SwarmBudget:
             s.open_until = now + self.stall_after
             s.gained_at = now
         spent = view.sent - s.base >= self._main * view.size
-        s.throttled = False
+        s.throttled = s.reserve = False
         if not spent:
             s.why, s.cap = "under budget", None
         elif stalled or now < s.open_until:
             s.why, s.cap = "swarm stalled", None
         elif view.wanted <= self.tail * view.size and reserve_left:
             s.why, s.cap = "the swarm's last pieces (the budget's reserve)", None
+            s.reserve = True
         elif reserve_left and any(
             pieces - self.near * pieces <= n < pieces for n in view.holdings.values()
         ):
             s.why, s.cap = "a peer near completion (the budget's reserve)", None
+            s.reserve = True
         elif view.peers == 0:
             s.why, s.cap = "no peers (web seed traffic only)", None
         elif not covered:
@@ -265,6 +268,13 @@ class SwarmBudget:
         and the peers hold every piece (the web seed answers busy then)."""
         s = self._swarms.get(torrent)
         return s is not None and s.throttled
+
+    def on_reserve(self, torrent: str) -> bool:
+        """True when the last decision for ``torrent`` was full speed out of the budget's
+        reserve (the swarm's last pieces, or a peer near completion): the session then
+        unchokes no peer anew (upload_slots), so the reserve goes to the peers it serves."""
+        s = self._swarms.get(torrent)
+        return s is not None and s.reserve
 
     def why(self, torrent: str) -> str:
         """The reason of the last decision (logs)."""

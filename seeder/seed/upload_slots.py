@@ -19,7 +19,10 @@ it (WAN lab, 100-ms log of the daemon's peers, docs/benchmarks.md):
 For each of these libtorrent's choker (``set_max_uploads``) unchokes the next peer at its next
 run (``seed.settings.UNCHOKE_INTERVAL``).
 When such a peer completes or leaves (a seed drops its connection to the daemon), the count
-falls by its own slot, so no peer is choked for it.
+falls by its own slot, so no peer is choked for it. While the swarm budget spends its reserve
+(``count(..., grow=False)``) the count stays at the peers unchoked now: the reserve is for the
+peers being finished, and a peer unchoked then (an aria2 or Transmission client, slow to ramp
+up) took part of it (WAN lab, session 10).
 
 The rule keeps a small record per torrent (when each peer was first seen unchoked, and the
 peers whose slot was handed on); `forget` drops it. Pure: no I/O, no clock (``now`` is an
@@ -69,17 +72,19 @@ class UploadSlots:
 
     def count(self, torrent: str, holdings: Mapping[str, int],
               unchoked: frozenset[str] | set[str], rates: Mapping[str, int], pieces: int,
-              now: float) -> int:
+              now: float, *, grow: bool = True) -> int:
         """The unchoke slots for ``torrent`` (any stable key), of ``pieces`` pieces, whose
         connected peers hold ``holdings`` (endpoint -> pieces held), ``unchoked`` being
         those the session unchokes now and ``rates`` the session's upload rate to each
-        (bytes/s; a peer left out: 0)."""
+        (bytes/s; a peer left out: 0). ``grow`` False: no peer is to be unchoked anew (the
+        swarm budget's reserve goes to the peers served now): at most the live unchoked
+        peers, at least one."""
         peers = self._torrents.setdefault(torrent, _Peers())
         live = {p for p in unchoked if p in holdings}
         peers.since = {p: peers.since.get(p, now) for p in live}
         peers.handed &= live
         if pieces <= 0:
-            return self.slots
+            return self.slots if grow else max(1, min(self.slots, len(live)))
         lack = max(1, int(self.endgame * pieces)) if self.endgame > 0 else 0
         ending = {p for p in live if pieces - lack <= holdings[p] < pieces}
         best = max((rates.get(p, 0) for p in live), default=0)
@@ -89,7 +94,8 @@ class UploadSlots:
                 if now - peers.since[p] >= self.trial and rates.get(p, 0) < self.slow * best
                 and holdings[p] < pieces
             )
-        return min(self.most, self.slots + len(ending | peers.handed))
+        n = min(self.most, self.slots + len(ending | peers.handed))
+        return n if grow else max(1, min(n, len(live)))
 
     def forget(self, torrent: str) -> None:
         """Drop the torrent's record (it left the session)."""

@@ -140,9 +140,11 @@ def test_the_swarms_last_pieces_come_at_full_speed_from_the_budgets_reserve() ->
     assert b.update(T, view(2000, a=40, b=40), 1.0) == TRICKLE  # 120 pieces wanted
     assert b.update(T, view(2000, a=60, b=90), 2.0) is None  # 50 wanted: the tail
     assert b.why(T) == "the swarm's last pieces (the budget's reserve)"
+    assert b.on_reserve(T)
     assert b.update(T, view(2499, a=70, b=95), 3.0) is None
     # The reserve is spent too: the whole budget. The swarm holds every piece: trickle.
     assert b.update(T, view(2500, a=75, b=96), 4.0) == TRICKLE
+    assert not b.on_reserve(T)
 
 
 def test_the_reserve_ends_early_by_what_the_session_sends_before_a_throttle_holds() -> None:
@@ -224,8 +226,10 @@ def test_a_peer_near_completion_is_finished_at_full_speed_from_the_reserve() -> 
     b = SwarmBudget(2.5, stall_after=5.0, trickle_rate=4096, tail=0.5, near=0.2, lag=0.0)
     b.update(T, view(0, a=0, b=0, c=0), 0.0)
     assert b.update(T, view(2000, a=70, b=40, c=10), 1.0) == TRICKLE  # main part spent
+    assert not b.on_reserve(T)
     assert b.update(T, view(2100, a=80, b=40, c=10), 2.0) is None  # a lacks 20 %
     assert b.why(T) == "a peer near completion (the budget's reserve)"
+    assert b.on_reserve(T)
     assert b.update(T, view(2200, a=100, b=45, c=10), 3.0) == TRICKLE  # a is whole
     assert b.update(T, view(2300, a=100, b=85, c=10), 4.0) is None
     assert b.update(T, view(2500, a=100, b=95, c=10), 5.0) == TRICKLE  # reserve spent
@@ -238,3 +242,14 @@ def test_near_and_seed_memory_bounds() -> None:
         SwarmBudget(1.0, near=-0.1)
     with pytest.raises(ValueError):
         SwarmBudget(1.0, seed_memory=-1.0)
+
+
+def test_on_reserve_only_for_the_reserves_reasons() -> None:
+    b = budget()
+    assert not b.on_reserve(T)  # no swarm
+    b.update(T, view(0, a=0), 0.0)
+    assert b.update(T, view(1000, a=5), 1.0) is None
+    assert not b.on_reserve(T)  # under budget: full speed, not the reserve
+    assert b.update(T, view(2500, missing=1, a=6), 2.0) is None
+    assert b.why(T) == "budget spent, some pieces only here"
+    assert not b.on_reserve(T)

@@ -115,3 +115,18 @@ def test_ipv6_endpoints_are_matched_by_address() -> None:
     unchoked = frozenset({"2001:db8::1:6881", "2001:db8::2:6881"})
     assert choked_address("2001:db8::3", holdings, unchoked, slots=2)
     assert not choked_address("2001:db8::2", holdings, unchoked, slots=2)
+
+
+def test_no_peer_unchoked_anew_while_the_budgets_reserve_is_spent() -> None:
+    slots = UploadSlots(4, endgame=0.05)
+    holdings = {"a": 990, "b": 500, "c": 100, "d": 0}
+
+    def frozen(unchoked: set[str], pieces: int = PIECES) -> int:
+        return slots.count(T, holdings, frozenset(unchoked), {}, pieces, 0.0, grow=False)
+
+    assert count(slots, holdings, {"a", "b"}) == 5  # a in its end game: a slot more
+    assert frozen({"a", "b"}) == 2  # the peers served now, no new one
+    assert frozen({"a", "b", "c", "gone"}) == 3  # a departed peer holds nothing
+    assert frozen(set()) == 1  # at least one
+    assert frozen({"a", "b", "c", "d"}) == 4
+    assert frozen({"a", "b"}, pieces=0) == 2
