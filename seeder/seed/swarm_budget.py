@@ -20,15 +20,15 @@ counts what it sends into the current swarm: BitTorrent payload plus web seed by
 the torrent is *throttled* (`Throttle`): the session leaves two peers unchoked and caps the
 upload to a trickle, the web seed answers busy and stops the responses in flight, so the rest
 of the download flows between the peers. The session goes on sending for about a second
-after a throttle is set, so the reserve ends ``lag`` seconds of the current send rate early
-(``copies`` bounds what the swarm gets in all). Choking matters: under a bare rate cap the peers'
-requests sat queued at the daemon and the swarm stalled. Liveness: the daemon never
-throttles while some piece exists only in its session (a lone client, or the peers that held
-a piece left before completing), serves the swarm's last ``tail`` copies at full speed
-while the budget's reserve lasts (the last few peers trade slowly), and a swarm that stops
-making progress gets it at full speed again for ``stall_after`` seconds. A swarm that
-empties (no peers, nothing sent for ``stall_after`` seconds) starts a new budget when peers
-come back.
+after a throttle is set, so the reserve ends ``lag`` seconds of the current send rate early,
+and stays ended (``copies`` bounds what the swarm gets in all). Choking matters: under a
+bare rate cap the peers' requests sat queued at the daemon and the swarm stalled.
+Liveness: the daemon never throttles while some piece exists only in its session (a lone
+client, or the peers that held a piece left before completing), serves the swarm's last
+``tail`` copies at full speed while the budget's reserve lasts (the last few peers trade
+slowly), and a swarm that stops making progress gets it at full speed again for
+``stall_after`` seconds. A swarm that empties (no peers, nothing sent for ``stall_after``
+seconds) starts a new budget when peers come back.
 
 Pure: no I/O, no clock (``now`` is an argument, seconds on any monotonic origin). One small
 record per torrent with peers; `forget` drops it.
@@ -133,6 +133,7 @@ class _Swarm:
     open_until: float = 0.0  # no throttling before this (after a stall)
     throttled: bool = False
     reserve: bool = False  # the last decision: full speed out of the budget's reserve
+    reserve_over: bool = False  # the reserve was found used up: it never reopens
     cap: Throttle | None = None  # the last decision
     why: str = "new swarm"  # the last decision's reason (logs)
     seed_seen: float | None = None  # when a connected peer last held every piece
@@ -219,12 +220,18 @@ class SwarmBudget:
         covered = view.covered or (
             s.seed_seen is not None and now - s.seed_seen <= self.seed_memory
         )
-        reserve_left = view.sent + rate * self.lag - s.base < self.copies * view.size
+        reserve_left = not s.reserve_over and (
+            view.sent + rate * self.lag - s.base < self.copies * view.size)
         stalled = now - s.gained_at >= self.stall_after
         if s.cap is not None and stalled:
             s.open_until = now + self.stall_after
             s.gained_at = now
         spent = view.sent - s.base >= self._main * view.size
+        if spent and not reserve_left:
+            # Latched: the send rate falls with the throttle this decision sets, and at the
+            # trickle's rate the sum above would say "reserve left" again; a reserve reopened
+            # so sends another lag of full speed each time (measured: 2.99 copies of 3.0).
+            s.reserve_over = True
         s.throttled = s.reserve = False
         if not spent:
             s.why, s.cap = "under budget", None

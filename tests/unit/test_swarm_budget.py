@@ -163,6 +163,24 @@ def test_the_reserve_ends_early_by_what_the_session_sends_before_a_throttle_hold
         assert b.update(T, view(2350, a=64, b=92), 11.5) == last  # 2350 + 300 >= 2500
 
 
+def test_a_reserve_found_used_up_does_not_reopen_when_the_throttle_slows_the_session() -> None:
+    b = budget(2.5, tail=0.5, lag=1.0)
+    b.update(T, view(0, a=0, b=0), 0.0)
+    b.update(T, view(2000, a=50, b=80), 0.9)
+    assert b.update(T, view(2200, a=60, b=90), 1.0) == TRICKLE  # 2200 + 2000/s x 1 s >= 2500
+    # The throttle holds: 50 bytes/s now, 2250 + 50 < 2500, yet the reserve stays closed
+    # (the lag's bytes were counted as sent; reopening would send another lag's worth).
+    assert b.update(T, view(2250, a=61, b=91), 2.0) == TRICKLE
+    assert not b.on_reserve(T)
+    assert b.update(T, view(2260, a=62, b=91), 3.0) == TRICKLE
+    # Without the lag, the same swarm spends its reserve to the byte, as before.
+    b = budget(2.5, tail=0.5, lag=0.0)
+    b.update(T, view(0, a=0, b=0), 0.0)
+    b.update(T, view(2000, a=50, b=80), 0.9)
+    assert b.update(T, view(2200, a=60, b=90), 1.0) is None
+    assert b.on_reserve(T)
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
         SwarmBudget(-1.0)
