@@ -14,13 +14,19 @@ side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
    per torrent: ``used_memory`` growth over the loaded state, and the keys' ``MEMORY USAGE``.
 2. ``scale``: one cluster node on core 0, then two on cores 0 and 1, one Redis, UDP
    announces on a cached connection id from the C generator (``udp_load.c``), one per
-   node: announces/s, and each node's CPU per announce (see ``bench_scale``). With
-   ``--tree NAME=PATH`` the cluster layouts run for each tree too (another checkout: a
-   before/after side by side in one run, rounds interleaved). opentracker in the 1-node
-   layout is the per-node reference; each node's busy share of its core is printed (CPU
-   per announce grows when a node waits for datagrams: more wake-ups per announce), with
-   its voluntary and involuntary context switches per 1000 announces (it slept for want
-   of a datagram / Redis or a generator preempted it).
+   node, on the other core: announces/s, and each node's CPU per announce (see
+   ``bench_scale``). With ``--tree NAME=PATH`` every layout runs for each tree too
+   (another checkout or a compiled build: a before/after side by side in one run, rounds
+   interleaved). Each tree also runs as standalone nodes in both layouts (the control:
+   what sharing the cores costs a node, cluster or not), and opentracker runs in both
+   layouts (one process on core 0; two processes on cores 0 and 1, each with its own
+   generator, as the nodes are laid out): the per-node ratio is printed against
+   opentracker in the same layout and against opentracker alone. Each node's busy share
+   of its core is printed (CPU per announce grows when a node waits for datagrams: more
+   wake-ups per announce), with its voluntary and involuntary context switches per 1000
+   announces (it slept for want of a datagram / Redis or a generator preempted it).
+   Run time: about 10 s per layout and round; with one ``--tree``, 10 layouts x 3 rounds
+   x 5 s, about 5 minutes.
 3. ``failover``: three ``seeder serve`` daemons (local bucket, seeding on, one Redis),
    ``--failover-torrents`` torrents in demand (a leecher in each swarm), each seeded by 2
    nodes; kill -9 of one node; the time until the survivors see it gone, and until both
@@ -199,10 +205,14 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
     def run(n: int, db: int, tree: Path | None) -> tuple[float, list[float], float]:
         ports = [bt.free_port() for _ in range(n)]
         url = redis.url(db) if db else ""  # db 0: standalone nodes (the control)
-        if tree is None:  # opentracker on core 0, the reference per node
-            hashes = (bt.info_hash(t) for t in range(args.torrents))
-            procs = [rivals.start_opentracker(0, work, bt.HOST, ports[0], hashes)]
-            bt.wait_listening(procs[0], ports[0])
+        if tree is None:  # opentracker, the reference per node: on core 0, or 0 and 1
+            procs = []
+            for i, port in enumerate(ports):
+                home = work / f"ot{n}-{i}"  # each its own chroot and log
+                home.mkdir(exist_ok=True)
+                hashes = (bt.info_hash(t) for t in range(args.torrents))
+                procs.append(rivals.start_opentracker(i, home, bt.HOST, port, hashes))
+                bt.wait_listening(procs[-1], port)
         else:
             procs = [start_node(work, f"scale{n}-{i}", ports[i], args, url, cpu=i, tree=tree)
                      for i in range(n)]
@@ -247,11 +257,12 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
                 proc.stop()
 
     rows: dict[tuple[str, int, bool], list[tuple[float, float, float]]] = {}
-    # standalone nodes (the control) from this tree only
-    layouts = [(name, n, True) for name in trees for n in (1, 2)]
-    layouts += [("this", 1, False), ("this", 2, False)]
+    # every tree as cluster nodes and as standalone nodes (the control), each in both layouts;
+    # opentracker in both layouts too (the reference per node)
+    layouts = [(name, n, cluster) for name in trees for cluster in (True, False)
+               for n in (1, 2)]
     if shutil.which("opentracker"):
-        layouts.append(("opentracker", 1, False))
+        layouts += [("opentracker", 1, False), ("opentracker", 2, False)]
     print(f"load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     for r in range(args.rounds):
         for name, n, cluster in layouts if r % 2 == 0 else layouts[::-1]:
@@ -267,12 +278,13 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
                   f"announces {', '.join(f'{v:.2f}/{i:.2f}' for v, i in switches[-1])})"
                   + (f", redis {redis_us:.2f} us/announce" if cluster else ""), flush=True)
     print(f"load average {os.getloadavg()[0]:.2f} at the end", flush=True)
-    s1 = statistics.median(x[1] for x in rows["this", 1, False])
-    s2 = statistics.median(x[1] for x in rows["this", 2, False])
-    ot = rows.get(("opentracker", 1, False))
-    o1 = statistics.median(x[1] for x in ot) if ot else 0.0
+    ot = [rows.get(("opentracker", n, False)) for n in (1, 2)]
+    o1, o2 = (statistics.median(x[1] for x in o) if o else 0.0 for o in ot)
+    if o1:
+        print(f"opentracker: {o1:.2f} us CPU/announce alone, {o2:.2f} us per process in the "
+              f"2-node layout (x{o2 / o1:.2f} from sharing the cores)", flush=True)
     for name in trees:
-        _scale_summary(name, rows, s1, s2, o1)
+        _scale_summary(name, rows, o1, o2)
 
 
 def context_switches(pid: int) -> tuple[int, int]:
@@ -297,9 +309,10 @@ def _tree(item: str) -> tuple[str, Path]:
 
 def _scale_summary(name: str, rows: dict[tuple[str, int, bool], list[tuple[float, float,
                                                                           float]]],
-                   s1: float, s2: float, o1: float) -> None:
-    one = [statistics.median(x[i] for x in rows[name, 1, True]) for i in range(3)]
-    two = [statistics.median(x[i] for x in rows[name, 2, True]) for i in range(3)]
+                   o1: float, o2: float) -> None:
+    one, two, s1, s2 = ([statistics.median(x[i] for x in rows[name, n, cluster])
+                         for i in range(3)] for cluster in (True, False) for n in (1, 2))
+    s1, s2 = s1[1], s2[1]
     print(f"{name}:", flush=True)
     print(f"  medians: 1 node {one[0]:.0f}/s, {one[1]:.2f} us CPU/announce (redis {one[2]:.2f});"
           f" 2 nodes {two[0]:.0f}/s, {two[1]:.2f} us CPU/announce per node (redis "
@@ -316,6 +329,12 @@ def _scale_summary(name: str, rows: dict[tuple[str, int, bool], list[tuple[float
               f"standalone {s1 / o1:.2f}x, 1 cluster node {one[1] / o1:.2f}x (+ Redis "
               f"{(one[1] + one[2]) / o1:.2f}x), 2 cluster nodes {two[1] / o1:.2f}x per node "
               f"(+ Redis {(two[1] + two[2]) / o1:.2f}x) (goal <= 2)", flush=True)
+    if o2:
+        print(f"  per node vs opentracker in the same layout (1 node vs opentracker alone, "
+              f"{o1:.2f} us; node of 2 vs opentracker of 2, {o2:.2f} us): standalone "
+              f"{s1 / o1:.2f}x / {s2 / o2:.2f}x, cluster {one[1] / o1:.2f}x / "
+              f"{two[1] / o2:.2f}x (+ Redis {(one[1] + one[2]) / o1:.2f}x / "
+              f"{(two[1] + two[2]) / o2:.2f}x) (goal <= 2)", flush=True)
 
 
 # -- 3. failover --------------------------------------------------------------------------------
