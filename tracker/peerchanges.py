@@ -3,7 +3,7 @@ and the batch they go out as (``tracker.peerlog``'s record layout).
 
 Pure bookkeeping over bytes, no I/O. One of the hot modules (compiled with
 ``peerchanges.pxd`` when the build can): the tracker core calls :meth:`PeerChanges.record`
-on every announce, and a flush encodes every change since the last one.
+on every announce, and a flush turns every change since the last one into a batch.
 
 Records, each an op byte (kind in bits 0-1, ``UPSERT_SEEDER`` bit 2, ``UPSERT_V6`` bit 3,
 ``REPLACES`` bit 4) and the 20-byte info-hash, then
@@ -12,6 +12,12 @@ Records, each an op byte (kind in bits 0-1, ``UPSERT_SEEDER`` bit 2, ``UPSERT_V6
   id it replaces (20)]; without the last, ``PLAIN_V4`` / ``PLAIN_V6``
 - ``STOPPED``: address, the peer id to remove (20)
 - ``DOWNLOADS``: count (u32)
+
+A pending change is kept as its record, packed when the announce is heard: the time to
+live field holds when it was heard (ms after ``PeerChanges.since``) until the flush
+(:func:`encode_batch`) turns it into a time to live in one pass over the joined records;
+the op's ``KNOWN`` bit (pending records only, cleared by the flush) says that the peer id
+the record names is the one sent last for its address (what a later change replaces).
 """
 
 from __future__ import annotations
@@ -27,47 +33,56 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOWNLOADS",
+    "KNOWN",
     "MAX_U32",
     "REPLACES",
     "STOPPED",
     "UPSERT",
     "PeerChanges",
+    "change_record",
     "encode_batch",
     "encode_downloads",
     "encode_stopped",
     "encode_upsert",
+    "sent_id",
+    "to_ttl",
 ]
 
 UPSERT = 0
 STOPPED = 1
 DOWNLOADS = 2
 REPLACES = 16
+KNOWN = 32  # pending records only: the peer id they name is the one sent last
 MAX_U32 = 0xFFFFFFFF
 _U32 = struct.Struct(">I")
 _PLAIN = (PLAIN_V4, PLAIN_V6)
 # A plain IPv4 upsert packed from the info-hash and address as one key (what the pending
 # changes are keyed by): no slicing per record.
 _KEYED_V4 = struct.Struct(">B26s20sI").pack
+# Its op byte, by seeder + 2 x (a peer id was sent for the address)
+_PLAIN_OPS = (UPSERT, UPSERT_SEEDER, UPSERT | KNOWN, UPSERT_SEEDER | KNOWN)
 
 
 class PeerChanges:
-    """The changes since the last flush: ``pending`` maps info-hash + address to (peer id,
-    the peer id it replaces or None, seeder, stopped, time heard), ``downloads`` info-hash
-    to the downloads counted. At most ``max_pending`` changes: beyond, they are all
-    dropped and ``overflow`` is set (the owner sends its whole view instead)."""
+    """The changes since the last flush: ``pending`` maps info-hash + address to the
+    change's record (packed when heard, its time field ms after ``since``: the module's
+    docstring), ``downloads`` info-hash to the downloads counted. At most ``max_pending``
+    changes: beyond, they are all dropped and ``overflow`` is set (the owner sends its
+    whole view instead); so are changes held longer than a u32 of ms."""
 
-    __slots__ = ("downloads", "max_pending", "overflow", "pending")
+    __slots__ = ("downloads", "max_pending", "overflow", "pending", "since")
 
     def __init__(self, max_pending: int) -> None:
-        self.pending: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
+        self.pending: dict[bytes, bytes] = {}
         self.downloads: dict[bytes, int] = {}
         self.max_pending = max_pending
         self.overflow = False
+        self.since = 0.0  # the clock the pending records' times count from
 
     def record(self, swarm: Swarm, addr: bytes, peer_id: bytes, prev_id: bytes | None,
                seeder: bool, stopped: bool, downloads: int, now: float) -> None:
-        """``tracker.peerlog.PeerLog``: one accepted announce (a dict write; coalesced
-        until the next flush)."""
+        """``tracker.peerlog.PeerLog``: one accepted announce (a record packed, a dict
+        write; coalesced until the next flush)."""
         ih = swarm.hashes[0]
         if downloads:
             self.downloads[ih] = self.downloads.get(ih, 0) + downloads
@@ -75,11 +90,54 @@ class PeerChanges:
         pending = self.pending
         old = pending.get(k)
         if old is not None:
-            prev_id = old[1]  # what was sent last still holds what the first change replaces
+            prev_id = sent_id(old)  # what was sent last still holds what the first replaces
+        elif not pending:
+            self.since = now
         elif len(pending) >= self.max_pending:
-            pending.clear()
-            self.overflow = True
-        pending[k] = (peer_id, prev_id, seeder, stopped, now)
+            self._drop(now)
+        heard = int((now - self.since) * 1000)
+        if heard < 0 or heard >> 32:  # a clock turned back; held for 49 days
+            if heard > 0:
+                self._drop(now)
+            heard = 0
+        if len(k) == 26 and not stopped and (prev_id is None or prev_id == peer_id):
+            op = _PLAIN_OPS[seeder + (0 if prev_id is None else 2)]
+            pending[k] = _KEYED_V4(op, k, peer_id, heard)  # the usual change
+        else:
+            pending[k] = change_record(k, peer_id, prev_id, seeder, stopped, heard)
+
+    def _drop(self, now: float) -> None:
+        self.pending.clear()
+        self.overflow = True
+        self.since = now
+
+
+def change_record(key: bytes, peer_id: bytes, prev_id: bytes | None, seeder: bool,
+                  stopped: bool, heard: int) -> bytes:
+    """The pending record of a change of the peer at ``key`` (info-hash + address): it
+    announced ``peer_id`` (``stopped``: it left), heard ``heard`` ms after the pending
+    changes' ``since``; ``prev_id``: the peer id sent last for its address (None: none)."""
+    known = 0 if prev_id is None else KNOWN
+    if stopped:
+        return bytes((STOPPED | known | (UPSERT_V6 if len(key) == 38 else 0),)) + key + (
+            prev_id or peer_id)
+    record = encode_upsert(key[:20], key[20:], peer_id, seeder, heard, prev_id)
+    if prev_id is None or prev_id == peer_id:
+        return bytes((record[0] | known,)) + record[1:]
+    return record
+
+
+def sent_id(record: bytes) -> bytes | None:
+    """The peer id sent last for the address of a pending ``record`` (None: none)."""
+    op = record[0]
+    if op & REPLACES:
+        return record[-20:]
+    if not op & KNOWN:
+        return None
+    if op & 3 == STOPPED:
+        return record[-20:]
+    start = 39 if op & UPSERT_V6 else 27
+    return record[start : start + 20]
 
 
 def encode_upsert(info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool, ttl_ms: int,
@@ -105,27 +163,35 @@ def encode_downloads(info_hash: bytes, count: int) -> bytes:
     return bytes((DOWNLOADS,)) + info_hash + _U32.pack(min(count, MAX_U32))
 
 
-def encode_batch(pending: Mapping[bytes, tuple[bytes, bytes | None, bool, bool, float]],
-                 downloads: Mapping[bytes, int], now: float, timeout: float,
-                 stops: list[bytes] | None = None) -> bytes:
-    """One flush as a batch: ``pending`` as in :class:`PeerChanges`, each upsert living
-    ``timeout`` seconds from when it was heard (``now``: the clock of those times); then a
-    downloads record per info-hash of ``downloads``. The keys of stopped peers are appended
-    to ``stops``. Same bytes as the encode_* functions record by record."""
-    parts: list[bytes] = []
-    pack = _KEYED_V4
-    for k, change in pending.items():
-        peer_id, prev_id, seeder, stopped, heard = change
-        if stopped:
-            parts.append(encode_stopped(k[:20], k[20:], prev_id or peer_id))
-            if stops is not None:
-                stops.append(k)
-            continue
-        ttl = int((heard + timeout - now) * 1000)
-        if len(k) == 26 and 0 <= ttl <= MAX_U32 and (prev_id is None or prev_id == peer_id):
-            parts.append(pack(UPSERT_SEEDER if seeder else UPSERT, k, peer_id, ttl))  # the usual
-        else:
-            parts.append(encode_upsert(k[:20], k[20:], peer_id, seeder, ttl, prev_id))
+def encode_batch(pending: Mapping[bytes, bytes], downloads: Mapping[bytes, int],
+                 since: float, now: float, timeout: float) -> bytes:
+    """One flush as a batch: the records of ``pending`` (:class:`PeerChanges`', their times
+    ms after ``since``), each upsert living ``timeout`` seconds from when it was heard
+    (``now``: the clock of ``since``); then a downloads record per info-hash of
+    ``downloads``."""
+    batch = bytearray().join(pending.values())
+    to_ttl(batch, int((timeout - (now - since)) * 1000))
     for ih, count in downloads.items():
-        parts.append(encode_downloads(ih, count))
-    return b"".join(parts)
+        batch += encode_downloads(ih, count)
+    return bytes(batch)
+
+
+def to_ttl(batch: bytearray, shift: int) -> None:
+    """Pending records in place into records to send: each upsert's time field plus
+    ``shift`` (ms), within 0 and a u32; the ``KNOWN`` bits cleared."""
+    known, v6, replaces, top = KNOWN, UPSERT_V6, REPLACES, MAX_U32  # C ints when compiled
+    i, n = 0, len(batch)
+    while i < n:
+        op = batch[i]
+        batch[i] = op & ~known
+        i += 41 + (18 if op & v6 else 6)  # past the peer id
+        if op & 3 == UPSERT:
+            ttl = batch[i]  # a 64-bit int when compiled: the shift below fits
+            ttl = (ttl << 24 | batch[i + 1] << 16 | batch[i + 2] << 8 | batch[i + 3]) + shift
+            if ttl < 0 or ttl > top:
+                ttl = 0 if ttl < 0 else top
+            batch[i] = ttl >> 24
+            batch[i + 1] = ttl >> 16 & 255
+            batch[i + 2] = ttl >> 8 & 255
+            batch[i + 3] = ttl & 255
+            i += 24 if op & replaces else 4

@@ -56,6 +56,7 @@ import secrets
 import time
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
+from typing import NamedTuple
 
 import trio
 
@@ -63,7 +64,7 @@ from seeder.cluster import records, scripts
 from seeder.cluster.keys import DEFAULT_KEYS, Keys
 from seeder.cluster.link import ClusterMetrics, RedisLink, Unavailable
 from tracker.core import TrackerCore
-from tracker.peerchanges import PeerChanges
+from tracker.peerchanges import MAX_U32, PeerChanges, change_record
 
 __all__ = ["FLUSH_EVERY", "SwarmSync", "log_id"]
 
@@ -77,6 +78,18 @@ RESYNC_BATCH = 2_000  # swarms per resync round trip
 PUSH_BATCH = 20_000  # peer changes per push round trip (~1 MB)
 VIEW_TRIES = 10  # a view slice refused this often (the log moves on) goes out regardless
 SWARM_KEY_MARGIN_MS = 60_000  # a swarm key outlives its last peer's deadline by this
+
+
+class Changes(NamedTuple):
+    """Pending changes taken for one push: ``PeerChanges``' ``pending`` and ``downloads``,
+    and the ``since`` their records' times count from."""
+
+    pending: dict[bytes, bytes]
+    downloads: dict[bytes, int]
+    since: float
+
+
+_NONE = Changes({}, {}, 0.0)  # nothing to send
 
 
 class SwarmSync(PeerChanges):
@@ -108,8 +121,7 @@ class SwarmSync(PeerChanges):
         # then answers without applying it twice.
         self._incarnation = secrets.token_hex(8)
         self._seq = 0
-        self._inflight: tuple[int, dict[bytes, tuple[bytes, bytes | None, bool, bool, float]],
-                              dict[bytes, int]] | None = None
+        self._inflight: tuple[int, Changes] | None = None
         self._epoch = 0  # the link epoch caught up with
         self._watch: set[bytes] = set()
         # ih -> the log id up to which a resync's download count included that swarm's
@@ -119,8 +131,7 @@ class SwarmSync(PeerChanges):
         self._all_counted: tuple[int, int] | None = None
         # this node's own log entries not read past yet: (entry id, the changes it carried,
         # the keys it stopped): entries before them yield to them (``_apply``)
-        self._mine: list[tuple[tuple[int, int], dict[bytes, tuple[bytes, bytes | None, bool,
-                                                                    bool, float]]]] = []
+        self._mine: list[tuple[tuple[int, int], dict[bytes, bytes]]] = []
         self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
         self.ticks = 0  # round trips done (tests wait on it)
 
@@ -172,7 +183,7 @@ class SwarmSync(PeerChanges):
             part = view[start : start + PUSH_BATCH]
             for attempt in range(VIEW_TRIES):
                 self._seq += 1
-                _, applied = await self._push_pull({}, {}, self._seq, self._view(part),
+                _, applied = await self._push_pull(_NONE, self._seq, self._view(part),
                                                    force=attempt == VIEW_TRIES - 1)
                 if applied:
                     break
@@ -188,38 +199,36 @@ class SwarmSync(PeerChanges):
             if not more:
                 pending, downloads = self.pending, self.downloads
                 if not pending and not downloads:
-                    return read if sent else (await self._push_pull({}, {}, 0))[0]
-                rest: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]] = {}
+                    return read if sent else (await self._push_pull(_NONE, 0))[0]
+                rest: dict[bytes, bytes] = {}
                 if len(pending) > PUSH_BATCH:  # a long outage's changes: in slices
                     items = list(pending.items())
                     pending, rest = dict(items[:PUSH_BATCH]), dict(items[PUSH_BATCH:])
                     more = True
-                self.pending, self.downloads = rest, {}
+                self.pending, self.downloads = rest, {}  # rest: still since self.since
                 self._seq += 1
-                self._inflight = (self._seq, pending, downloads)
-            seq, pending, downloads = self._inflight  # type: ignore[misc]
-            read += (await self._push_pull(pending, downloads, seq))[0]
+                self._inflight = (self._seq, Changes(pending, downloads, self.since))
+            seq, changes = self._inflight
+            read += (await self._push_pull(changes, seq))[0]
             self._inflight, sent = None, True
             if not more:
                 return read
 
-    async def _push_pull(self, pending: dict[bytes, tuple[bytes, bytes | None, bool, bool,
-                                                          float]],
-                         downloads: dict[bytes, int], seq: int,
-                         view: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]]
-                         | None = None, force: bool = False) -> tuple[int, bool]:
+    async def _push_pull(self, changes: Changes, seq: int, view: Changes | None = None,
+                         force: bool = False) -> tuple[int, bool]:
         """One round trip (``seq``: the batch's number, 0 with nothing to send): (log
         entries read, whether ``view`` was applied)."""
         now = self.clock()
-        blob = self._encode(pending, downloads, now)
-        view_blob = self._encode(view, {}, now) if view else b""
+        blob = self._encode(changes, now)
+        view_blob = self._encode(view, now) if view is not None else b""
         reply = await self.link.script(
             scripts.PUSH_PULL, [self.keys.log, self.keys.downloads, self.keys.pushed],
             [self.keys.swarm_prefix, blob, self.node_id, self._last_id, READ_COUNT,
              LOG_KEEP_MS, self._ttl_arg, view_blob, b"force" if force else b"",
              f"{self._incarnation}:{seq}" if seq else b"", self._read_end_ms])
         applied = bool(int(reply[4]))
-        sent = len(pending) + (len(view) if view and applied else 0)
+        pending = changes.pending
+        sent = len(pending) + (len(view.pending) if view is not None and applied else 0)
         if self.metrics is not None and sent:
             self.metrics.synced_peers.labels(direction="out").inc(sent)
         now_ms, last_id, entries, gap = int(reply[0]), reply[1], reply[2], int(reply[3])
@@ -229,7 +238,7 @@ class SwarmSync(PeerChanges):
             log.info("cluster: the swarm change log moved past this node: reading it all again")
             self._epoch = 0
         if reply[5]:
-            carried = {**pending, **view} if view and applied else pending
+            carried = {**pending, **view.pending} if view is not None and applied else pending
             if reply[7]:  # left out: Redis holds a later word for them (read before own)
                 dropped = set(reply[7])
                 carried = {k: v for k, v in carried.items() if k not in dropped}
@@ -271,17 +280,16 @@ class SwarmSync(PeerChanges):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _encode(self, pending: dict[bytes, tuple[bytes, bytes | None, bool, bool, float]],
-                downloads: dict[bytes, int], now: float, stops: list[bytes] | None = None
-                ) -> bytes:
-        """The batch of ``pending`` and ``downloads``; the stopped keys go to ``stops``."""
-        return records.encode_batch(pending, downloads, now, self.peer_timeout, stops)
+    def _encode(self, changes: Changes, now: float) -> bytes:
+        """The batch of ``changes``, flushed at ``now``."""
+        return records.encode_batch(changes.pending, changes.downloads, changes.since, now,
+                                    self.peer_timeout)
 
-    def _view(self, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes | None, bool, bool,
-                                                            float]]:
+    def _view(self, keys: list[bytes]) -> Changes:
         """The local view of ``keys`` (ih + addr) as upserts, read now: peers gone since
         are left out, and so are peers with a pending change (newer, sent with it)."""
         now = self.clock()
+        since = now - self.peer_timeout  # a live peer was heard after it
         swarms = self.core.swarms
         width = swarms.sweep_every
         pending = self.pending
@@ -291,8 +299,10 @@ class SwarmSync(PeerChanges):
             peer = None if swarm is None or k in pending else swarm.peers.get(k[20:])
             if peer is not None:
                 heard = peer.expires * width - self.peer_timeout  # about when it announced
-                out[k] = (peer.peer_id, None, not peer.slot & 1, False, min(heard, now))
-        return out
+                ms = min(max(int((min(heard, now) - since) * 1000), 0), MAX_U32)
+                out[k] = change_record(k, peer.peer_id, None, not peer.slot & 1,
+                                               False, ms)
+        return Changes(out, {}, since)
 
     def _read_through(self, last_id: bytes | str) -> None:
         """The log was read up to ``last_id``: forget the resync marks and own entries it

@@ -12,10 +12,11 @@ import pytest
 from seeder.cluster import records
 from seeder.cluster.keys import Keys, catalog_name, redact
 from seeder.cluster.rendezvous import owners
-from seeder.cluster.swarm_sync import SwarmSync, log_id
+from seeder.cluster.swarm_sync import Changes, SwarmSync, log_id
 from seeder.config import ConfigError, load
 from seeder.torrent.entry import Entry
 from tracker.core import TrackerCore
+from tracker.peerchanges import PeerChanges, sent_id
 
 IH = b"\x01" * 20
 A4 = bytes([10, 0, 0, 1, 0x1A, 0xE1])
@@ -155,8 +156,8 @@ def test_swarm_sync_coalesces_announces() -> None:
     pending = dict(sync.pending)
     assert len(pending) == 2
     # The first change of 10.0.0.1 added it (nothing in Redis to replace) ...
-    assert pending[IH + A4][:4] == (P2, None, False, False)
-    blob = sync._encode(pending, sync.downloads, 10.0)
+    assert sent_id(pending[IH + A4]) is None
+    blob = sync._encode(Changes(pending, sync.downloads, sync.since), 10.0)
     changes = list(records.decode_changes(blob))
     assert [(c.kind, c.addr, c.seeder, c.ttl_ms) for c in changes] == [
         (records.UPSERT, A4, False, 192_000),  # timeout 200 s, heard at 2, flushed at 10
@@ -166,8 +167,8 @@ def test_swarm_sync_coalesces_announces() -> None:
     # ... a stopped one removes what Redis has: the id stored before.
     sync.pending.clear()
     core.http_announce(q(P1, b"&event=stopped&left=5"), [], "10.0.0.1", 4.0)
-    assert sync.pending[IH + A4][:4] == (P1, P2, False, True)
-    (stop,) = records.decode_changes(sync._encode(sync.pending, {}, 5.0))
+    assert sent_id(sync.pending[IH + A4]) == P2
+    (stop,) = records.decode_changes(sync._encode(Changes(sync.pending, {}, sync.since), 5.0))
     assert (stop.kind, stop.peer_id) == (records.STOPPED, P2)
 
 
@@ -238,26 +239,25 @@ def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_merges_at_once(
     """encode_batch (a node's pending changes, keyed by info-hash + address) writes the
     bytes the record functions write; a batch of plain IPv4 upserts merges in one call."""
     a4b = bytes([10, 0, 0, 2, 0x1A, 0xE1])
-    pending = {
-        IH + A4: (P1, None, True, False, 5.0),  # plain, seeder
-        IH + a4b: (P2, P2, False, False, 9.5),  # same id: plain
-        b"\x02" * 20 + A4: (P2, P1, False, False, 9.0),  # replaces P1
-        IH + A6: (P1, None, False, False, 10.0),  # IPv6
-        b"\x03" * 20 + A4: (P1, P2, False, True, 3.0),  # stopped: removes P2
-        b"\x04" * 20 + A4: (P1, None, False, False, -500.0),  # long gone: ttl 0
-    }
-    stops: list[bytes] = []
-    blob = records.encode_batch(pending, {IH: 2}, 10.0, 100.0, stops)
+    core = TrackerCore(interval=60)
+    for ih in (IH, b"\x02" * 20, b"\x03" * 20):
+        core.register([ih])
+    get = core.swarms.get
+    changes = PeerChanges(10)
+    changes.record(get(IH), A4, P1, None, True, False, 0, 5.0)  # plain, seeder
+    changes.record(get(IH), a4b, P2, P2, False, False, 2, 9.5)  # same id: plain
+    changes.record(get(b"\x02" * 20), A4, P2, P1, False, False, 0, 9.0)  # replaces P1
+    changes.record(get(IH), A6, P1, None, False, False, 0, 10.0)  # IPv6
+    changes.record(get(b"\x03" * 20), A4, P1, P2, False, True, 0, 3.0)  # stopped: removes P2
+    blob = records.encode_batch(changes.pending, changes.downloads, changes.since, 10.0, 100.0)
     assert blob == b"".join([
         records.encode_upsert(IH, A4, P1, True, 95_000, None),
         records.encode_upsert(IH, a4b, P2, False, 99_500, P2),
         records.encode_upsert(b"\x02" * 20, A4, P2, False, 99_000, P1),
         records.encode_upsert(IH, A6, P1, False, 100_000, None),
         records.encode_stopped(b"\x03" * 20, A4, P2),
-        records.encode_upsert(b"\x04" * 20, A4, P1, False, 0, None),
         records.encode_downloads(IH, 2),
     ])
-    assert stops == [b"\x03" * 20 + A4]
     # The usual batch, plain IPv4 upserts, merges in one call into the tracker
     # (Swarms.merge_upserts) as the decoder's records would one by one; any other batch
     # is left to the decoder.

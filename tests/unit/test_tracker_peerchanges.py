@@ -4,12 +4,16 @@ go out as (both builds: test_compiled_build runs this)."""
 from __future__ import annotations
 
 from tracker.peerchanges import (
+    KNOWN,
     MAX_U32,
+    STOPPED,
     PeerChanges,
     encode_batch,
     encode_downloads,
     encode_stopped,
     encode_upsert,
+    sent_id,
+    to_ttl,
 )
 from tracker.peerlog import PLAIN_V4, PLAIN_V6, UPSERT_SEEDER, UPSERT_V6
 from tracker.swarm import Swarms
@@ -33,11 +37,27 @@ def test_record_coalesces_per_swarm_and_peer():
     changes.record(hybrid, A4, P1, None, False, False, 0, 1.0)
     changes.record(hybrid, A4, P2, P1, True, False, 1, 2.0)  # the later word, one key
     changes.record(hybrid, A4B, P3, P3, False, True, 1, 3.0)
+    # each change packed when heard: its time in ms after the first (``since``)
+    assert changes.since == 1.0
     assert changes.pending == {
-        H1 + A4: (P2, None, True, False, 2.0),  # still replaces what was sent last: nothing
-        H1 + A4B: (P3, P3, False, True, 3.0),
+        H1 + A4: PLAIN_V4.pack(UPSERT_SEEDER, H1, A4, P2, 1000),  # replaces what was sent
+        H1 + A4B: bytes((STOPPED | KNOWN,)) + H1 + A4B + P3,      # last: nothing
     }
     assert changes.downloads == {H1: 2} and not changes.overflow
+
+
+def test_a_change_replaces_the_peer_id_sent_last_for_its_address():
+    s = swarms()
+    changes = PeerChanges(max_pending=10)
+    changes.record(s.get(H1), A4, P1, P1, False, False, 0, 1.0)  # known: P1 was sent
+    changes.record(s.get(H1), A4, P2, P1, False, False, 0, 2.0)
+    changes.record(s.get(H1), A4, P3, P2, False, False, 0, 3.0)  # P1 is still what was sent
+    changes.record(s.get(H1), A4B, P1, None, False, True, 0, 4.0)  # new here, stopped
+    changes.record(s.get(H1), A4B, P2, P1, False, False, 0, 5.0)  # nothing was sent for it
+    blob = encode_batch(changes.pending, {}, changes.since, 11.0, 100.0)
+    assert blob == encode_upsert(H1, A4, P3, False, 92_000, P1) + PLAIN_V4.pack(
+        0, H1, A4B, P2, 94_000)
+    assert [sent_id(r) for r in changes.pending.values()] == [P1, None]
 
 
 def test_past_max_pending_everything_is_dropped_and_overflow_set():
@@ -51,27 +71,50 @@ def test_past_max_pending_everything_is_dropped_and_overflow_set():
     assert len(changes.pending) == 1
 
 
+def test_a_change_held_past_a_u32_of_ms_drops_them_all():
+    s = swarms()
+    changes = PeerChanges(max_pending=10)
+    changes.record(s.get(H1), A4, P1, None, False, False, 0, 1.0)
+    changes.record(s.get(H1), A4B, P1, None, False, False, 0, 1.0 + 2**32 / 1000)
+    assert changes.overflow and list(changes.pending) == [H1 + A4B]
+    assert changes.pending[H1 + A4B] == PLAIN_V4.pack(0, H1, A4B, P1, 0)
+
+
 def test_a_batch_is_its_records_in_order():
-    pending = {
-        H1 + A4: (P1, None, True, False, 5.0),  # plain IPv4, seeder
-        H1 + A4B: (P2, P2, False, False, 9.5),  # replaces its own id: plain
-        H2 + A4: (P2, P1, False, False, 9.0),  # replaces P1
-        H1 + A6: (P1, None, False, False, 10.0),  # IPv6
-        b"\x03" * 20 + A4: (P1, P2, False, True, 3.0),  # stopped: removes P2
-        b"\x04" * 20 + A4: (P1, None, False, False, -500.0),  # long gone: ttl 0
-        b"\x05" * 20 + A4: (P1, None, False, False, 1e8),  # beyond a u32 of ms: capped
-    }
-    stops: list[bytes] = []
-    blob = encode_batch(pending, {H1: 2}, 10.0, 100.0, stops)
+    s = swarms()
+    h3, h4, h5 = b"\x03" * 20, b"\x04" * 20, b"\x05" * 20
+    s.register([h3])
+    s.register([h4])
+    s.register([h5])
+    changes = PeerChanges(max_pending=10)
+    record = changes.record
+    record(s.get(H1), A4, P1, None, True, False, 0, 5.0)  # plain IPv4, seeder
+    record(s.get(H1), A4B, P2, P2, False, False, 1, 9.5)  # replaces its own id: plain
+    record(s.get(h4), A4, P2, P1, False, False, 0, 9.0)  # replaces P1
+    record(s.get(H1), A6, P1, None, False, False, 1, 10.0)  # IPv6
+    record(s.get(h3), A4, P1, P2, False, True, 0, 3.0)  # stopped: removes P2
+    record(s.get(h5), A6, P1, None, False, True, 0, 3.0)  # stopped, nothing sent: its own id
+    blob = encode_batch(changes.pending, changes.downloads, changes.since, 10.0, 100.0)
     assert blob == b"".join([
         PLAIN_V4.pack(UPSERT_SEEDER, H1, A4, P1, 95_000),
         PLAIN_V4.pack(0, H1, A4B, P2, 99_500),
-        encode_upsert(H2, A4, P2, False, 99_000, P1),
+        encode_upsert(h4, A4, P2, False, 99_000, P1),
         PLAIN_V6.pack(UPSERT_V6, H1, A6, P1, 100_000),
-        encode_stopped(b"\x03" * 20, A4, P2),
-        PLAIN_V4.pack(0, b"\x04" * 20, A4, P1, 0),
-        PLAIN_V4.pack(0, b"\x05" * 20, A4, P1, MAX_U32),
+        encode_stopped(h3, A4, P2),
+        encode_stopped(h5, A6, P1),
         encode_downloads(H1, 2),
     ])
-    assert stops == [b"\x03" * 20 + A4]
-    assert encode_batch({}, {}, 0.0, 1.0) == b""
+    assert encode_batch({}, {}, 0.0, 0.0, 1.0) == b""
+
+
+def test_the_flush_turns_times_into_times_to_live_within_a_u32():
+    records = [PLAIN_V4.pack(0, H1, A4, P1, 10), encode_upsert(H1, A6, P1, True, 20, P2),
+               encode_stopped(H1, A4, P2), PLAIN_V4.pack(KNOWN, H1, A4, P1, MAX_U32 - 5)]
+    batch = bytearray(b"".join(records))
+    to_ttl(batch, -15)  # 10 ms heard, gone 15 ms ago: 0
+    assert bytes(batch) == b"".join([
+        PLAIN_V4.pack(0, H1, A4, P1, 0), encode_upsert(H1, A6, P1, True, 5, P2),
+        encode_stopped(H1, A4, P2), PLAIN_V4.pack(0, H1, A4, P1, MAX_U32 - 20)])
+    batch = bytearray(PLAIN_V4.pack(0, H1, A4, P1, MAX_U32 - 5))
+    to_ttl(batch, 10)
+    assert bytes(batch) == PLAIN_V4.pack(0, H1, A4, P1, MAX_U32)
