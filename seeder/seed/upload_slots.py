@@ -24,41 +24,28 @@ falls by its own slot, so no peer is choked for it. While the swarm budget spend
 peers being finished, and a peer unchoked then (an aria2 or Transmission client, slow to ramp
 up) took part of it (WAN lab, session 10).
 
-A warm-up picks the first slot holders by their rate instead of by who asked first: for the
-first ``warm`` seconds of a torrent's swarm every interested peer may be unchoked (``most``
-slots), then the count falls to the slots and libtorrent's session-wide choker, whose
-``unchoke_slots_limit`` the daemon keeps at the torrents' counts summed (`session_slots`),
-chokes the peers it uploaded to slowest. The per-torrent ``max_uploads`` alone never chokes
-a peer already unchoked (libtorrent 2.1), so without that limit the first four clients to
-say "interested", often an aria2 client that ramps up at 0.1-0.3 MiB/s per second, kept
-their slots until they completed (WAN lab: 4 of 4 runs of session 11, 3 of 10 of session
-10, medians 66-80 s against 60-66 s with the qBittorrent and libtorrent clients picked).
-
-The rule keeps a small record per torrent (when its swarm was first counted, when each peer
-was first seen unchoked, and the peers whose slot was handed on); `forget` drops it. Pure:
-no I/O, no clock (``now`` is an argument, seconds on any monotonic origin).
+The rule keeps a small record per torrent (when each peer was first seen unchoked, and the
+peers whose slot was handed on); `forget` drops it. Pure: no I/O, no clock (``now`` is an
+argument, seconds on any monotonic origin).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_ENDGAME", "DEFAULT_SLOW", "DEFAULT_TRIAL", "OPTIMISTIC_SLOTS", "UploadSlots",
-           "choked_address", "host_of", "session_slots"]
+__all__ = ["DEFAULT_ENDGAME", "DEFAULT_SLOW", "DEFAULT_TRIAL", "UploadSlots", "choked_address",
+           "host_of"]
 
 DEFAULT_ENDGAME = 0.05  # fraction of the pieces: an unchoked peer lacking at most this many
 #                         is in its end game (the daemon's rate to it falls from ~8 to <1
 #                         MiB/s over its last ~5 %: measured)
 DEFAULT_TRIAL = 8.0  # s a newly unchoked peer has to ramp up before it can count as slow
 DEFAULT_SLOW = 0.25  # an unchoked peer below this part of the fastest one's rate is slow
-OPTIMISTIC_SLOTS = 1  # libtorrent's optimistic unchokes (num_optimistic_unchoke_slots), on top
-#                       of the torrents' slots in its session-wide unchoke_slots_limit
 
 
 @dataclass(slots=True)
 class _Peers:
-    start: float | None = None  # when the torrent was first counted with peers connected
     since: dict[str, float] = field(default_factory=dict)  # unchoked peer -> first seen so
     handed: set[str] = field(default_factory=set)  # unchoked peers whose slot was handed on
 
@@ -68,17 +55,14 @@ class UploadSlots:
     the fraction of the pieces (0 <= endgame < 1; 0: no end-game handoff) an unchoked peer
     may lack and not hold a slot; ``trial`` (s) and ``slow`` (0 <= slow < 1; 0: no slow
     handoff): see the module doc; ``most``: the most unchoked peers at once (>= slots,
-    default twice the slots); ``warm`` (s, >= 0; 0: none): the warm-up, ``most`` slots from
-    the first count with peers connected. Raises ValueError for bad values."""
+    default twice the slots). Raises ValueError for bad values."""
 
     def __init__(self, slots: int, endgame: float = DEFAULT_ENDGAME, most: int | None = None,
-                 *, trial: float = DEFAULT_TRIAL, slow: float = DEFAULT_SLOW, warm: float = 0.0):
+                 *, trial: float = DEFAULT_TRIAL, slow: float = DEFAULT_SLOW):
         most = 2 * slots if most is None else most
-        if (slots < 1 or not 0 <= endgame < 1 or most < slots or trial < 0 or not 0 <= slow < 1
-                or warm < 0):
+        if slots < 1 or not 0 <= endgame < 1 or most < slots or trial < 0 or not 0 <= slow < 1:
             raise ValueError("slots >= 1, 0 <= endgame < 1, most >= slots, trial >= 0, "
-                             "0 <= slow < 1, warm >= 0")
-        self.warm = warm
+                             "0 <= slow < 1")
         self.slots = slots
         self.endgame = endgame
         self.most = most
@@ -99,10 +83,6 @@ class UploadSlots:
         live = {p for p in unchoked if p in holdings}
         peers.since = {p: peers.since.get(p, now) for p in live}
         peers.handed &= live
-        if peers.start is None and holdings:
-            peers.start = now
-        if peers.start is not None and now - peers.start < self.warm:
-            return self.most if grow else max(1, min(self.most, len(live)))
         if pieces <= 0:
             return self.slots if grow else max(1, min(self.slots, len(live)))
         lack = max(1, int(self.endgame * pieces)) if self.endgame > 0 else 0
@@ -123,17 +103,6 @@ class UploadSlots:
 
     def __contains__(self, torrent: object) -> bool:
         return torrent in self._torrents
-
-
-def session_slots(counts: Iterable[int], floor: int) -> int:
-    """libtorrent's session-wide ``unchoke_slots_limit`` for torrents whose unchoke counts are
-    ``counts`` (one per torrent with peers): their sum, at least ``floor``, plus the
-    optimistic unchoke (OPTIMISTIC_SLOTS). The session's choker, unlike a torrent's
-    ``max_uploads``, chokes the peers beyond it that it uploads to slowest, so a torrent
-    whose count falls (the warm-up's end) gives up its slowest peers' slots; with several
-    torrents it is the sum, never fewer slots than libtorrent's default of 8 would give
-    two torrents."""
-    return max(floor, sum(counts)) + OPTIMISTIC_SLOTS
 
 
 def host_of(endpoint: str) -> str:

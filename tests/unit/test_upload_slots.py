@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.seed.upload_slots import (
-    OPTIMISTIC_SLOTS,
-    UploadSlots,
-    choked_address,
-    host_of,
-    session_slots,
-)
+from seeder.seed.upload_slots import UploadSlots, choked_address, host_of
 
 T = "ab" * 20
 PIECES = 1000  # endgame 0.05: a peer holding 950..999 pieces is in its end game
@@ -136,34 +130,3 @@ def test_no_peer_unchoked_anew_while_the_budgets_reserve_is_spent() -> None:
     assert frozen(set()) == 1  # at least one
     assert frozen({"a", "b", "c", "d"}) == 4
     assert frozen({"a", "b"}, pieces=0) == 2
-
-
-def test_a_new_swarm_warms_up_with_every_slot_then_falls_to_its_slots() -> None:
-    slots = UploadSlots(4, warm=6.0)
-    holdings = {p: 0 for p in "abcdef"}
-    assert count(slots, {}, set(), now=0.0) == 4  # no peers yet: the warm-up has not begun
-    assert count(slots, holdings, {"a"}, now=1.0) == 8  # first peers: every slot
-    assert count(slots, holdings, set("abcdef"), now=6.9) == 8
-    assert count(slots, holdings, set("abcdef"), now=7.0) == 4  # the choker keeps the fastest
-    assert count(slots, holdings, set("abcd"), now=60.0) == 4  # once per swarm
-
-
-def test_the_warm_up_comes_again_for_a_swarm_forgotten_and_not_on_the_reserve() -> None:
-    slots = UploadSlots(4, warm=6.0)
-    holdings = {p: 0 for p in "abcdef"}
-    assert count(slots, holdings, {"a"}, now=0.0) == 8
-    slots.forget(T)
-    assert count(slots, holdings, set(), now=100.0) == 8
-    # No peer unchoked anew out of the budget's reserve, warm-up or not.
-    assert slots.count(T, holdings, frozenset("ab"), {}, PIECES, 101.0, grow=False) == 2
-    assert count(UploadSlots(4), holdings, {"a"}, now=0.0) == 4  # off by default
-    with pytest.raises(ValueError):
-        UploadSlots(4, warm=-1.0)
-
-
-def test_session_slots_sum_the_torrents_counts_plus_the_optimistic_unchoke() -> None:
-    assert session_slots([], 4) == 4 + OPTIMISTIC_SLOTS
-    assert session_slots([8], 4) == 8 + OPTIMISTIC_SLOTS  # a swarm warming up
-    assert session_slots([4], 4) == 4 + OPTIMISTIC_SLOTS  # then its choker keeps 4
-    assert session_slots([2], 4) == 4 + OPTIMISTIC_SLOTS  # a throttle chokes nobody new
-    assert session_slots([4, 5, 2], 4) == 11 + OPTIMISTIC_SLOTS
