@@ -198,7 +198,19 @@ def test_check_config_interrupted_exits_130(tmp_path: Path) -> None:
                 return False
             return True
 
+        def blocked_reading() -> bool:
+            # read(2) of the FIFO, asleep: a SIGINT that lands between the open and the read
+            # only sets Python's flag, which it checks after the read returns (never, here)
+            assert proc.poll() is None, proc.communicate()
+            try:
+                call = Path(f"/proc/{proc.pid}/syscall").read_text().split()
+                return call[0] == "0" and Path(
+                    f"/proc/{proc.pid}/fd/{int(call[1], 16)}").resolve() == fifo.resolve()
+            except (OSError, IndexError, ValueError):  # running, or the fd went meanwhile
+                return False
+
         wait_until(reader_opened, START_DEADLINE, what="check-config opens the FIFO")
+        wait_until(blocked_reading, START_DEADLINE, what="check-config blocks reading the FIFO")
         # It is inside main() now, blocked reading: the interrupt lands in the command.
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
