@@ -117,14 +117,13 @@ def change_record(key: bytes, peer_id: bytes, prev_id: bytes | None, seeder: boo
     """The pending record of a change of the peer at ``key`` (info-hash + address): it
     announced ``peer_id`` (``stopped``: it left), heard ``heard`` ms after the pending
     changes' ``since``; ``prev_id``: the peer id sent last for its address (None: none)."""
-    known = 0 if prev_id is None else KNOWN
     if stopped:
-        return bytes((STOPPED | known | (UPSERT_V6 if len(key) == 38 else 0),)) + key + (
-            prev_id or peer_id)
-    record = encode_upsert(key[:20], key[20:], peer_id, seeder, heard, prev_id)
-    if prev_id is None or prev_id == peer_id:
-        return bytes((record[0] | known,)) + record[1:]
-    return record
+        record = encode_stopped(key[:20], key[20:], prev_id or peer_id)
+    else:
+        record = encode_upsert(key[:20], key[20:], peer_id, seeder, heard, prev_id)
+        if prev_id is not None and prev_id != peer_id:
+            return record  # REPLACES: the record names the peer id sent last
+    return record if prev_id is None else bytes((record[0] | KNOWN,)) + record[1:]
 
 
 def sent_id(record: bytes) -> bytes | None:
