@@ -63,9 +63,9 @@ cdef class Swarms:
     cpdef tuple announce(self, Swarm swarm, bytes addr, bytes peer_id, bint seeder, int event,
                          Py_ssize_t numwant, int families, double now)
 
-    @cython.locals(n=Py_ssize_t, op=Py_ssize_t, addr=bytes,
-                   width=double, by_hash=dict, ih=bytes, peer_id=bytes, swarm=Swarm,
-                   ttl=Py_ssize_t)
+    @cython.locals(n=Py_ssize_t, i=Py_ssize_t, addr=bytes, width=double, by_hash=dict,
+                   queue=dict, mine=bint, ih=bytes, swarm=Swarm, peer=Peer, due=list,
+                   ttl=Py_ssize_t, bucket=Py_ssize_t, op=Py_ssize_t)
     cpdef bint merge_upserts(self, bytes batch, double base, object skip, bytes own,
                              set demand)
 

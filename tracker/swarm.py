@@ -21,6 +21,7 @@ are arguments. Built for the hot path:
 from __future__ import annotations
 
 import random
+import struct
 from collections.abc import Callable, Container, Sequence
 
 from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
@@ -46,6 +47,9 @@ _SEEDER = 0
 _LEECHER = 1
 _NO_PEERS = (b"", b"")
 _BUCKETS_PER_TIMEOUT = 8  # expiry precision: a peer lives timeout .. timeout * 9/8
+# tracker.peerlog.PLAIN_V4 but its op, info-hash and address (merge_upserts reads the peer id
+# and the time to live in place)
+_MERGED_V4 = struct.Struct(PLAIN_V4.format.replace("20sI", "24x"))
 
 
 class SwarmError(ValueError):
@@ -456,13 +460,37 @@ class Swarms:
             return False
         width = self._width
         by_hash = self.by_hash
-        for op, ih, addr, peer_id, ttl in PLAIN_V4.iter_unpack(batch):
+        queue = self._queue
+        mine = 0 < len(own) <= 20  # a longer prefix starts no peer id
+        i = -51  # the record's offset: its peer id is compared in place, not unpacked
+        for op, ih, addr in _MERGED_V4.iter_unpack(batch):
+            i += 51
             if skip is not None and ih + addr in skip:
                 continue
-            swarm = by_hash.get(ih) or self._merged_into(ih)
-            if swarm is not None and self._store(
-                    swarm, addr, peer_id, op != 0, int((base + ttl / 1000) / width) + 1) and not (
-                    own and peer_id.startswith(own)):
+            swarm = by_hash.get(ih)
+            if swarm is None:
+                swarm = self._merged_into(ih)
+                if swarm is None:
+                    continue
+            ttl = batch[i + 47] << 24 | batch[i + 48] << 16 | batch[i + 49] << 8 | batch[i + 50]
+            bucket = int((base + ttl / 1000) / width) + 1
+            peer = swarm.peers.get(addr)
+            if peer is None or peer.slot != (1 if op == 0 else 0):  # _LEECHER, _SEEDER
+                if not self._store(swarm, addr, batch[i + 27 : i + 47], op != 0, bucket):
+                    continue
+            elif peer.expires > bucket:
+                continue  # this tracker heard from it later
+            else:
+                if not batch.startswith(peer.peer_id, i + 27):
+                    peer.peer_id = batch[i + 27 : i + 47]
+                if peer.expires != bucket:
+                    peer.expires = bucket
+                    due = queue.get(bucket)
+                    if due is None:
+                        queue[bucket] = [peer]
+                    else:
+                        due.append(peer)
+            if not (mine and batch.startswith(own, i + 27)):
                 demand.add(ih)
         return True
 

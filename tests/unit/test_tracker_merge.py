@@ -162,3 +162,26 @@ def test_the_same_as_merge_peer_record_by_record():
             now = base + rng.uniform(0, 300)
             assert one.clean(now) == ref.clean(now)
             assert state(one) == state(ref)
+
+
+def test_a_peer_in_the_same_role_takes_the_new_peer_id_and_deadline():
+    """The in-place path (a peer already stored in that role): its id is replaced when it
+    differs, its deadline moves to a later bucket, an earlier one changes nothing."""
+    s = make()
+    s.register([H1])
+    merged(s, rec(H1, v4(1), 20_000) + rec(H1, v4(2), 20_000, seeder=True))
+    assert merged(s, rec(H1, v4(1), 20_500, pid=b"n" * 20)
+                  + rec(H1, v4(2), 80_000, seeder=True, pid=OWN + bytes(17)), own=OWN) == {H1}
+    peers = s.get(H1).peers
+    assert (peers[v4(1)].peer_id, peers[v4(2)].peer_id) == (b"n" * 20, OWN + bytes(17))
+    before = state(s)
+    assert merged(s, rec(H1, v4(2), 10_000, seeder=True, pid=b"o" * 20)) == set()
+    assert state(s) == before
+    s.clean(40.0 + TIMEOUT_BUCKET)  # v4(1) lived until 20.5 s, v4(2) until 80 s
+    assert set(s.get(H1).peers) == {v4(2)}
+
+
+def test_an_own_prefix_longer_than_a_peer_id_matches_none():
+    s = make()
+    s.register([H1])
+    assert merged(s, rec(H1, v4(1), 50_000, pid=b"p" * 20), own=b"p" * 21) == {H1}
