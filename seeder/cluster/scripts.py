@@ -72,6 +72,23 @@ end
 local function apply(blob)
   local n = #blob
   local i = 1
+  -- Scores go to ZADD as strings of 3-digit groups ('-' and 15 digits, leading zeros read
+  -- as the same number), not as Lua numbers: Redis 7.0 formats a number argument with
+  -- printf's '%.17g' (~3k instructions a score, an eighth of Redis's CPU per change) and
+  -- Lua 5.1's '%d' is a C long (32 bits on 32-bit builds). The groups cost ~0.3M
+  -- instructions to make: only for a batch large enough to pay for them.
+  local digits = nil  -- 0 .. 999 -> '000' .. '999'
+  if n >= 51 * 128 then
+    local d = {}
+    for a = 0, 9 do d[a] = string.char(48 + a) end
+    digits = {}
+    for a = 0, 9 do
+      for b = 0, 9 do
+        local ab = d[a] .. d[b]
+        for c = 0, 9 do digits[(a * 10 + b) * 10 + c] = ab .. d[c] end
+      end
+    end
+  end
   local adds = {}  -- info-hash -> {score, member, ...}: one ZADD per swarm, not per peer
   while i <= n do
     local op = byte(blob, i)
@@ -101,10 +118,24 @@ local function apply(blob)
           adds[ih] = add
         end
         local k = #add
-        -- a number: Redis turns it into an exact integer string (below 2^53); negative,
-        -- so that the latest word sorts first (keys.py: a re-announce, the swarm's latest
-        -- deadline, is inserted at the head of a listpack set, not after a walk through it)
-        add[k + 1] = -((now + ((a * 256 + b) * 256 + c) * 256 + d) * 2 + math.floor(op / 4) % 2)
+        -- negative, so that the latest word sorts first (keys.py: a re-announce, the
+        -- swarm's latest deadline, is inserted at the head of a listpack set, not after a
+        -- walk through it); a whole number below 2^53, exact in a Lua number
+        local v = (now + ((a * 256 + b) * 256 + c) * 256 + d) * 2
+        if op % 8 >= 4 then v = v + 1 end  -- a seeder
+        if digits and v < 1e15 then
+          local e = v % 1000
+          v = (v - e) / 1000
+          local f = v % 1000
+          v = (v - f) / 1000
+          local g = v % 1000
+          v = (v - g) / 1000
+          local h = v % 1000
+          v = (v - h) / 1000
+          add[k + 1] = '-' .. digits[v] .. digits[h] .. digits[g] .. digits[f] .. digits[e]
+        else
+          add[k + 1] = -v  -- Redis formats it: an exact integer string below 2^53
+        end
         add[k + 2] = member
       end
     end
@@ -123,7 +154,7 @@ local function apply(blob)
     if changed < #add / 2 then  -- some member holds a later word: which ones
       for j = 2, #add, 2 do
         local held = redis.call('ZSCORE', key, add[j])
-        if held and tonumber(held) ~= add[j - 1] then
+        if held and tonumber(held) ~= tonumber(add[j - 1]) then
           gone = gone or {}
           gone[ih .. add[j]] = true
         end

@@ -308,3 +308,50 @@ async def test_a_quiet_log_trimmed_past_a_node_is_no_gap(
         await b.sync.tick()
         assert b.sync._epoch != 0  # no gap seen
         assert b.peers() == a.peers()
+
+
+async def test_every_score_is_the_deadline_in_small_and_large_batches(
+        redis_server: RedisServer) -> None:
+    """The push script hands ZADD a large batch's scores as digit strings (Redis 7.0 formats
+    a Lua number with printf) and a small batch's as numbers: in both, each peer's score is
+    -(deadline * 2 + seeder), the deadline the script's now + the time to live, to the ms;
+    and a large batch's older words are left out of the log and returned as dropped, as a
+    small batch's are."""
+    from seeder.cluster import scripts
+
+    keys = Keys(b"sync-score-1:")
+    link = RedisLink(redis_server.url(DB))
+
+    def addr(p: int) -> bytes:
+        return bytes((10, 0, p >> 8, p & 255, 0x1a, 0xe1))
+
+    async def push(ih: bytes, ttls: list[int]) -> tuple[int, list[bytes], dict[bytes, int]]:
+        batch = b"".join(records.encode_upsert(ih, addr(p), b"-TS0001-%012d" % p, p % 2 == 1,
+                                               ttl, None) for p, ttl in enumerate(ttls))
+        reply = await link.script(
+            scripts.PUSH_PULL, [keys.log, keys.downloads, keys.pushed],
+            [keys.swarm_prefix, batch, b"t", b"0-0", 256, 30_000, 3_660_000, b"", b"", b"",
+             b"0"])
+        stored = await link.call(lambda r: r.zrange(keys.swarm(ih), 0, -1, withscores=True))
+        return int(reply[0]), list(reply[7]), {m[:6]: int(s) for m, s in stored}
+
+    rng = random.Random(12)
+    edges = [0, 1, 999, 1000, 999_999, 1_000_000, 2**32 - 1]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(link.run)
+        for count, ih in ((5, b"\x05" * 20), (300, b"\x06" * 20)):
+            ttls = (edges + [rng.randrange(2**32) for _ in range(count)])[:count]
+            now, dropped, scores = await push(ih, ttls)
+            assert dropped == [] and len(scores) == count
+            for p, ttl in enumerate(ttls):
+                assert scores[addr(p)] == -((now + ttl) * 2 + p % 2), (count, p, ttl)
+            # again: the first two thirds older than what the set holds, the rest later
+            again = [0 if p < 2 * count // 3 else 2**32 - 1 for p in range(count)]
+            later, dropped, rescored = await push(ih, again)
+            older = [p for p in range(count) if p < 2 * count // 3 and ttls[p] > later - now]
+            assert sorted(dropped) == sorted(ih + addr(p) for p in older)
+            for p, ttl in enumerate(ttls):
+                kept = -((now + ttl) * 2 + p % 2)
+                new = -((later + again[p]) * 2 + p % 2)
+                assert rescored[addr(p)] == min(kept, new), (count, p)  # the later deadline
+        nursery.cancel_scope.cancel()
