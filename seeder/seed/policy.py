@@ -66,10 +66,10 @@ from seeder.seed.active import ActiveSet
 from seeder.seed.cache import CacheError, CacheWriter, SeedCache
 from seeder.seed.nocopy import LocalSource, local_source, open_unchanged
 from seeder.seed.session import SeedSession
-from seeder.seed.settings import UPLOAD_SLOTS
+from seeder.seed.settings import UNCHOKE_WARMUP, UPLOAD_SLOTS
 from seeder.seed.swarm_budget import SwarmBudget, SwarmView, Throttle
 from seeder.seed.upload_share import UploadShare
-from seeder.seed.upload_slots import UploadSlots, choked_address
+from seeder.seed.upload_slots import UploadSlots, choked_address, session_slots
 from seeder.seed.webseed_gate import Busy, Grant, WebSeedGate
 from seeder.store import ObjectInfo
 from seeder.store.local import LocalStore
@@ -131,7 +131,9 @@ class Seeding:
         self.cache = cache
         self.gate = gate if gate is not None else WebSeedGate()
         self.budget = budget if budget is not None else SwarmBudget()
-        self.slots = slots if slots is not None else UploadSlots(UPLOAD_SLOTS)
+        self.slots = slots if slots is not None else UploadSlots(UPLOAD_SLOTS,
+                                                                 warm=UNCHOKE_WARMUP)
+        self._unchoke_slots: int | None = None  # the session-wide slots as last set
         self.clock = clock
         self.share = share if share is not None else UploadShare(0)
         self._bt_rate = self.share.bt_limit  # the session's upload limit as last set
@@ -361,8 +363,21 @@ class Seeding:
             # client later (choked_address), nor its record stay.
             self._views.pop(key, None)
             self.slots.forget(key)
+        self._apply_unchoke_slots()
         self.share.tick(now, bt_sent)
         self._apply_upload_rate()
+
+    def _apply_unchoke_slots(self) -> None:
+        """The session-wide unchoke slots: the counts of the torrents with peers summed
+        (upload_slots.session_slots), so that its choker chokes a torrent's slowest peers
+        when the torrent's count falls (after a slow first pick is picked again)."""
+        counts = []
+        for key in self._views:
+            throttle = self.session.throttle(key)
+            counts.append(UPLOAD_SLOTS if throttle is None else max(2, throttle.slots))
+        slots = session_slots(counts, UPLOAD_SLOTS)
+        if slots != self._unchoke_slots and self.session.set_unchoke_slots(slots):
+            self._unchoke_slots = slots
 
     def _apply_budget(self, key: str, now: float) -> int:
         """Read one torrent's swarm, decide, and throttle its upload or not; the session's

@@ -450,6 +450,15 @@ class SeedSession:
             self._torrents.throttled[key] = throttle
         return True
 
+    def set_unchoke_slots(self, slots: int) -> bool:
+        """The session-wide unchoke slots (libtorrent's ``unchoke_slots_limit``): its choker
+        chokes the interested peers beyond them it uploads to slowest, over all torrents.
+        False when the session is not running."""
+        if self._ses is None:
+            return False
+        self._ses.apply_settings({"unchoke_slots_limit": max(1, slots)})
+        return True
+
     def set_upload_rate(self, rate: int) -> bool:
         """The session's upload limit over all its peers, bytes/s (0: none); False when
         the session is not running (`run` starts it at ``[seeding] upload_rate_limit``)."""

@@ -13,6 +13,7 @@ import libtorrent as lt
 
 from seeder import __version__
 from seeder.config import SeedingConfig
+from seeder.seed.upload_slots import OPTIMISTIC_SLOTS
 from seeder.torrent.entry import seed_key
 from seeder.torrent.metainfo import Links
 
@@ -22,6 +23,7 @@ __all__ = [
     "STOP_TRACKER_TIMEOUT",
     "SUPER_SEEDING",
     "UNCHOKE_INTERVAL",
+    "UNCHOKE_WARMUP",
     "UPLOAD_SLOTS",
     "SeedError",
     "key_of",
@@ -65,6 +67,13 @@ UPLOAD_SLOTS = 4
 # after a handoff (measured).
 UNCHOKE_INTERVAL = 2
 
+# Seconds every interested peer of a swarm is unchoked when one of its first picks ramps up
+# slowly (seed/upload_slots.py: a slow first pick is picked again); then the slots apply and
+# the session's choker keeps the peers it uploaded to fastest. Long enough for the clients'
+# request pipelines to tell apart (qBittorrent and libtorrent ramp up ~1 MiB/s per second,
+# aria2 0.1-0.3), short beside a swarm of tens of seconds.
+UNCHOKE_WARMUP = 3.0
+
 
 class SeedError(Exception):
     """A torrent cannot be seeded: bad metainfo, or no room in the seed cache."""
@@ -92,6 +101,9 @@ def session_settings(config: SeedingConfig) -> dict[str, Any]:
         "enable_ip_notifier": False,
         "seed_choking_algorithm": int(lt.seed_choking_algorithm_t.fastest_upload),
         "unchoke_interval": UNCHOKE_INTERVAL,
+        # The session-wide slots follow the torrents' own counts (Seeding.tick,
+        # upload_slots.session_slots): one optimistic unchoke on top of them, whatever their sum.
+        "num_optimistic_unchoke_slots": OPTIMISTIC_SLOTS,
         # Few requests per peer queued here (libtorrent's default: 2000 blocks, 32 MiB): a
         # client then asks its other peers for the rest instead of queueing every rare
         # piece here, where the other clients ask for the same (issue 4: 3.1-3.5x -> 2.3-2.4x).

@@ -24,30 +24,54 @@ falls by its own slot, so no peer is choked for it. While the swarm budget spend
 peers being finished, and a peer unchoked then (an aria2 or Transmission client, slow to ramp
 up) took part of it (WAN lab, session 10).
 
-The rule keeps a small record per torrent (when each peer was first seen unchoked, and the
-peers whose slot was handed on); `forget` drops it. Pure: no I/O, no clock (``now`` is an
-argument, seconds on any monotonic origin).
+A slow first pick is picked again. libtorrent unchokes the first four peers that say
+"interested", and its per-torrent ``max_uploads`` alone never chokes a peer already unchoked
+(libtorrent 2.1), so such a peer kept its slot until it completed: often an aria2 client, quick
+to ask and slow to ramp up (0.1-0.3 MiB/s more each second, qBittorrent and libtorrent ~1),
+while a qBittorrent client waited on the peers (WAN lab: 6 of 10 runs of session 11, medians
+66-80 s against 60-66 s with the qBittorrent and libtorrent clients picked). So, once per
+swarm and within its first ``window`` seconds: when an unchoked peer, unchoked at least
+``pick_trial`` seconds ago, gets less than ``pick_slow`` times the fastest unchoked peer's rate
+while a peer lacking pieces waits choked, every interested peer may be unchoked for ``warm``
+seconds (``most`` slots); then the count falls back and libtorrent's session-wide choker,
+whose ``unchoke_slots_limit`` the daemon keeps at the torrents' counts summed
+(`session_slots`), chokes the peers it uploaded to slowest. Good first picks change nothing:
+session 11's warm-up for every swarm (6 s, every interested peer) fixed the bad picks and cost
+~3 s of the median in the runs whose picks were good anyway.
+
+The rule keeps a small record per torrent (when its swarm was first counted, when each peer
+was first seen unchoked, the peers whose slot was handed on, and the pick again); `forget`
+drops it. Pure: no I/O, no clock (``now`` is an argument, seconds on any monotonic origin).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_ENDGAME", "DEFAULT_SLOW", "DEFAULT_TRIAL", "UploadSlots", "choked_address",
-           "host_of"]
+__all__ = ["DEFAULT_ENDGAME", "DEFAULT_PICK_SLOW", "DEFAULT_PICK_TRIAL", "DEFAULT_SLOW",
+           "DEFAULT_TRIAL", "DEFAULT_WINDOW", "OPTIMISTIC_SLOTS", "UploadSlots", "choked_address",
+           "host_of", "session_slots"]
 
 DEFAULT_ENDGAME = 0.05  # fraction of the pieces: an unchoked peer lacking at most this many
 #                         is in its end game (the daemon's rate to it falls from ~8 to <1
 #                         MiB/s over its last ~5 %: measured)
 DEFAULT_TRIAL = 8.0  # s a newly unchoked peer has to ramp up before it can count as slow
 DEFAULT_SLOW = 0.25  # an unchoked peer below this part of the fastest one's rate is slow
+DEFAULT_PICK_TRIAL = 3.0  # s a first pick has to ramp up before it can be picked again
+DEFAULT_PICK_SLOW = 1 / 3  # a first pick below this part of the fastest one's rate is slow
+DEFAULT_WINDOW = 15.0  # s from a swarm's first count within which a slow pick is picked again
+OPTIMISTIC_SLOTS = 1  # libtorrent's optimistic unchokes (num_optimistic_unchoke_slots), on top
+#                       of the torrents' slots in its session-wide unchoke_slots_limit
 
 
 @dataclass(slots=True)
 class _Peers:
+    start: float | None = None  # when the torrent was first counted with peers connected
     since: dict[str, float] = field(default_factory=dict)  # unchoked peer -> first seen so
     handed: set[str] = field(default_factory=set)  # unchoked peers whose slot was handed on
+    reopened: float | None = None  # when every slot opened for a pick again (None: never)
+    settled: bool = False  # the count fell back after it
 
 
 class UploadSlots:
@@ -55,14 +79,25 @@ class UploadSlots:
     the fraction of the pieces (0 <= endgame < 1; 0: no end-game handoff) an unchoked peer
     may lack and not hold a slot; ``trial`` (s) and ``slow`` (0 <= slow < 1; 0: no slow
     handoff): see the module doc; ``most``: the most unchoked peers at once (>= slots,
-    default twice the slots). Raises ValueError for bad values."""
+    default twice the slots); ``warm`` (s, >= 0; 0: no pick again): how long ``most`` slots
+    are open when a slow first pick is picked again; ``pick_trial`` (s), ``pick_slow``
+    (0 <= pick_slow < 1) and ``window`` (s): when (module doc). Raises ValueError for bad
+    values."""
 
     def __init__(self, slots: int, endgame: float = DEFAULT_ENDGAME, most: int | None = None,
-                 *, trial: float = DEFAULT_TRIAL, slow: float = DEFAULT_SLOW):
+                 *, trial: float = DEFAULT_TRIAL, slow: float = DEFAULT_SLOW, warm: float = 0.0,
+                 pick_trial: float = DEFAULT_PICK_TRIAL, pick_slow: float = DEFAULT_PICK_SLOW,
+                 window: float = DEFAULT_WINDOW):
         most = 2 * slots if most is None else most
-        if slots < 1 or not 0 <= endgame < 1 or most < slots or trial < 0 or not 0 <= slow < 1:
+        if (slots < 1 or not 0 <= endgame < 1 or most < slots or trial < 0 or not 0 <= slow < 1
+                or warm < 0 or pick_trial < 0 or not 0 <= pick_slow < 1 or window < 0):
             raise ValueError("slots >= 1, 0 <= endgame < 1, most >= slots, trial >= 0, "
-                             "0 <= slow < 1")
+                             "0 <= slow < 1, warm >= 0, pick_trial >= 0, 0 <= pick_slow < 1, "
+                             "window >= 0")
+        self.warm = warm
+        self.pick_trial = pick_trial
+        self.pick_slow = pick_slow
+        self.window = window
         self.slots = slots
         self.endgame = endgame
         self.most = most
@@ -83,8 +118,19 @@ class UploadSlots:
         live = {p for p in unchoked if p in holdings}
         peers.since = {p: peers.since.get(p, now) for p in live}
         peers.handed &= live
+        if peers.start is None and holdings:
+            peers.start = now
         if pieces <= 0:
             return self.slots if grow else max(1, min(self.slots, len(live)))
+        if peers.reopened is None and self._slow_pick(peers, holdings, live, rates, pieces, now):
+            peers.reopened = now
+        if peers.reopened is not None and not peers.settled:
+            if now < peers.reopened + self.warm:
+                return self.most if grow else max(1, min(self.most, len(live)))
+            # The count falls back: the choker keeps the fastest, whose trials start now.
+            peers.settled = True
+            peers.since = dict.fromkeys(live, now)
+            peers.handed.clear()
         lack = max(1, int(self.endgame * pieces)) if self.endgame > 0 else 0
         ending = {p for p in live if pieces - lack <= holdings[p] < pieces}
         best = max((rates.get(p, 0) for p in live), default=0)
@@ -97,12 +143,37 @@ class UploadSlots:
         n = min(self.most, self.slots + len(ending | peers.handed))
         return n if grow else max(1, min(n, len(live)))
 
+    def _slow_pick(self, peers: _Peers, holdings: Mapping[str, int], live: set[str],
+                   rates: Mapping[str, int], pieces: int, now: float) -> bool:
+        """True when a first pick is to be picked again (module doc): within the window, an
+        unchoked peer past its pick trial below ``pick_slow`` of the fastest unchoked peer's
+        rate, and a peer lacking pieces choked."""
+        if self.warm <= 0 or peers.start is None or now - peers.start > self.window:
+            return False
+        if not any(p not in live and n < pieces for p, n in holdings.items()):
+            return False
+        best = max((rates.get(p, 0) for p in live), default=0)
+        return best > 0 and any(
+            now - peers.since[p] >= self.pick_trial and holdings[p] < pieces
+            and rates.get(p, 0) < self.pick_slow * best for p in live)
+
     def forget(self, torrent: str) -> None:
         """Drop the torrent's record (it left the session)."""
         self._torrents.pop(torrent, None)
 
     def __contains__(self, torrent: object) -> bool:
         return torrent in self._torrents
+
+
+def session_slots(counts: Iterable[int], floor: int) -> int:
+    """libtorrent's session-wide ``unchoke_slots_limit`` for torrents whose unchoke counts are
+    ``counts`` (one per torrent with peers): their sum, at least ``floor``, plus the
+    optimistic unchoke (OPTIMISTIC_SLOTS). The session's choker, unlike a torrent's
+    ``max_uploads``, chokes the peers beyond it that it uploads to slowest, so a torrent
+    whose count falls (the warm-up's end) gives up its slowest peers' slots; with several
+    torrents it is the sum, never fewer slots than libtorrent's default of 8 would give
+    two torrents."""
+    return max(floor, sum(counts)) + OPTIMISTIC_SLOTS
 
 
 def host_of(endpoint: str) -> str:

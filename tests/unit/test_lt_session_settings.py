@@ -43,6 +43,9 @@ def test_settings_follow_the_config() -> None:
     assert s["allow_multiple_connections_per_ip"] is True
     # The choker runs often enough to give a handed-on slot (seed/upload_slots.py) soon.
     assert s["unchoke_interval"] == UNCHOKE_INTERVAL
+    # One optimistic unchoke on top of the torrents' slots (upload_slots.session_slots), not
+    # libtorrent's automatic fifth of the session-wide limit.
+    assert s["num_optimistic_unchoke_slots"] == 1
 
 
 def test_defaults_keep_discovery_off_and_ssrf_on() -> None:

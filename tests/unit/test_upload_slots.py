@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from seeder.seed.upload_slots import UploadSlots, choked_address, host_of
+from seeder.seed.upload_slots import (
+    OPTIMISTIC_SLOTS,
+    UploadSlots,
+    choked_address,
+    host_of,
+    session_slots,
+)
 
 T = "ab" * 20
 PIECES = 1000  # endgame 0.05: a peer holding 950..999 pieces is in its end game
@@ -130,3 +136,69 @@ def test_no_peer_unchoked_anew_while_the_budgets_reserve_is_spent() -> None:
     assert frozen(set()) == 1  # at least one
     assert frozen({"a", "b", "c", "d"}) == 4
     assert frozen({"a", "b"}, pieces=0) == 2
+
+
+FAST = {"a": 3_000_000, "b": 3_000_000, "c": 2_000_000}  # qBittorrent / libtorrent at 3 s
+
+
+def test_good_first_picks_keep_their_slots() -> None:
+    slots = UploadSlots(4, warm=3.0)
+    holdings = {p: 0 for p in "abcdef"}  # e and f wait, choked
+    rates = {**FAST, "d": 1_100_000}  # above a third of the fastest
+    for now in (0.0, 1.0, 3.0, 5.0, 10.0, 15.0):
+        assert count(slots, holdings, set("abcd"), rates, now=now) == 4
+
+
+def test_a_slow_first_pick_opens_every_slot_once_then_the_slots_apply() -> None:
+    slots = UploadSlots(4, warm=3.0)
+    holdings = {p: 0 for p in "abcdef"}
+    rates = {**FAST, "d": 500_000}  # an aria2 client 3 s after its unchoke
+    assert count(slots, holdings, set("abcd"), rates, now=0.0) == 4
+    assert count(slots, holdings, set("abcd"), rates, now=2.5) == 4  # its trial runs
+    assert count(slots, holdings, set("abcd"), rates, now=3.0) == 8  # every interested peer
+    assert count(slots, holdings, set("abcdef"), rates, now=5.5) == 8
+    # The count falls back: the session's choker keeps the four it uploaded to fastest.
+    assert count(slots, holdings, set("abcdef"), rates, now=6.0) == 4
+    # Once per swarm; the slow handoff's trial starts again at the fall (no slot handed on
+    # to d, still unchoked for a choker round, before 8 s more).
+    assert count(slots, holdings, set("abcd"), rates, now=13.5) == 4
+    assert count(slots, holdings, set("abcd"), rates, now=14.0) == 5  # d slow: handed on
+    # Out of the budget's reserve no peer is unchoked anew, a pick again or not.
+    again = UploadSlots(4, warm=3.0)
+    for now in (0.0, 3.0):
+        n = again.count(T, holdings, frozenset("abcd"), rates, PIECES, now, grow=False)
+    assert n == 4
+
+
+def test_no_pick_again_without_a_waiting_peer_late_or_when_off() -> None:
+    rates = {**FAST, "d": 500_000}
+    alone = {p: 0 for p in "abcd"} | {"e": PIECES}  # e is a seed: it waits for nothing
+    slots = UploadSlots(4, warm=3.0)
+    assert [count(slots, alone, set("abcd"), rates, now=t) for t in (0.0, 3.0, 6.0)] == [4] * 3
+    holdings = {p: 0 for p in "abcdef"}
+    late = UploadSlots(4, warm=3.0, window=15.0)
+    assert count(late, holdings, set("abc"), FAST, now=0.0) == 4
+    assert count(late, holdings, set("abcd"), rates, now=13.0) == 4  # d unchoked at 13 s
+    assert count(late, holdings, set("abcd"), rates, now=16.0) == 4  # past the window
+    off = UploadSlots(4)
+    assert [count(off, holdings, set("abcd"), rates, now=t) for t in (0.0, 3.0)] == [4, 4]
+    for bad in ({"warm": -1.0}, {"pick_trial": -1.0}, {"pick_slow": 1.0}, {"window": -1.0}):
+        with pytest.raises(ValueError):
+            UploadSlots(4, **bad)  # type: ignore[arg-type]
+
+
+def test_the_pick_again_comes_again_for_a_swarm_forgotten() -> None:
+    slots = UploadSlots(4, warm=3.0)
+    holdings = {p: 0 for p in "abcdef"}
+    rates = {**FAST, "d": 500_000}
+    assert [count(slots, holdings, set("abcd"), rates, now=t) for t in (0.0, 3.0)] == [4, 8]
+    slots.forget(T)
+    assert [count(slots, holdings, set("abcd"), rates, now=t) for t in (100.0, 103.0)] == [4, 8]
+
+
+def test_session_slots_sum_the_torrents_counts_plus_the_optimistic_unchoke() -> None:
+    assert session_slots([], 4) == 4 + OPTIMISTIC_SLOTS
+    assert session_slots([8], 4) == 8 + OPTIMISTIC_SLOTS  # a slow first pick picked again
+    assert session_slots([4], 4) == 4 + OPTIMISTIC_SLOTS  # then its choker keeps 4
+    assert session_slots([2], 4) == 4 + OPTIMISTIC_SLOTS  # a throttle chokes nobody new
+    assert session_slots([4, 5, 2], 4) == 11 + OPTIMISTIC_SLOTS
