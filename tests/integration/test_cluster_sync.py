@@ -316,7 +316,7 @@ async def test_every_score_is_the_deadline_in_small_and_large_batches(
     a Lua number with printf) and a small batch's as numbers: in both, each peer's score is
     -(deadline * 2 + seeder), the deadline the script's now + the time to live, to the ms;
     and a large batch's older words are left out of the log and returned as dropped, as a
-    small batch's are."""
+    small batch's are. The swarm's key expires the time asked after the push."""
     from seeder.cluster import scripts
 
     keys = Keys(b"sync-score-1:")
@@ -343,6 +343,9 @@ async def test_every_score_is_the_deadline_in_small_and_large_batches(
             ttls = (edges + [rng.randrange(2**32) for _ in range(count)])[:count]
             now, dropped, scores = await push(ih, ttls)
             assert dropped == [] and len(scores) == count
+            # the swarm key lives the time asked (ARGV 7: 3 660 000 ms) from the push
+            key = keys.swarm(ih)
+            assert 3_600_000 < await link.call(lambda r, k=key: r.pttl(k)) <= 3_660_000
             for p, ttl in enumerate(ttls):
                 assert scores[addr(p)] == -((now + ttl) * 2 + p % 2), (count, p, ttl)
             # again: the first two thirds older than what the set holds, the rest later
