@@ -65,7 +65,8 @@ cdef class Swarms:
 
     @cython.locals(n=Py_ssize_t, i=Py_ssize_t, addr=bytes, width=double, by_hash=dict,
                    queue=dict, mine=bint, ih=bytes, swarm=Swarm, peer=Peer, due=list,
-                   ttl=Py_ssize_t, bucket=Py_ssize_t, op=Py_ssize_t)
+                   ttl=Py_ssize_t, bucket=Py_ssize_t, op=Py_ssize_t,
+                   slot=Py_ssize_t)
     cpdef bint merge_upserts(self, bytes batch, double base, object skip, bytes own,
                              set demand)
 

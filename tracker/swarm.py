@@ -465,22 +465,31 @@ class Swarms:
         i = -51  # the record's offset: its peer id is compared in place, not unpacked
         for op, ih, addr in _MERGED_V4.iter_unpack(batch):
             i += 51
-            if skip is not None and ih + addr in skip:
-                continue
             swarm = by_hash.get(ih)
             if swarm is None:
+                if skip is not None and ih + addr in skip:
+                    continue
                 swarm = self._merged_into(ih)
                 if swarm is None:
                     continue
             ttl = batch[i + 47] << 24 | batch[i + 48] << 16 | batch[i + 49] << 8 | batch[i + 50]
             bucket = int((base + ttl / 1000) / width) + 1
             peer = swarm.peers.get(addr)
-            if peer is None or peer.slot != (1 if op == 0 else 0):  # _LEECHER, _SEEDER
+            slot = 1 if op == 0 else 0  # _LEECHER, _SEEDER
+            if peer is not None and peer.slot == slot:
+                # A record that changes nothing and adds no demand is passed over whether
+                # ``skip`` holds it or not: no key to build and look up.
+                if peer.expires > bucket:
+                    continue  # this tracker heard from it later
+                if peer.expires == bucket and batch.startswith(peer.peer_id, i + 27) and (
+                        ih in demand or (mine and batch.startswith(own, i + 27))):
+                    continue
+            if skip is not None and ih + addr in skip:
+                continue
+            if peer is None or peer.slot != slot:
                 if not self._store(swarm, addr, batch[i + 27 : i + 47], op != 0, bucket):
                     continue
-            elif peer.expires > bucket:
-                continue  # this tracker heard from it later
-            else:
+            else:  # a peer already stored in that role: updated here, not in _store
                 if not batch.startswith(peer.peer_id, i + 27):
                     peer.peer_id = batch[i + 27 : i + 47]
                 if peer.expires != bucket:

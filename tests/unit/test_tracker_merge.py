@@ -185,3 +185,18 @@ def test_an_own_prefix_longer_than_a_peer_id_matches_none():
     s = make()
     s.register([H1])
     assert merged(s, rec(H1, v4(1), 50_000, pid=b"p" * 20), own=b"p" * 21) == {H1}
+
+
+def test_a_skipped_record_that_changes_nothing_adds_no_demand():
+    """A record naming a peer as stored (same role, id and expiry bucket) changes nothing:
+    its swarm is demand unless the skip set holds it (or an earlier record added it)."""
+    s = make()
+    s.register([H1])
+    merged(s, rec(H1, v4(1), 50_000))
+    before = state(s)
+    same = rec(H1, v4(1), 50_001)  # the same 12.5-s expiry bucket
+    assert merged(s, same, skip={H1 + v4(1): None}) == set()
+    assert state(s) == before
+    assert merged(s, same) == {H1}
+    assert state(s) == before
+    assert merged(s, rec(H1, v4(2), 50_000) + same, skip={H1 + v4(1): None}) == {H1}
