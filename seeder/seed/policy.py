@@ -320,7 +320,7 @@ class Seeding:
 
     def _apply_upload_rate(self) -> None:
         rate = self.share.bt_limit
-        if rate != self._bt_rate and self.session.set_upload_rate(rate):
+        if rate != self._bt_rate and self.session.set_limits(upload_rate=rate):
             self._bt_rate = rate
 
     def finished(self, grant: Grant, sent: int) -> None:
@@ -376,7 +376,7 @@ class Seeding:
             throttle = self.session.throttle(key)
             counts.append(UPLOAD_SLOTS if throttle is None else max(2, throttle.slots))
         slots = session_slots(counts, UPLOAD_SLOTS)
-        if slots != self._unchoke_slots and self.session.set_unchoke_slots(slots):
+        if slots != self._unchoke_slots and self.session.set_limits(unchoke_slots=slots):
             self._unchoke_slots = slots
 
     def _apply_budget(self, key: str, now: float) -> int:

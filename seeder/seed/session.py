@@ -450,21 +450,21 @@ class SeedSession:
             self._torrents.throttled[key] = throttle
         return True
 
-    def set_unchoke_slots(self, slots: int) -> bool:
-        """The session-wide unchoke slots (libtorrent's ``unchoke_slots_limit``): its choker
-        chokes the interested peers beyond them it uploads to slowest, over all torrents.
-        False when the session is not running."""
+    def set_limits(self, *, upload_rate: int | None = None,
+                   unchoke_slots: int | None = None) -> bool:
+        """Session-wide limits, each left as it is when None: ``upload_rate``, the upload
+        limit over all its peers in bytes/s (0: none; `run` starts it at ``[seeding]
+        upload_rate_limit``); ``unchoke_slots`` (libtorrent's ``unchoke_slots_limit``), whose
+        choker, unlike a torrent's ``max_uploads``, chokes the interested peers beyond them
+        it uploads to slowest, over all torrents. False when the session is not running."""
         if self._ses is None:
             return False
-        self._ses.apply_settings({"unchoke_slots_limit": max(1, slots)})
-        return True
-
-    def set_upload_rate(self, rate: int) -> bool:
-        """The session's upload limit over all its peers, bytes/s (0: none); False when
-        the session is not running (`run` starts it at ``[seeding] upload_rate_limit``)."""
-        if self._ses is None:
-            return False
-        self._ses.apply_settings({"upload_rate_limit": max(0, rate)})
+        limits = {}
+        if upload_rate is not None:
+            limits["upload_rate_limit"] = max(0, upload_rate)
+        if unchoke_slots is not None:
+            limits["unchoke_slots_limit"] = max(1, unchoke_slots)
+        self._ses.apply_settings(limits)
         return True
 
     def throttle(self, info_hash: str) -> Throttle | None:

@@ -257,12 +257,12 @@ async def test_no_room_in_the_cache(tmp_path: Path) -> None:
 async def test_session_wide_unchoke_slots_are_set_while_running(tmp_path: Path) -> None:
     cache = SeedCache(tmp_path / "seeds", 64 * 1024 * 1024)
     session = SeedSession(config(), tmp_path / "state", cache)
-    assert not session.set_unchoke_slots(5)  # not running: nothing to set
+    assert not session.set_limits(unchoke_slots=5)  # not running: nothing to set
     with trio.fail_after(DEADLINE):
         async with running(session):
-            assert session.set_unchoke_slots(9)
+            assert session.set_limits(unchoke_slots=9)
             assert session._session().get_settings()["unchoke_slots_limit"] == 9
-            assert session.set_unchoke_slots(0)
+            assert session.set_limits(unchoke_slots=0)
             assert session._session().get_settings()["unchoke_slots_limit"] == 1
 
 
