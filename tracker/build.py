@@ -22,6 +22,7 @@ HOT: tuple[str, ...] = (
     "tracker.announce",
     "tracker.core",
     "tracker.peerchanges",
+    "tracker.peermerge",
     "tracker.peerwindow",
     "tracker.responses",
     "tracker.swarm",

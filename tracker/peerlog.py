@@ -3,8 +3,8 @@
 The tracker itself stays an island: it answers every announce from its own in-memory
 :class:`~tracker.swarm.Swarms`. A :class:`PeerLog` given to :class:`~tracker.core.TrackerCore`
 hears each accepted announce (after the swarm recorded it) and may carry it elsewhere; what
-other trackers stored comes back through ``Swarms.merge_peer`` / ``drop_peer`` /
-``add_downloaded``, and ``Swarms.merge_upserts`` for a whole batch of the usual record,
+other trackers stored comes back through :mod:`tracker.peermerge` (``merge_peer`` /
+``drop_peer`` / ``add_downloaded``, and ``merge_upserts`` for a whole batch of the usual record),
 whose layout is this module's (below). The core takes the tracker's own implementation,
 :class:`~tracker.peerchanges.PeerChanges` (the compiled core calls its ``record`` as C);
 the cluster that carries the changes elsewhere extends it (the seeder's cluster package,

@@ -3,7 +3,9 @@
 # struct members and their methods C calls. C integers only where a value is bounded
 # (slots, indexes, counts of stored peers, caps, expiry buckets); Python ints where it may
 # grow past 64 bits (downloaded: a cluster adds other trackers' counts). Every attribute
-# is public: other modules and tests read and set them as on the plain classes.
+# is public: other modules and tests read and set them as on the plain classes
+# (tracker.peermerge files other trackers' peers through _width, _queue and the cpdef
+# helpers below).
 cimport cython
 
 from tracker.peerwindow cimport ring
@@ -62,19 +64,6 @@ cdef class Swarms:
                    f=Py_ssize_t, w=Py_ssize_t, asker=Py_ssize_t, got=Py_ssize_t, out=bytes)
     cpdef tuple announce(self, Swarm swarm, bytes addr, bytes peer_id, bint seeder, int event,
                          Py_ssize_t numwant, int families, double now)
-
-    @cython.locals(n=Py_ssize_t, i=Py_ssize_t, addr=bytes, width=double, by_hash=dict,
-                   queue=dict, mine=bint, ih=bytes, swarm=Swarm, peer=Peer, due=list,
-                   ttl=Py_ssize_t, bucket=Py_ssize_t, op=Py_ssize_t,
-                   slot=Py_ssize_t)
-    cpdef bint merge_upserts(self, bytes batch, double base, object skip, bytes own,
-                             set demand)
-
-    cpdef Swarm _merged_into(self, bytes info_hash)
-
-    @cython.locals(peer=Peer, slot=Py_ssize_t, due=list)
-    cpdef bint _store(self, Swarm swarm, bytes addr, bytes peer_id, bint seeder,
-                      Py_ssize_t bucket)
 
     cpdef _count(self, Py_ssize_t slot, Py_ssize_t delta)
 

@@ -16,16 +16,17 @@ are arguments. Built for the hot path:
   entries); ``clean(now)`` pops the due buckets (in bounded slices if asked) and drops
   the peers whose deadline was not moved since. No request ever scans a swarm or the whole table.
 - Hybrid torrents announce under two hashes; ``register`` aliases them to one swarm.
+
+Peers another tracker heard from (a cluster) come in through :mod:`tracker.peermerge`,
+which files them in the same expiry queue.
 """
 
 from __future__ import annotations
 
 import random
-import struct
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Sequence
 
 from tracker.announce import EVENT_COMPLETED, EVENT_STOPPED
-from tracker.peerlog import PLAIN_V4, PLAIN_V4_OPS
 from tracker.peerwindow import WIDTH as _WIDTH
 from tracker.peerwindow import mixed, ring
 
@@ -47,9 +48,6 @@ _SEEDER = 0
 _LEECHER = 1
 _NO_PEERS = (b"", b"")
 _BUCKETS_PER_TIMEOUT = 8  # expiry precision: a peer lives timeout .. timeout * 9/8
-# tracker.peerlog.PLAIN_V4 but its op, info-hash and address (merge_upserts reads the peer id
-# and the time to live in place)
-_MERGED_V4 = struct.Struct(PLAIN_V4.format.replace("20sI", "24x"))
 
 
 class SwarmError(ValueError):
@@ -429,136 +427,6 @@ class Swarms:
                 asker += len(packed[f])  # the ring: seeders, then leechers
             out = ring((packed[f], packed[f + 1]), w, numwant, asker, rand)
         return (out, b"") if f == 0 else (b"", out)
-
-    # -- peers stored by other trackers (a cluster: tracker.peerlog) -------------------
-
-    def merge_peer(
-        self, info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool, expires: float
-    ) -> bool:
-        """Store a peer another tracker heard from: ``addr`` in the swarm of ``info_hash``
-        until ``expires`` (this tracker's clock), as a seeder or a leecher. The latest word
-        wins: a deadline earlier than the stored one changes nothing. No download is
-        counted (the tracker that heard the peer counts it, ``add_downloaded``). Caps apply
-        as for an announce. False when the swarm is unknown (not registered here) or the
-        peer was not stored."""
-        swarm = self._merged_into(info_hash)
-        if swarm is None:
-            return False
-        return self._store(swarm, addr, peer_id, seeder, int(expires / self._width) + 1)
-
-    def merge_upserts(self, batch: bytes, base: float, skip: Container[bytes] | None,
-                      own: bytes, demand: set[bytes]) -> bool:
-        """``merge_peer`` for each record of ``batch``, when every one is a plain IPv4
-        upsert (``tracker.peerlog.PLAIN_V4``: the usual batch of a cluster), each peer
-        living until ``base`` + its time to live; False, with nothing merged, for any other
-        batch (the caller decodes it). A record whose info-hash + address is in ``skip``
-        is passed over. The info-hash of each peer stored whose id does not start with
-        ``own`` (when not empty) is added to ``demand``."""
-        n = len(batch)  # PLAIN_V4: 51 bytes a record
-        # Any other record would be the first at a multiple of 51 with another op byte.
-        if n % 51 or batch[::51].translate(None, PLAIN_V4_OPS):
-            return False
-        width = self._width
-        by_hash = self.by_hash
-        queue = self._queue
-        mine = 0 < len(own) <= 20  # a longer prefix starts no peer id
-        i = -51  # the record's offset: its peer id is compared in place, not unpacked
-        for op, ih, addr in _MERGED_V4.iter_unpack(batch):
-            i += 51
-            swarm = by_hash.get(ih)
-            if swarm is None:
-                if skip is not None and ih + addr in skip:
-                    continue
-                swarm = self._merged_into(ih)
-                if swarm is None:
-                    continue
-            ttl = batch[i + 47] << 24 | batch[i + 48] << 16 | batch[i + 49] << 8 | batch[i + 50]
-            bucket = int((base + ttl / 1000) / width) + 1
-            peer = swarm.peers.get(addr)
-            slot = 1 if op == 0 else 0  # _LEECHER, _SEEDER
-            if peer is not None and peer.slot == slot:
-                # A record that changes nothing and adds no demand is passed over whether
-                # ``skip`` holds it or not: no key to build and look up.
-                if peer.expires > bucket:
-                    continue  # this tracker heard from it later
-                if peer.expires == bucket and batch.startswith(peer.peer_id, i + 27) and (
-                        ih in demand or (mine and batch.startswith(own, i + 27))):
-                    continue
-            if skip is not None and ih + addr in skip:
-                continue
-            if peer is None or peer.slot != slot:
-                if not self._store(swarm, addr, batch[i + 27 : i + 47], op != 0, bucket):
-                    continue
-            else:  # a peer already stored in that role: updated here, not in _store
-                if not batch.startswith(peer.peer_id, i + 27):
-                    peer.peer_id = batch[i + 27 : i + 47]
-                if peer.expires != bucket:
-                    peer.expires = bucket
-                    due = queue.get(bucket)
-                    if due is None:
-                        queue[bucket] = [peer]
-                    else:
-                        due.append(peer)
-            if not (mine and batch.startswith(own, i + 27)):
-                demand.add(ih)
-        return True
-
-    def _merged_into(self, info_hash: bytes) -> Swarm | None:
-        """The swarm a peer of another tracker goes to (None: not served here)."""
-        try:
-            return self.by_hash.get(info_hash) or self._resolved(info_hash)
-        except SwarmError:
-            return None  # tracker is full
-
-    def _store(self, swarm: Swarm, addr: bytes, peer_id: bytes, seeder: bool,
-               bucket: int) -> bool:
-        """``merge_peer`` into ``swarm``, expiring in ``bucket``."""
-        peer = swarm.peers.get(addr)
-        if peer is not None and peer.expires > bucket:
-            return False  # this tracker heard from it later
-        slot = (2 if len(addr) == 18 else 0) + (_SEEDER if seeder else _LEECHER)
-        if peer is None:
-            if len(addr) not in (6, 18) or len(swarm.peers) >= self.max_peers_per_swarm or (
-                self.seeders + self.leechers >= self.max_peers
-            ):
-                return False
-            peer = Peer(peer_id, swarm, slot, 0)
-            swarm.add(peer, addr)
-            swarm.peers[addr] = peer
-            self._count(slot, 1)
-        elif peer.slot != slot:
-            if seeder and peer.slot & 1:
-                peer.completed = True  # counted by the tracker that heard it finish
-            self._unlink(peer)
-            peer.slot = slot
-            swarm.add(peer, addr)
-            self._count(slot, 1)
-        if peer.peer_id != peer_id:
-            peer.peer_id = peer_id
-        if peer.expires != bucket:
-            peer.expires = bucket
-            due = self._queue.get(bucket)
-            if due is None:
-                self._queue[bucket] = [peer]
-            else:
-                due.append(peer)
-        return True
-
-    def drop_peer(self, info_hash: bytes, addr: bytes) -> bool:
-        """Remove ``addr`` from the swarm of ``info_hash`` (it stopped, on another
-        tracker). True when it was there."""
-        swarm = self.by_hash.get(info_hash)
-        peer = None if swarm is None else swarm.peers.get(addr)
-        if peer is None:
-            return False
-        self._remove(peer, addr)
-        return True
-
-    def add_downloaded(self, info_hash: bytes, count: int) -> None:
-        """Add downloads another tracker counted to the swarm of ``info_hash``, if known."""
-        swarm = self.by_hash.get(info_hash)
-        if swarm is not None:
-            swarm.downloaded += count
 
     def registered(self) -> list[Swarm]:
         """Every registered swarm, once each."""

@@ -5,7 +5,8 @@ Peer changes
     to the swarms' sorted sets and appends it to the change log unchanged; other nodes
     decode the same bytes. The tracker writes them (``tracker.peerchanges``: the layout,
     the encode_* functions re-exported here) and merges the usual batch, plain IPv4
-    upserts, itself (``Swarms.merge_upserts``); :func:`decode_changes` reads any batch.
+    upserts, itself (``tracker.peermerge.merge_upserts``); :func:`decode_changes` reads
+    any batch.
 
     51 bytes per IPv4 announce. Times are relative (ms to live) so that no two clocks
     are compared: the push script turns them into Redis-clock deadlines, readers turn the

@@ -6,8 +6,9 @@ unchanged but for one dict write per announce, :meth:`SwarmSync.record`). Every
 ``FLUSH_EVERY`` seconds one Lua script (``scripts.PUSH_PULL``, one round trip) applies this
 node's coalesced changes to the swarms' sorted sets in Redis, appends them to the change
 log, and returns what the other nodes appended since the last tick; those are merged into
-the local swarms (``Swarms.merge_upserts`` for the usual batch, one call into the tracker;
-``merge_peer`` / ``drop_peer`` / ``add_downloaded`` record by record otherwise). A peer
+the local swarms (``tracker.peermerge``: ``merge_upserts`` for the usual batch, one call
+into the tracker; ``merge_peer`` / ``drop_peer`` / ``add_downloaded`` record by record
+otherwise). A peer
 announced to any node is in every node's answers one tick later; ``stopped`` removes it
 everywhere; every node expires it at the deadline of its last announce, whichever node
 heard it (deadlines travel as "ms to live", converted through the Redis clock).
@@ -65,6 +66,7 @@ from seeder.cluster.keys import DEFAULT_KEYS, Keys
 from seeder.cluster.link import ClusterMetrics, RedisLink, Unavailable
 from tracker.core import TrackerCore
 from tracker.peerchanges import MAX_U32, PeerChanges, change_record
+from tracker.peermerge import add_downloaded, drop_peer, merge_peer, merge_upserts
 
 __all__ = ["FLUSH_EVERY", "SwarmSync", "log_id"]
 
@@ -323,7 +325,6 @@ class SwarmSync(PeerChanges):
         all_counted = self._all_counted
         marked = bool(counted) or all_counted is not None
         mine = self._mine
-        merge = swarms.merge_peer  # once per batch: the decoder's loop runs per change
         own = self.core.own_peer_prefix  # another node's own seed: not demand
         changes = 0
         demand: set[bytes] = set()
@@ -333,7 +334,7 @@ class SwarmSync(PeerChanges):
             entry = log_id(entries[j]) if marked or mine else (0, 0)
             # the keys this node's own later entries carry: their word stands over this one
             words = self._words_after(entry) if mine else None
-            if swarms.merge_upserts(entries[j + 1], base, words, own, demand):
+            if merge_upserts(swarms, entries[j + 1], base, words, own, demand):
                 changes += len(entries[j + 1]) // records.PLAIN_V4.size  # the usual batch
                 continue
             try:
@@ -343,16 +344,17 @@ class SwarmSync(PeerChanges):
                     if kind != records.DOWNLOADS and words is not None and ih + addr in words:
                         continue
                     if kind == records.UPSERT:
-                        if merge(ih, addr, peer_id, seeder, base + ttl_ms / 1000) and not (
+                        if merge_peer(swarms, ih, addr, peer_id, seeder,
+                                      base + ttl_ms / 1000) and not (
                                 own and peer_id.startswith(own)):
                             demand.add(ih)
                     elif kind == records.STOPPED:
-                        swarms.drop_peer(ih, addr)
+                        drop_peer(swarms, ih, addr)
                     else:  # unless in the count a resync read
                         mark = counted.get(ih) if counted else None
                         if (mark is None or entry > mark) and (
                                 all_counted is None or entry > all_counted):
-                            swarms.add_downloaded(ih, count)
+                            add_downloaded(swarms, ih, count)
             except records.RecordError as exc:
                 log.warning("cluster: skipping a swarm change batch: %s", exc)
         if self.metrics is not None and changes:
@@ -386,7 +388,7 @@ class SwarmSync(PeerChanges):
             if len(addr) not in (6, 18) or ih + addr in pending:
                 continue  # pending: heard here since the last push, newer than Redis's word
             expires = local_now + ((score >> 1) - now_ms) / 1000
-            stored |= swarms.merge_peer(ih, addr, peer_id, bool(score & 1), expires)
+            stored |= merge_peer(swarms, ih, addr, peer_id, bool(score & 1), expires)
         swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self.downloads.get(ih, 0))
         return stored
 

@@ -17,6 +17,7 @@ from seeder.config import ConfigError, load
 from seeder.torrent.entry import Entry
 from tracker.core import TrackerCore
 from tracker.peerchanges import PeerChanges, sent_id
+from tracker.peermerge import merge_peer, merge_upserts
 
 IH = b"\x01" * 20
 A4 = bytes([10, 0, 0, 1, 0x1A, 0xE1])
@@ -259,21 +260,21 @@ def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_merges_at_once(
         records.encode_downloads(IH, 2),
     ])
     # The usual batch, plain IPv4 upserts, merges in one call into the tracker
-    # (Swarms.merge_upserts) as the decoder's records would one by one; any other batch
-    # is left to the decoder.
+    # (tracker.peermerge.merge_upserts) as the decoder's records would one by one; any
+    # other batch is left to the decoder.
     plain = b"".join(records.encode_upsert(IH, bytes([10, 0, 0, i, 0, 1]), P1, i % 2 == 0,
                                            1000 * i, None) for i in range(40))
     fast, slow = TrackerCore(interval=60), TrackerCore(interval=60)
     for core in (fast, slow):
         core.register([IH])
-    assert fast.swarms.merge_upserts(plain, 5.0, None, b"", set())
+    assert merge_upserts(fast.swarms, plain, 5.0, None, b"", set())
     for c in records.decode_changes(plain):
-        slow.swarms.merge_peer(c.info_hash, c.addr, c.peer_id, c.seeder, 5.0 + c.ttl_ms / 1000)
+        merge_peer(slow.swarms, c.info_hash, c.addr, c.peer_id, c.seeder, 5.0 + c.ttl_ms / 1000)
     assert {a: (p.slot, p.expires) for a, p in fast.swarms.get(IH).peers.items()} == {
         a: (p.slot, p.expires) for a, p in slow.swarms.get(IH).peers.items()}
     for other in (records.encode_upsert(IH, A6, P1, False, 1, None),
                   records.encode_upsert(IH, A4, P1, False, 1, P2),
                   records.encode_stopped(IH, A4, P1), records.encode_downloads(IH, 1)):
         for batch in (plain + other, other + plain, plain[:51] + other + plain[51:]):
-            assert not fast.swarms.merge_upserts(batch, 5.0, None, b"", set())
-    assert not fast.swarms.merge_upserts(plain[:-1], 5.0, None, b"", set())
+            assert not merge_upserts(fast.swarms, batch, 5.0, None, b"", set())
+    assert not merge_upserts(fast.swarms, plain[:-1], 5.0, None, b"", set())

@@ -68,6 +68,7 @@ PURE = (
     "tracker.udp_protocol",
     "tracker.swarm",
     "tracker.peerchanges",
+    "tracker.peermerge",
     "tracker.peerwindow",
     "tracker.clientaddr",
     "seeder.torrent.entry",

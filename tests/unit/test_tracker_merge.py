@@ -1,12 +1,14 @@
-"""tracker.swarm.Swarms.merge_upserts: a batch of other trackers' plain IPv4 upserts merged in
-one call, as merge_peer would record by record (both builds: test_compiled_build runs this)."""
+"""tracker.peermerge: other trackers' peers merged one by one (merge_peer, drop_peer,
+add_downloaded), and merge_upserts: a batch of plain IPv4 upserts merged in one call, as
+merge_peer would record by record (both builds: test_compiled_build runs this)."""
 
 from __future__ import annotations
 
 import random
 
-from tests.unit.test_tracker_swarm import H1, H2, H3, PID, check_invariants, make, v4, v6
+from tests.unit.test_tracker_swarm import H1, H2, H3, PID, announce, check_invariants, make, v4, v6
 from tracker.peerlog import PLAIN_V4, PLAIN_V6, UPSERT_SEEDER, UPSERT_V6
+from tracker.peermerge import add_downloaded, drop_peer, merge_peer, merge_upserts
 from tracker.swarm import Swarms
 
 TIMEOUT_BUCKET = 100.0 / 8  # make(): peer_timeout 100, expiry in buckets of 1/8 of it
@@ -34,7 +36,7 @@ def state(s: Swarms) -> list[tuple]:
 def merged(s: Swarms, batch: bytes, base: float = 0.0, skip=None, own: bytes = b""
            ) -> set[bytes]:
     demand: set[bytes] = set()
-    assert s.merge_upserts(batch, base, skip, own, demand)
+    assert merge_upserts(s, batch, base, skip, own, demand)
     check_invariants(s)
     return demand
 
@@ -126,9 +128,9 @@ def test_any_other_batch_is_left_to_the_decoder():
     for other in odd:
         for batch in (plain + other, other + plain, plain[:51] + other + plain[51:], other):
             demand: set[bytes] = set()
-            assert s.merge_upserts(batch, 0.0, None, b"", demand) is False, (other, batch)
+            assert merge_upserts(s, batch, 0.0, None, b"", demand) is False, (other, batch)
             assert demand == set() and state(s) == before
-    assert s.merge_upserts(plain + b"\x00", 0.0, None, b"", set()) is False
+    assert merge_upserts(s, plain + b"\x00", 0.0, None, b"", set()) is False
     assert state(s) == before
 
 
@@ -155,7 +157,7 @@ def test_the_same_as_merge_peer_record_by_record():
             for h, a, t, sd, p in records:
                 if skip is not None and h + a in skip:
                     continue
-                if ref.merge_peer(h, a, p, sd, base + t / 1000) and not p.startswith(OWN):
+                if merge_peer(ref, h, a, p, sd, base + t / 1000) and not p.startswith(OWN):
                     want.add(h)
             assert demand == want, (trial, step)
             assert state(one) == state(ref), (trial, step)
@@ -200,3 +202,37 @@ def test_a_skipped_record_that_changes_nothing_adds_no_demand():
     assert merged(s, same) == {H1}
     assert state(s) == before
     assert merged(s, rec(H1, v4(2), 50_000) + same, skip={H1 + v4(1): None}) == {H1}
+
+
+def test_merge_peer_stores_other_trackers_peers_with_their_deadline():
+    s = make()
+    s.register([H1])
+    assert merge_peer(s, H2, v4(9), PID, False, 50.0) is False  # not registered here
+    assert merge_peer(s, H1, v4(1), PID, False, 50.0)
+    assert merge_peer(s, H1, v6(2), PID, True, 150.0)
+    assert s.scrape(H1) == (1, 0, 1)
+    assert set(announce(s, H1, v4(3), now=10.0)) == {v4(1), v6(2)}
+    # An older word changes nothing; a later one moves the deadline and the role, and
+    # counts no download (the tracker that heard it counted it).
+    assert merge_peer(s, H1, v4(1), PID, True, 20.0) is False
+    assert merge_peer(s, H1, v4(1), b"x" * 20, True, 300.0)
+    assert s.scrape(H1) == (2, 0, 1)
+    assert s.get(H1).peers[v4(1)].peer_id == b"x" * 20
+    check_invariants(s)
+    s.clean(170.0)  # v6(2) expired at 150, v4(3) (announced at 10, timeout 100) at 110
+    assert set(s.get(H1).peers) == {v4(1)}
+    add_downloaded(s, H1, 2)
+    add_downloaded(s, H2, 5)  # unknown: ignored
+    assert s.scrape(H1) == (1, 2, 0)
+    assert drop_peer(s, H1, v4(1)) and not drop_peer(s, H1, v4(1))
+    assert s.scrape(H1) == (0, 2, 0)
+    assert [x.hashes for x in s.registered()] == [(H1,)]
+    check_invariants(s)
+
+
+def test_merge_peer_respects_caps():
+    s = make(max_peers_per_swarm=1)
+    s.register([H1])
+    assert merge_peer(s, H1, v4(1), PID, False, 50.0)
+    assert not merge_peer(s, H1, v4(2), PID, False, 50.0)
+    check_invariants(s)

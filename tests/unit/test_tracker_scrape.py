@@ -14,6 +14,7 @@ import pytest
 
 from tracker import bencode
 from tracker.core import TrackerCore
+from tracker.peermerge import add_downloaded, drop_peer, merge_peer
 
 HASHES = [bytes([k]) * 20 for k in range(1, 7)]  # 0-3 registered (2 and 3 one hybrid)
 UNKNOWN = b"\xee" * 20
@@ -88,12 +89,12 @@ def test_scrapes_follow_every_change_of_a_swarm(mode: str, seed: int) -> None:
         if op <= 3:
             _announce(core, rng, now)
         elif op == 4:  # a cluster's peer, heard by another node
-            swarms.merge_peer(h, addr, b"-YY0001-" + bytes(12), rng.random() < 0.5,
-                              now + rng.choice((-1.0, 60.0)))
+            merge_peer(swarms, h, addr, b"-YY0001-" + bytes(12), rng.random() < 0.5,
+                       now + rng.choice((-1.0, 60.0)))
         elif op == 5:
-            swarms.drop_peer(h, addr)
+            drop_peer(swarms, h, addr)
         elif op == 6:  # a cluster's downloads; now and then past 32 bits (UDP clamps)
-            swarms.add_downloaded(h, rng.choice((1, 2, 1 << 33)))
+            add_downloaded(swarms, h, rng.choice((1, 2, 1 << 33)))
         elif op == 7 and (swarm := swarms.get(h)) is not None:  # a resync's count
             swarm.downloaded = max(swarm.downloaded, rng.randrange(50))
         elif op == 8:

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from tracker.announce import EVENT_COMPLETED, EVENT_NONE, EVENT_STARTED, EVENT_STOPPED
+from tracker.peermerge import merge_peer
 from tracker.swarm import FAMILY_ANY, FAMILY_V4, FAMILY_V6, SwarmError, Swarms
 
 H1, H2, H3 = b"\x01" * 20, b"\x02" * 20, b"\x03" * 20
@@ -315,40 +316,6 @@ def test_clean_in_slices_matches_one_clean():
         sliced.clean(late, limit=0)
 
 
-def test_merge_peer_stores_other_trackers_peers_with_their_deadline():
-    s = make()
-    s.register([H1])
-    assert s.merge_peer(H2, v4(9), PID, False, 50.0) is False  # not registered here
-    assert s.merge_peer(H1, v4(1), PID, False, 50.0)
-    assert s.merge_peer(H1, v6(2), PID, True, 150.0)
-    assert s.scrape(H1) == (1, 0, 1)
-    assert set(announce(s, H1, v4(3), now=10.0)) == {v4(1), v6(2)}
-    # An older word changes nothing; a later one moves the deadline and the role, and
-    # counts no download (the tracker that heard it counted it).
-    assert s.merge_peer(H1, v4(1), PID, True, 20.0) is False
-    assert s.merge_peer(H1, v4(1), b"x" * 20, True, 300.0)
-    assert s.scrape(H1) == (2, 0, 1)
-    assert s.get(H1).peers[v4(1)].peer_id == b"x" * 20
-    check_invariants(s)
-    s.clean(170.0)  # v6(2) expired at 150, v4(3) (announced at 10, timeout 100) at 110
-    assert set(s.get(H1).peers) == {v4(1)}
-    s.add_downloaded(H1, 2)
-    s.add_downloaded(H2, 5)  # unknown: ignored
-    assert s.scrape(H1) == (1, 2, 0)
-    assert s.drop_peer(H1, v4(1)) and not s.drop_peer(H1, v4(1))
-    assert s.scrape(H1) == (0, 2, 0)
-    assert [x.hashes for x in s.registered()] == [(H1,)]
-    check_invariants(s)
-
-
-def test_merge_peer_respects_caps():
-    s = make(max_peers_per_swarm=1)
-    s.register([H1])
-    assert s.merge_peer(H1, v4(1), PID, False, 50.0)
-    assert not s.merge_peer(H1, v4(2), PID, False, 50.0)
-    check_invariants(s)
-
-
 def test_resolve_registers_on_first_use_and_drops_the_empty_swarm():
     """Registration on first use (a catalog of a million torrents): a swarm exists only
     while it has peers; unknown hashes are still refused; caps apply."""
@@ -372,7 +339,7 @@ def test_resolve_registers_on_first_use_and_drops_the_empty_swarm():
     announce(s, H1, v4(2), event=EVENT_STOPPED, now=2.0)
     assert s.swarm_count == 0 and s.get(H1) is None  # empty: forgotten
     check_invariants(s)
-    assert s.merge_peer(H1, v4(5), PID, True, 50.0)  # another tracker's peer: made again
+    assert merge_peer(s, H1, v4(5), PID, True, 50.0)  # another tracker's peer: made again
     assert s.swarm_count == 1
     s.clean(1000.0)
     assert s.swarm_count == 0  # expired: forgotten
@@ -388,4 +355,4 @@ def test_resolve_respects_max_swarms():
     announce(s, H1, v4(1))
     with pytest.raises(SwarmError, match="tracker is full"):
         s.get_or_create(H2)
-    assert s.merge_peer(H2, v4(2), PID, False, 50.0) is False
+    assert merge_peer(s, H2, v4(2), PID, False, 50.0) is False
