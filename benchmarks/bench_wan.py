@@ -6,6 +6,7 @@ the plain-HTTP baseline of the same clients on the same links, with the issue's 
     sudo python3 benchmarks/bench_wan.py --size-mib 32 --clients aria2,libtorrent --rtt-ms 80
     sudo python3 benchmarks/bench_wan.py --upload-rate-limit 4MiB   # is the limit honoured?
     sudo python3 benchmarks/bench_wan.py --daemon-tree /work/wt-old  # another build's daemon
+    sudo python3 benchmarks/bench_wan.py --delayline python  # the lab's Python delay line
 
 Default shape: 256 MiB, 8 clients (2 each of aria2, Transmission, qBittorrent, libtorrent),
 40 ms between every pair of hosts, clients 100 Mbit/s down / 20 Mbit/s up, the daemon's host
@@ -19,7 +20,9 @@ the median client within 1.3x the ideal time (max(size / client download rate, s
 median; every client's bytes verify; no client kind's slowest more than 1.5x the median.
 With ``--upload-rate-limit``: the daemon host's link never above the limit (1-s windows; the
 wire carries ~4% headers more than the payload the limit counts).
-Needs root (network namespaces). Takes the machine-wide lock /tmp/s3t-heavy.lock itself.
+Every run also reports the lab's delay lines' work (CPU seconds during the swarm, frames,
+wake-ups), the lab's own load on the machine. Needs root (network namespaces). Takes the
+machine-wide lock /tmp/s3t-heavy.lock itself.
 """
 
 from __future__ import annotations
@@ -69,17 +72,34 @@ def shape_from(args: argparse.Namespace) -> Shape:
 
 
 def one_run(shape: Shape, workdir: Path, plain: bool, extra: str,
-            tree: Path) -> dict[str, Any]:
-    with Lab(shape, workdir) as lab:
+            tree: Path, delayline: str = "c") -> dict[str, Any]:
+    with Lab(shape, workdir, delayline=delayline) as lab:
         lab.wait_reachable()
         services = Services(lab, extra, tree)
         try:
             services.start()
             result = run_swarm(services, workdir / "swarm")
+            swarm_cpu = lab.relay_cpu()
             http = run_plain_http(services) if plain else []
         finally:
             services.close()
-    return report(result, http)
+    rep = report(result, http)
+    rep["delaylines"] = delaylines(swarm_cpu, lab.relay_stats)
+    rep["delaylines"]["relay"] = " ".join(Path(a).name for a in lab.relay_argv)
+    return rep
+
+
+def delaylines(swarm_cpu: dict[str, float],
+               stats: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The delay lines' work: CPU seconds each used during the swarm, and over the whole
+    run (swarm and plain HTTP) their summed counters."""
+    keys = ("frames", "bytes", "dropped", "wakeups", "user_s", "sys_s")
+    return {
+        "lines": len(stats),
+        "swarm_cpu_s": {h: round(v, 1) for h, v in swarm_cpu.items()},
+        "swarm_cpu_total_s": round(sum(swarm_cpu.values()), 1),
+        "run_total": {k: round(sum(s.get(k, 0) for s in stats.values()), 2) for k in keys},
+    }
 
 
 def report(result: SwarmResult, http: list[float | None]) -> dict[str, Any]:
@@ -129,6 +149,9 @@ def main() -> int:
     p.add_argument("--seeding-extra", default="", help="more [seeding] TOML lines")
     p.add_argument("--deadline", type=float, default=600.0)
     p.add_argument("--no-plain", action="store_true", help="skip the plain-HTTP baseline")
+    p.add_argument("--delayline", choices=("c", "python"), default="c",
+                   help="the lab's delay line: tests/wan/delayline.c (default; the Python one "
+                   "where it does not build) or delayline.py (to compare)")
     p.add_argument("--json", type=Path, help="write every run's report here")
     p.add_argument("--workdir", type=Path, help="keep the lab's files here")
     p.add_argument("--daemon-tree", type=Path, default=ROOT,
@@ -148,7 +171,7 @@ def main() -> int:
                 work = args.workdir / f"run{i}" if args.workdir else Path(tmp)
                 t0 = time.monotonic()
                 rep = one_run(shape, work, not args.no_plain, args.seeding_extra,
-                              args.daemon_tree)
+                              args.daemon_tree, args.delayline)
                 rep["wall_s"] = round(time.monotonic() - t0, 1)
             reports.append(rep)
             print(json.dumps({k: v for k, v in rep.items() if k != "timeline"}), flush=True)
@@ -164,6 +187,11 @@ def print_run(i: int, rep: dict[str, Any]) -> None:
           f"(ideal {rep['ideal_s']} s), plain-HTTP median {rep['plain_http_median_s']} s, "
           f"daemon link peak {rep['daemon_peak_mbit']} Mbit/s")
     print(f"  per kind: {rep['by_kind_s']}")
+    lines = rep["delaylines"]
+    print(f"  delay lines: {lines['lines']} ({lines['relay']}), CPU during the swarm "
+          f"{lines['swarm_cpu_total_s']} s "
+          f"(max {max(lines['swarm_cpu_s'].values(), default=0)} s); whole run "
+          f"{lines['run_total']}")
     for goal, met in rep["goals"].items():
         print(f"  {'met ' if met else 'MISS'} {goal}")
 

@@ -6,9 +6,11 @@ line and ``tbf`` shapers to a bridge in its own namespace.
     host ns "<p>-h<i>"          wan ns "<p>-wan"
     [eth0 10.99.0.x] ==veth== [h<i>] <-delayline-> [x<i>] ==veth== [b<i>] -- br0 -- ...
 
-- Latency: every host link has a delay line (tests/wan/delayline.py) holding each frame
-  ``rtt / 4`` each way; a frame between two hosts crosses two links, so every pair of hosts
-  sees ``rtt`` (the kernel here has no ``netem``).
+- Latency: every host link has a delay line holding each frame ``rtt / 4`` each way; a
+  frame between two hosts crosses two links, so every pair of hosts sees ``rtt`` (the kernel
+  here has no ``netem``). The delay line is tests/wan/delayline.c, compiled at the lab's
+  start; where no C compiler builds it, tests/wan/delayline.py (same model, ~2x the CPU:
+  docs/benchmarks.md, session 13), with a logged warning saying why.
 - Rates: ``tbf`` on the host's ``eth0`` (its upload: the sender's own queue, as a home
   modem's) and on ``h<i>`` in the wan namespace (its download: the provider's queue).
 - Addresses: 10.99.0.0/24 inside these namespaces only; no namespace has a route out (the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import logging
 import os
 import shutil
 import signal
@@ -35,12 +38,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 DELAYLINE = Path(__file__).resolve().parent / "delayline.py"
+DELAYLINE_C = DELAYLINE.with_suffix(".c")
 SUBNET = "10.99.0"  # /24, private, inside the lab's namespaces only
 CLONE_NEWNET = 0x40000000
 STOP_WAIT = 10.0  # s for a process to exit after SIGTERM before SIGKILL
 MIB = 1024 * 1024
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,13 @@ def unavailable() -> str | None:
 class Lab:
     """The namespaces, links and delay lines of one `Shape` (see the module doc)."""
 
-    def __init__(self, shape: Shape, workdir: Path, *, prefix: str | None = None) -> None:
+    def __init__(self, shape: Shape, workdir: Path, *, prefix: str | None = None,
+                 delayline: str = "c") -> None:
+        """``delayline``: "c" (delayline.c, the Python one where it does not build) or
+        "python" (delayline.py, to compare)."""
+        if delayline not in ("c", "python"):
+            raise ValueError(f"delayline: 'c' or 'python', not {delayline!r}")
+        self.delayline = delayline
         self.shape = shape
         self.workdir = workdir
         self.prefix = prefix or f"s3t{os.getpid() % 100000}"
@@ -119,8 +130,11 @@ class Lab:
                               shape.client_up, shape.client_down))
         self.hosts = {h.name: h for h in hosts}
         self._procs: list[subprocess.Popen[Any]] = []
-        self._relays: list[subprocess.Popen[Any]] = []
+        self._relays: dict[str, subprocess.Popen[Any]] = {}  # host name -> its delay line
+        # Host name -> its delay line's counters as printed at its stop (see delayline.py).
+        self.relay_stats: dict[str, dict[str, float]] = {}
         self._made: list[str] = []
+        self.relay_argv: list[str] = []  # the delay line's command, before its arguments
 
     # -- build and tear down -----------------------------------------------------------------
 
@@ -138,6 +152,8 @@ class Lab:
     def _build(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         one_way = self.shape.rtt / 4  # per link and direction; two links per path
+        self.relay_argv = (relay_command(self.workdir) if self.delayline == "c"
+                           else [sys.executable, str(DELAYLINE)])
         for ns in [self.wan, *(h.ns for h in self.hosts.values())]:
             _run(["ip", "netns", "add", ns])
             self._made.append(ns)
@@ -157,16 +173,18 @@ class Lab:
             _tbf(host.ns, "eth0", host.up, self.shape.rtt)
             _tbf(self.wan, h, host.down, self.shape.rtt)
             relay = subprocess.Popen(
-                ["ip", "netns", "exec", self.wan, sys.executable, str(DELAYLINE), h, x,
-                 repr(one_way)],
+                ["ip", "netns", "exec", self.wan, *self.relay_argv, h, x, repr(one_way)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             )  # fmt: skip
-            self._relays.append(relay)
+            self._relays[host.name] = relay
 
     def close(self) -> None:
         """Stop every process started here (by PID), then delete the namespaces."""
-        for proc in reversed(self._procs + self._relays):
+        for proc in reversed(self._procs):
             stop(proc)
+        for name, relay in self._relays.items():
+            stop(relay)
+            self.relay_stats[name] = _last_json(relay.stdout.read() if relay.stdout else "")
         self._procs.clear()
         self._relays.clear()
         for ns in reversed(self._made):
@@ -209,12 +227,43 @@ class Lab:
                 got[name] = (int(stats["rx"]["bytes"]), int(stats["tx"]["bytes"]))
         return got
 
+    def relay_cpu(self) -> dict[str, float]:
+        """Host name -> CPU seconds (user + system) its link's delay line has used so far
+        (``ip netns exec`` execs, so the PID is the relay's)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        got: dict[str, float] = {}
+        for name, relay in self._relays.items():
+            try:
+                stat = Path(f"/proc/{relay.pid}/stat").read_text()
+            except OSError:  # exited
+                continue
+            fields = stat.rsplit(")", 1)[1].split()  # from field 3 (state) on
+            got[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return got
+
     def wait_reachable(self, timeout: float = 20.0) -> None:
         """Every host reaches the daemon's host (ARP through the delay lines done)."""
         srv = self.hosts["srv"].addr
         for name in self.hosts:
             if name != "srv":
                 self.run(name, ["ping", "-c", "1", "-W", str(int(timeout)), srv], timeout)
+
+
+def relay_command(workdir: Path) -> list[str]:
+    """The delay line to run: tests/wan/delayline.c compiled into ``workdir``, or, where that
+    cannot be done, the Python one (a warning logged with the reason)."""
+    binary = workdir / "delayline"
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        why = "no C compiler (gcc, cc) on PATH"
+    else:
+        done = subprocess.run([cc, "-O2", "-o", str(binary), str(DELAYLINE_C)],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            return [str(binary)]
+        why = f"{cc} failed: {done.stderr.strip()[-500:]}"
+    log.warning("WAN lab: the Python delay line (about twice the CPU): %s", why)
+    return [sys.executable, str(DELAYLINE)]
 
 
 def stop(proc: subprocess.Popen[Any]) -> None:
@@ -262,6 +311,16 @@ def _run(argv: Sequence[str], timeout: float = 30.0) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
     return done.stdout
+
+
+def _last_json(text: str) -> dict[str, float]:
+    """The last line of ``text`` as a JSON object ({} when there is none)."""
+    lines = text.strip().splitlines()
+    try:
+        got = json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return {}
+    return got if isinstance(got, dict) else {}
 
 
 def _batch(ns: str, commands: list[str]) -> None:
