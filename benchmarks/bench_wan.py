@@ -78,15 +78,32 @@ def one_run(shape: Shape, workdir: Path, plain: bool, extra: str,
         services = Services(lab, extra, tree)
         try:
             services.start()
+            stat0 = machine_cpu()
             result = run_swarm(services, workdir / "swarm")
-            swarm_cpu = lab.relay_cpu()
+            swarm_cpu, stat1 = lab.relay_cpu(), machine_cpu()
             http = run_plain_http(services) if plain else []
+            stat2 = machine_cpu()
         finally:
             services.close()
     rep = report(result, http)
+    rep["machine_busy"] = {"swarm": busy(stat0, stat1), "plain_http": busy(stat1, stat2)}
     rep["delaylines"] = delaylines(swarm_cpu, lab.relay_stats)
     rep["delaylines"]["relay"] = " ".join(Path(a).name for a in lab.relay_argv)
     return rep
+
+
+def machine_cpu() -> list[int]:
+    """The machine's CPU time so far, by kind (/proc/stat's first line, in ticks)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def busy(before: list[int], after: list[int]) -> float:
+    """The share of the machine's CPU time (all cores) not idle between two `machine_cpu`
+    readings (idle and iowait count as idle)."""
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta[:8])  # user .. steal (guest time is already in user)
+    return round(1 - (delta[3] + delta[4]) / total, 3) if total else 0.0
 
 
 def delaylines(swarm_cpu: dict[str, float],
@@ -188,6 +205,7 @@ def print_run(i: int, rep: dict[str, Any]) -> None:
           f"daemon link peak {rep['daemon_peak_mbit']} Mbit/s")
     print(f"  per kind: {rep['by_kind_s']}")
     lines = rep["delaylines"]
+    print(f"  machine CPU busy: {rep['machine_busy']}")
     print(f"  delay lines: {lines['lines']} ({lines['relay']}), CPU during the swarm "
           f"{lines['swarm_cpu_total_s']} s "
           f"(max {max(lines['swarm_cpu_s'].values(), default=0)} s); whole run "
