@@ -27,6 +27,7 @@ HOT: tuple[str, ...] = (
     "tracker.responses",
     "tracker.swarm",
     "tracker.udp_protocol",
+    "tracker.udpburst",
     "httpshell.epoll",
     "httpshell.parser",
     "httpshell.render",

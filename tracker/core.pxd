@@ -31,10 +31,13 @@ cdef class TrackerCore:
 
     cpdef bytes _source(self, tuple client)
 
-    @cython.locals(source=bytes, swarm=Swarm, numwant=Py_ssize_t, event=int, port=object,
+    @cython.locals(source=bytes)
+    cpdef object udp(self, object data, tuple client, double now)
+
+    @cython.locals(swarm=Swarm, numwant=Py_ssize_t, event=int, asked_port=object,
                    seeder=bint, peers=bytes, peers6=bytes, tid=object, req=tuple,
                    peer_log=PeerChanges, prev=Peer)
-    cpdef object udp(self, object data, tuple client, double now)
+    cpdef object udp_from(self, object data, bytes source, int port, double now)
 
     @cython.locals(records=list)
     cpdef bytes _udp_scrape(self, object tid, tuple hashes)

@@ -313,6 +313,12 @@ class TrackerCore:
             source = self._source(client)
             if source is None:
                 return None
+        return self.udp_from(data, source, client[1], now)
+
+    def udp_from(self, data: bytes, source: bytes, port: int, now: float) -> bytes | None:
+        """``udp`` for the client at compact address ``source`` (4- or 16-byte IP, an
+        IPv4-mapped IPv6 address as its IPv4 one, and the port: what ``pack_ip`` and the
+        port make of a client's socket address), whose port is ``port``."""
         metrics = self.metrics
         tid = None
         try:
@@ -325,7 +331,7 @@ class TrackerCore:
                 raise UdpError("invalid connection id", "udp_connection_id", tid)
             if len(req) == 3:  # a scrape: its info-hashes
                 return self._udp_scrape(tid, req[2])
-            _, _, info_hash, peer_id, _, left, _, event, ip, _, numwant, port = req
+            _, _, info_hash, peer_id, _, left, _, event, ip, _, numwant, asked_port = req
             swarm = self.swarms.get_or_create(info_hash)
         except UdpError as exc:
             if metrics is not None:
@@ -339,8 +345,8 @@ class TrackerCore:
             return render_error(tid, str(exc))
         if self.accept_ip_param and ip and len(source) == 6:
             source = ip.to_bytes(4, "big") + source[4:]
-        if port != client[1]:
-            source = source[:-2] + port.to_bytes(2, "big")
+        if asked_port != port:
+            source = source[:-2] + asked_port.to_bytes(2, "big")
         if numwant < 0:
             numwant = DEFAULT_NUMWANT
         if numwant > self.max_numwant:

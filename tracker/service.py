@@ -4,7 +4,7 @@
 ```
 serve_tracker(core, http, udp)     one nursery; a crash of any child cancels all
 ├── serve_http_sync(handler)       /announce, /scrape (httpshell.epoll: one task, one epoll set)
-├── serve_tracker_udp              BEP 15, one datagram at a time
+├── serve_tracker_udp              BEP 15, bursts of datagrams (tracker.udpburst)
 └── run_cleaner                    core.clean(now) every core.sweep_every seconds
 ```
 ``now`` is ``trio.current_time()`` everywhere, so tests can drive expiry with a mock clock.
@@ -12,7 +12,6 @@ serve_tracker(core, http, udp)     one nursery; a crash of any child cancels all
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import socket
@@ -26,6 +25,7 @@ import trio
 from httpshell import Request, Response, serve_http_sync
 from tracker.clientaddr import client_host, trusted_host
 from tracker.core import TrackerCore
+from tracker.udpburst import serve_burst
 
 __all__ = [
     "TrackerBound",
@@ -38,7 +38,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_MAX_DATAGRAM = 2048  # a BEP 15 request is <= 98 bytes + BEP 41 options; the rest is junk
 _CLEAN_SLICE = 4096  # expiry entries per slice: ~1 ms, so announces wait no longer
 _UDP_BURST = 64  # datagrams served per wake-up before yielding to the other tasks
 
@@ -108,46 +107,20 @@ async def serve_tracker_udp(
 
 
 async def _udp_loop(core: TrackerCore, sock: socket.socket) -> NoReturn:
-    metrics = core.metrics
-    recvfrom = sock.recvfrom
-    sendto = sock.sendto
-    udp = core.udp
     clock = trio.lowlevel.current_clock().current_time  # trio.current_time() without the lookup
     while True:
         await trio.lowlevel.wait_readable(sock)
-        now = clock()  # one clock read per burst: they arrived together
-        for _ in range(_UDP_BURST):
+        # One clock read per burst: they arrived together.
+        left = serve_burst(core, sock, clock(), _UDP_BURST)
+        if left is True:
+            await trio.lowlevel.checkpoint()  # a long burst: let the other tasks run
+        elif left is not False:  # a reply the full send buffer did not take
+            reply, client = left
+            await trio.lowlevel.wait_writable(sock)
             try:
-                data, client = recvfrom(_MAX_DATAGRAM)
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                # ICMP port unreachable for an earlier reply surfaces here on Linux.
-                if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
-                    log.debug("udp recvfrom: %s", exc)
-                continue
-            start = time.perf_counter() if metrics is not None else 0.0
-            try:
-                reply = udp(data, client, now)
-            except Exception:  # a bug must not take the listener down
-                log.exception("udp request from %s failed", client[0])
-                continue
-            if reply is None:
-                continue
-            if metrics is not None:
-                metrics.observe("udp", time.perf_counter() - start)
-            try:
-                sendto(reply, client)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(sock)
-                try:
-                    sock.sendto(reply, client)
-                except OSError as exc:
-                    log.debug("udp sendto %s: %s", client[0], exc)
+                sock.sendto(reply, client)
             except OSError as exc:
                 log.debug("udp sendto %s: %s", client[0], exc)
-        else:
-            await trio.lowlevel.checkpoint()  # a long burst: let the other tasks run
 
 
 async def run_cleaner(

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "httpshell", "seeder", "tracker")
 # The tracker's tests over the compiled modules: parsers, swarm (and the cluster's merge of
 # other nodes' batches), core, renderers, the HTTP shell's whole-request path, and the
-# conformance tests over real sockets (HTTP and UDP).
+# conformance tests over real sockets (HTTP and UDP), and the UDP burst's C socket calls.
 TESTS = (
     "tests/unit/test_tracker_announce.py",
     "tests/unit/test_tracker_core.py",
@@ -35,6 +35,7 @@ TESTS = (
     "tests/unit/test_tracker_udp.py",
     "tests/unit/test_http_whole.py",
     "tests/integration/test_tracker_service.py",
+    "tests/integration/test_udpburst.py",
     "tests/integration/test_httploop.py",
 )
 # pip's own failures to fetch the build requirements (setuptools, Cython): no registry.
