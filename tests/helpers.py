@@ -315,7 +315,11 @@ async def lt_download(torrent: bytes, workdir: Path, bind: str, timeout: float,
         "--torrent", str(tpath), "--save-dir", str(workdir / "data"),
         "--bind", bind, "--timeout", str(timeout), *extra,
     ) as peer:  # fmt: skip
-        return await peer.until("finished")
+        finished = await peer.until("finished")
+        kinds = [e["event"] for e in peer.events]
+        # "complete" (what the WAN lab times) comes first, then the flush and the read-back
+        assert kinds[-2:] == ["complete", "finished"], kinds
+        return finished
 
 
 def resume_keys(state_dir: Path) -> set[str]:

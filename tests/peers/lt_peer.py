@@ -13,6 +13,8 @@ libtorrent's and Python's complaints go to stderr):
   metadata came from a peer (BEP 9).
 - ``{"event": "progress", "progress": 0.42, "peers": 3, "seeds": 1, "download_rate": B/s,
   "upload_rate": B/s, "state": "downloading"}`` at most twice a second, only while not complete.
+- ``{"event": "complete"}`` as soon as libtorrent reports every piece there (before the
+  flush and the read-back below: the time a user sees the download done).
 - ``{"event": "finished", "sha1": HEX, "bytes": N, "web_seed_bytes": N, "peer_bytes": N,
   "unattributed_bytes": N, "uploaded": N}`` once every piece is there. ``sha1`` is over
   the files' bytes read back from disk, concatenated in torrent order (a single-file
@@ -370,6 +372,7 @@ def run(args: argparse.Namespace) -> int:
         checking = st.state in CHECKING
         complete = st.is_seeding or (st.is_finished and not checking and st.progress >= 1.0)
         if ti is not None and complete:
+            emit("complete")
             if not flush(ses, handle, meter):
                 emit("error", message="disk cache not flushed in time")
                 return 1

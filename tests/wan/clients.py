@@ -11,8 +11,10 @@ measures the CPU, not the link), no upload limits.
 - ``transmission``: ``transmission-cli`` with a finish script that touches a marker.
 - ``qbittorrent``: ``qbittorrent-nox`` with a profile of its own; its WebUI API (loopback
   of its namespace, no login from localhost) says when the torrent is complete.
-- ``libtorrent``: tests/peers/lt_peer.py ``--stay`` (python3-libtorrent): its ``finished``
-  event (printed after it read the file back for its sha1).
+- ``libtorrent``: tests/peers/lt_peer.py ``--stay`` (python3-libtorrent): its ``complete``
+  event (every piece there, as libtorrent reports it: not its later ``finished``, printed
+  after it flushed and read the whole file back for its sha1, which the other kinds' done
+  signals do not wait for; the lab checks every client's file itself).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Client:
             done = self.marker.exists()
         elif self.kind == "libtorrent":
             assert self.log is not None
-            done = b'"event": "finished"' in self.log.read_bytes()
+            done = b'"event": "complete"' in self.log.read_bytes()
         else:
             done = self._qbt_complete()
         if done:
