@@ -7,6 +7,9 @@ cimport cython
 from tracker.swarm cimport Swarm
 
 
+cdef bint COMPILED
+
+
 cdef class PeerChanges:
     cdef public dict downloads
     cdef public Py_ssize_t max_pending
@@ -32,3 +35,11 @@ cpdef bytes encode_batch(object pending, object downloads, double since, double 
 @cython.locals(i=Py_ssize_t, n=Py_ssize_t, op=int, ttl=cython.longlong, known=int, v6=int,
                replaces=int, top=cython.longlong)
 cpdef to_ttl(bytearray batch, long long shift)
+
+
+@cython.locals(out=bytes, p="char *")
+cdef bytes _joined(bytes a, bytes b)
+
+
+@cython.locals(out=bytes, p="unsigned char *")
+cdef bytes _keyed_v4(int op, bytes key, bytes peer_id, long long heard)

@@ -28,6 +28,16 @@ from typing import TYPE_CHECKING
 
 from tracker.peerlog import PLAIN_V4, PLAIN_V6, UPSERT_SEEDER, UPSERT_V6
 
+try:
+    import cython
+except ImportError:  # the plain build, Cython not installed
+    COMPILED = False
+else:
+    COMPILED = cython.compiled
+if COMPILED:  # C declarations, read by the compiler only
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.libc.string import memcpy
+
 if TYPE_CHECKING:
     from tracker.swarm import Swarm
 
@@ -86,7 +96,7 @@ class PeerChanges:
         ih = swarm.hashes[0]
         if downloads:
             self.downloads[ih] = self.downloads.get(ih, 0) + downloads
-        k = ih + addr
+        k = _joined(ih, addr) if COMPILED else ih + addr
         pending = self.pending
         old = pending.get(k)
         if old is not None:
@@ -102,7 +112,10 @@ class PeerChanges:
             heard = 0
         if len(k) == 26 and not stopped and (prev_id is None or prev_id == peer_id):
             op = _PLAIN_OPS[seeder + (0 if prev_id is None else 2)]
-            pending[k] = _KEYED_V4(op, k, peer_id, heard)  # the usual change
+            if COMPILED and len(peer_id) == 20:
+                pending[k] = _keyed_v4(op, k, peer_id, heard)  # the usual change
+            else:
+                pending[k] = _KEYED_V4(op, k, peer_id, heard)
         else:
             pending[k] = change_record(k, peer_id, prev_id, seeder, stopped, heard)
 
@@ -110,6 +123,36 @@ class PeerChanges:
         self.pending.clear()
         self.overflow = True
         self.since = now
+
+
+def _joined(a: bytes, b: bytes) -> bytes:
+    """``a + b``; the compiled build copies both into one new bytes object (no call
+    through the number protocol: ~350 of ~2000 instructions of a ``record``)."""
+    if not COMPILED:
+        return a + b
+    out = PyBytes_FromStringAndSize(cython.NULL, len(a) + len(b))
+    p = PyBytes_AS_STRING(out)
+    memcpy(p, cython.cast(cython.p_char, a), len(a))
+    memcpy(p + len(a), cython.cast(cython.p_char, b), len(b))
+    return out
+
+
+def _keyed_v4(op: int, key: bytes, peer_id: bytes, heard: int) -> bytes:
+    """``_KEYED_V4(op, key, peer_id, heard)`` for a 26-byte ``key`` and a 20-byte
+    ``peer_id``; the compiled build writes the 51 bytes itself (a call of
+    ``struct.Struct.pack`` was ~600 of ~2000 instructions of a ``record``)."""
+    if not COMPILED:
+        return _KEYED_V4(op, key, peer_id, heard)
+    out = PyBytes_FromStringAndSize(cython.NULL, 51)
+    p = cython.cast(cython.p_uchar, PyBytes_AS_STRING(out))
+    p[0] = op
+    memcpy(p + 1, cython.cast(cython.p_char, key), 26)
+    memcpy(p + 27, cython.cast(cython.p_char, peer_id), 20)
+    p[47] = heard >> 24 & 255
+    p[48] = heard >> 16 & 255
+    p[49] = heard >> 8 & 255
+    p[50] = heard & 255
+    return out
 
 
 def change_record(key: bytes, peer_id: bytes, prev_id: bytes | None, seeder: bool,

@@ -46,6 +46,22 @@ def test_record_coalesces_per_swarm_and_peer():
     assert changes.downloads == {H1: 2} and not changes.overflow
 
 
+def test_a_plain_change_is_packed_byte_for_byte():
+    # The compiled build writes the usual record itself (no struct call): every byte of
+    # its time field, and a peer id of another length packed as struct packs it.
+    s = swarms()
+    changes = PeerChanges(max_pending=10)
+    changes.record(s.get(H1), A4, P1, None, False, False, 0, 1.0)
+    changes.record(s.get(H1), A4B, P2, P2, True, False, 0, 1.0 + 16909.0625)
+    changes.record(s.get(H1), A6[:4] + A4[4:], b"short", None, False, False, 0, 2.0)
+    assert changes.pending == {
+        H1 + A4: PLAIN_V4.pack(0, H1, A4, P1, 0),
+        H1 + A4B: PLAIN_V4.pack(UPSERT_SEEDER | KNOWN, H1, A4B, P2, 0x01020306),
+        H1 + A6[:4] + A4[4:]: PLAIN_V4.pack(0, H1, A6[:4] + A4[4:], b"short", 1000),
+    }
+    assert changes.pending[H1 + A4B][-4:] == b"\x01\x02\x03\x06"
+
+
 def test_a_change_replaces_the_peer_id_sent_last_for_its_address():
     s = swarms()
     changes = PeerChanges(max_pending=10)
