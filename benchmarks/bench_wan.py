@@ -68,6 +68,7 @@ def shape_from(args: argparse.Namespace) -> Shape:
         swarm_budget=args.swarm_budget,
         upload_rate_limit=parse_size(args.upload_rate_limit),
         deadline=args.deadline,
+        congestion=args.congestion,
     )
 
 
@@ -75,6 +76,7 @@ def one_run(shape: Shape, workdir: Path, plain: bool, extra: str,
             tree: Path, delayline: str = "c") -> dict[str, Any]:
     with Lab(shape, workdir, delayline=delayline) as lab:
         lab.wait_reachable()
+        congestion = lab.congestion()
         services = Services(lab, extra, tree)
         try:
             services.start()
@@ -89,6 +91,7 @@ def one_run(shape: Shape, workdir: Path, plain: bool, extra: str,
     rep["machine_busy"] = {"swarm": busy(stat0, stat1), "plain_http": busy(stat1, stat2)}
     rep["delaylines"] = delaylines(swarm_cpu, lab.relay_stats)
     rep["delaylines"]["relay"] = " ".join(Path(a).name for a in lab.relay_argv)
+    rep["congestion"] = congestion
     return rep
 
 
@@ -169,6 +172,9 @@ def main() -> int:
     p.add_argument("--delayline", choices=("c", "python"), default="c",
                    help="the lab's delay line: tests/wan/delayline.c (default; the Python one "
                    "where it does not build) or delayline.py (to compare)")
+    p.add_argument("--congestion", choices=("cubic", "bbr", "reno"), default=None,
+                   help="every host's TCP congestion control (default: the machine's, "
+                   "which a new network namespace inherits)")
     p.add_argument("--json", type=Path, help="write every run's report here")
     p.add_argument("--workdir", type=Path, help="keep the lab's files here")
     p.add_argument("--daemon-tree", type=Path, default=ROOT,
@@ -205,7 +211,8 @@ def print_run(i: int, rep: dict[str, Any]) -> None:
           f"daemon link peak {rep['daemon_peak_mbit']} Mbit/s")
     print(f"  per kind: {rep['by_kind_s']}")
     lines = rep["delaylines"]
-    print(f"  machine CPU busy: {rep['machine_busy']}")
+    print(f"  machine CPU busy: {rep['machine_busy']}; TCP congestion control "
+          f"{rep['congestion']}")
     print(f"  delay lines: {lines['lines']} ({lines['relay']}), CPU during the swarm "
           f"{lines['swarm_cpu_total_s']} s "
           f"(max {max(lines['swarm_cpu_s'].values(), default=0)} s); whole run "

@@ -4,7 +4,7 @@
  *
  * Usage (as root, inside the namespace that holds both interfaces):
  *
- *     delayline IFACE_A IFACE_B DELAY_SECONDS
+ *     delayline IFACE_A IFACE_B DELAY_SECONDS [COUNTS_FILE]
  *
  * Every frame that arrives on one interface is sent out of the other DELAY_SECONDS after it
  * arrived, in both directions, in arrival order (a constant delay keeps FIFO order: one queue
@@ -22,11 +22,16 @@
  *   0..SLACK_NS more, so as to leave with the others due within that slack; never less.
  * - recvmmsg / sendmmsg: up to BATCH frames per syscall.
  *
+ * COUNTS_FILE (optional): the relay makes it 256 little-endian uint64 counters, mapped shared,
+ * and adds to counter k the bytes of every IPv4 frame it sends from IFACE_A to IFACE_B whose
+ * destination address ends in byte k (frame bytes as relayed, virtio-net header left out):
+ * who a host sends to, readable by anyone at any moment (the lab's per-pair timeline).
+ *
  * Stats: on SIGTERM or SIGINT it prints one JSON line to stdout ({"frames": N, "bytes": N,
  * "dropped": N, "wakeups": N, "user_s": S, "sys_s": S, "unstamped": N}: frames and bytes
  * sent, frames dropped, wake-ups, its own CPU seconds, frames whose kernel arrival time was
  * missing or implausible and got the time they were read instead) and exits 0. Exit 2 on bad
- * arguments, 1 when an interface cannot be opened.
+ * arguments, 1 when an interface or COUNTS_FILE cannot be opened.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,7 +44,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -60,6 +67,8 @@
 #define SLACK_NS 500000LL               /* 0.5 ms: timer wake-ups at least this far apart */
 #define IDLE_WAIT_MS 1000               /* epoll timeout with nothing queued */
 #define STAMP_WINDOW_NS 1000000000LL    /* an arrival time older than 1 s is implausible */
+#define VNET_HDR 10                     /* struct virtio_net_hdr before the Ethernet header */
+#define COUNTERS 256                    /* per last byte of an IPv4 destination */
 
 typedef struct {
     int64_t due; /* ns, CLOCK_REALTIME (the clock of SO_TIMESTAMPNS) */
@@ -192,8 +201,34 @@ static void drain(int fd, queue_t *q, int64_t delay, stats_t *st) {
     }
 }
 
-/* Send every frame of q due by now out of fd, in order; one the interface refuses is dropped. */
-static void flush(int fd, queue_t *q, int64_t now, stats_t *st) {
+/* COUNTS_FILE's counters, mapped (see the header comment); NULL: not counted. */
+static int open_counts(const char *path, volatile uint64_t **counts) {
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ftruncate(fd, COUNTERS * sizeof(uint64_t)) != 0) {
+        perror("delayline: counts file");
+        return -1;
+    }
+    void *map = mmap(NULL, COUNTERS * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        perror("delayline: mmap counts");
+        return -1;
+    }
+    *counts = map;
+    return 0;
+}
+
+/* Add an IPv4 frame's bytes to its destination's counter (anything else: not counted). */
+static void count(volatile uint64_t *counts, const unsigned char *data, uint32_t len) {
+    const unsigned char *eth = data + VNET_HDR;
+    if (counts == NULL || len < VNET_HDR + 14 + 20 || eth[12] != 0x08 || eth[13] != 0x00)
+        return;
+    counts[eth[14 + 19]] += len - VNET_HDR; /* IPv4 destination: header bytes 16..19 */
+}
+
+/* Send every frame of q due by now out of fd, in order; one the interface refuses is dropped.
+ * ``counts``: each frame sent is added to it (see `count`); NULL: not counted. */
+static void flush(int fd, queue_t *q, int64_t now, stats_t *st, volatile uint64_t *counts) {
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     while (q->n > 0 && q->ring[q->head].due <= now) {
@@ -214,6 +249,7 @@ static void flush(int fd, queue_t *q, int64_t now, stats_t *st) {
         for (int i = 0; i < sent; i++) {
             st->frames++;
             st->bytes += q->ring[q->head].len;
+            count(counts, q->ring[q->head].data, q->ring[q->head].len);
             pop(q);
         }
     }
@@ -231,8 +267,9 @@ static int parse_delay(const char *text, int64_t *ns) {
 
 int main(int argc, char **argv) {
     int64_t delay;
-    if (argc != 4) {
-        fprintf(stderr, "usage: delayline IFACE_A IFACE_B DELAY_SECONDS\n");
+    volatile uint64_t *counts = NULL;
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: delayline IFACE_A IFACE_B DELAY_SECONDS [COUNTS_FILE]\n");
         return 2;
     }
     if (parse_delay(argv[3], &delay) != 0) {
@@ -243,6 +280,8 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_signal; /* no SA_RESTART: a sleep or wait returns EINTR */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    if (argc == 5 && open_counts(argv[4], &counts) != 0)
+        return 1;
     int fd[2] = {open_socket(argv[1]), open_socket(argv[2])};
     if (fd[0] < 0 || fd[1] < 0)
         return 1;
@@ -257,8 +296,8 @@ int main(int argc, char **argv) {
         drain(fd[0], &q[0], delay, &st);
         drain(fd[1], &q[1], delay, &st);
         int64_t now = now_ns();
-        flush(fd[1], &q[0], now, &st);
-        flush(fd[0], &q[1], now, &st);
+        flush(fd[1], &q[0], now, &st, counts);
+        flush(fd[0], &q[1], now, &st, NULL);
         if (q[0].n == 0 && q[1].n == 0) {
             struct epoll_event evs[2];
             epoll_wait(ep, evs, 2, IDLE_WAIT_MS);

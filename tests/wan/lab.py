@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -66,6 +67,10 @@ class Shape:
     swarm_budget: float | None = None  # [seeding] swarm_budget (None: the daemon's default)
     upload_rate_limit: int = 0  # [seeding] upload_rate_limit, bytes/s (0: none)
     deadline: float = 600.0  # s for the clients to finish
+    # Every host's TCP congestion control (net.ipv4.tcp_congestion_control in its namespace);
+    # None: what a new namespace gets from the machine (bbr on this VM; cubic is Linux's,
+    # Windows' and macOS's default).
+    congestion: str | None = None
 
     def ideal(self) -> float:
         """Seconds the links allow the median client: max(size / client download rate,
@@ -135,6 +140,8 @@ class Lab:
         self.relay_stats: dict[str, dict[str, float]] = {}
         self._made: list[str] = []
         self.relay_argv: list[str] = []  # the delay line's command, before its arguments
+        # Host name -> its delay line's per-destination counters (the C relay only).
+        self._counts: dict[str, Path] = {}
 
     # -- build and tear down -----------------------------------------------------------------
 
@@ -160,6 +167,8 @@ class Lab:
             _batch(ns, ["link set lo up"])
             _sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")
             _sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
+            if self.shape.congestion is not None and ns != self.wan:
+                _sysctl(ns, "net.ipv4.tcp_congestion_control", self.shape.congestion)
         _batch(self.wan, ["link add br0 type bridge", "link set br0 up"])
         for i, host in enumerate(self.hosts.values()):
             h, x, b = f"h{i}", f"x{i}", f"b{i}"
@@ -172,10 +181,12 @@ class Lab:
             _batch(host.ns, [f"addr add {host.addr}/24 dev eth0", "link set eth0 up"])
             _tbf(host.ns, "eth0", host.up, self.shape.rtt)
             _tbf(self.wan, h, host.down, self.shape.rtt)
-            relay = subprocess.Popen(
-                ["ip", "netns", "exec", self.wan, *self.relay_argv, h, x, repr(one_way)],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            )  # fmt: skip
+            argv = [*self.relay_argv, h, x, repr(one_way)]
+            if self.relay_argv[0] != sys.executable:  # the C relay counts by destination
+                self._counts[host.name] = self.workdir / f"sent-to-{host.name}"
+                argv.append(str(self._counts[host.name]))
+            relay = subprocess.Popen(["ip", "netns", "exec", self.wan, *argv],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             self._relays[host.name] = relay
 
     def close(self) -> None:
@@ -209,6 +220,10 @@ class Lab:
         opens live there); its result or its exception."""
         return call_in(self.hosts[host].ns, fn, *args)
 
+    def congestion(self, host: str = "srv") -> str:
+        """The TCP congestion control ``host``'s namespace uses."""
+        return self.run(host, ["sysctl", "-n", "net.ipv4.tcp_congestion_control"]).strip()
+
     def tx_bytes(self, host: str) -> int:
         """Bytes ``host`` has sent on its link (its eth0 counter)."""
         path = "/sys/class/net/eth0/statistics/tx_bytes"
@@ -225,6 +240,24 @@ class Lab:
             if name is not None:
                 stats = link["stats64"]
                 got[name] = (int(stats["rx"]["bytes"]), int(stats["tx"]["bytes"]))
+        return got
+
+    def pair_bytes(self) -> dict[str, dict[str, int]]:
+        """Host name -> (host name -> bytes it sent that host so far): every host's upload by
+        destination, IPv4 frames as its delay line relayed them (frames dropped later, on
+        the receiver's download queue, included; wire bytes as `link_bytes`). Empty with
+        the Python delay line, which does not count."""
+        by_octet = {int(h.addr.rsplit(".", 1)[1]): h.name for h in self.hosts.values()}
+        got: dict[str, dict[str, int]] = {}
+        for name, path in self._counts.items():
+            try:
+                raw = path.read_bytes()
+            except OSError:  # the relay has not made it yet
+                continue
+            if len(raw) != 8 * 256:
+                continue
+            counters = struct.unpack("<256Q", raw)
+            got[name] = {dst: counters[k] for k, dst in by_octet.items() if dst != name}
         return got
 
     def relay_cpu(self) -> dict[str, float]:

@@ -62,6 +62,9 @@ class SwarmResult:
     # Each host's link per SAMPLE_EVERY window: (seconds since the start, host -> (bytes
     # sent, bytes received) since the start); who served whom when, for the logs.
     timeline: list[tuple[float, dict[str, tuple[int, int]]]] = field(default_factory=list)
+    # At each timeline entry, each host's bytes sent to each other host since the start
+    # (`Lab.pair_bytes`; empty with the Python delay line): who served whom.
+    pairs: list[dict[str, dict[str, int]]] = field(default_factory=list)
 
     @property
     def median(self) -> float | None:
@@ -85,12 +88,14 @@ class SwarmResult:
                  else round(c.seconds, 1), "verified": c.verified, "error": c.error}
                 for c in self.clients
             ],
-            "timeline": timeline_mib(self.timeline),
+            "timeline": timeline_mib(self.timeline, self.pairs),
         }
 
 
-def timeline_mib(timeline: list[tuple[float, dict[str, tuple[int, int]]]]) -> dict[str, Any]:
-    """The timeline as {"t": [s...], host: {"up": [MiB...], "down": [MiB...]}} (cumulative)."""
+def timeline_mib(timeline: list[tuple[float, dict[str, tuple[int, int]]]],
+                 pairs: list[dict[str, dict[str, int]]] | None = None) -> dict[str, Any]:
+    """The timeline as {"t": [s...], host: {"up": [MiB...], "down": [MiB...]}} (cumulative),
+    with ``pairs`` (one per entry) as "sent_to": {host: {other host: [MiB...]}}."""
     out: dict[str, Any] = {"t": [round(t, 1) for t, _ in timeline]}
     for _, hosts in timeline[:1]:
         for host in hosts:
@@ -98,6 +103,12 @@ def timeline_mib(timeline: list[tuple[float, dict[str, tuple[int, int]]]]) -> di
                 way: [round(h[host][i] / 2**20, 1) for _, h in timeline]
                 for i, way in enumerate(("up", "down"))
             }
+    if pairs and len(pairs) == len(timeline):
+        out["sent_to"] = {
+            src: {dst: [round(p.get(src, {}).get(dst, 0) / 2**20, 1) for p in pairs]
+                  for dst in dsts}
+            for src, dsts in pairs[0].items()
+        }
     return out
 
 
@@ -235,7 +246,7 @@ def run_swarm(services: Services, workdir: Path) -> SwarmResult:
         for i, kind in enumerate(shape.clients):
             started.append(lab_clients.start(lab, kind, f"c{i}", tpath, workdir / f"c{i}-{kind}",
                                              KEY, shape.deadline))
-        rates, timeline = _wait_clients(lab, started, shape.deadline)
+        rates, timeline, pairs = _wait_clients(lab, started, shape.deadline)
     finally:
         for c in started:
             c.stop()
@@ -249,7 +260,7 @@ def run_swarm(services: Services, workdir: Path) -> SwarmResult:
         shape=shape, clients=results, s3_bytes=services.s3_bytes(),
         daemon_payload=payload - payload0, webseed_bytes=web - web0,
         daemon_wire=lab.tx_bytes("srv") - wire0, peak_rate=max(rates, default=0.0),
-        rates=rates, timeline=timeline,
+        rates=rates, timeline=timeline, pairs=pairs,
     )
 
 
@@ -290,9 +301,11 @@ def lab_stop(proc: subprocess.Popen[Any]) -> None:
 
 def _wait_clients(
     lab: Lab, started: list[lab_clients.Client], deadline: float
-) -> tuple[list[float], list[tuple[float, dict[str, tuple[int, int]]]]]:
+) -> tuple[list[float], list[tuple[float, dict[str, tuple[int, int]]]],
+           list[dict[str, dict[str, int]]]]:
     """Poll the clients until all are done (bounded by ``deadline``); the daemon link's
-    rate per SAMPLE_EVERY window meanwhile, and every host's link bytes (`SwarmResult`)."""
+    rate per SAMPLE_EVERY window meanwhile, every host's link bytes and its bytes to each
+    other host (`SwarmResult`)."""
     end = time.monotonic() + deadline
     rates: list[float] = []
     # Each counter is read, then its time taken: starting `ip netns exec` under load takes
@@ -300,7 +313,9 @@ def _wait_clients(
     last_b = lab.tx_bytes("srv")
     t0 = last_t = time.monotonic()
     base = lab.link_bytes()
+    base_pairs = lab.pair_bytes()
     timeline: list[tuple[float, dict[str, tuple[int, int]]]] = []
+    pairs: list[dict[str, dict[str, int]]] = []
     while time.monotonic() < end:
         if all([c.poll() for c in started]):
             break
@@ -310,12 +325,16 @@ def _wait_clients(
             now = time.monotonic()
             rates.append((b - last_b) / (now - last_t))
             last_t, last_b = now, b
-            links = lab.link_bytes()
+            links, sent = lab.link_bytes(), lab.pair_bytes()
             timeline.append((now - t0, {
                 h: (up - base[h][0], down - base[h][1]) for h, (up, down) in links.items()
                 if h in base
             }))
-    return rates, timeline
+            pairs.append({
+                src: {dst: n - base_pairs[src].get(dst, 0) for dst, n in to.items()}
+                for src, to in sent.items() if src in base_pairs
+            })
+    return rates, timeline, pairs
 
 
 def _wait(probe: Any, what: str, deadline: float = START_DEADLINE) -> None:

@@ -13,6 +13,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,8 +45,9 @@ def test_default_shape_ideal_is_the_issue_s_48_s() -> None:
 
 
 def test_every_pair_of_hosts_sees_the_round_trip(lab_ok: None, tmp_path: Path) -> None:
-    shape = Shape(size=0, clients=("aria2", "libtorrent"), rtt=RTT)
+    shape = Shape(size=0, clients=("aria2", "libtorrent"), rtt=RTT, congestion="reno")
     with Lab(shape, tmp_path) as lab:
+        assert {lab.congestion(h) for h in lab.hosts} == {"reno"}
         lab.wait_reachable()  # ARP done: the pings below are one round trip each
         for src, dst in (("c0", "c1"), ("c1", "srv"), ("srv", "s3")):
             out = lab.run(src, ["ping", "-c", "5", "-i", "0.2", "-W", "5",
@@ -172,3 +174,58 @@ def test_the_c_relay_sends_what_is_due_within_its_slack_in_one_wakeup(
     assert len(got) == TRAIN, stats
     assert stats["wakeups"] < TRAIN / 2, stats
     assert stats["unstamped"] == 0, stats
+
+
+PAIR_BYTES = 4 * 1024 * 1024  # sent c0 -> c1 in the per-destination test
+COUNT_DEADLINE = 10.0  # s for the relay's counters to show a transfer the receiver has read
+
+
+def test_each_host_s_bytes_are_counted_by_destination(lab_ok: None, tmp_path: Path) -> None:
+    """c0 sends 4 MiB to c1 over TCP: its delay line counts them (and their headers) to
+    c1, not to anyone else; c1's counts to c0 are the ACKs only."""
+    shape = Shape(size=0, clients=("aria2", "libtorrent"), rtt=RTT)
+    with Lab(shape, tmp_path) as lab:
+        lab.wait_reachable()
+        before = lab.pair_bytes()
+        listener = lab.call("c1", _listen, lab.hosts["c1"].addr)
+        got: list[int] = []
+        reader = threading.Thread(target=lambda: got.append(_read_all(listener)))
+        reader.start()
+        try:
+            lab.call("c0", _send, lab.hosts["c1"].addr, listener.getsockname()[1])
+        finally:
+            reader.join(COUNT_DEADLINE + 30)
+            listener.close()
+        assert got == [PAIR_BYTES]
+        end = time.monotonic() + COUNT_DEADLINE
+        while True:  # the counter is added right after the frame is sent: poll briefly
+            after = lab.pair_bytes()
+            sent = {s: {d: n - before[s][d] for d, n in to.items()} for s, to in after.items()}
+            if sent["c0"]["c1"] >= PAIR_BYTES or time.monotonic() > end:
+                break
+            time.sleep(0.05)  # polling the relay's counters on a deadline
+    assert set(sent) == {"srv", "s3", "c0", "c1"}, sent
+    assert PAIR_BYTES <= sent["c0"]["c1"] <= PAIR_BYTES * 1.1, sent
+    assert sent["c1"]["c0"] < PAIR_BYTES * 0.05, sent
+    assert sent["c0"]["srv"] < PAIR_BYTES * 0.01 and sent["c0"]["s3"] < PAIR_BYTES * 0.01, sent
+
+
+def _listen(addr: str) -> socket.socket:
+    sock = socket.create_server((addr, 0))  # made in the host's namespace, stays there
+    sock.settimeout(COUNT_DEADLINE + 20)
+    return sock
+
+
+def _read_all(listener: socket.socket) -> int:
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(COUNT_DEADLINE + 20)
+        n = 0
+        while chunk := conn.recv(1 << 16):
+            n += len(chunk)
+        return n
+
+
+def _send(addr: str, port: int) -> None:
+    with socket.create_connection((addr, port), timeout=COUNT_DEADLINE + 20) as conn:
+        conn.sendall(bytes(PAIR_BYTES))
