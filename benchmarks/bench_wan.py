@@ -173,8 +173,9 @@ def main() -> int:
                    help="the lab's delay line: tests/wan/delayline.c (default; the Python one "
                    "where it does not build) or delayline.py (to compare)")
     p.add_argument("--congestion", choices=("cubic", "bbr", "reno"), default=None,
-                   help="every host's TCP congestion control (default: the machine's, "
-                   "which a new network namespace inherits)")
+                   help="every host's TCP congestion control, one the machine allows in a "
+                   "namespace (net.ipv4.tcp_allowed_congestion_control; default: the "
+                   "machine's, which a new network namespace inherits)")
     p.add_argument("--json", type=Path, help="write every run's report here")
     p.add_argument("--workdir", type=Path, help="keep the lab's files here")
     p.add_argument("--daemon-tree", type=Path, default=ROOT,

@@ -67,9 +67,10 @@ class Shape:
     swarm_budget: float | None = None  # [seeding] swarm_budget (None: the daemon's default)
     upload_rate_limit: int = 0  # [seeding] upload_rate_limit, bytes/s (0: none)
     deadline: float = 600.0  # s for the clients to finish
-    # Every host's TCP congestion control (net.ipv4.tcp_congestion_control in its namespace);
-    # None: what a new namespace gets from the machine (bbr on this VM; cubic is Linux's,
-    # Windows' and macOS's default).
+    # Every host's TCP congestion control (net.ipv4.tcp_congestion_control in its namespace;
+    # one of the machine's net.ipv4.tcp_allowed_congestion_control); None: what a new
+    # namespace gets from the machine (bbr on this VM; cubic is Linux's, Windows' and
+    # macOS's default, and is not allowed in a namespace here).
     congestion: str | None = None
 
     def ideal(self) -> float:
@@ -168,7 +169,7 @@ class Lab:
             _sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")
             _sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
             if self.shape.congestion is not None and ns != self.wan:
-                _sysctl(ns, "net.ipv4.tcp_congestion_control", self.shape.congestion)
+                _congestion(ns, self.shape.congestion)
         _batch(self.wan, ["link add br0 type bridge", "link set br0 up"])
         for i, host in enumerate(self.hosts.values()):
             h, x, b = f"h{i}", f"x{i}", f"b{i}"
@@ -366,6 +367,19 @@ def _batch(ns: str, commands: list[str]) -> None:
 
 def _sysctl(ns: str, key: str, value: str) -> None:
     _run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", f"{key}={value}"])
+
+
+def _congestion(ns: str, name: str) -> None:
+    """Set ``ns``'s TCP congestion control; a namespace other than the machine's own may only
+    pick one of net.ipv4.tcp_allowed_congestion_control (the kernel's rule; "reno bbr" on
+    this VM), which a clear error says."""
+    try:
+        _sysctl(ns, "net.ipv4.tcp_congestion_control", name)
+    except RuntimeError:
+        allowed = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control").read_text().strip()
+        raise RuntimeError(f"TCP congestion control {name!r} cannot be set in a network "
+                           f"namespace here: net.ipv4.tcp_allowed_congestion_control is "
+                           f"{allowed!r} (a machine setting the lab leaves alone)") from None
 
 
 def _tbf(ns: str, dev: str, rate: int, rtt: float) -> None:

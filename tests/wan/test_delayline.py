@@ -229,3 +229,15 @@ def _read_all(listener: socket.socket) -> int:
 def _send(addr: str, port: int) -> None:
     with socket.create_connection((addr, port), timeout=COUNT_DEADLINE + 20) as conn:
         conn.sendall(bytes(PAIR_BYTES))
+
+
+def test_a_congestion_control_not_allowed_in_a_namespace_is_a_clear_error(
+    lab_ok: None, tmp_path: Path
+) -> None:
+    allowed = Path("/proc/sys/net/ipv4/tcp_allowed_congestion_control").read_text().split()
+    if "cubic" in allowed:
+        pytest.skip("cubic is allowed in namespaces on this machine")
+    shape = Shape(size=0, clients=("aria2",), congestion="cubic")
+    with pytest.raises(RuntimeError, match="tcp_allowed_congestion_control"):
+        with Lab(shape, tmp_path):
+            pass
