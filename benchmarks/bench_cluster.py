@@ -24,7 +24,8 @@ side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
    opentracker in the same layout and against opentracker alone. Each node's busy share
    of its core is printed (CPU per announce grows when a node waits for datagrams: more
    wake-ups per announce), with its voluntary and involuntary context switches per 1000
-   announces (it slept for want of a datagram / Redis or a generator preempted it).
+   announces (it slept for want of a datagram / Redis or a generator preempted it), and
+   the user-space part of its CPU per announce (the rest is the kernel's socket path).
    Run time: about 10 s per layout and round; with one ``--tree``, 10 layouts x 3 rounds
    x 5 s, about 5 minutes.
 3. ``failover``: three ``seeder serve`` daemons (local bucket, seeding on, one Redis),
@@ -201,6 +202,7 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
     trees = {"this": ROOT, **dict(_tree(t) for t in args.tree)}
     busy: list[list[float]] = []
     switches: list[list[tuple[float, float]]] = []
+    user: list[list[float]] = []
 
     def run(n: int, db: int, tree: Path | None) -> tuple[float, list[float], float]:
         ports = [bt.free_port() for _ in range(n)]
@@ -225,6 +227,7 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
                      str(args.peers), str(args.torrents), "1", "4"]
                     for i, port in enumerate(ports)]
             c0 = [bt.cpu_seconds(proc.pid) for proc in procs]
+            u0 = [user_seconds(proc.pid) for proc in procs]
             x0 = [context_switches(proc.pid) for proc in procs]
             r0 = bt.cpu_seconds(redis.proc.pid)
             running = [subprocess.Popen(c, stdout=subprocess.PIPE) for c in cmds]
@@ -238,6 +241,10 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
             time.sleep(0.3)  # the sync task's last flush counts too
             used = [bt.cpu_seconds(proc.pid) - c for proc, c in zip(procs, c0, strict=True)]
             x1 = [context_switches(proc.pid) for proc in procs]
+            # the user-space share: the node's own code (the rest is the kernel's socket
+            # path, which costs opentracker the same)
+            user.append([(user_seconds(proc.pid) - u) / max(count, 1) * 1e6
+                         for proc, u, (count, _) in zip(procs, u0, loads, strict=True)])
             redis_used = bt.cpu_seconds(redis.proc.pid) - r0
             done = sum(count for count, _ in loads)
             rate = sum(count / secs for count, secs in loads)
@@ -273,7 +280,8 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
                 (rate, statistics.mean(per_node), redis_us))
             print(f"  {name}: {n} {'cluster' if cluster else 'standalone'} node(s): {rate:8.0f} "
                   f"announces/s in all (generators on the same cores), node CPU/announce "
-                  f"{', '.join(f'{c:.2f}' for c in per_node)} us (busy "
+                  f"{', '.join(f'{c:.2f}' for c in per_node)} us (user "
+                  f"{', '.join(f'{c:.2f}' for c in user[-1])} us; busy "
                   f"{', '.join(f'{b:.0f}' for b in busy[-1])} %; sleeps/preemptions per 1k "
                   f"announces {', '.join(f'{v:.2f}/{i:.2f}' for v, i in switches[-1])})"
                   + (f", redis {redis_us:.2f} us/announce" if cluster else ""), flush=True)
@@ -285,6 +293,12 @@ def bench_scale(args: argparse.Namespace, work: Path, redis: Redis) -> None:
               f"2-node layout (x{o2 / o1:.2f} from sharing the cores)", flush=True)
     for name in trees:
         _scale_summary(name, rows, o1, o2)
+
+
+def user_seconds(pid: int) -> float:
+    """utime of process ``pid`` (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rpartition(b")")[2].split()[11]) / bt.CLK_TCK
 
 
 def context_switches(pid: int) -> tuple[int, int]:
