@@ -34,7 +34,9 @@ in docs/benchmarks.md, "Seeding policy"):
   each unchoked peer in its end game or slow to ramp up (`upload_slots`): the daemon's link
   stays busy while the peers it serves finish their last blocks elsewhere. While the
   budget's reserve is spent (`SwarmBudget.on_reserve`) no peer is unchoked anew: the
-  reserve goes to the peers served now, the one near completion among them.
+  reserve goes to the peers served now, the one near completion among them; nor at a
+  swarm's end while the budget left (`SwarmBudget.left`) would not last for the unchoked
+  peer behind the others (`upload_slots.budget_short`).
 - The web seed (``webseed = "proxy"``) yields to the swarm through `webseed_gate`: each
   piece goes out of the web seed to one client address per claim window; others are told
   busy (503 + Retry-After) while this session seeds the whole torrent to connected peers.
@@ -400,9 +402,12 @@ class Seeding:
         throttle = self.budget.update(key, view, now)
         if throttle is None and view is not None:
             # Full speed: a slot more for each unchoked peer in its end game or slow
-            # (upload_slots); none anew out of the budget's reserve.
+            # (upload_slots); none anew out of the budget's reserve, nor at the swarm's end
+            # while the budget left is for the unchoked peers' needs.
             n = self.slots.count(key, view.holdings, view.unchoked, view.rates, view.pieces, now,
-                                 grow=not self.budget.on_reserve(key))
+                                 grow=not self.budget.on_reserve(key),
+                                 left=self.budget.left(key, view),
+                                 piece_length=view.piece_length)
             throttle = None if n == self.slots.slots else Throttle(n, None)
         if view is not None and log.isEnabledFor(logging.DEBUG):
             log.debug("%s: %d peers, %d pieces held, %d only here, %.2f copies sent: %s",

@@ -288,6 +288,14 @@ class SwarmBudget:
         s = self._swarms.get(torrent)
         return s.why if s is not None else "no swarm"
 
+    def left(self, torrent: str, view: SwarmView) -> float | None:
+        """Bytes the torrent's current swarm budget has left as of ``view`` (reserve
+        included; 0 once spent); None without a budget (no swarm record, or copies 0)."""
+        s = self._swarms.get(torrent)
+        if s is None or self.copies == 0:
+            return None
+        return max(0.0, self.copies * view.size - (view.sent - s.base))
+
     def spent(self, torrent: str) -> int:
         """Bytes sent into the current swarm as of the last update (logs)."""
         s = self._swarms.get(torrent)

@@ -24,6 +24,17 @@ falls by its own slot, so no peer is choked for it. While the swarm budget spend
 peers being finished, and a peer unchoked then (an aria2 or Transmission client, slow to ramp
 up) took part of it (WAN lab, session 10).
 
+The budget's last bytes go to the peer they are for. Once a swarm's first peers are in their
+end game, the peer the daemon still serves behind them (the 4th finisher, in the lab) needs the
+rest of the swarm budget: when the budget left (``left``, bytes) would be sent, at the
+session's current upload rate to the unchoked peers, before the slowest of the unchoked peers
+not in their end game (nor slow) got what it lacks at its own rate, no peer is unchoked anew
+(as ``grow=False``), so no newly unchoked client (an aria2 or Transmission one, slow to ramp up)
+takes part of those bytes. WAN lab, session 14: with the handoff, 5 MiB/s of the daemon's
+23.8 went to newly unchoked aria2 and Transmission clients in the seconds before the budget
+ran out, while the 4th finisher, at 88 % then, finished its last 12 % on the peers' uplinks
+at ~1.7 MiB/s (18 s).
+
 A slow first pick is picked again. libtorrent unchokes the first four peers that say
 "interested", and its per-torrent ``max_uploads`` alone never chokes a peer already unchoked
 (libtorrent 2.1), so such a peer kept its slot until it completed: often an aria2 client, quick
@@ -50,8 +61,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = ["DEFAULT_ENDGAME", "DEFAULT_PICK_SLOW", "DEFAULT_PICK_TRIAL", "DEFAULT_SLOW",
-           "DEFAULT_TRIAL", "DEFAULT_WINDOW", "OPTIMISTIC_SLOTS", "UploadSlots", "choked_address",
-           "host_of", "session_slots"]
+           "DEFAULT_TRIAL", "DEFAULT_WINDOW", "OPTIMISTIC_SLOTS", "UploadSlots", "budget_short",
+           "choked_address", "host_of", "session_slots"]
 
 DEFAULT_ENDGAME = 0.05  # fraction of the pieces: an unchoked peer lacking at most this many
 #                         is in its end game (the daemon's rate to it falls from ~8 to <1
@@ -72,6 +83,7 @@ class _Peers:
     handed: set[str] = field(default_factory=set)  # unchoked peers whose slot was handed on
     reopened: float | None = None  # when every slot opened for a pick again (None: never)
     settled: bool = False  # the count fell back after it
+    finishing: bool = False  # an unchoked peer was in its end game: the swarm's end began
 
 
 class UploadSlots:
@@ -107,13 +119,17 @@ class UploadSlots:
 
     def count(self, torrent: str, holdings: Mapping[str, int],
               unchoked: frozenset[str] | set[str], rates: Mapping[str, int], pieces: int,
-              now: float, *, grow: bool = True) -> int:
+              now: float, *, grow: bool = True, left: float | None = None,
+              piece_length: int = 0) -> int:
         """The unchoke slots for ``torrent`` (any stable key), of ``pieces`` pieces, whose
         connected peers hold ``holdings`` (endpoint -> pieces held), ``unchoked`` being
         those the session unchokes now and ``rates`` the session's upload rate to each
         (bytes/s; a peer left out: 0). ``grow`` False: no peer is to be unchoked anew (the
         swarm budget's reserve goes to the peers served now): at most the live unchoked
-        peers, at least one."""
+        peers, at least one. ``left``: bytes the swarm budget has left (None: no budget),
+        pieces being ``piece_length`` bytes: once the swarm's end began, no peer is
+        unchoked anew while that would not last for the unchoked peers' needs (module
+        doc)."""
         peers = self._torrents.setdefault(torrent, _Peers())
         live = {p for p in unchoked if p in holdings}
         peers.since = {p: peers.since.get(p, now) for p in live}
@@ -133,6 +149,7 @@ class UploadSlots:
             peers.handed.clear()
         lack = max(1, int(self.endgame * pieces)) if self.endgame > 0 else 0
         ending = {p for p in live if pieces - lack <= holdings[p] < pieces}
+        peers.finishing = peers.finishing or bool(ending)
         best = max((rates.get(p, 0) for p in live), default=0)
         if self.slow > 0 and best > 0:
             peers.handed.update(
@@ -141,6 +158,10 @@ class UploadSlots:
                 and holdings[p] < pieces
             )
         n = min(self.most, self.slots + len(ending | peers.handed))
+        if grow and left is not None and peers.finishing:
+            behind = live - ending - peers.handed
+            grow = not budget_short(left, {p: (pieces - holdings[p]) * piece_length
+                                           for p in behind}, {p: rates.get(p, 0) for p in live})
         return n if grow else max(1, min(n, len(live)))
 
     def _slow_pick(self, peers: _Peers, holdings: Mapping[str, int], live: set[str],
@@ -163,6 +184,16 @@ class UploadSlots:
 
     def __contains__(self, torrent: object) -> bool:
         return torrent in self._torrents
+
+
+def budget_short(left: float, needs: Mapping[str, int], rates: Mapping[str, int]) -> bool:
+    """True when ``left`` bytes, sent at the summed ``rates`` (unchoked peer -> bytes/s),
+    are gone before some peer of ``needs`` (peer -> bytes it lacks) with a rate above 0
+    got what it lacks at its own rate (no such peer, or no rate: False)."""
+    total = sum(rates.values())
+    need = max((n / rates[p] for p, n in needs.items() if n > 0 and rates.get(p, 0) > 0),
+               default=0.0)
+    return total > 0 and need > 0 and max(0.0, left) / total < need
 
 
 def session_slots(counts: Iterable[int], floor: int) -> int:

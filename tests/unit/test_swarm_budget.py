@@ -271,3 +271,12 @@ def test_on_reserve_only_for_the_reserves_reasons() -> None:
     assert b.update(T, view(2500, missing=1, a=6), 2.0) is None
     assert b.why(T) == "budget spent, some pieces only here"
     assert not b.on_reserve(T)
+
+
+def test_left_is_the_budget_not_yet_sent_reserve_included() -> None:
+    b = budget(copies=2.0, tail=0.5)
+    assert b.left(T, view(0)) is None  # no swarm yet
+    b.update(T, view(100, a=1), 0.0)
+    assert b.left(T, view(700, a=2)) == 1400  # 2 copies of 1000, counted from 100
+    assert b.left(T, view(2500, a=3)) == 0
+    assert budget(copies=0.0).left(T, view(0)) is None

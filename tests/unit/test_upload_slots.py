@@ -7,6 +7,7 @@ import pytest
 from seeder.seed.upload_slots import (
     OPTIMISTIC_SLOTS,
     UploadSlots,
+    budget_short,
     choked_address,
     host_of,
     session_slots,
@@ -202,3 +203,44 @@ def test_session_slots_sum_the_torrents_counts_plus_the_optimistic_unchoke() -> 
     assert session_slots([4], 4) == 4 + OPTIMISTIC_SLOTS  # then its choker keeps 4
     assert session_slots([2], 4) == 4 + OPTIMISTIC_SLOTS  # a throttle chokes nobody new
     assert session_slots([4, 5, 2], 4) == 11 + OPTIMISTIC_SLOTS
+
+
+def test_budget_short_compares_the_budget_s_time_with_the_slowest_need() -> None:
+    rates = {"lag": 1_000, "lead": 3_000}  # 4,000 B/s from the session in all
+    assert budget_short(30_000, {"lag": 10_000}, rates)  # gone in 7.5 s, needed for 10 s
+    assert not budget_short(40_000, {"lag": 10_000}, rates)  # lasts 10 s: enough
+    assert not budget_short(0, {"lag": 0}, rates)  # nothing lacked
+    assert not budget_short(0, {"idle": 10_000}, rates)  # no rate: no need to time
+    assert not budget_short(0, {"lag": 10_000}, {})
+    assert budget_short(-5, {"lag": 1}, rates)
+
+
+def test_no_new_unchoke_at_the_swarm_s_end_while_the_budget_left_is_the_laggard_s() -> None:
+    slots = UploadSlots(2, endgame=0.05, trial=8.0)
+    holdings = {"lead": 990, "lag": 800, "next": 0}
+    rates = {"lead": 1_000, "lag": 1_000}  # 2,000 B/s; "lag" lacks 200 pieces of 10 B
+
+    def n(left: float | None, unchoked: set[str], now: float = 1.0) -> int:
+        return slots.count(T, holdings, frozenset(unchoked), rates, PIECES, now, left=left,
+                           piece_length=10)
+
+    assert n(3_000, {"lead", "lag"}) == 2  # 1.5 s of budget, 2 s of need: no new unchoke
+    assert n(4_000, {"lead", "lag"}) == 3  # 2 s: the end-game slot is handed on
+    assert n(None, {"lead", "lag"}) == 3  # no budget: the handoff as ever
+    holdings["lead"] = PIECES  # "lead" completed and left: its slot is not refilled either
+    assert n(1_500, {"lag"}) == 1  # 1,000 B/s to "lag" alone now: 1.5 s against 2 s
+    assert n(2_500, {"lag"}) == 2
+
+
+def test_the_budget_rule_waits_for_the_swarm_s_end_and_spares_slow_peers() -> None:
+    slots = UploadSlots(2, endgame=0.05, trial=8.0, slow=0.25)
+    holdings = {"a": 500, "b": 100, "c": 0}
+    rates = {"a": 8_000, "b": 1_000}
+    assert slots.count(T, holdings, frozenset({"a", "b"}), rates, PIECES, 0.0, left=10,
+                       piece_length=10) == 2
+    # Nobody in an end game yet: the budget's time does not hold a slot (the first picks).
+    assert slots.count(T, holdings, frozenset({"a", "b"}), rates, PIECES, 9.0, left=10,
+                       piece_length=10) == 3  # "b" slow after its trial: handed on
+    holdings["a"] = 960  # "a" in its end game; "b", slow, is no peer the budget is kept for
+    assert slots.count(T, holdings, frozenset({"a", "b"}), rates, PIECES, 10.0, left=10,
+                       piece_length=10) == 4
