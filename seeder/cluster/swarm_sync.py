@@ -33,8 +33,9 @@ script stores an upsert with ``ZADD GT`` (exact deadlines on the Redis clock) an
 out of the logged batch an upsert older than what the swarm holds for that peer (the same
 peer announced later to another node, which pushed first), so the log's order is the
 words' order. A push returns the other nodes' entries that precede this node's own in the
-log; where such an entry stops or announces a peer this node's own entry carries, this
-node's (later) word stands, as it does on every node reading both in order (an upsert of
+log; where such an entry stops or announces a peer this node's own entry carries, or
+one heard here since the last push (pending: it goes out next), this node's (later) word
+stands, as it does on every node reading both in order (an upsert of
 this node's that the script left out is not its word: the earlier entry is applied). A
 peer that stopped on another node in log entries that were trimmed before this node read
 them stays here until its deadline.
@@ -332,8 +333,9 @@ class SwarmSync(PeerChanges):
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
             entry = log_id(entries[j]) if marked or mine else (0, 0)
-            # the keys this node's own later entries carry: their word stands over this one
-            words = self._words_after(entry) if mine else None
+            # the keys of this node's later words (its own later entries, the changes heard
+            # since its last push): they stand over this entry
+            words = self._words_after(entry) if mine or self.pending else None
             if merge_upserts(swarms, entries[j + 1], base, words, own, demand):
                 changes += len(entries[j + 1]) // records.PLAIN_V4.size  # the usual batch
                 continue
@@ -364,11 +366,17 @@ class SwarmSync(PeerChanges):
                 self.on_announce(ih)
 
     def _words_after(self, entry: tuple[int, int]) -> Mapping[bytes, object] | None:
-        """The keys (ih + addr) this node's own entries after ``entry`` carry (None: no
-        such entry). Their word is the later one (an older upsert of theirs was left out
-        of the log by the push script): a stop or an announce of those peers in ``entry``
-        is not applied here, as every node reading the log in order has it overridden."""
+        """The keys (ih + addr) of this node's words later than ``entry`` (None: none):
+        those its own entries after ``entry`` carry (an older upsert of theirs was left out
+        of the log by the push script), and those pending, heard here since the last push
+        (on its way when the reply was read: they go out next, after every entry read now).
+        A stop or an announce of those peers in ``entry`` is not applied here, as every
+        node reading the log in order has it overridden. (A pending upsert the script will
+        leave out, the same peer having announced later elsewhere, keeps this node's
+        deadline for it, a round trip or so earlier, until the peer's next word.)"""
         after = [carried for oid, carried in self._mine if entry < oid]
+        if self.pending:
+            after.append(self.pending)
         if not after:
             return None
         return after[0] if len(after) == 1 else ChainMap(*after)

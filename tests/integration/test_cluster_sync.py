@@ -193,6 +193,52 @@ async def test_an_announce_pushed_after_a_stop_elsewhere_wins_on_every_node(
         assert (a.peers(), b.peers(), c.peers()) == ({1}, {1}, {1})
 
 
+async def test_a_stop_heard_while_a_round_trip_is_out_is_not_undone_by_what_it_reads(
+        redis_server: RedisServer) -> None:
+    """b's tick is on its way to Redis (it took what was pending) when the peer stops on b,
+    and a pushes its announce of that peer just before b's script runs: b's reply brings
+    a's announce, which the log orders before b's stop (b pushes it next). Applying it
+    brought the peer back on b alone (test_cluster.py's 'stopped on another at once', 1 in
+    ~20 suite runs)."""
+    async with three_nodes(redis_server, b"sync-stop-6:") as (a, b, c):
+        a.announce(7)
+
+        async def meanwhile() -> None:
+            b.announce(7, b"&left=5&event=stopped")
+            await a.sync.tick()
+
+        b.link.before.append(meanwhile)
+        await b.sync.tick()
+        assert 7 not in b.peers()
+        for n in (a, b, c, a, b, c):
+            await n.sync.tick()
+        assert (a.peers(), b.peers(), c.peers()) == (set(), set(), set())
+
+
+async def test_an_announce_heard_while_a_round_trip_is_out_is_not_undone_by_a_stop_it_reads(
+        redis_server: RedisServer) -> None:
+    """The other way round: the peer stops on a, and a pushes the stop, while b's tick is
+    on its way and b hears the peer announce: b's announce goes out after a's stop, so the
+    peer stays on every node, b included."""
+    async with three_nodes(redis_server, b"sync-stop-7:") as (a, b, c):
+        for n in (a, b, c):
+            n.announce(8)
+        for n in (a, b, c):
+            await n.sync.tick()
+
+        async def meanwhile() -> None:
+            a.announce(8, b"&left=5&event=stopped")
+            await a.sync.tick()
+            b.announce(8)
+
+        b.link.before.append(meanwhile)
+        await b.sync.tick()
+        assert 8 in b.peers()
+        for n in (a, b, c, a, b, c):
+            await n.sync.tick()
+        assert (a.peers(), b.peers(), c.peers()) == ({8}, {8}, {8})
+
+
 async def test_a_node_behind_the_trimmed_log_reads_the_swarms_again(
         redis_server: RedisServer, monkeypatch: Any) -> None:
     """The log keeps LOG_KEEP_MS (30 s; 50 ms here): a node whose last read entry was
