@@ -36,7 +36,7 @@ cdef class TrackerCore:
 
     @cython.locals(swarm=Swarm, numwant=Py_ssize_t, event=int, asked_port=object,
                    seeder=bint, peers=bytes, peers6=bytes, tid=object, req=tuple,
-                   peer_log=PeerChanges, prev=Peer)
+                   peer_log=PeerChanges, prev=Peer, prev_id=bytes)
     cpdef object udp_from(self, object data, bytes source, int port, double now)
 
     @cython.locals(records=list)

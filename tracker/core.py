@@ -201,14 +201,14 @@ class TrackerCore:
         peer_log = self.peer_log
         if peer_log is not None:
             prev = swarm.peers.get(addr)
+            prev_id = None if prev is None else prev.peer_id  # the announce may change it
             downloaded = swarm._downloaded  # the field: no property call
         peers, peers6 = self.swarms.announce(
             swarm, addr, req.peer_id, req.left == 0, req.event, numwant, FAMILY_ANY, now
         )
         if peer_log is not None:
-            peer_log.record(swarm, addr, req.peer_id, None if prev is None else prev.peer_id,
-                            req.left == 0, req.event == EVENT_STOPPED,
-                            swarm._downloaded - downloaded, now)
+            peer_log.record(swarm, addr, prev, req.peer_id, prev_id, req.left == 0,
+                            req.event == EVENT_STOPPED, swarm._downloaded - downloaded, now)
         if self.on_announce is not None and swarm.registered and self._is_demand(
                 req.peer_id, req.event):
             self.on_announce(swarm.hashes[0])
@@ -355,6 +355,7 @@ class TrackerCore:
         peer_log = self.peer_log
         if peer_log is not None:
             prev = swarm.peers.get(source)
+            prev_id = None if prev is None else prev.peer_id  # the announce may change it
             downloaded = swarm._downloaded  # the field: no property call
         peers, peers6 = self.swarms.announce(
             swarm,
@@ -367,8 +368,8 @@ class TrackerCore:
             now,
         )
         if peer_log is not None:
-            peer_log.record(swarm, source, peer_id, None if prev is None else prev.peer_id,
-                            seeder, event == EVENT_STOPPED, swarm._downloaded - downloaded, now)
+            peer_log.record(swarm, source, prev, peer_id, prev_id, seeder,
+                            event == EVENT_STOPPED, swarm._downloaded - downloaded, now)
         if self.on_announce is not None and swarm.registered and self._is_demand(
                 peer_id, event):
             self.on_announce(swarm.hashes[0])

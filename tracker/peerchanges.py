@@ -13,11 +13,13 @@ Records, each an op byte (kind in bits 0-1, ``UPSERT_SEEDER`` bit 2, ``UPSERT_V6
 - ``STOPPED``: address, the peer id to remove (20)
 - ``DOWNLOADS``: count (u32)
 
-A pending change is kept as its record, packed when the announce is heard: the time to
-live field holds when it was heard (ms after ``PeerChanges.since``) until the flush
-(:func:`encode_batch`) turns it into a time to live in one pass over the joined records;
-the op's ``KNOWN`` bit (pending records only, cleared by the flush) says that the peer id
-the record names is the one sent last for its address (what a later change replaces).
+The usual change, an announce of a peer stored here, is kept keyed by its
+:class:`~tracker.swarm.Peer` until the flush packs it (:meth:`PeerChanges.take`); any
+other (a stop, an announce not stored) as its record, packed when heard. A pending
+record's time to live field holds when it was heard (ms after ``PeerChanges.since``) until
+:func:`encode_batch` turns it into a time to live in one pass over the records; the op's
+``KNOWN`` bit (pending records only, cleared by the flush) says that the peer id the
+record names is the one sent last for its address (what a later change replaces).
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ except ImportError:  # the plain build, Cython not installed
 else:
     COMPILED = cython.compiled
 if COMPILED:  # C declarations, read by the compiler only
+    from cython.cimports.cpython.bytearray import (
+        PyByteArray_AS_STRING,
+        PyByteArray_FromStringAndSize,
+    )
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.libc.string import memcpy
 
 if TYPE_CHECKING:
-    from tracker.swarm import Swarm
+    from tracker.swarm import Peer, Swarm
 
 __all__ = [
     "DOWNLOADS",
@@ -66,63 +72,184 @@ KNOWN = 32  # pending records only: the peer id they name is the one sent last
 MAX_U32 = 0xFFFFFFFF
 _U32 = struct.Struct(">I")
 _PLAIN = (PLAIN_V4, PLAIN_V6)
-# A plain IPv4 upsert packed from the info-hash and address as one key (what the pending
-# changes are keyed by): no slicing per record.
-_KEYED_V4 = struct.Struct(">B26s20sI").pack
-# Its op byte, by seeder + 2 x (a peer id was sent for the address)
-_PLAIN_OPS = (UPSERT, UPSERT_SEEDER, UPSERT | KNOWN, UPSERT_SEEDER | KNOWN)
-
 
 class PeerChanges:
-    """The changes since the last flush: ``pending`` maps info-hash + address to the
-    change's record (packed when heard, its time field ms after ``since``: the module's
-    docstring), ``downloads`` info-hash to the downloads counted. At most ``max_pending``
-    changes: beyond, they are all dropped and ``overflow`` is set (the owner sends its
-    whole view instead); so are changes held longer than a u32 of ms."""
+    """The changes since the last flush, at most one per (swarm, address): ``peers`` maps a
+    :class:`~tracker.swarm.Peer` stored here to its change, an upsert packed at the flush
+    (:meth:`take`) from the peer itself (no key or record made per announce); ``pending``
+    maps info-hash + address to any other change's record (a stop, an announce not
+    stored), packed when heard (the module's docstring). A ``peers`` value holds when the
+    change was heard (ms after ``since``) and the peer id sent last for its address: an int
+    ``heard`` when that is the peer's own id, ``~heard`` (negative) when none was sent, a
+    tuple (heard, that id) when the peer replaced it. ``downloads`` maps info-hash to the
+    downloads counted. At most ``max_pending`` changes: beyond, they are all dropped and
+    ``overflow`` is set (the owner sends its whole view instead); so are changes held
+    longer than a u32 of ms.
 
-    __slots__ = ("downloads", "max_pending", "overflow", "pending", "since")
+    A peer with a change in ``peers`` is this node's word until the flush: the cluster
+    merges no other node's change over it (``SwarmSync._words_after``), so nothing but
+    this node's own announces (each through :meth:`record`) changes it meanwhile. One
+    removed since without a word of this node (expired; its torrent unregistered) has
+    nothing packed: it has no address left to name."""
+
+    __slots__ = ("downloads", "max_pending", "overflow", "peers", "pending", "since")
 
     def __init__(self, max_pending: int) -> None:
+        self.peers: dict[Peer, object] = {}
         self.pending: dict[bytes, bytes] = {}
         self.downloads: dict[bytes, int] = {}
         self.max_pending = max_pending
         self.overflow = False
         self.since = 0.0  # the clock the pending records' times count from
 
-    def record(self, swarm: Swarm, addr: bytes, peer_id: bytes, prev_id: bytes | None,
-               seeder: bool, stopped: bool, downloads: int, now: float) -> None:
-        """``tracker.peerlog.PeerLog``: one accepted announce (a record packed, a dict
-        write; coalesced until the next flush)."""
+    def record(self, swarm: Swarm, addr: bytes, peer: Peer | None, peer_id: bytes,
+               prev_id: bytes | None, seeder: bool, stopped: bool, downloads: int,
+               now: float) -> None:
+        """``tracker.peerlog.PeerLog``: one accepted announce (a dict write; coalesced until
+        the next flush). ``peer``: the peer stored at ``addr`` before the announce (None:
+        none), ``prev_id`` its peer id then."""
         ih = swarm.hashes[0]
         if downloads:
             self.downloads[ih] = self.downloads.get(ih, 0) + downloads
+        peers = self.peers
+        if peer is not None and not stopped:  # the usual change: a peer stored here announced
+            held = peers.get(peer)
+            if held is None:
+                self._new(now)
+                peers[peer] = self._held(prev_id, peer_id, now)
+            else:  # what was sent last still holds what the first replaces
+                peers[peer] = self._held(_sent(held, prev_id), peer_id, now)
+            return
         k = _joined(ih, addr) if COMPILED else ih + addr
         pending = self.pending
-        old = pending.get(k)
+        old = pending.pop(k, None)
+        held = None if peer is None or old is not None else peers.pop(peer, None)
         if old is not None:
-            prev_id = sent_id(old)  # what was sent last still holds what the first replaces
-        elif not pending:
+            prev_id = sent_id(old)
+        elif held is not None:  # a stop of a peer whose change is still here
+            prev_id = _sent(held, prev_id)
+        else:
+            self._new(now)
+        stored = None if stopped else swarm.peers.get(addr)
+        if stored is not None:  # new here (a stop or an unstored announce before it went)
+            peers[stored] = self._held(prev_id, peer_id, now)
+        else:
+            pending[k] = change_record(k, peer_id, prev_id, seeder, stopped, self._heard(now))
+
+    def take(self, limit: int) -> tuple[bytes, dict[bytes, bytes], dict[Peer, object]]:
+        """Up to ``limit`` changes out of the pending ones, for one batch: their records
+        (times ms after ``since``, as :func:`encode_batch` reads them), and the ``pending``
+        and ``peers`` entries they came from (what the batch says this node heard). The
+        peers' records are packed now, as each peer is now (its later announces coalesced
+        into it; nothing else changes it meanwhile: the class's docstring)."""
+        pending, peers = self.pending, self.peers
+        if len(pending) + len(peers) <= limit:
+            self.pending, self.peers = {}, {}
+        else:  # a long outage's changes: in slices
+            items = list(pending.items())
+            pending, self.pending = dict(items[:limit]), dict(items[limit:])
+            rest = list(peers.items())
+            n = limit - len(pending)
+            peers, self.peers = dict(rest[:n]), dict(rest[n:])
+        return _packed(pending, peers), pending, peers
+
+    def _new(self, now: float) -> None:
+        """A change for an address with none pending is coming: ``since`` set by the first,
+        everything dropped past ``max_pending``."""
+        n = len(self.pending) + len(self.peers)
+        if not n:
             self.since = now
-        elif len(pending) >= self.max_pending:
+        elif n >= self.max_pending:
             self._drop(now)
+
+    def _heard(self, now: float) -> int:
         heard = int((now - self.since) * 1000)
         if heard < 0 or heard >> 32:  # a clock turned back; held for 49 days
             if heard > 0:
                 self._drop(now)
             heard = 0
-        if len(k) == 26 and not stopped and (prev_id is None or prev_id == peer_id):
-            op = _PLAIN_OPS[seeder + (0 if prev_id is None else 2)]
-            if COMPILED and len(peer_id) == 20:
-                pending[k] = _keyed_v4(op, k, peer_id, heard)  # the usual change
-            else:
-                pending[k] = _KEYED_V4(op, k, peer_id, heard)
-        else:
-            pending[k] = change_record(k, peer_id, prev_id, seeder, stopped, heard)
+        return heard
+
+    def _held(self, sent: bytes | None, peer_id: bytes, now: float) -> object:
+        """A ``peers`` value (the class's docstring)."""
+        heard = self._heard(now)
+        if sent is None:
+            return ~heard
+        return heard if sent == peer_id else (heard, sent)
 
     def _drop(self, now: float) -> None:
         self.pending.clear()
+        self.peers.clear()
         self.overflow = True
         self.since = now
+
+
+def _sent(held: object, prev_id: bytes | None) -> bytes | None:
+    """The peer id sent last for the address of a ``peers`` entry ``held`` (its value),
+    whose peer's id was ``prev_id`` until this announce."""
+    if type(held) is tuple:
+        return held[1]
+    return None if held < 0 else prev_id
+
+
+def _packed(pending: dict[bytes, bytes], peers: dict[Peer, object]) -> bytes:
+    """The records of ``pending`` and ``peers`` (:class:`PeerChanges`' entries) back to
+    back; a peer's packed from the peer as it is now (none for a peer no longer stored)."""
+    head = b"".join(pending.values())
+    if not COMPILED:
+        out = bytearray(head)
+        for peer, held in peers.items():
+            if peer.swarm is not None:
+                out += _peer_record(peer, held)
+        return bytes(out)
+    # 63: a plain IPv6 record, the longest; not zeroed (each byte up to i is written)
+    buf = PyByteArray_FromStringAndSize(cython.NULL, len(head) + 63 * len(peers))
+    p = cython.cast(cython.p_uchar, PyByteArray_AS_STRING(buf))
+    memcpy(p, cython.cast(cython.p_char, head), len(head))
+    i = len(head)
+    seeder_op, v6_op, known = UPSERT_SEEDER, UPSERT_V6, KNOWN  # C ints
+    for peer, held in peers.items():
+        swarm = peer.swarm
+        if swarm is None:
+            continue
+        if type(held) is tuple or len(peer.peer_id) != 20:  # REPLACES, or an odd id
+            record = _peer_record(peer, held)
+            buf[i : i + len(record)] = record  # at most 63 bytes: buf keeps its size
+            i += len(record)
+            continue
+        slot = peer.slot
+        w = 6 if slot < 2 else 18
+        heard = held
+        op = (0 if slot & 1 else seeder_op) | (v6_op if slot & 2 else 0)
+        if heard < 0:
+            heard = ~heard
+        else:
+            op |= known  # as change_record writes it (the flush clears it)
+        ih, pid = swarm.hashes[0], peer.peer_id
+        p[i] = op
+        memcpy(p + i + 1, cython.cast(cython.p_char, ih), 20)
+        memcpy(p + i + 21, PyByteArray_AS_STRING(swarm.packed[slot]) + peer.idx * w, w)
+        memcpy(p + i + 21 + w, cython.cast(cython.p_char, pid), 20)
+        i += 41 + w
+        p[i] = heard >> 24 & 255
+        p[i + 1] = heard >> 16 & 255
+        p[i + 2] = heard >> 8 & 255
+        p[i + 3] = heard & 255
+        i += 4
+    del buf[i:]
+    return bytes(buf)
+
+
+def _peer_record(peer: Peer, held: object) -> bytes:
+    """The pending record of a ``peers`` entry: ``peer`` (stored) announced as it is now."""
+    if type(held) is tuple:
+        heard, sent = held
+    else:
+        heard, sent = (held, peer.peer_id) if held >= 0 else (~held, None)
+    swarm = peer.swarm
+    assert swarm is not None
+    return change_record(swarm.hashes[0] + peer.addr, peer.peer_id, sent, not peer.slot & 1,
+                         False, heard)
 
 
 def _joined(a: bytes, b: bytes) -> bytes:
@@ -134,24 +261,6 @@ def _joined(a: bytes, b: bytes) -> bytes:
     p = PyBytes_AS_STRING(out)
     memcpy(p, cython.cast(cython.p_char, a), len(a))
     memcpy(p + len(a), cython.cast(cython.p_char, b), len(b))
-    return out
-
-
-def _keyed_v4(op: int, key: bytes, peer_id: bytes, heard: int) -> bytes:
-    """``_KEYED_V4(op, key, peer_id, heard)`` for a 26-byte ``key`` and a 20-byte
-    ``peer_id``; the compiled build writes the 51 bytes itself (a call of
-    ``struct.Struct.pack`` was ~600 of ~2000 instructions of a ``record``)."""
-    if not COMPILED:
-        return _KEYED_V4(op, key, peer_id, heard)
-    out = PyBytes_FromStringAndSize(cython.NULL, 51)
-    p = cython.cast(cython.p_uchar, PyBytes_AS_STRING(out))
-    p[0] = op
-    memcpy(p + 1, cython.cast(cython.p_char, key), 26)
-    memcpy(p + 27, cython.cast(cython.p_char, peer_id), 20)
-    p[47] = heard >> 24 & 255
-    p[48] = heard >> 16 & 255
-    p[49] = heard >> 8 & 255
-    p[50] = heard & 255
     return out
 
 
@@ -205,13 +314,13 @@ def encode_downloads(info_hash: bytes, count: int) -> bytes:
     return bytes((DOWNLOADS,)) + info_hash + _U32.pack(min(count, MAX_U32))
 
 
-def encode_batch(pending: Mapping[bytes, bytes], downloads: Mapping[bytes, int],
-                 since: float, now: float, timeout: float) -> bytes:
-    """One flush as a batch: the records of ``pending`` (:class:`PeerChanges`', their times
+def encode_batch(records: bytes, downloads: Mapping[bytes, int], since: float, now: float,
+                 timeout: float) -> bytes:
+    """One flush as a batch: pending ``records`` (:meth:`PeerChanges.take`'s, their times
     ms after ``since``), each upsert living ``timeout`` seconds from when it was heard
     (``now``: the clock of ``since``); then a downloads record per info-hash of
     ``downloads``."""
-    batch = bytearray().join(pending.values())
+    batch = bytearray(records)
     to_ttl(batch, int((timeout - (now - since)) * 1000))
     for ih, count in downloads.items():
         batch += encode_downloads(ih, count)

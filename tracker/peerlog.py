@@ -17,7 +17,7 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # tracker.swarm reads the record layout below
-    from tracker.swarm import Swarm
+    from tracker.swarm import Peer, Swarm
 
 __all__ = ["PLAIN_V4", "PLAIN_V4_OPS", "PLAIN_V6", "UPSERT_SEEDER", "UPSERT_V6", "PeerLog"]
 
@@ -39,6 +39,7 @@ class PeerLog(Protocol):
         self,
         swarm: Swarm,
         addr: bytes,
+        peer: Peer | None,
         peer_id: bytes,
         prev_id: bytes | None,
         seeder: bool,
@@ -47,6 +48,7 @@ class PeerLog(Protocol):
         now: float,
     ) -> None:
         """The peer at compact ``addr`` announced into ``swarm`` at ``now`` (the tracker's
-        clock). ``prev_id``: the peer id stored for ``addr`` before (None: a new peer).
+        clock). ``peer``: the peer stored for ``addr`` before (None: a new peer), and
+        ``prev_id`` its peer id then (the announce may have changed it).
         ``stopped``: it left. ``downloads``: completed downloads this announce counted
         (0 or 1)."""

@@ -42,13 +42,14 @@ def merge_peer(swarms: Swarms, info_hash: bytes, addr: bytes, peer_id: bytes, se
 
 
 def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: Container[bytes] | None,
-                  own: bytes, demand: set[bytes]) -> bool:
+                  skip_peers: Container[Peer] | None, own: bytes, demand: set[bytes]) -> bool:
     """:func:`merge_peer` for each record of ``batch``, when every one is a plain IPv4
     upsert (``tracker.peerlog.PLAIN_V4``: the usual batch of a cluster), each peer
     living until ``base`` + its time to live; False, with nothing merged, for any other
-    batch (the caller decodes it). A record whose info-hash + address is in ``skip``
-    is passed over. The info-hash of each peer stored whose id does not start with
-    ``own`` (when not empty) is added to ``demand``."""
+    batch (the caller decodes it). A record whose info-hash + address is in ``skip``,
+    or whose address holds a peer in ``skip_peers`` here, is passed over. The info-hash
+    of each peer stored whose id does not start with ``own`` (when not empty) is added
+    to ``demand``."""
     n = len(batch)  # PLAIN_V4: 51 bytes a record
     # Any other record would be the first at a multiple of 51 with another op byte.
     if n % 51 or batch[::51].translate(None, PLAIN_V4_OPS):
@@ -79,6 +80,8 @@ def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: Container[byt
             if peer.expires == bucket and batch.startswith(peer.peer_id, i + 27) and (
                     ih in demand or (mine and batch.startswith(own, i + 27))):
                 continue
+        if skip_peers is not None and peer is not None and peer in skip_peers:
+            continue
         if skip is not None and ih + addr in skip:
             continue
         if peer is None or peer.slot != slot:

@@ -58,7 +58,7 @@ import secrets
 import time
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import trio
 
@@ -68,6 +68,7 @@ from seeder.cluster.link import ClusterMetrics, RedisLink, Unavailable
 from tracker.core import TrackerCore
 from tracker.peerchanges import MAX_U32, PeerChanges, change_record
 from tracker.peermerge import add_downloaded, drop_peer, merge_peer, merge_upserts
+from tracker.swarm import Peer
 
 __all__ = ["FLUSH_EVERY", "SwarmSync", "log_id"]
 
@@ -81,18 +82,24 @@ RESYNC_BATCH = 2_000  # swarms per resync round trip
 PUSH_BATCH = 20_000  # peer changes per push round trip (~1 MB)
 VIEW_TRIES = 10  # a view slice refused this often (the log moves on) goes out regardless
 SWARM_KEY_MARGIN_MS = 60_000  # a swarm key outlives its last peer's deadline by this
+_K = TypeVar("_K")
 
 
 class Changes(NamedTuple):
-    """Pending changes taken for one push: ``PeerChanges``' ``pending`` and ``downloads``,
-    and the ``since`` their records' times count from."""
+    """Pending changes taken for one push: their records (``PeerChanges.take``), the
+    ``pending`` and ``peers`` entries they came from (this node's words they carry), the
+    ``downloads``, and the ``since`` the records' times count from."""
 
+    records: bytes
     pending: dict[bytes, bytes]
+    peers: dict[Peer, object]
     downloads: dict[bytes, int]
     since: float
 
 
-_NONE = Changes({}, {}, 0.0)  # nothing to send
+_NONE = Changes(b"", {}, {}, {}, 0.0)  # nothing to send
+# This node's later words (``SwarmSync._words_after``): keys (info-hash + address), peers
+Words = tuple[Mapping[bytes, object] | None, Mapping[Peer, object] | None]
 
 
 class SwarmSync(PeerChanges):
@@ -132,9 +139,9 @@ class SwarmSync(PeerChanges):
         # swarm a full resync read
         self._counted: dict[bytes, tuple[int, int]] = {}
         self._all_counted: tuple[int, int] | None = None
-        # this node's own log entries not read past yet: (entry id, the changes it carried,
-        # the keys it stopped): entries before them yield to them (``_apply``)
-        self._mine: list[tuple[tuple[int, int], dict[bytes, bytes]]] = []
+        # this node's own log entries not read past yet: (entry id, the changes it carried:
+        # pending records by key, peers): entries before them yield to them (``_apply``)
+        self._mine: list[tuple[tuple[int, int], dict[bytes, bytes], dict[Peer, object]]] = []
         self._ttl_arg = str(int(self.peer_timeout * 1000) + SWARM_KEY_MARGIN_MS).encode()
         self.ticks = 0  # round trips done (tests wait on it)
 
@@ -200,17 +207,15 @@ class SwarmSync(PeerChanges):
         while True:
             more = self._inflight is not None  # a batch to send again: the pending next
             if not more:
-                pending, downloads = self.pending, self.downloads
-                if not pending and not downloads:
+                downloads = self.downloads
+                if not self.pending and not self.peers and not downloads:
                     return read if sent else (await self._push_pull(_NONE, 0))[0]
-                rest: dict[bytes, bytes] = {}
-                if len(pending) > PUSH_BATCH:  # a long outage's changes: in slices
-                    items = list(pending.items())
-                    pending, rest = dict(items[:PUSH_BATCH]), dict(items[PUSH_BATCH:])
-                    more = True
-                self.pending, self.downloads = rest, {}  # rest: still since self.since
+                since = self.since  # the rest's too
+                records, pending, peers = self.take(PUSH_BATCH)  # more than that: in slices
+                more = bool(self.pending or self.peers)
+                self.downloads = {}
                 self._seq += 1
-                self._inflight = (self._seq, Changes(pending, downloads, self.since))
+                self._inflight = (self._seq, Changes(records, pending, peers, downloads, since))
             seq, changes = self._inflight
             read += (await self._push_pull(changes, seq))[0]
             self._inflight, sent = None, True
@@ -230,8 +235,9 @@ class SwarmSync(PeerChanges):
              LOG_KEEP_MS, self._ttl_arg, view_blob, b"force" if force else b"",
              f"{self._incarnation}:{seq}" if seq else b"", self._read_end_ms])
         applied = bool(int(reply[4]))
-        pending = changes.pending
-        sent = len(pending) + (len(view.pending) if view is not None and applied else 0)
+        pending, peers = changes.pending, changes.peers
+        sent = len(pending) + len(peers) + (
+            len(view.pending) if view is not None and applied else 0)
         if self.metrics is not None and sent:
             self.metrics.synced_peers.labels(direction="out").inc(sent)
         now_ms, last_id, entries, gap = int(reply[0]), reply[1], reply[2], int(reply[3])
@@ -245,7 +251,9 @@ class SwarmSync(PeerChanges):
             if reply[7]:  # left out: Redis holds a later word for them (read before own)
                 dropped = set(reply[7])
                 carried = {k: v for k, v in carried.items() if k not in dropped}
-            self._mine.append((log_id(reply[5]), carried))
+                gone = self._peers_at(dropped)
+                peers = {p: v for p, v in peers.items() if p not in gone}
+            self._mine.append((log_id(reply[5]), carried, peers))
         self._apply(entries, now_ms, self.clock())
         self._read_through(last_id)
         return len(entries) // 2, applied
@@ -285,8 +293,19 @@ class SwarmSync(PeerChanges):
 
     def _encode(self, changes: Changes, now: float) -> bytes:
         """The batch of ``changes``, flushed at ``now``."""
-        return records.encode_batch(changes.pending, changes.downloads, changes.since, now,
+        return records.encode_batch(changes.records, changes.downloads, changes.since, now,
                                     self.peer_timeout)
+
+    def _peers_at(self, keys: Iterable[bytes]) -> set[Peer]:
+        """The peers stored here at ``keys`` (info-hash + address)."""
+        swarms = self.core.swarms
+        out = set()
+        for k in keys:
+            swarm = swarms.get(k[:20])
+            peer = None if swarm is None else swarm.peers.get(k[20:])
+            if peer is not None:
+                out.add(peer)
+        return out
 
     def _view(self, keys: list[bytes]) -> Changes:
         """The local view of ``keys`` (ih + addr) as upserts, read now: peers gone since
@@ -295,17 +314,16 @@ class SwarmSync(PeerChanges):
         since = now - self.peer_timeout  # a live peer was heard after it
         swarms = self.core.swarms
         width = swarms.sweep_every
-        pending = self.pending
+        pending, peers = self.pending, self.peers
         out = {}
         for k in keys:
             swarm = swarms.get(k[:20])
             peer = None if swarm is None or k in pending else swarm.peers.get(k[20:])
-            if peer is not None:
+            if peer is not None and peer not in peers:
                 heard = peer.expires * width - self.peer_timeout  # about when it announced
                 ms = min(max(int((min(heard, now) - since) * 1000), 0), MAX_U32)
-                out[k] = change_record(k, peer.peer_id, None, not peer.slot & 1,
-                                               False, ms)
-        return Changes(out, {}, since)
+                out[k] = change_record(k, peer.peer_id, None, not peer.slot & 1, False, ms)
+        return Changes(b"".join(out.values()), out, {}, {}, since)
 
     def _read_through(self, last_id: bytes | str) -> None:
         """The log was read up to ``last_id``: forget the resync marks and own entries it
@@ -333,17 +351,19 @@ class SwarmSync(PeerChanges):
             # The batch's time on this node's clock: a change expires at base + its ttl.
             base = local_now - (now_ms - int(entries[j].split(b"-", 1)[0])) / 1000
             entry = log_id(entries[j]) if marked or mine else (0, 0)
-            # the keys of this node's later words (its own later entries, the changes heard
-            # since its last push): they stand over this entry
-            words = self._words_after(entry) if mine or self.pending else None
-            if merge_upserts(swarms, entries[j + 1], base, words, own, demand):
+            # this node's later words (its own later entries, the changes heard since its
+            # last push), by key and by peer: they stand over this entry
+            words = self._words_after(entry) if mine or self.pending or self.peers else None
+            skip, skip_peers = words or (None, None)
+            if merge_upserts(swarms, entries[j + 1], base, skip, skip_peers, own, demand):
                 changes += len(entries[j + 1]) // records.PLAIN_V4.size  # the usual batch
                 continue
             try:
                 for kind, ih, addr, peer_id, seeder, ttl_ms, count in records.decode_changes(
                         entries[j + 1]):
                     changes += 1
-                    if kind != records.DOWNLOADS and words is not None and ih + addr in words:
+                    if kind != records.DOWNLOADS and words is not None and self._said(
+                            words, ih, addr):
                         continue
                     if kind == records.UPSERT:
                         if merge_peer(swarms, ih, addr, peer_id, seeder,
@@ -365,21 +385,31 @@ class SwarmSync(PeerChanges):
             for ih in demand:
                 self.on_announce(ih)
 
-    def _words_after(self, entry: tuple[int, int]) -> Mapping[bytes, object] | None:
-        """The keys (ih + addr) of this node's words later than ``entry`` (None: none):
-        those its own entries after ``entry`` carry (an older upsert of theirs was left out
-        of the log by the push script), and those pending, heard here since the last push
-        (on its way when the reply was read: they go out next, after every entry read now).
+    def _words_after(self, entry: tuple[int, int]) -> Words | None:
+        """This node's words later than ``entry`` (None: none), as the keys (ih + addr) of
+        records and the peers (``PeerChanges.peers``) they are about: those its own
+        entries after ``entry`` carry (an older upsert of theirs was left out of the log by
+        the push script), and those pending, heard here since the last push (on its way
+        when the reply was read: they go out next, after every entry read now).
         A stop or an announce of those peers in ``entry`` is not applied here, as every
         node reading the log in order has it overridden. (A pending upsert the script will
         leave out, the same peer having announced later elsewhere, keeps this node's
         deadline for it, a round trip or so earlier, until the peer's next word.)"""
-        after = [carried for oid, carried in self._mine if entry < oid]
-        if self.pending:
-            after.append(self.pending)
-        if not after:
-            return None
-        return after[0] if len(after) == 1 else ChainMap(*after)
+        after = [(keys, peers) for oid, keys, peers in self._mine if entry < oid]
+        after.append((self.pending, self.peers))
+        keys = _joined([k for k, _ in after if k])
+        peers = _joined([p for _, p in after if p])
+        return None if keys is None and peers is None else (keys, peers)
+
+    def _said(self, words: Words, ih: bytes, addr: bytes) -> bool:
+        """Whether ``words`` (``_words_after``'s) hold a word about ``addr`` in the swarm of
+        ``ih``."""
+        keys, peers = words
+        if keys is not None and ih + addr in keys:
+            return True
+        swarm = self.core.swarms.get(ih) if peers is not None else None
+        peer = None if swarm is None else swarm.peers.get(addr)
+        return peer is not None and peer in peers  # type: ignore[operator]
 
     def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
                     local_now: float) -> bool:
@@ -389,16 +419,23 @@ class SwarmSync(PeerChanges):
         if swarm is None:
             return False
         stored = False
-        pending = self.pending
+        pending, peers, held = self.pending, self.peers, swarm.peers
         for j in range(0, len(members), 2):
             member, score = members[j], -int(members[j + 1])  # keys.py: negated
             addr, peer_id = member[:-20], member[-20:]
-            if len(addr) not in (6, 18) or ih + addr in pending:
+            if len(addr) not in (6, 18) or ih + addr in pending or held.get(addr) in peers:
                 continue  # pending: heard here since the last push, newer than Redis's word
             expires = local_now + ((score >> 1) - now_ms) / 1000
             stored |= merge_peer(swarms, ih, addr, peer_id, bool(score & 1), expires)
         swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self.downloads.get(ih, 0))
         return stored
+
+
+def _joined(parts: list[Mapping[_K, object]]) -> Mapping[_K, object] | None:
+    """``parts`` as one mapping (None: none)."""
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ChainMap(*parts)  # type: ignore[arg-type]
 
 
 def log_id(entry_id: bytes | str) -> tuple[int, int]:

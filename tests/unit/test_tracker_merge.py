@@ -33,10 +33,10 @@ def state(s: Swarms) -> list[tuple]:
     return [out, s.seeders, s.leechers, s.swarm_count, queue]
 
 
-def merged(s: Swarms, batch: bytes, base: float = 0.0, skip=None, own: bytes = b""
-           ) -> set[bytes]:
+def merged(s: Swarms, batch: bytes, base: float = 0.0, skip=None, own: bytes = b"",
+           skip_peers=None) -> set[bytes]:
     demand: set[bytes] = set()
-    assert merge_upserts(s, batch, base, skip, own, demand)
+    assert merge_upserts(s, batch, base, skip, skip_peers, own, demand)
     check_invariants(s)
     return demand
 
@@ -102,6 +102,22 @@ def test_the_skip_set_passes_over_its_keys():
     assert demand == {H1} and set(s.get(H1).peers) == {v4(2)} and not s.get(H2).peers
 
 
+def test_the_skipped_peers_are_passed_over():
+    # A peer with a change pending here (tracker.peerchanges: keyed by the Peer) is not
+    # changed by another tracker's record of its address; its neighbours are.
+    s = make()
+    s.register([H1])
+    merged(s, rec(H1, v4(1), 50_000) + rec(H1, v4(2), 50_000))
+    held = s.get(H1).peers[v4(1)]
+    before = (held.slot, held.peer_id, held.expires)
+    other = b"-OT0001-" + bytes(12)
+    demand = merged(s, rec(H1, v4(1), 90_000, seeder=True, pid=other)
+                    + rec(H1, v4(2), 90_000, seeder=True, pid=other), skip_peers={held: 0})
+    assert (held.slot, held.peer_id, held.expires) == before and held.swarm is s.get(H1)
+    assert s.get(H1).peers[v4(2)].peer_id == other and s.scrape(H1) == (1, 0, 1)
+    assert demand == {H1}
+
+
 def test_the_own_prefix_is_stored_but_no_demand():
     s = make()
     s.register([H1])
@@ -128,9 +144,10 @@ def test_any_other_batch_is_left_to_the_decoder():
     for other in odd:
         for batch in (plain + other, other + plain, plain[:51] + other + plain[51:], other):
             demand: set[bytes] = set()
-            assert merge_upserts(s, batch, 0.0, None, b"", demand) is False, (other, batch)
+            assert merge_upserts(s, batch, 0.0, None, None, b"", demand) is False, (other,
+                                                                                    batch)
             assert demand == set() and state(s) == before
-    assert merge_upserts(s, plain + b"\x00", 0.0, None, b"", set()) is False
+    assert merge_upserts(s, plain + b"\x00", 0.0, None, None, b"", set()) is False
     assert state(s) == before
 
 
