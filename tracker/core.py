@@ -199,12 +199,12 @@ class TrackerCore:
         addr = ip + req.port.to_bytes(2, "big")
         numwant = req.numwant if req.numwant < self.max_numwant else self.max_numwant
         peer_log = self.peer_log
+        prev = swarm.peers.get(addr)  # looked up once, for the swarm table and the peer log
         if peer_log is not None:
-            prev = swarm.peers.get(addr)
             prev_id = None if prev is None else prev.peer_id  # the announce may change it
             downloaded = swarm._downloaded  # the field: no property call
-        peers, peers6 = self.swarms.announce(
-            swarm, addr, req.peer_id, req.left == 0, req.event, numwant, FAMILY_ANY, now
+        peers, peers6 = self.swarms.announce_peer(
+            swarm, prev, addr, req.peer_id, req.left == 0, req.event, numwant, FAMILY_ANY, now
         )
         if peer_log is not None:
             peer_log.record(swarm, addr, prev, req.peer_id, prev_id, req.left == 0,
@@ -353,12 +353,13 @@ class TrackerCore:
             numwant = self.max_numwant
         seeder = left == 0
         peer_log = self.peer_log
+        prev = swarm.peers.get(source)  # looked up once, for the swarm table and the peer log
         if peer_log is not None:
-            prev = swarm.peers.get(source)
             prev_id = None if prev is None else prev.peer_id  # the announce may change it
             downloaded = swarm._downloaded  # the field: no property call
-        peers, peers6 = self.swarms.announce(
+        peers, peers6 = self.swarms.announce_peer(
             swarm,
+            prev,
             source,
             peer_id,
             seeder,

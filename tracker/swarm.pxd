@@ -60,10 +60,14 @@ cdef class Swarms:
 
     cpdef Swarm get_or_create(self, bytes info_hash)
 
-    @cython.locals(peer=Peer, slot=Py_ssize_t, bucket=Py_ssize_t, due=list, packed=tuple,
-                   f=Py_ssize_t, w=Py_ssize_t, asker=Py_ssize_t, got=Py_ssize_t, out=bytes)
     cpdef tuple announce(self, Swarm swarm, bytes addr, bytes peer_id, bint seeder, int event,
                          Py_ssize_t numwant, int families, double now)
+
+    @cython.locals(slot=Py_ssize_t, bucket=Py_ssize_t, due=list, packed=tuple,
+                   f=Py_ssize_t, w=Py_ssize_t, asker=Py_ssize_t, got=Py_ssize_t, out=bytes)
+    cpdef tuple announce_peer(self, Swarm swarm, Peer peer, bytes addr, bytes peer_id,
+                              bint seeder, int event, Py_ssize_t numwant, int families,
+                              double now)
 
     cpdef _count(self, Py_ssize_t slot, Py_ssize_t delta)
 

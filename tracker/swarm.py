@@ -344,7 +344,23 @@ class Swarms:
         peer (a hybrid torrent announces it under both hashes) on ``completed``, or when
         a peer stored as a leecher comes back with nothing left (any event): aria2, for
         one, sends no ``completed`` when it stops right after finishing."""
-        peer = swarm.peers.get(addr)
+        return self.announce_peer(swarm, swarm.peers.get(addr), addr, peer_id, seeder, event,
+                                  numwant, families, now)
+
+    def announce_peer(
+        self,
+        swarm: Swarm,
+        peer: Peer | None,
+        addr: bytes,
+        peer_id: bytes,
+        seeder: bool,
+        event: int,
+        numwant: int,
+        families: int,
+        now: float,
+    ) -> tuple[bytes, bytes]:
+        """:meth:`announce`, ``peer`` the peer stored at ``addr`` (None: none), as the caller
+        looked it up (the tracker core reads it before the announce changes it)."""
         if event == EVENT_STOPPED:
             if peer is not None:
                 if seeder and peer.slot & 1 and not peer.completed:
