@@ -89,8 +89,9 @@ class PeerChanges:
     A peer with a change in ``peers`` is this node's word until the flush: the cluster
     merges no other node's change over it (``SwarmSync._words_after``), so nothing but
     this node's own announces (each through :meth:`record`) changes it meanwhile. One
-    removed since without a word of this node (expired; its torrent unregistered) has
-    nothing packed: it has no address left to name."""
+    removed since without a word of this node (expired; its torrent unregistered; its
+    swarm merged into one that held its address already) has nothing packed: it has no
+    address left to name."""
 
     __slots__ = ("downloads", "max_pending", "overflow", "peers", "pending", "since")
 
