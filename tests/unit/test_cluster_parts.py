@@ -140,6 +140,18 @@ class _NoLink:
     epoch = 0
 
 
+def _announced_here(now: float) -> tuple[TrackerCore, SwarmSync]:
+    """A node (no link) whose clock reads ``now``, peer ``P1`` at ``A4`` announced to it
+    as a leecher at 1.0 s: its change pending."""
+    core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
+    core.register([IH])
+    sync = SwarmSync(_NoLink(), core, "n", clock=lambda: now)  # type: ignore[arg-type]
+    core.peer_log = sync
+    q = b"info_hash=" + b"%01" * 20 + b"&port=6881&compact=1&peer_id=" + P1 + b"&left=5"
+    core.http_announce(q, [], "10.0.0.1", 1.0)
+    return core, sync
+
+
 def test_swarm_sync_coalesces_announces() -> None:
     core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
     core.register([IH])
@@ -176,12 +188,7 @@ def test_another_nodes_word_read_before_the_flush_does_not_change_a_pending_anno
     of another node about that address (read in the round trip, before this node's push
     goes out) changes neither the peer nor what goes out, in the usual batch (merged in
     one call) or any other (decoded), while its neighbours are merged."""
-    core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
-    core.register([IH])
-    sync = SwarmSync(_NoLink(), core, "n", clock=lambda: 0.0)  # type: ignore[arg-type]
-    core.peer_log = sync
-    q = b"info_hash=" + b"%01" * 20 + b"&port=6881&compact=1&peer_id=" + P1 + b"&left=5"
-    core.http_announce(q, [], "10.0.0.1", 1.0)
+    core, sync = _announced_here(0.0)
     swarm = core.swarms.get(IH)
     assert swarm is not None
     peer = swarm.peers[A4]
@@ -196,12 +203,7 @@ def test_another_nodes_word_read_before_the_flush_does_not_change_a_pending_anno
 
 
 def test_the_view_a_node_pushes_when_catching_up_leaves_out_its_pending_changes() -> None:
-    core = TrackerCore(interval=100, min_interval=1, rng=random.Random(1))
-    core.register([IH])
-    sync = SwarmSync(_NoLink(), core, "n", clock=lambda: 1.0)  # type: ignore[arg-type]
-    core.peer_log = sync
-    q = b"info_hash=" + b"%01" * 20 + b"&port=6881&compact=1&peer_id=" + P1 + b"&left=5"
-    core.http_announce(q, [], "10.0.0.1", 1.0)
+    _, sync = _announced_here(1.0)
     assert sync._view([IH + A4]).pending == {}  # newer, and goes out with the changes
     sync.take(10)
     assert list(sync._view([IH + A4]).pending) == [IH + A4]
