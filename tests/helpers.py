@@ -93,13 +93,21 @@ def free_port(host: str = "127.0.0.1") -> int:
     outgoing connection and every port-0 listener on the machine draws from too, so a
     daemon started on it a moment later found it taken (``Address already in use``, seen
     in test_seeding under a busy suite). Below the range only other callers of this
-    function compete, at random over thousands of ports.
+    function compete, at random over thousands of ports. A port this process was handed
+    before is not handed out again: a caller that picks several before starting anything
+    (a cluster's nodes, four ports each) gets distinct ones (two nodes of a test were once
+    handed the same metrics port: the second exited, and its readiness check was answered
+    by the first).
     """
     low, _ = _ephemeral_range()
+    top = max(low, _PORT_FLOOR + 1024)
+    if len(_HANDED) > (top - _PORT_FLOOR) // 2:  # bounded: long forgotten by now
+        _HANDED.clear()
     rng = random.SystemRandom()
     for _ in range(200):  # bounded: nearly every try succeeds at the first
-        port = rng.randrange(_PORT_FLOOR, max(low, _PORT_FLOOR + 1024))
-        if _bindable(host, port):
+        port = rng.randrange(_PORT_FLOOR, top)
+        if port not in _HANDED and _bindable(host, port):
+            _HANDED.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: any
         s.bind((host, 0))
@@ -107,6 +115,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 _PORT_FLOOR = 20000  # above the well-known and registered ports most services take
+_HANDED: set[int] = set()  # the ports free_port gave this process
 
 
 def _ephemeral_range() -> tuple[int, int]:
