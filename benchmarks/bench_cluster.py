@@ -13,26 +13,27 @@ side by side in one run, plus Redis memory, 1 vs 2 nodes, and failover time.
    task); Redis's own CPU per announce is printed beside. Then Redis memory per peer and
    per torrent: ``used_memory`` growth over the loaded state, and the keys' ``MEMORY USAGE``.
 2. ``scale``: one cluster node on core 0, then two on cores 0 and 1, one Redis, UDP
-   announces on a cached connection id from the C generator (``udp_load.c``), one per
-   node, on the other core: announces/s, and each node's CPU per announce (see
-   ``bench_scale``). With ``--tree NAME=PATH`` every layout runs for each tree too
-   (another checkout or a compiled build: a before/after side by side in one run, rounds
-   interleaved). Each tree also runs as standalone nodes in both layouts (the control:
-   what sharing the cores costs a node, cluster or not), and opentracker runs in both
-   layouts (one process on core 0; two processes on cores 0 and 1, each with its own
-   generator, as the nodes are laid out): the per-node ratio is printed against
-   opentracker in the same layout and against opentracker alone. Each node's busy share
-   of its core is printed (CPU per announce grows when a node waits for datagrams: more
-   wake-ups per announce), with its voluntary and involuntary context switches per 1000
-   announces (it slept for want of a datagram / Redis or a generator preempted it), and
-   the user-space part of its CPU per announce (the rest is the kernel's socket path).
-   Every layout's processes are started and loaded once and stay alive; ``--scale-rounds``
-   rounds measure each layout in turn, and the 2-vs-1 ratio is printed as the ratio of the
-   medians and, round by round, as its median, middle half and range; with each row, the
-   machine's other load (what its cores ran besides this benchmark's processes, % of the
-   2 cores) and steal, and the 2-vs-1 median of the rounds under ``QUIET``. Run time: about a
-   minute of loading, then ``--duration`` + ~0.5 s per layout and round; 6 layouts x 8
-   rounds x 3 s about 3.5 minutes (10 layouts with one ``--tree``).
+   announces on a cached connection id from the C generator (``udp_load.c``), one per node,
+   on the other core: announces/s, and each node's CPU per announce (see ``bench_scale``).
+   With ``--tree NAME=PATH`` every layout runs for each tree too (another checkout or a
+   compiled build: a before/after side by side in one run, rounds interleaved). Each tree
+   also runs as standalone nodes in both layouts (the control: what sharing the cores costs
+   a node, cluster or not; their own 2-vs-1 by CPU, two processes that share nothing, is
+   printed as the layout's ceiling on this machine), and opentracker runs in both layouts
+   (one process on core 0; two processes on cores 0 and 1, each with its own generator, as
+   the nodes are laid out): the per-node ratio is printed against opentracker in the same
+   layout and against opentracker alone. Each node's busy share of its core is printed (CPU
+   per announce grows when a node waits for datagrams: more wake-ups per announce), with its
+   voluntary and involuntary context switches per 1000 announces (it slept for want of a
+   datagram / Redis or a generator preempted it), and the user-space part of its CPU per
+   announce (the rest is the kernel's socket path). Every layout's processes are started and
+   loaded once and stay alive; ``--scale-rounds`` rounds measure each layout in turn, and
+   the 2-vs-1 ratio is printed as the ratio of the medians and, round by round, as its
+   median, middle half and range; with each row, the machine's other load (what its cores
+   ran besides this benchmark's processes, % of the 2 cores) and steal, and the 2-vs-1
+   median of the rounds under ``QUIET``. Run time: about a minute of loading, then
+   ``--duration`` + ~0.5 s per layout and round; 6 layouts x 8 rounds x 3 s about 3.5
+   minutes (10 layouts with one ``--tree``).
 3. ``failover``: three ``seeder serve`` daemons (local bucket, seeding on, one Redis),
    ``--failover-torrents`` torrents in demand (a leecher in each swarm), each seeded by 2
    nodes; kill -9 of one node; the time until the survivors see it gone, and until both
@@ -415,6 +416,10 @@ def _scale_summary(name: str, rows: dict[Layout, list[Row]], o1: float, o2: floa
           f"with that factored out: {2 * one[1] * s2 / (two[1] * s1):.2f}x, round by round "
           f"{_spread([2 * a * d / (b * c) for a, b, c, d in zip(c1, c2, t1, t2, strict=True)])}"
           f" (goal >= 1.7x)", flush=True)
+    # two standalone nodes share nothing (no Redis, no merge): what they give over one is
+    # the most any code can show in this layout on this machine
+    print(f"  the layout's own ceiling: 2 standalone nodes vs 1 by CPU per announce, round by "
+          f"round {_spread([2 * a / b for a, b in zip(t1, t2, strict=True)])}", flush=True)
     if o1:
         print(f"  per node vs opentracker ({o1:.2f} us CPU/announce, the 1-node layout): "
               f"standalone {s1 / o1:.2f}x, 1 cluster node {one[1] / o1:.2f}x (+ Redis "
