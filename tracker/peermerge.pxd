@@ -11,8 +11,10 @@ from tracker.swarm cimport Peer, Swarm, Swarms
                queue=dict, mine=bint, ih=bytes, swarm=Swarm, peer=Peer, due=list,
                ttl=Py_ssize_t, bucket=Py_ssize_t, op=Py_ssize_t,
                slot=Py_ssize_t)
-cpdef bint merge_upserts(Swarms swarms, bytes batch, double base, object skip,
-                         object skip_peers, bytes own, set demand)
+cpdef bint merge_upserts(Swarms swarms, bytes batch, double base, tuple skip,
+                         tuple skip_peers, bytes own, set demand)
+
+cpdef bint in_any(tuple parts, object key)
 
 cpdef Swarm _merged_into(Swarms swarms, bytes info_hash)
 

@@ -21,7 +21,7 @@ from collections.abc import Container
 from tracker.peerlog import PLAIN_V4, PLAIN_V4_OPS
 from tracker.swarm import Peer, Swarm, SwarmError, Swarms
 
-__all__ = ["add_downloaded", "drop_peer", "merge_peer", "merge_upserts"]
+__all__ = ["add_downloaded", "drop_peer", "in_any", "merge_peer", "merge_upserts"]
 
 # tracker.peerlog.PLAIN_V4 but its op, info-hash and address (merge_upserts reads the peer id
 # and the time to live in place)
@@ -41,13 +41,15 @@ def merge_peer(swarms: Swarms, info_hash: bytes, addr: bytes, peer_id: bytes, se
     return _store(swarms, swarm, addr, peer_id, seeder, int(expires / swarms._width) + 1)
 
 
-def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: Container[bytes] | None,
-                  skip_peers: Container[Peer] | None, own: bytes, demand: set[bytes]) -> bool:
+def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: tuple[Container[bytes], ...],
+                  skip_peers: tuple[Container[Peer], ...], own: bytes,
+                  demand: set[bytes]) -> bool:
     """:func:`merge_peer` for each record of ``batch``, when every one is a plain IPv4
     upsert (``tracker.peerlog.PLAIN_V4``: the usual batch of a cluster), each peer
     living until ``base`` + its time to live; False, with nothing merged, for any other
-    batch (the caller decodes it). A record whose info-hash + address is in ``skip``,
-    or whose address holds a peer in ``skip_peers`` here, is passed over. The info-hash
+    batch (the caller decodes it). A record whose info-hash + address is in one of the
+    containers of ``skip``, or whose address holds a peer in one of ``skip_peers`` here,
+    is passed over (:func:`in_any`; empty tuples: none). The info-hash
     of each peer stored whose id does not start with ``own`` (when not empty) is added
     to ``demand``."""
     n = len(batch)  # PLAIN_V4: 51 bytes a record
@@ -63,7 +65,7 @@ def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: Container[byt
         i += 51
         swarm = by_hash.get(ih)
         if swarm is None:
-            if skip is not None and ih + addr in skip:
+            if skip and in_any(skip, ih + addr):
                 continue
             swarm = _merged_into(swarms, ih)
             if swarm is None:
@@ -80,9 +82,9 @@ def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: Container[byt
             if peer.expires == bucket and batch.startswith(peer.peer_id, i + 27) and (
                     ih in demand or (mine and batch.startswith(own, i + 27))):
                 continue
-        if skip_peers is not None and peer is not None and peer in skip_peers:
+        if skip_peers and peer is not None and in_any(skip_peers, peer):
             continue
-        if skip is not None and ih + addr in skip:
+        if skip and in_any(skip, ih + addr):
             continue
         if peer is None or peer.slot != slot:
             if not _store(swarms, swarm, addr, batch[i + 27 : i + 47], op != 0, bucket):
@@ -100,6 +102,17 @@ def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: Container[byt
         if not (mine and batch.startswith(own, i + 27)):
             demand.add(ih)
     return True
+
+
+def in_any(parts: tuple[Container[object], ...], key: object) -> bool:
+    """Whether one of the containers of ``parts`` holds ``key``: a chain of them, looked
+    through in C in the compiled build. (``collections.ChainMap`` answers the same through
+    a Python-level ``__contains__`` and generator: about 4,200 instructions a test, once
+    per merged record, measured with callgrind in a 2-node cluster.)"""
+    for part in parts:
+        if key in part:
+            return True
+    return False
 
 
 def drop_peer(swarms: Swarms, info_hash: bytes, addr: bytes) -> bool:

@@ -56,9 +56,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import trio
 
@@ -67,7 +66,7 @@ from seeder.cluster.keys import DEFAULT_KEYS, Keys
 from seeder.cluster.link import ClusterMetrics, RedisLink, Unavailable
 from tracker.core import TrackerCore
 from tracker.peerchanges import MAX_U32, PeerChanges, change_record
-from tracker.peermerge import add_downloaded, drop_peer, merge_peer, merge_upserts
+from tracker.peermerge import add_downloaded, drop_peer, in_any, merge_peer, merge_upserts
 from tracker.swarm import Peer
 
 __all__ = ["FLUSH_EVERY", "SwarmSync", "log_id"]
@@ -82,7 +81,6 @@ RESYNC_BATCH = 2_000  # swarms per resync round trip
 PUSH_BATCH = 20_000  # peer changes per push round trip (~1 MB)
 VIEW_TRIES = 10  # a view slice refused this often (the log moves on) goes out regardless
 SWARM_KEY_MARGIN_MS = 60_000  # a swarm key outlives its last peer's deadline by this
-_K = TypeVar("_K")
 
 
 class Changes(NamedTuple):
@@ -99,7 +97,7 @@ class Changes(NamedTuple):
 
 _NONE = Changes(b"", {}, {}, {}, 0.0)  # nothing to send
 # This node's later words (``SwarmSync._words_after``): keys (info-hash + address), peers
-Words = tuple[Mapping[bytes, object] | None, Mapping[Peer, object] | None]
+Words = tuple[tuple[Mapping[bytes, object], ...], tuple[Mapping[Peer, object], ...]]
 
 
 class SwarmSync(PeerChanges):
@@ -354,7 +352,7 @@ class SwarmSync(PeerChanges):
             # this node's later words (its own later entries, the changes heard since its
             # last push), by key and by peer: they stand over this entry
             words = self._words_after(entry) if mine or self.pending or self.peers else None
-            skip, skip_peers = words or (None, None)
+            skip, skip_peers = words or ((), ())
             if merge_upserts(swarms, entries[j + 1], base, skip, skip_peers, own, demand):
                 changes += len(entries[j + 1]) // records.PLAIN_V4.size  # the usual batch
                 continue
@@ -397,19 +395,20 @@ class SwarmSync(PeerChanges):
         deadline for it, a round trip or so earlier, until the peer's next word.)"""
         after = [(keys, peers) for oid, keys, peers in self._mine if entry < oid]
         after.append((self.pending, self.peers))
-        keys = _joined([k for k, _ in after if k])
-        peers = _joined([p for _, p in after if p])
-        return None if keys is None and peers is None else (keys, peers)
+        # chains, not one mapping: merge_upserts looks through them (tracker.peermerge.in_any)
+        keys = tuple(k for k, _ in after if k)
+        peers = tuple(p for _, p in after if p)
+        return (keys, peers) if keys or peers else None
 
     def _said(self, words: Words, ih: bytes, addr: bytes) -> bool:
         """Whether ``words`` (``_words_after``'s) hold a word about ``addr`` in the swarm of
         ``ih``."""
         keys, peers = words
-        if keys is not None and ih + addr in keys:
+        if keys and in_any(keys, ih + addr):
             return True
-        swarm = self.core.swarms.get(ih) if peers is not None else None
+        swarm = self.core.swarms.get(ih) if peers else None
         peer = None if swarm is None else swarm.peers.get(addr)
-        return peer is not None and peer in peers  # type: ignore[operator]
+        return peer is not None and in_any(peers, peer)
 
     def _load_swarm(self, ih: bytes, members: list[bytes], downloads: bytes, now_ms: int,
                     local_now: float) -> bool:
@@ -429,13 +428,6 @@ class SwarmSync(PeerChanges):
             stored |= merge_peer(swarms, ih, addr, peer_id, bool(score & 1), expires)
         swarm.downloaded = max(swarm.downloaded, int(downloads or 0) + self.downloads.get(ih, 0))
         return stored
-
-
-def _joined(parts: list[Mapping[_K, object]]) -> Mapping[_K, object] | None:
-    """``parts`` as one mapping (None: none)."""
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else ChainMap(*parts)  # type: ignore[arg-type]
 
 
 def log_id(entry_id: bytes | str) -> tuple[int, int]:

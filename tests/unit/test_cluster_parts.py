@@ -304,7 +304,7 @@ def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_merges_at_once(
     fast, slow = TrackerCore(interval=60), TrackerCore(interval=60)
     for core in (fast, slow):
         core.register([IH])
-    assert merge_upserts(fast.swarms, plain, 5.0, None, None, b"", set())
+    assert merge_upserts(fast.swarms, plain, 5.0, (), (), b"", set())
     for c in records.decode_changes(plain):
         merge_peer(slow.swarms, c.info_hash, c.addr, c.peer_id, c.seeder, 5.0 + c.ttl_ms / 1000)
     assert {a: (p.slot, p.expires) for a, p in fast.swarms.get(IH).peers.items()} == {
@@ -313,5 +313,5 @@ def test_a_batch_is_the_records_of_its_changes_and_the_usual_one_merges_at_once(
                   records.encode_upsert(IH, A4, P1, False, 1, P2),
                   records.encode_stopped(IH, A4, P1), records.encode_downloads(IH, 1)):
         for batch in (plain + other, other + plain, plain[:51] + other + plain[51:]):
-            assert not merge_upserts(fast.swarms, batch, 5.0, None, None, b"", set())
-    assert not merge_upserts(fast.swarms, plain[:-1], 5.0, None, None, b"", set())
+            assert not merge_upserts(fast.swarms, batch, 5.0, (), (), b"", set())
+    assert not merge_upserts(fast.swarms, plain[:-1], 5.0, (), (), b"", set())

@@ -8,7 +8,7 @@ import random
 
 from tests.unit.test_tracker_swarm import H1, H2, H3, PID, announce, check_invariants, make, v4, v6
 from tracker.peerlog import PLAIN_V4, PLAIN_V6, UPSERT_SEEDER, UPSERT_V6
-from tracker.peermerge import add_downloaded, drop_peer, merge_peer, merge_upserts
+from tracker.peermerge import add_downloaded, drop_peer, in_any, merge_peer, merge_upserts
 from tracker.swarm import Swarms
 
 TIMEOUT_BUCKET = 100.0 / 8  # make(): peer_timeout 100, expiry in buckets of 1/8 of it
@@ -33,8 +33,8 @@ def state(s: Swarms) -> list[tuple]:
     return [out, s.seeders, s.leechers, s.swarm_count, queue]
 
 
-def merged(s: Swarms, batch: bytes, base: float = 0.0, skip=None, own: bytes = b"",
-           skip_peers=None) -> set[bytes]:
+def merged(s: Swarms, batch: bytes, base: float = 0.0, skip=(), own: bytes = b"",
+           skip_peers=()) -> set[bytes]:
     demand: set[bytes] = set()
     assert merge_upserts(s, batch, base, skip, skip_peers, own, demand)
     check_invariants(s)
@@ -96,10 +96,15 @@ def test_the_skip_set_passes_over_its_keys():
     s = make()
     s.register([H1])
     s.register([H2])
-    skip = {H1 + v4(1): None, H2 + v4(3): None}
+    skip = ({H1 + v4(1): None}, {}, {H2 + v4(3): None})  # a chain: any of them holds a key
     demand = merged(s, rec(H1, v4(1), 50_000) + rec(H1, v4(2), 50_000)
                     + rec(H2, v4(3), 50_000), skip=skip)
     assert demand == {H1} and set(s.get(H1).peers) == {v4(2)} and not s.get(H2).peers
+
+
+def test_in_any_looks_through_a_chain_of_containers():
+    assert not in_any((), b"k") and not in_any(({}, set()), b"k")
+    assert in_any(({b"a": 1}, {b"k"}), b"k") and not in_any(({b"a": 1}, {b"k"}), b"b")
 
 
 def test_the_skipped_peers_are_passed_over():
@@ -112,7 +117,7 @@ def test_the_skipped_peers_are_passed_over():
     before = (held.slot, held.peer_id, held.expires)
     other = b"-OT0001-" + bytes(12)
     demand = merged(s, rec(H1, v4(1), 90_000, seeder=True, pid=other)
-                    + rec(H1, v4(2), 90_000, seeder=True, pid=other), skip_peers={held: 0})
+                    + rec(H1, v4(2), 90_000, seeder=True, pid=other), skip_peers=({}, {held: 0}))
     assert (held.slot, held.peer_id, held.expires) == before and held.swarm is s.get(H1)
     assert s.get(H1).peers[v4(2)].peer_id == other and s.scrape(H1) == (1, 0, 1)
     assert demand == {H1}
@@ -144,10 +149,10 @@ def test_any_other_batch_is_left_to_the_decoder():
     for other in odd:
         for batch in (plain + other, other + plain, plain[:51] + other + plain[51:], other):
             demand: set[bytes] = set()
-            assert merge_upserts(s, batch, 0.0, None, None, b"", demand) is False, (other,
+            assert merge_upserts(s, batch, 0.0, (), (), b"", demand) is False, (other,
                                                                                     batch)
             assert demand == set() and state(s) == before
-    assert merge_upserts(s, plain + b"\x00", 0.0, None, None, b"", set()) is False
+    assert merge_upserts(s, plain + b"\x00", 0.0, (), (), b"", set()) is False
     assert state(s) == before
 
 
@@ -167,12 +172,12 @@ def test_the_same_as_merge_peer_record_by_record():
             records = [(rng.choice((H1, H2, H3, b"\x09" * 20)), v4(rng.randrange(30)),
                         rng.randrange(0, 600_000), rng.random() < 0.4,
                         rng.choice((PID, OWN + bytes(17), b"z" * 20))) for _ in range(60)]
-            skip = {h + a: None for h, a, *_ in rng.sample(records, 5)} if step % 2 else None
+            skip = ({h + a: None for h, a, *_ in rng.sample(records, 5)},) if step % 2 else ()
             batch = b"".join(rec(h, a, t, seeder=sd, pid=p) for h, a, t, sd, p in records)
             demand = merged(one, batch, base, skip, OWN)
             want: set[bytes] = set()
             for h, a, t, sd, p in records:
-                if skip is not None and h + a in skip:
+                if skip and h + a in skip[0]:
                     continue
                 if merge_peer(ref, h, a, p, sd, base + t / 1000) and not p.startswith(OWN):
                     want.add(h)
@@ -214,11 +219,11 @@ def test_a_skipped_record_that_changes_nothing_adds_no_demand():
     merged(s, rec(H1, v4(1), 50_000))
     before = state(s)
     same = rec(H1, v4(1), 50_001)  # the same 12.5-s expiry bucket
-    assert merged(s, same, skip={H1 + v4(1): None}) == set()
+    assert merged(s, same, skip=({H1 + v4(1): None},)) == set()
     assert state(s) == before
     assert merged(s, same) == {H1}
     assert state(s) == before
-    assert merged(s, rec(H1, v4(2), 50_000) + same, skip={H1 + v4(1): None}) == {H1}
+    assert merged(s, rec(H1, v4(2), 50_000) + same, skip=({H1 + v4(1): None},)) == {H1}
 
 
 def test_merge_peer_stores_other_trackers_peers_with_their_deadline():
