@@ -105,10 +105,9 @@ def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: tuple[Contain
 
 
 def in_any(parts: tuple[Container[object], ...], key: object) -> bool:
-    """Whether one of the containers of ``parts`` holds ``key``: a chain of them, looked
-    through in C in the compiled build. (``collections.ChainMap`` answers the same through
-    a Python-level ``__contains__`` and generator: about 4,200 instructions a test, once
-    per merged record, measured with callgrind in a 2-node cluster.)"""
+    """Whether one of the containers of ``parts`` holds ``key``."""
+    # Not a collections.ChainMap: its __contains__ is Python code (a generator over its
+    # maps), and merge_upserts asks once per merged record (docs/benchmarks.md, session 16).
     for part in parts:
         if key in part:
             return True
