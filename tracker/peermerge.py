@@ -15,18 +15,12 @@ Pure bookkeeping: no I/O; deadlines are on this tracker's clock.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Container
 
-from tracker.peerlog import PLAIN_V4, PLAIN_V4_OPS
+from tracker.peerlog import PLAIN_V4_OPS
 from tracker.swarm import Peer, Swarm, SwarmError, Swarms
 
 __all__ = ["add_downloaded", "drop_peer", "in_any", "merge_peer", "merge_upserts"]
-
-# tracker.peerlog.PLAIN_V4 but its op, info-hash and address (merge_upserts reads the peer id
-# and the time to live in place)
-_MERGED_V4 = struct.Struct(PLAIN_V4.format.replace("20sI", "24x"))
-
 
 def merge_peer(swarms: Swarms, info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool,
                expires: float) -> bool:
@@ -60,9 +54,13 @@ def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: tuple[Contain
     by_hash = swarms.by_hash
     queue = swarms._queue
     mine = 0 < len(own) <= 20  # a longer prefix starts no peer id
-    i = -51  # the record's offset: its peer id is compared in place, not unpacked
-    for op, ih, addr in _MERGED_V4.iter_unpack(batch):
-        i += 51
+    # PLAIN_V4's fields read where they lie (a C pointer in the compiled build,
+    # tracker/peermerge.pxd): no tuple per record; the peer id is compared in place
+    raw = batch
+    for i in range(0, n, 51):
+        op = raw[i]
+        ih = raw[i + 1 : i + 21]
+        addr = raw[i + 21 : i + 27]
         swarm = by_hash.get(ih)
         if swarm is None:
             if skip and in_any(skip, ih + addr):
@@ -70,7 +68,8 @@ def merge_upserts(swarms: Swarms, batch: bytes, base: float, skip: tuple[Contain
             swarm = _merged_into(swarms, ih)
             if swarm is None:
                 continue
-        ttl = batch[i + 47] << 24 | batch[i + 48] << 16 | batch[i + 49] << 8 | batch[i + 50]
+        ttl = raw[i + 47]  # widened first: shifted as a C int, 255 << 24 would overflow
+        ttl = ttl << 24 | raw[i + 48] << 16 | raw[i + 49] << 8 | raw[i + 50]
         bucket = int((base + ttl / 1000) / width) + 1
         peer = swarm.peers.get(addr)
         slot = 1 if op == 0 else 0  # Peer.slot of an IPv4 leecher, seeder

@@ -55,6 +55,17 @@ def test_unknown_swarms_are_passed_over_and_known_ones_stored_with_their_deadlin
     assert merged(s, b"") == set()  # an empty batch is a plain one: nothing to do
 
 
+def test_the_longest_time_to_live_is_read_whole():
+    # 0xFFFFFFFF ms (~49.7 days): every byte of the field counts, the top one too (the
+    # compiled build reads the field byte by byte)
+    s = make()
+    s.register([H1])
+    merged(s, rec(H1, v4(1), 0xFFFFFFFF) + rec(H1, v4(2), 0x7FFFFFFF))
+    peers = s.get(H1).peers
+    assert peers[v4(1)].expires == int(0xFFFFFFFF / 1000 / s._width) + 1
+    assert peers[v4(2)].expires == int(0x7FFFFFFF / 1000 / s._width) + 1
+
+
 def test_caps_apply_as_for_an_announce():
     s = make(max_peers_per_swarm=2, max_peers=3)
     s.register([H1])
