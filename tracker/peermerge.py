@@ -22,6 +22,7 @@ from tracker.swarm import Peer, Swarm, SwarmError, Swarms
 
 __all__ = ["add_downloaded", "drop_peer", "in_any", "merge_peer", "merge_upserts"]
 
+
 def merge_peer(swarms: Swarms, info_hash: bytes, addr: bytes, peer_id: bytes, seeder: bool,
                expires: float) -> bool:
     """Store a peer another tracker heard from: ``addr`` in the swarm of ``info_hash``

@@ -96,7 +96,8 @@ class Changes(NamedTuple):
 
 
 _NONE = Changes(b"", {}, {}, {}, 0.0)  # nothing to send
-# This node's later words (``SwarmSync._words_after``): keys (info-hash + address), peers
+# This node's later words (``SwarmSync._words_after``): keys (info-hash + address) and peers,
+# each a tuple of the containers that hold them (tracker.peermerge.in_any looks through them)
 Words = tuple[tuple[Mapping[bytes, object], ...], tuple[Mapping[Peer, object], ...]]
 
 
